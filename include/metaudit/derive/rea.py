@@ -1,0 +1,262 @@
+"""Facts for the reassessment rules (REA-001..REA-005).
+
+Assessment dates are the dates of assessments of kind ``initial`` or
+``reassessment``. The reassessment interval and the notice window are settings:
+the derive step writes the resolved due dates and horizons into columns and the
+suite ``expectations/rea.json`` compares columns.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from metaudit.contract import HIGHER_IS_BETTER, LOWER_IS_BETTER
+from metaudit.derive import common
+from metaudit.frames import Frame
+
+if TYPE_CHECKING:
+    from metaudit.settings import Settings
+    from metaudit.view import AuditView
+
+
+def derive(view: AuditView, settings: Settings) -> list[Frame]:
+    """Return the REA family's frames for the as-of view."""
+    return [
+        _session_after_assessment(view, settings),
+        _active_client(view, settings),
+        _reassessment(view),
+        _client_progress(view),
+    ]
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+def _days(counts: pd.Series) -> pd.Series:
+    """Turn a per-row number of days (a resolved setting) into timedeltas."""
+    return pd.to_timedelta(pd.to_numeric(counts).astype("float64"), unit="D")
+
+
+def _frame(
+    view: AuditView,
+    name: str,
+    entity_type: str,
+    rows: pd.DataFrame,
+    id_column: str,
+    facts: list[str],
+) -> Frame:
+    """Build a Frame: entity_id, practice_id, client_id (NA when the client row is
+    missing, reading 8), then the fact columns."""
+    rows = rows.reset_index(drop=True)
+    known = rows["client_id"].isin(view.tables["clients"]["client_id"])
+    data = pd.DataFrame(
+        {
+            "entity_id": rows[id_column].astype("string"),
+            "practice_id": rows["practice_id"].astype("string"),
+            "client_id": rows["client_id"].astype("string").where(known, pd.NA),
+        }
+    )
+    for fact in facts:
+        data[fact] = rows[fact]
+    return Frame(name, entity_type, data)
+
+
+def _assessment_dates(view: AuditView) -> pd.DataFrame:
+    """Dated assessments of kind initial or reassessment whose client is known."""
+    dates = common.assessment_dates(view)
+    dates = dates[dates["client_id"].notna() & dates["assessed_on"].notna()]
+    return dates[["client_id", "assessment_id", "assessed_on"]]
+
+
+def _existing_clients(view: AuditView) -> pd.DataFrame:
+    """The clients rows (id and practice): client-level rules judge existing clients."""
+    return view.tables["clients"][["client_id", "practice_id"]]
+
+
+# --- sessions: REA-001 -----------------------------------------------------------------------
+
+
+def _session_after_assessment(view: AuditView, settings: Settings) -> Frame:
+    """Completed sessions preceded by an assessment date, with the reassessment due date.
+
+    A session with no assessment on or before it is left out (REA-001 is not raised
+    for it; DOC-002 speaks).
+    """
+    sessions = common.completed_sessions(view)
+    sessions = sessions.loc[
+        sessions["client_id"].notna() & sessions["session_date"].notna(),
+        ["session_id", "client_id", "practice_id", "session_date"],
+    ]
+    dates = _assessment_dates(view).rename(columns={"assessed_on": "latest_assessment_on"})
+    dates = dates[["client_id", "latest_assessment_on"]]
+    left = sessions.assign(session_date=sessions["session_date"].astype("datetime64[ns]"))
+    right = dates.assign(
+        latest_assessment_on=dates["latest_assessment_on"].astype("datetime64[ns]")
+    )
+    # merge_asof finds, per session, the latest assessment date on or before it
+    # (exact matches allowed) without a row per session and assessment pair.
+    rows = pd.merge_asof(
+        left.sort_values("session_date"),
+        right.sort_values("latest_assessment_on"),
+        left_on="session_date",
+        right_on="latest_assessment_on",
+        by="client_id",
+        direction="backward",
+    )
+    rows = rows[rows["latest_assessment_on"].notna()].copy()
+    interval = _days(settings.column(rows, "reassessment_interval_days"))
+    rows["reassessment_due_on"] = (rows["latest_assessment_on"] + interval).astype("datetime64[ns]")
+    rows = rows.sort_values("session_id", kind="stable")
+    return _frame(
+        view,
+        "rea_session",
+        "session",
+        rows,
+        "session_id",
+        ["session_date", "latest_assessment_on", "reassessment_due_on"],
+    )
+
+
+# --- active clients: REA-002, REA-003 --------------------------------------------------------
+
+
+def _active_client(view: AuditView, settings: Settings) -> Frame:
+    """Active clients with an assessment date, their reassessment due date and horizon.
+
+    ``reassessment_due_on`` = latest assessment date + reassessment_interval_days
+    (REA-002 fails when it is before D). ``upcoming_reassessment_due_on`` repeats it
+    when it is on or after D (NA when already overdue, which REA-002 reports), and
+    ``reassessment_notice_until`` = D + reassessment_notice_days (REA-003 fails when
+    the due date is on or before it).
+    """
+    active = pd.Index(pd.Series(list(common.active_client_ids(view, settings)), dtype="string"))
+    clients = _existing_clients(view)
+    clients = clients[clients["client_id"].isin(active)]
+    latest = _assessment_dates(view).groupby("client_id")["assessed_on"].max()
+    rows = clients.merge(
+        latest.rename("latest_assessment_on"), left_on="client_id", right_index=True, how="inner"
+    )
+    rows["latest_assessment_on"] = rows["latest_assessment_on"].astype("datetime64[ns]")
+    interval = _days(settings.column(rows, "reassessment_interval_days"))
+    notice = _days(settings.column(rows, "reassessment_notice_days"))
+    as_of = pd.Timestamp(view.as_of)
+    rows["as_of"] = pd.Series(as_of, index=rows.index).astype("datetime64[ns]")
+    rows["reassessment_due_on"] = (rows["latest_assessment_on"] + interval).astype("datetime64[ns]")
+    rows["upcoming_reassessment_due_on"] = rows["reassessment_due_on"].where(
+        rows["reassessment_due_on"] >= as_of
+    )
+    rows["reassessment_notice_until"] = (rows["as_of"] + notice).astype("datetime64[ns]")
+    return _frame(
+        view,
+        "rea_client",
+        "client",
+        rows,
+        "client_id",
+        [
+            "latest_assessment_on",
+            "as_of",
+            "reassessment_due_on",
+            "upcoming_reassessment_due_on",
+            "reassessment_notice_until",
+        ],
+    )
+
+
+# --- reassessments: REA-004 ------------------------------------------------------------------
+
+
+def _reassessment(view: AuditView) -> Frame:
+    """Every reassessment with the number of outcome measures recorded at it."""
+    assessments = view.tables["assessments"]
+    rows = assessments[assessments["kind"] == "reassessment"].copy()
+    measures = view.tables["outcome_measures"].groupby("assessment_id", sort=False).size()
+    rows["outcome_measure_count"] = rows["assessment_id"].map(measures).fillna(0).astype("Int64")
+    return _frame(
+        view,
+        "rea_reassessment",
+        "assessment",
+        rows,
+        "assessment_id",
+        ["assessed_on", "outcome_measure_count"],
+    )
+
+
+# --- progress: REA-005 -----------------------------------------------------------------------
+
+
+def _latest_reassessments(view: AuditView) -> pd.DataFrame:
+    """Each client's latest reassessment (latest dated; ties: largest id, reading 10)."""
+    assessments = view.tables["assessments"]
+    rows = assessments[
+        (assessments["kind"] == "reassessment")
+        & assessments["client_id"].notna()
+        & assessments["assessed_on"].notna()
+    ]
+    rows = rows.sort_values(["client_id", "assessed_on", "assessment_id"], kind="stable")
+    return rows.drop_duplicates("client_id", keep="last")[["client_id", "assessment_id"]]
+
+
+def _instrument_means(view: AuditView, assessment_ids: pd.Series) -> pd.DataFrame:
+    """Mean value per catalogue instrument at each of the given assessments.
+
+    Repeated measures of one instrument at one assessment are averaged (reading 10);
+    an instrument outside the catalogue has no direction and is not used.
+    """
+    measures = view.tables["outcome_measures"]
+    measures = measures[measures["assessment_id"].isin(assessment_ids)]
+    instrument = common.norm_code(measures["instrument"])
+    catalogue = instrument.isin(LOWER_IS_BETTER + HIGHER_IS_BETTER)
+    measures = measures.assign(instrument=instrument)[catalogue]
+    return (
+        measures.groupby(["assessment_id", "instrument"], sort=False)["value"]
+        .mean()
+        .rename("value")
+        .reset_index()
+    )
+
+
+def _client_progress(view: AuditView) -> Frame:
+    """Clients whose latest reassessment shares a catalogue instrument with the initial
+    assessment, with the number of shared instruments that strictly improved.
+
+    A client without a reassessment, or with no instrument measured at both, is left
+    out: REA-005 is not raised for it.
+    """
+    initial = common.initial_assessments(view)[["client_id", "assessment_id"]]
+    initial = initial[initial["client_id"].notna()]
+    latest = _latest_reassessments(view)
+    initial_means = _instrument_means(view, initial["assessment_id"]).merge(
+        initial, on="assessment_id"
+    )
+    latest_means = _instrument_means(view, latest["assessment_id"]).merge(
+        latest, on="assessment_id"
+    )
+    shared = initial_means.merge(
+        latest_means, on=["client_id", "instrument"], suffixes=("_initial", "_latest")
+    )
+    lower = shared["instrument"].isin(LOWER_IS_BETTER)
+    before = shared["value_initial"].astype("Float64")
+    after = shared["value_latest"].astype("Float64")
+    # Improvement must be shown by known values: an unknown average is no improvement.
+    improved = (lower & (after < before)) | (~lower & (after > before))
+    shared["improved"] = improved.fillna(False).astype(bool)
+    per_client = shared.groupby("client_id").agg(
+        shared_instrument_count=("instrument", "size"),
+        improved_instrument_count=("improved", "sum"),
+        latest_reassessment_id=("assessment_id_latest", "first"),
+    )
+    rows = _existing_clients(view).merge(
+        per_client, left_on="client_id", right_index=True, how="inner"
+    )
+    rows["shared_instrument_count"] = rows["shared_instrument_count"].astype("Int64")
+    rows["improved_instrument_count"] = rows["improved_instrument_count"].astype("Int64")
+    return _frame(
+        view,
+        "rea_client_progress",
+        "client",
+        rows,
+        "client_id",
+        ["latest_reassessment_id", "shared_instrument_count", "improved_instrument_count"],
+    )
