@@ -227,7 +227,7 @@ def _rules() -> tuple[Rule, ...]:
             title="Referral does not name medical exercise",
             meaning=(
                 "The services requested on the referral do not mention medical exercise: "
-                "none of the patterns medical\\s+exercise, \\bMET\\b or \\bMES\\b matches "
+                "none of the patterns `medical\\s+exercise`, `\\bMET\\b` or `\\bMES\\b` matches "
                 "the text (upper or lower case alike)."
             ),
             fix=(
@@ -629,8 +629,8 @@ def _rules() -> tuple[Rule, ...]:
             meaning=(
                 "A session's notes, or an assessment's notes or functional deficits, use "
                 "words of diagnosing, prescribing, medication or treating: one of the "
-                "patterns \\bdiagnos\\w*, \\bprescri\\w*, \\bmedications?\\b, "
-                "\\btreat(s|ed|ing)?\\b or \\btreatment\\b matches (upper or lower case "
+                "patterns `\\bdiagnos\\w*`, `\\bprescri\\w*`, `\\bmedications?\\b`, "
+                "`\\btreat(s|ed|ing)?\\b` or `\\btreatment\\b` matches (upper or lower case "
                 "alike, patterns applied as written). Sessions and assessments of any status "
                 "or kind are read."
             ),

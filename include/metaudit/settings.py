@@ -423,8 +423,7 @@ def _check_list(
                 hint = _did_you_mean(text, spec.allowed)
                 problems.add(
                     item_path,
-                    f"not a listed value{hint}; listed: {', '.join(spec.allowed)}, "
-                    f"got {_show(item)}",
+                    f"{_show(item)} is not a listed value{hint}; listed: {', '.join(spec.allowed)}",
                 )
                 ok = False
                 continue

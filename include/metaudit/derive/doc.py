@@ -43,6 +43,14 @@ def _days(counts: pd.Series) -> pd.Series:
     return pd.to_timedelta(pd.to_numeric(counts).astype("float64"), unit="D")
 
 
+def _lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
+    """``values[key]`` for each key, NA when absent (``values`` has a unique index).
+
+    ``Series.map`` with an empty datetime mapper raises in pandas; reindexing does not.
+    """
+    return values.reindex(keys.to_numpy()).set_axis(keys.index)
+
+
 def _known_client(view: AuditView, client_ids: pd.Series) -> pd.Series:
     """Client ids that name an existing clients row; NA otherwise (reading 8)."""
     clients = view.tables["clients"]["client_id"]
@@ -90,7 +98,8 @@ def _client_first_session(view: AuditView) -> Frame:
     assessment that stand on or before it (NA when there is none)."""
     first = common.first_session_date(view).rename("first_session_on")
     clients = view.tables["clients"][["client_id", "practice_id"]]
-    rows = clients.merge(first, left_on="client_id", right_index=True, how="inner")
+    rows = clients[clients["client_id"].isin(first.index)].copy()
+    rows["first_session_on"] = _lookup(rows["client_id"], first)
 
     intakes = _with_client(view.tables["intake_forms"])
     # Every condition must hold on one and the same form; unknown values fail (reading 2).
@@ -116,8 +125,8 @@ def _client_first_session(view: AuditView) -> Frame:
     initial = initial[initial["assessed_on"] <= initial["first_session_on"]]
     initial_id = initial.set_index("client_id")["assessment_id"].rename("initial_assessment_id")
 
-    rows = rows.merge(complete_intake, left_on="client_id", right_index=True, how="left")
-    rows = rows.merge(initial_id, left_on="client_id", right_index=True, how="left")
+    rows["complete_intake_id"] = _lookup(rows["client_id"], complete_intake).astype("string")
+    rows["initial_assessment_id"] = _lookup(rows["client_id"], initial_id).astype("string")
     return _frame(
         view,
         "doc_client",
@@ -140,7 +149,9 @@ def _initial_assessment(view: AuditView) -> Frame:
         # An unknown flag does not document anything (reading 2).
         rows[flag] = rows[flag].fillna(False).astype("boolean")
     measures = _count_by(view.tables["outcome_measures"], "assessment_id")
-    rows["outcome_measure_count"] = rows["assessment_id"].map(measures).fillna(0).astype("Int64")
+    rows["outcome_measure_count"] = (
+        _lookup(rows["assessment_id"], measures).fillna(0).astype("Int64")
+    )
     return _frame(
         view,
         "doc_initial_assessment",
@@ -207,7 +218,7 @@ def _plan_in_effect(view: AuditView, sessions: pd.DataFrame) -> pd.Series:
         pairs["end_date"].isna() | (pairs["end_date"] >= pairs["session_date"])
     )
     poe = pairs[in_effect].groupby("session_id")["poe_id"].min()
-    return sessions["session_id"].map(poe).astype("string")
+    return _lookup(sessions["session_id"], poe).astype("string")
 
 
 def _add_session_log(view: AuditView, sessions: pd.DataFrame) -> None:
@@ -218,11 +229,11 @@ def _add_session_log(view: AuditView, sessions: pd.DataFrame) -> None:
     log_rows = view.tables["session_exercises"]
     key = sessions["session_id"]
     sessions["exercise_count"] = (
-        key.map(_count_by(log_rows, "session_id")).fillna(0).astype("Int64")
+        _lookup(key, _count_by(log_rows, "session_id")).fillna(0).astype("Int64")
     )
     for column in ("sets", "reps", "intensity"):
         lacking = _count_by(log_rows, "session_id", log_rows[column].isna())
-        sessions[f"exercises_without_{column}"] = key.map(lacking).fillna(0).astype("Int64")
+        sessions[f"exercises_without_{column}"] = _lookup(key, lacking).fillna(0).astype("Int64")
 
 
 def _signature_day(view: AuditView, sessions: pd.DataFrame, settings: Settings) -> pd.Series:
@@ -232,7 +243,9 @@ def _signature_day(view: AuditView, sessions: pd.DataFrame, settings: Settings) 
     session whose client, and so practice, is missing takes the default zone.
     """
     zone_of = view.practices.drop_duplicates("practice_id").set_index("practice_id")["timezone"]
-    zones = sessions["practice_id"].map(zone_of).astype("string").fillna(settings.default_timezone)
+    zones = (
+        _lookup(sessions["practice_id"], zone_of).astype("string").fillna(settings.default_timezone)
+    )
     signed_at = sessions["signed_at"]
     day = pd.Series(pd.NaT, index=sessions.index, dtype="datetime64[ns]")
     signed = signed_at.notna()
@@ -285,12 +298,12 @@ def _plan_of_exercise(view: AuditView) -> Frame:
     key = plans["poe_id"]
     # Exercise rows count whatever their content (reading 19).
     plans["exercise_count"] = (
-        key.map(_count_by(view.tables["poe_exercises"], "poe_id")).fillna(0).astype("Int64")
+        _lookup(key, _count_by(view.tables["poe_exercises"], "poe_id")).fillna(0).astype("Int64")
     )
     goals = view.tables["goals"]
     for term in ("short", "long"):
         count = _count_by(goals, "poe_id", goals["term"] == term)
-        plans[f"{term}_term_goal_count"] = key.map(count).fillna(0).astype("Int64")
+        plans[f"{term}_term_goal_count"] = _lookup(key, count).fillna(0).astype("Int64")
     return _frame(
         view,
         "doc_poe",
@@ -387,8 +400,8 @@ def _reassessment_report(view: AuditView, settings: Settings) -> Frame:
         pairs["sent_on"] <= pairs["report_due_on"]
     )
     report = pairs[sent_in_window].groupby("assessment_id")["report_id"].min()
-    reassessments["progress_report_id"] = (
-        reassessments["assessment_id"].map(report).astype("string")
+    reassessments["progress_report_id"] = _lookup(reassessments["assessment_id"], report).astype(
+        "string"
     )
     return _frame(
         view,

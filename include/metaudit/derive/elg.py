@@ -82,17 +82,14 @@ def _claim_frame(view: AuditView, settings: Settings) -> Frame:
     claims = _policies_of_claims(view)
     # Both rules assert a fact about the plan: they fire only on readable values
     # (reading 2), so an unknown plan type or network leaves the fact NA.
-    excluded = settings.isin(
-        claims, "plan_type", "excluded_plan_types", payer=claims["payer_name"]
-    )
+    excluded = settings.isin(claims, "plan_type", "excluded_plan_types", payer=claims["payer_name"])
     recognises = (~excluded).astype("boolean").where(claims["plan_type"].notna())
     out_of_network = claims["network_status"].eq("out_of_network").fillna(False).astype(bool)
     data = _identity(claims["claim_id"], claims)
-    data["plan_recognises_medical_exercise"] = recognises.astype("boolean").to_numpy()
+    data["plan_recognises_medical_exercise"] = recognises.astype("boolean").array
     data["out_of_network_benefits"] = (
-        claims["oon_benefits"].astype("boolean").where(out_of_network).to_numpy()
+        claims["oon_benefits"].astype("boolean").where(out_of_network).array
     )
-    data["out_of_network_benefits"] = data["out_of_network_benefits"].astype("boolean")
     return Frame("elg_claim", "claim", data)
 
 
@@ -108,8 +105,8 @@ def _policy_frame(view: AuditView, lines: pd.DataFrame) -> Frame:
     policy_ids = billed["policy_id"]
     # A policy whose live claims have no line in the view has no known first
     # service date: the check cannot be shown to precede it, so it fails.
-    data["first_service_date"] = policy_ids.map(first_service).astype("datetime64[ns]").to_numpy()
-    data["first_active_check_on"] = policy_ids.map(first_check).astype("datetime64[ns]").to_numpy()
+    data["first_service_date"] = policy_ids.map(first_service).astype("datetime64[ns]").array
+    data["first_active_check_on"] = policy_ids.map(first_check).astype("datetime64[ns]").array
     return Frame("elg_policy", "policy", data)
 
 
@@ -155,9 +152,8 @@ def _claim_line_frame(view: AuditView, lines: pd.DataFrame, windows: pd.DataFram
     within = within.where(facts["line_id"].isin(judged_lines))
 
     data = _identity(facts["line_id"], facts)
-    data["authorized"] = authorized.astype("boolean").to_numpy()
-    data["within_authorized_visits"] = within.astype("boolean").to_numpy()
-    data = data.astype({"authorized": "boolean", "within_authorized_visits": "boolean"})
+    data["authorized"] = authorized.astype("boolean").array
+    data["within_authorized_visits"] = within.astype("boolean").array
     return Frame("elg_claim_line", "claim_line", data)
 
 
@@ -184,12 +180,11 @@ def _authorization_frame(view: AuditView, settings: Settings, windows: pd.DataFr
     horizon = as_of + pd.to_timedelta(end_days.astype("float64"), unit="D")
 
     data = _identity(rows["authorization_id"], rows)
-    data["visits_left"] = visits_left.to_numpy()
-    data["visits_left_notice"] = left_notice.to_numpy()
-    data["end_date"] = rows["end_date"].to_numpy()
-    data["end_notice_horizon"] = horizon.astype("datetime64[ns]").to_numpy()
-    data["due_date"] = rows["end_date"].dt.strftime("%Y-%m-%d").astype("string").to_numpy()
-    data = data.astype({"visits_left": "Int64", "visits_left_notice": "Int64", "due_date": "string"})
+    data["visits_left"] = visits_left.array
+    data["visits_left_notice"] = left_notice.array
+    data["end_date"] = rows["end_date"].array
+    data["end_notice_horizon"] = horizon.astype("datetime64[ns]").array
+    data["due_date"] = rows["end_date"].dt.strftime("%Y-%m-%d").astype("string").array
     return Frame("elg_authorization", "authorization", data)
 
 
@@ -202,9 +197,13 @@ def _treated_client_frame(view: AuditView, settings: Settings) -> Frame:
     # is not a prior-rehab one (requirement on the unknown fails).
     rehab = settings.isin(discharges, "discipline", "prior_rehab_disciplines")
     prior = discharges[rehab.astype("boolean").fillna(False).astype(bool)]
-    first_discharge = prior.dropna(subset=["client_id"]).groupby("client_id")["discharge_date"].min()
+    first_discharge = (
+        prior.dropna(subset=["client_id"]).groupby("client_id")["discharge_date"].min()
+    )
     clients = view.tables["clients"]
-    practice_of = pd.Series(clients["practice_id"].to_numpy(), index=clients["client_id"].to_numpy())
+    practice_of = pd.Series(
+        clients["practice_id"].to_numpy(), index=clients["client_id"].to_numpy()
+    )
     data = pd.DataFrame(
         {
             "entity_id": client_ids.to_numpy(),
@@ -212,9 +211,9 @@ def _treated_client_frame(view: AuditView, settings: Settings) -> Frame:
             "client_id": client_ids.to_numpy(),
         }
     ).astype(_ID_TYPES)
-    data["first_session_date"] = first_session.to_numpy()
+    data["first_session_date"] = first_session.array
     data["first_rehab_discharge_on"] = (
-        client_ids.map(first_discharge).astype("datetime64[ns]").to_numpy()
+        client_ids.map(first_discharge).astype("datetime64[ns]").array
     )
     return Frame("elg_treated_client", "client", data)
 
@@ -228,9 +227,8 @@ def _client_frame(view: AuditView, settings: Settings) -> Frame:
     count_of = counted.dropna(subset=["client_id"]).groupby("client_id").size()
     data = _identity(clients["client_id"], clients)
     data["qualifying_conditions"] = (
-        clients["client_id"].map(count_of).fillna(0).astype("Int64").to_numpy()
+        clients["client_id"].map(count_of).fillna(0).astype("Int64").array
     )
-    data["qualifying_conditions"] = data["qualifying_conditions"].astype("Int64")
     return Frame("elg_client", "client", data)
 
 
@@ -238,6 +236,5 @@ def _initial_assessment_frame(view: AuditView) -> Frame:
     """ELG-009: the functional deficits of each client's initial assessment."""
     initial = common.initial_assessments(view)
     data = _identity(initial["assessment_id"], initial)
-    data["functional_deficits"] = initial["functional_deficits"].astype("string").to_numpy()
-    data["functional_deficits"] = data["functional_deficits"].astype("string")
+    data["functional_deficits"] = initial["functional_deficits"].astype("string").array
     return Frame("elg_initial_assessment", "assessment", data)

@@ -39,6 +39,14 @@ def _days(counts: pd.Series) -> pd.Series:
     return pd.to_timedelta(pd.to_numeric(counts).astype("float64"), unit="D")
 
 
+def _lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
+    """``values[key]`` for each key, NA when absent (``values`` has a unique index).
+
+    ``Series.map`` with an empty datetime mapper raises in pandas; reindexing does not.
+    """
+    return values.reindex(keys.to_numpy()).set_axis(keys.index)
+
+
 def _frame(
     view: AuditView,
     name: str,
@@ -89,22 +97,34 @@ def _session_after_assessment(view: AuditView, settings: Settings) -> Frame:
         sessions["client_id"].notna() & sessions["session_date"].notna(),
         ["session_id", "client_id", "practice_id", "session_date"],
     ]
-    dates = _assessment_dates(view).rename(columns={"assessed_on": "latest_assessment_on"})
-    dates = dates[["client_id", "latest_assessment_on"]]
-    left = sessions.assign(session_date=sessions["session_date"].astype("datetime64[ns]"))
-    right = dates.assign(
-        latest_assessment_on=dates["latest_assessment_on"].astype("datetime64[ns]")
+    dates = _assessment_dates(view)
+    # Clients as integer codes: merge_asof's "by" key is then cheap and never an
+    # Arrow string (which it cannot factorize when a side is empty).
+    clients = pd.Index(dates["client_id"].unique())
+    left = sessions.assign(
+        client_code=clients.get_indexer(sessions["client_id"]),
+        session_date=sessions["session_date"].astype("datetime64[ns]"),
     )
-    # merge_asof finds, per session, the latest assessment date on or before it
-    # (exact matches allowed) without a row per session and assessment pair.
-    rows = pd.merge_asof(
-        left.sort_values("session_date"),
-        right.sort_values("latest_assessment_on"),
-        left_on="session_date",
-        right_on="latest_assessment_on",
-        by="client_id",
-        direction="backward",
+    left = left[left["client_code"] >= 0]
+    right = pd.DataFrame(
+        {
+            "client_code": clients.get_indexer(dates["client_id"]),
+            "latest_assessment_on": dates["assessed_on"].astype("datetime64[ns]").to_numpy(),
+        }
     )
+    if left.empty:
+        rows = left.assign(latest_assessment_on=pd.Series(dtype="datetime64[ns]"))
+    else:
+        # merge_asof finds, per session, the latest assessment date on or before it
+        # (exact matches allowed) without a row per session and assessment pair.
+        rows = pd.merge_asof(
+            left.sort_values("session_date"),
+            right.sort_values("latest_assessment_on"),
+            left_on="session_date",
+            right_on="latest_assessment_on",
+            by="client_code",
+            direction="backward",
+        )
     rows = rows[rows["latest_assessment_on"].notna()].copy()
     interval = _days(settings.column(rows, "reassessment_interval_days"))
     rows["reassessment_due_on"] = (rows["latest_assessment_on"] + interval).astype("datetime64[ns]")
@@ -135,9 +155,8 @@ def _active_client(view: AuditView, settings: Settings) -> Frame:
     clients = _existing_clients(view)
     clients = clients[clients["client_id"].isin(active)]
     latest = _assessment_dates(view).groupby("client_id")["assessed_on"].max()
-    rows = clients.merge(
-        latest.rename("latest_assessment_on"), left_on="client_id", right_index=True, how="inner"
-    )
+    rows = clients[clients["client_id"].isin(latest.index)].copy()
+    rows["latest_assessment_on"] = _lookup(rows["client_id"], latest)
     rows["latest_assessment_on"] = rows["latest_assessment_on"].astype("datetime64[ns]")
     interval = _days(settings.column(rows, "reassessment_interval_days"))
     notice = _days(settings.column(rows, "reassessment_notice_days"))
@@ -172,7 +191,9 @@ def _reassessment(view: AuditView) -> Frame:
     assessments = view.tables["assessments"]
     rows = assessments[assessments["kind"] == "reassessment"].copy()
     measures = view.tables["outcome_measures"].groupby("assessment_id", sort=False).size()
-    rows["outcome_measure_count"] = rows["assessment_id"].map(measures).fillna(0).astype("Int64")
+    rows["outcome_measure_count"] = (
+        _lookup(rows["assessment_id"], measures).fillna(0).astype("Int64")
+    )
     return _frame(
         view,
         "rea_reassessment",
@@ -247,9 +268,7 @@ def _client_progress(view: AuditView) -> Frame:
         improved_instrument_count=("improved", "sum"),
         latest_reassessment_id=("assessment_id_latest", "first"),
     )
-    rows = _existing_clients(view).merge(
-        per_client, left_on="client_id", right_index=True, how="inner"
-    )
+    rows = _existing_clients(view).merge(per_client.reset_index(), on="client_id", how="inner")
     rows["shared_instrument_count"] = rows["shared_instrument_count"].astype("Int64")
     rows["improved_instrument_count"] = rows["improved_instrument_count"].astype("Int64")
     return _frame(

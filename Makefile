@@ -1,0 +1,60 @@
+# MET Audit: two commands for a newcomer.
+#   make demo   set up, generate a demo practice database, run the nightly DAG once
+#   make test   run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+DATA := $(CURDIR)/data
+DEMO_DB := $(DATA)/demo/practice.sqlite
+DEMO_AS_OF ?= $(shell date -u +%Y-%m-%d)
+DEMO_SESSIONS ?= 20000
+DEMO_PRACTICES ?= 3
+
+# The embedded Airflow: its home, metadata database (SQLite) and folders live in the project.
+export AIRFLOW_HOME := $(CURDIR)/airflow_home
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__UNIT_TEST_MODE := False
+export METAUDIT_DATA_DIR := $(DATA)
+
+.PHONY: install demo test lint typecheck lock clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH (set PYTHON=...)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	@mkdir -p $(DATA)/demo $(AIRFLOW_HOME)
+	$(BIN)/metaudit demo --target $(DEMO_DB) --as-of $(DEMO_AS_OF) \
+	    --practices $(DEMO_PRACTICES) --sessions $(DEMO_SESSIONS)
+	$(BIN)/airflow db migrate >$(AIRFLOW_HOME)/db-migrate.log 2>&1 || { tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
+	AIRFLOW_CONN_MET_PRACTICE_DB='{"conn_type": "sqlite", "host": "$(DEMO_DB)"}' \
+	    $(BIN)/airflow dags test met_compliance_nightly $(DEMO_AS_OF) >$(AIRFLOW_HOME)/dags-test.log 2>&1 \
+	    || { tail -40 $(AIRFLOW_HOME)/dags-test.log; exit 1; }
+	@$(BIN)/python -m metaudit.demo_summary --data $(DATA) --as-of $(DEMO_AS_OF) --db $(DEMO_DB)
+
+test: install
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+# Re-resolve the pinned versions in a scratch environment (needs the package index).
+lock:
+	rm -rf /tmp/metaudit-lock && $(PYTHON) -m venv /tmp/metaudit-lock
+	/tmp/metaudit-lock/bin/pip install --quiet -e . "apache-airflow==3.3.2" "psycopg[binary]" pymysql adbc-driver-sqlite adbc-driver-postgresql alembic
+	/tmp/metaudit-lock/bin/pip freeze --exclude-editable > requirements.txt
+
+clean:
+	rm -rf $(VENV) $(AIRFLOW_HOME) $(DATA)
