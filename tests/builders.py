@@ -229,20 +229,30 @@ def _to_text(value: Any) -> Any:
     return str(value)
 
 
-def write_sqlite(records: Records, path: Path) -> Path:
-    """Write the records to a contract-shaped SQLite file (text columns, no key constraints,
-    so a test can store garbage values and duplicated ids)."""
+def write_records(records: Records, url: str, *, typed: bool = False) -> str:
+    """Write the records into a contract-shaped database at ``url``.
+
+    ``typed=False`` (the default) makes text columns without key constraints, so a test
+    can store garbage values and duplicated ids; ``typed=True`` uses real SQL types.
+    """
     import sqlalchemy as sa
 
-    from metaudit.contract import TABLES
+    from metaudit.contract import TABLES, TIMESTAMP, Column
     from metaudit.schema import create_schema, insert_rows
 
-    engine = sa.create_engine(f"sqlite:///{path}")
+    def convert(value: Any, column: Column) -> Any:
+        if not typed:
+            return _to_text(value)
+        if column.type == TIMESTAMP and isinstance(value, str):
+            return datetime.fromisoformat(value)
+        return value
+
+    engine = sa.create_engine(url)
     try:
-        metadata = create_schema(engine, typed=False, with_keys=False)
+        metadata = create_schema(engine, typed=typed, with_keys=typed)
         rows = {
             name: [
-                {c: _to_text(row.get(c)) for c in TABLES[name].column_names}
+                {c.name: convert(row.get(c.name), c) for c in TABLES[name].columns}
                 for row in records.get(name, [])
             ]
             for name in TABLES
@@ -250,6 +260,12 @@ def write_sqlite(records: Records, path: Path) -> Path:
         insert_rows(engine, metadata, rows)
     finally:
         engine.dispose()
+    return url
+
+
+def write_sqlite(records: Records, path: Path) -> Path:
+    """Write the records to a contract-shaped SQLite file (text columns, no key constraints)."""
+    write_records(records, f"sqlite:///{path}")
     return path
 
 

@@ -15,6 +15,7 @@ import functools
 import importlib.metadata
 import importlib.resources
 import re
+import warnings
 
 # Letter, two more characters, then up to four: the shape of every ICD-10-CM code
 # without its dot. Chapters ("1") and blocks ("A00-A09") of the tabular list fail it.
@@ -30,7 +31,10 @@ def normalise(code: str) -> str:
 @functools.cache
 def billable_codes() -> frozenset[str]:
     """Every billable (leaf) code of the shipped release, in normalised form."""
-    import simple_icd_10_cm as icd
+    with warnings.catch_warnings():
+        # The package reads its data with importlib.resources calls Python deprecates.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import simple_icd_10_cm as icd
 
     return frozenset(
         code

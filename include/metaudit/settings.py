@@ -42,14 +42,18 @@ import zoneinfo
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import yaml
 
 from metaudit import contract
 from metaudit.errors import SettingsError
+
+# pandas and numpy are imported inside the frame helpers: loading and validating a
+# configuration (an Airflow plugin or DAG file may do it) needs neither.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -583,6 +587,20 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 # ------------------------------------------------------------------ Settings
 
 
+def _text_or_none(value: object) -> str | None:
+    """A scalar id or name as text; None, NA and NaN as None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        # pd.NA and NaN (and NaT) compare unequal to themselves, or refuse to compare.
+        try:
+            if bool(value != value):
+                return None
+        except TypeError:
+            return None
+    return str(value)
+
+
 class Settings:
     """The validated configuration: resolves the rulebook's settings per practice and payer."""
 
@@ -669,16 +687,15 @@ class Settings:
     def for_practice(self, practice_id: str | None) -> RuleSettings:
         """The settings of a practice (defaults and top-level payers aside).
 
-        ``None`` or a practice the file does not name gets the ``defaults``.
+        ``None`` (or NA) or a practice the file does not name gets the ``defaults``.
         """
-        return self._resolve(practice_id, None)
+        return self._resolve(_text_or_none(practice_id), None)
 
     def for_payer(self, practice_id: str | None, payer_name: str | None) -> RuleSettings:
         """The settings of a practice for claims to one payer (names ignore case)."""
-        if payer_name is None:
-            return self._resolve(practice_id, None)
-        key = payer_key(str(payer_name))
-        return self._resolve(practice_id, key or None)
+        name = _text_or_none(payer_name)
+        key = payer_key(name) if name is not None else None
+        return self._resolve(_text_or_none(practice_id), key or None)
 
     # -------------------------------------------------------------- vectorised
 
@@ -689,6 +706,9 @@ class Settings:
 
         Resolution happens once per distinct (practice, payer) pair, never per row.
         """
+        import numpy as np
+        import pandas as pd
+
         if "practice_id" not in df.columns:
             raise KeyError("the frame has no practice_id column to resolve settings by")
         p_codes, p_uniques = pd.factorize(df["practice_id"], use_na_sentinel=True)
@@ -732,6 +752,9 @@ class Settings:
         payer-scoped setting, by the payer names in ``payer`` (aligned with df).
         Numbers come as Int64, words as string, lists as tuples (object).
         """
+        import numpy as np
+        import pandas as pd
+
         spec = self._spec(name, payer)
         codes, resolved = self._groups(df, payer)
         values = np.empty(len(resolved), dtype=object)
@@ -748,6 +771,8 @@ class Settings:
         self, df: pd.DataFrame, name: str, payer: pd.Series | None
     ) -> list[tuple[tuple[str, ...], np.ndarray]]:
         """(resolved list, row mask) for each distinct resolved list of ``name``."""
+        import numpy as np
+
         codes, resolved = self._groups(df, payer)
         by_value: dict[tuple[str, ...], list[int]] = {}
         for i, rs in enumerate(resolved):
@@ -762,6 +787,9 @@ class Settings:
         Values are trimmed and upper-cased (lower-cased for plan types and
         condition categories) before comparing; NA is never in the list.
         """
+        import numpy as np
+        import pandas as pd
+
         spec = self._spec(name, payer)
         if spec.kind not in (CODES, VALUES):
             raise ValueError(f"setting {name!r} is not a code list")
@@ -780,6 +808,9 @@ class Settings:
 
         Patterns are searched anywhere in the text, as written; NA is False.
         """
+        import numpy as np
+        import pandas as pd
+
         spec = self._spec(name, None)
         if spec.kind != PATTERNS:
             raise ValueError(f"setting {name!r} is not a list of patterns")
@@ -796,6 +827,8 @@ def _search_any(text: pd.Series, patterns: tuple[str, ...]) -> np.ndarray:
     Passing flags makes pandas use ``re`` even on Arrow-backed strings (whose
     own engine, RE2, reads some patterns differently).
     """
+    import numpy as np
+
     combined = "|".join(f"(?:{p})" for p in patterns)
     try:
         re.compile(combined, re.IGNORECASE)

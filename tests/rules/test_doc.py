@@ -27,6 +27,13 @@ def _ids(records: Records, rule_id: str, as_of: date = AS_OF) -> set[str]:
     return set(_of(records, rule_id, as_of))
 
 
+def _parts(message: str, lead: str) -> set[str]:
+    """The parts a message names after ``lead`` (their order is the runner's business)."""
+    assert message.startswith(lead), message
+    assert message.endswith("."), message
+    return set(message[len(lead) : -1].split(", "))
+
+
 def test_clean_records_raise_no_doc_finding() -> None:
     found = [f for f in audit(clean_records()) if f["rule_id"] in DOC_RULES]
     assert found == []
@@ -154,7 +161,10 @@ def test_doc003_names_every_missing_part() -> None:
     ]
     found = _of(records, "DOC-003")
     assert set(found) == {"AS-1"}
-    assert found["AS-1"]["message"] == "Assessment AS-1 lacks posture, an outcome measure."
+    assert _parts(found["AS-1"]["message"], "Assessment AS-1 lacks ") == {
+        "posture",
+        "an outcome measure",
+    }
 
 
 def test_doc003_judges_only_the_initial_assessment() -> None:
@@ -240,10 +250,13 @@ def test_doc005_names_every_missing_part() -> None:
     plan["signed_on"] = None
     records["poe_exercises"] = []
     found = _of(records, "DOC-005")
-    assert found["POE-1"]["message"] == (
-        "Plan of exercise POE-1 lacks duration in weeks, intensity, progression, an exercise, "
-        "a signature."
-    )
+    assert _parts(found["POE-1"]["message"], "Plan of exercise POE-1 lacks ") == {
+        "duration in weeks",
+        "intensity",
+        "progression",
+        "an exercise",
+        "a signature",
+    }
 
 
 def test_doc005_counts_exercise_rows_whatever_their_content() -> None:
@@ -268,9 +281,10 @@ def test_doc006_plan_without_any_goal_names_both() -> None:
     records = clean_records()
     records["goals"] = []
     found = _of(records, "DOC-006")
-    assert found["POE-1"]["message"] == (
-        "Plan of exercise POE-1 lacks a short-term goal, a long-term goal."
-    )
+    assert _parts(found["POE-1"]["message"], "Plan of exercise POE-1 lacks ") == {
+        "a short-term goal",
+        "a long-term goal",
+    }
 
 
 def test_doc006_goal_term_compares_case_insensitively() -> None:
@@ -298,9 +312,10 @@ def test_doc007_names_every_missing_part() -> None:
     goal["target_value"] = "high"  # unreadable num
     found = _of(records, "DOC-007")
     assert set(found) == {"G-2"}
-    assert found["G-2"]["message"] == (
-        "Goal G-2 is not measurable: it lacks an instrument, a target value."
-    )
+    assert _parts(found["G-2"]["message"], "Goal G-2 is not measurable: it lacks ") == {
+        "an instrument",
+        "a target value",
+    }
 
 
 # --- DOC-008 -----------------------------------------------------------------------------------
@@ -322,9 +337,10 @@ def test_doc008_exercise_without_sets_and_no_minutes() -> None:
     find(records, "sessions", session_id="S-3")["timed_minutes"] = None
     found = _of(records, "DOC-008")
     assert set(found) == {"S-3"}
-    assert found["S-3"]["message"] == (
-        "Session S-3 has an incomplete log: it lacks sets for an exercise, timed minutes."
-    )
+    assert _parts(found["S-3"]["message"], "Session S-3 has an incomplete log: it lacks ") == {
+        "sets for an exercise",
+        "timed minutes",
+    }
 
 
 def test_doc008_no_exercise_logged() -> None:
@@ -446,7 +462,12 @@ def test_doc010_certification_expired_before_the_session() -> None:
     records = clean_records()
     find(records, "staff", staff_id="ST-1")["certification_expires_on"] = date(2026, 3, 12)
     # Expiring on the session day is still current.
-    assert _ids(records, "DOC-010") == {"S-4"}
+    found = _of(records, "DOC-010")
+    assert set(found) == {"S-4"}
+    assert found["S-4"]["message"] == (
+        "Session S-4 was delivered by a staff member without a current MES or AMES "
+        "certification (certification expired before the session)."
+    )
 
 
 def test_doc010_missing_certification_expiry() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -195,7 +196,7 @@ BAD_VALUES = [
 @pytest.mark.parametrize(("name", "value", "problem"), BAD_VALUES)
 def test_bad_values_name_their_path(name: str, value: object, problem: str) -> None:
     # The same mistake is reported with its own path in every place it can stand.
-    places = {
+    places: dict[str, dict[str, Any]] = {
         f"defaults.{name}": {"defaults": {name: value}},
         f"practices.PR-1.settings.{name}": {"practices": {"PR-1": {"settings": {name: value}}}},
     }
@@ -518,3 +519,24 @@ def test_helpers_resolve_once_per_pair_on_a_large_frame() -> None:
     assert elapsed < 5, f"{elapsed:.2f}s"
     pr1_blue = (df["practice_id"] == "PR-1") & (payer == "BLUE")
     assert (days[pr1_blue] == 400).all()
+
+
+def test_missing_practice_or_payer_scalars_fall_back() -> None:
+    settings = Settings.from_dict(LAYERED)
+    assert settings.for_practice(pd.NA).timely_filing_days == 100  # type: ignore[arg-type]
+    assert settings.for_payer("PR-1", pd.NA).timely_filing_days == 200  # type: ignore[arg-type]
+    assert settings.for_payer("PR-1", "  ").timely_filing_days == 200
+
+
+def test_reading_a_configuration_needs_no_pandas() -> None:
+    # Airflow parses DAG and plugin files often; settings must load without pandas.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from metaudit.settings import Settings; "
+        "Settings.from_dict({'defaults': {'unit_rule': 'ama'}}); "
+        "assert 'pandas' not in sys.modules and 'numpy' not in sys.modules"
+    )
+    env = {"PYTHONPATH": str(REPO_ROOT / "include")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)

@@ -119,7 +119,7 @@ def _day_services(view: AuditView, completed: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _sessiondays_between(completed: pd.DataFrame) -> pd.DataFrame:
+def _session_days(completed: pd.DataFrame) -> pd.DataFrame:
     """The (client_id, service_date) pairs on which the client has a completed session."""
     days = completed.loc[
         completed["client_id"].notna() & completed["session_date"].notna(),
@@ -196,7 +196,7 @@ def _claim_line_facts(
     data = data.join(_pointer_facts(view, settings, lines))
 
     # COD-006: the client's completed session on the service date (unknown client: none).
-    session_day = _flag(lines, _sessiondays_between(completed), ["client_id", "service_date"])
+    session_day = _flag(lines, _session_days(completed), ["client_id", "service_date"])
     data["completed_session_on_date"] = session_day
 
     data["duplicate_of_line"] = _duplicate_of_line(lines)
@@ -215,14 +215,19 @@ def _pointer_facts(view: AuditView, settings: Settings, lines: pd.DataFrame) -> 
     ``pointer_count`` against ``max_diagnosis_pointers``; ``pointers_have_diagnoses``
     False when a character names no diagnosis of the claim (NA when blank).
     """
-    cleaned = (
-        lines["diagnosis_pointers"]
-        .astype("string")
-        .str.replace(_POINTER_SEPARATORS, "", regex=True)
-    )
-    cleaned = cleaned.mask(cleaned.str.len() == 0)
-    count = cleaned.str.len().astype("Int64")
-    letters = cleaned.str.upper()
+    # Lines repeat a handful of pointer strings ("A", "AB" ...): parse each distinct
+    # string once and spread the results over the lines by their factor codes.
+    codes, distinct = pd.factorize(lines["diagnosis_pointers"].astype("string"))
+    parsed = pd.Series(distinct, dtype="string").str.replace(_POINTER_SEPARATORS, "", regex=True)
+    parsed = parsed.mask(parsed.str.len() == 0)
+    upper = parsed.str.upper()
+
+    def per_line(values: pd.Series) -> pd.Series:
+        """A per-distinct-string result as one value per line (NA for blank pointers)."""
+        return pd.Series(values.array.take(codes, allow_fill=True), index=lines.index)
+
+    cleaned = per_line(parsed)
+    count = per_line(parsed.str.len().astype("Int64"))
 
     # A claim's diagnoses: its rows with a non-blank code and a readable pointer letter.
     diagnoses = view.tables["claim_diagnoses"]
@@ -230,11 +235,14 @@ def _pointer_facts(view: AuditView, settings: Settings, lines: pd.DataFrame) -> 
     pointed_at = diagnoses["pointer"].astype("string").str.upper()
 
     # Checked letter by letter (12 letters) so the work stays vectorised.
-    dangling = letters.str.contains(_NOT_A_POINTER_LETTER, regex=True).fillna(False).astype(bool)
+    not_a_letter = upper.str.contains(_NOT_A_POINTER_LETTER, regex=True).astype("boolean")
+    dangling = per_line(not_a_letter).fillna(False).to_numpy(dtype=bool)
     for letter in POINTER_LETTERS:
+        uses = per_line(upper.str.contains(letter, regex=False).astype("boolean"))
         claims_with_letter = diagnoses.loc[pointed_at == letter, "claim_id"].dropna().unique()
-        uses = letters.str.contains(letter, regex=False).fillna(False).astype(bool)
-        dangling |= uses & ~lines["claim_id"].isin(claims_with_letter)
+        dangling |= uses.fillna(False).to_numpy(dtype=bool) & ~lines["claim_id"].isin(
+            claims_with_letter
+        ).to_numpy(dtype=bool)
 
     return pd.DataFrame(
         {
@@ -358,7 +366,7 @@ def _client_date_facts(
         & lines["cpt"].notna()
     )
     timed_lines = lines[timed.to_numpy() & lines["client_id"].notna().to_numpy()]
-    session_day = _flag(timed_lines, _sessiondays_between(completed), ["client_id", "service_date"])
+    session_day = _flag(timed_lines, _session_days(completed), ["client_id", "service_date"])
     timed_lines = timed_lines[session_day.to_numpy()]
 
     keys = ["client_id", "service_date"]
@@ -371,11 +379,9 @@ def _client_date_facts(
         [*keys, "practice_id", "payer_name", "policy_unit_rule"]
     ].reset_index(drop=True)
     billed = ordered.groupby(keys, observed=True)["units"].sum()
-    days["billed_units"] = (
-        pd.array(
-            billed.reindex(pd.MultiIndex.from_frame(days[keys])).fillna(0).to_numpy(),
-            dtype="Int64",
-        )
+    days["billed_units"] = pd.array(
+        billed.reindex(pd.MultiIndex.from_frame(days[keys])).fillna(0).to_numpy(),
+        dtype="Int64",
     )
 
     setting_rule = pd.Series(

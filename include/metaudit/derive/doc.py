@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from metaudit.derive import common
@@ -48,30 +49,26 @@ def _lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
 
     ``Series.map`` with an empty datetime mapper raises in pandas; reindexing does not.
     """
-    return values.reindex(keys.to_numpy()).set_axis(keys.index)
-
-
-def _known_client(view: AuditView, client_ids: pd.Series) -> pd.Series:
-    """Client ids that name an existing clients row; NA otherwise (reading 8)."""
-    clients = view.tables["clients"]["client_id"]
-    return client_ids.astype("string").where(client_ids.isin(clients), pd.NA)
+    return values.reindex(pd.Index(keys)).set_axis(keys.index)
 
 
 def _frame(
-    view: AuditView,
     name: str,
     entity_type: str,
     rows: pd.DataFrame,
     id_column: str,
     facts: list[str],
 ) -> Frame:
-    """Build a Frame: entity_id, practice_id, client_id, then the fact columns."""
+    """Build a Frame: entity_id, practice_id, client_id, then the fact columns.
+
+    The view's client_id is already NA where the clients row is missing (reading 8).
+    """
     rows = rows.reset_index(drop=True)
     data = pd.DataFrame(
         {
             "entity_id": rows[id_column].astype("string"),
             "practice_id": rows["practice_id"].astype("string"),
-            "client_id": _known_client(view, rows["client_id"]),
+            "client_id": rows["client_id"].astype("string"),
         }
     )
     for fact in facts:
@@ -84,10 +81,20 @@ def _with_client(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["client_id"].notna()]
 
 
-def _count_by(children: pd.DataFrame, key: str, mask: pd.Series | None = None) -> pd.Series:
-    """Number of child rows per parent key (optionally only rows where mask holds)."""
-    rows = children if mask is None else children[mask]
-    return rows.groupby(key, sort=False).size()
+def _child_counts(
+    parents: pd.Series, children: pd.Series, mask: pd.Series | None = None
+) -> pd.Series:
+    """Number of child rows naming each parent (only the rows where mask holds).
+
+    ``parents`` are unique keys (the view keeps one row per key); counting by
+    position with bincount avoids a groupby over millions of text keys.
+    """
+    position = pd.Index(parents).get_indexer(children)
+    keep = position >= 0
+    if mask is not None:
+        keep &= mask.to_numpy(dtype=bool, na_value=False)
+    counts = np.bincount(position[keep], minlength=len(parents))
+    return pd.Series(counts, index=parents.index, dtype="Int64")
 
 
 # --- clients: DOC-001, DOC-002 ---------------------------------------------------------------
@@ -128,7 +135,6 @@ def _client_first_session(view: AuditView) -> Frame:
     rows["complete_intake_id"] = _lookup(rows["client_id"], complete_intake).astype("string")
     rows["initial_assessment_id"] = _lookup(rows["client_id"], initial_id).astype("string")
     return _frame(
-        view,
         "doc_client",
         "client",
         rows,
@@ -148,12 +154,10 @@ def _initial_assessment(view: AuditView) -> Frame:
     for flag in ("rom_documented", "strength_documented", "posture_documented"):
         # An unknown flag does not document anything (reading 2).
         rows[flag] = rows[flag].fillna(False).astype("boolean")
-    measures = _count_by(view.tables["outcome_measures"], "assessment_id")
-    rows["outcome_measure_count"] = (
-        _lookup(rows["assessment_id"], measures).fillna(0).astype("Int64")
+    rows["outcome_measure_count"] = _child_counts(
+        rows["assessment_id"], view.tables["outcome_measures"]["assessment_id"]
     )
     return _frame(
-        view,
         "doc_initial_assessment",
         "assessment",
         rows,
@@ -179,7 +183,6 @@ def _completed_session(view: AuditView, settings: Settings) -> Frame:
     _add_signature(view, sessions, settings)
     _add_specialist(view, sessions, settings)
     return _frame(
-        view,
         "doc_session",
         "session",
         sessions,
@@ -208,17 +211,35 @@ def _plan_in_effect(view: AuditView, sessions: pd.DataFrame) -> pd.Series:
     plans = _with_client(view.tables["plans_of_exercise"])
     # A plan whose start is unknown cannot be shown in effect (reading 2); an end date
     # that is NULL (or unreadable, reading 1) is open-ended.
-    plans = plans.loc[
-        plans["start_date"].notna(), ["poe_id", "client_id", "start_date", "end_date"]
-    ]
-    pairs = _with_client(sessions)[["session_id", "client_id", "session_date"]].merge(
-        plans, on="client_id"
+    plans = plans[plans["start_date"].notna()].sort_values("poe_id", kind="stable")
+    # Integer codes for clients, sessions and plans keep the pair table cheap: a
+    # network has about a million sessions and a few plans per client.
+    clients = pd.Index(plans["client_id"].unique())
+    session_client = clients.get_indexer(sessions["client_id"])
+    judged = session_client >= 0
+    left = pd.DataFrame(
+        {
+            "position": np.flatnonzero(judged),
+            "client": session_client[judged],
+            "session_date": sessions["session_date"].to_numpy()[judged],
+        }
     )
+    right = pd.DataFrame(
+        {
+            "client": clients.get_indexer(plans["client_id"]),
+            "rank": np.arange(len(plans)),
+            "start_date": plans["start_date"].to_numpy(),
+            "end_date": plans["end_date"].to_numpy(),
+        }
+    )
+    pairs = left.merge(right, on="client")
     in_effect = (pairs["start_date"] <= pairs["session_date"]) & (
         pairs["end_date"].isna() | (pairs["end_date"] >= pairs["session_date"])
     )
-    poe = pairs[in_effect].groupby("session_id")["poe_id"].min()
-    return _lookup(sessions["session_id"], poe).astype("string")
+    best = pairs[in_effect].groupby("position")["rank"].min()
+    poe = np.full(len(sessions), None, dtype=object)
+    poe[best.index.to_numpy()] = plans["poe_id"].to_numpy()[best.to_numpy()]
+    return pd.Series(poe, index=sessions.index, dtype="string")
 
 
 def _add_session_log(view: AuditView, sessions: pd.DataFrame) -> None:
@@ -227,13 +248,11 @@ def _add_session_log(view: AuditView, sessions: pd.DataFrame) -> None:
     A zero is a value (reading 19): only a NULL is missing.
     """
     log_rows = view.tables["session_exercises"]
-    key = sessions["session_id"]
-    sessions["exercise_count"] = (
-        _lookup(key, _count_by(log_rows, "session_id")).fillna(0).astype("Int64")
-    )
+    key, logged = sessions["session_id"], log_rows["session_id"]
+    sessions["exercise_count"] = _child_counts(key, logged)
     for column in ("sets", "reps", "intensity"):
-        lacking = _count_by(log_rows, "session_id", log_rows[column].isna())
-        sessions[f"exercises_without_{column}"] = _lookup(key, lacking).fillna(0).astype("Int64")
+        lacking = log_rows[column].isna()
+        sessions[f"exercises_without_{column}"] = _child_counts(key, logged, lacking)
 
 
 def _signature_day(view: AuditView, sessions: pd.DataFrame, settings: Settings) -> pd.Series:
@@ -297,15 +316,13 @@ def _plan_of_exercise(view: AuditView) -> Frame:
     plans = view.tables["plans_of_exercise"].copy()
     key = plans["poe_id"]
     # Exercise rows count whatever their content (reading 19).
-    plans["exercise_count"] = (
-        _lookup(key, _count_by(view.tables["poe_exercises"], "poe_id")).fillna(0).astype("Int64")
-    )
+    plans["exercise_count"] = _child_counts(key, view.tables["poe_exercises"]["poe_id"])
     goals = view.tables["goals"]
     for term in ("short", "long"):
-        count = _count_by(goals, "poe_id", goals["term"] == term)
-        plans[f"{term}_term_goal_count"] = _lookup(key, count).fillna(0).astype("Int64")
+        plans[f"{term}_term_goal_count"] = _child_counts(
+            key, goals["poe_id"], goals["term"] == term
+        )
     return _frame(
-        view,
         "doc_poe",
         "poe",
         plans,
@@ -330,7 +347,7 @@ def _goal(view: AuditView) -> Frame:
     """Every goal with what makes it measurable."""
     goals = view.tables["goals"]
     return _frame(
-        view, "doc_goal", "goal", goals, "goal_id", ["instrument", "target_value", "target_date"]
+        "doc_goal", "goal", goals, "goal_id", ["instrument", "target_value", "target_date"]
     )
 
 
@@ -352,9 +369,7 @@ def _session_language(view: AuditView, settings: Settings) -> Frame:
     """Every session in the view, of any status, with whether its notes stay in scope."""
     sessions = view.tables["sessions"].copy()
     sessions["notes_within_scope"] = _in_scope(view, sessions, ["notes"], settings)
-    return _frame(
-        view, "doc_session_notes", "session", sessions, "session_id", ["notes_within_scope"]
-    )
+    return _frame("doc_session_notes", "session", sessions, "session_id", ["notes_within_scope"])
 
 
 def _assessment_language(view: AuditView, settings: Settings) -> Frame:
@@ -364,7 +379,6 @@ def _assessment_language(view: AuditView, settings: Settings) -> Frame:
         view, assessments, ["notes", "functional_deficits"], settings
     )
     return _frame(
-        view,
         "doc_assessment_notes",
         "assessment",
         assessments,
@@ -404,7 +418,6 @@ def _reassessment_report(view: AuditView, settings: Settings) -> Frame:
         "string"
     )
     return _frame(
-        view,
         "doc_reassessment",
         "assessment",
         reassessments,

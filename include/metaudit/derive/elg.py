@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from metaudit.derive import common
@@ -29,16 +30,26 @@ if TYPE_CHECKING:
     from metaudit.view import AuditView
 
 _ID_TYPES = {"entity_id": "string", "practice_id": "string", "client_id": "string"}
+_POLICY_FACTS = [
+    "policy_id",
+    "payer_name",
+    "plan_type",
+    "network_status",
+    "oon_benefits",
+    "requires_preauth",
+]
+_NO_ROW = -1  # the row position of a policy that is not in the records
 
 
 def derive(view: AuditView, settings: Settings) -> list[Frame]:
     """Build the ELG frames of one as-of view."""
-    lines = _live_lines(view)
-    windows = _lines_in_windows(view, lines)
+    claims = _claims_with_policy(view)
+    lines, visits = _live_lines_and_visits(view, claims)
+    windows = _visits_in_windows(view, visits)
     return [
-        _claim_frame(view, settings),
-        _policy_frame(view, lines),
-        _claim_line_frame(view, lines, windows),
+        _claim_frame(settings, claims),
+        _policy_frame(view, claims, visits),
+        _claim_line_frame(view, lines, visits, windows),
         _authorization_frame(view, settings, windows),
         _treated_client_frame(view, settings),
         _client_frame(view, settings),
@@ -50,36 +61,107 @@ def _identity(entity_id: pd.Series, rows: pd.DataFrame) -> pd.DataFrame:
     """The id columns of a frame: entity id, then the practice and client of ``rows``."""
     return pd.DataFrame(
         {
-            "entity_id": entity_id.to_numpy(),
-            "practice_id": rows["practice_id"].to_numpy(),
-            "client_id": rows["client_id"].to_numpy(),
+            # .array keeps Arrow-backed strings as they are (to_numpy copies to objects).
+            "entity_id": entity_id.array,
+            "practice_id": rows["practice_id"].array,
+            "client_id": rows["client_id"].array,
         }
     ).astype(_ID_TYPES)
 
 
-def _live_lines(view: AuditView) -> pd.DataFrame:
-    """Live claim lines of the view with the policy of their claim.
+def _policy_rows(view: AuditView, policy_ids: pd.Series) -> np.ndarray:
+    """The row position of each policy id in the policies table (-1: no such policy).
 
-    The view already left out void claims with their lines, and lines dated
-    after D; a line whose claim row is missing has no known policy.
+    Later steps group and join on these small integers rather than on string
+    ids, which matters at millions of claim lines.
     """
-    claims = view.tables["claims"][["claim_id", "policy_id"]]
-    lines = view.tables["claim_lines"]
-    return lines.merge(claims, on="claim_id", how="left")
+    policies = view.tables["insurance_policies"]
+    position = pd.Index(policies["policy_id"]).get_indexer(policy_ids)
+    return np.asarray(position, dtype=np.int64)
 
 
-def _policies_of_claims(view: AuditView) -> pd.DataFrame:
-    """Live claims with the facts of their policy (NA when the policy row is missing)."""
-    policies = view.tables["insurance_policies"][
-        ["policy_id", "payer_name", "plan_type", "network_status", "oon_benefits"]
-    ]
+def _at(values: pd.Series, rows: np.ndarray) -> pd.Series:
+    """``values`` at row positions ``rows``, NA where a position is -1 (no such row)."""
+    return values.reset_index(drop=True).reindex(rows).reset_index(drop=True)
+
+
+def _dates_by_key(
+    dates: pd.Series, keys: pd.Series | np.ndarray
+) -> pd.api.extensions.ExtensionArray:
+    """``dates`` (indexed by a unique key) looked up for each of ``keys``; NaT when absent.
+
+    Written with reindex so that an empty lookup still yields datetimes.
+    """
+    picked = dates.reindex(pd.Index(keys)).to_numpy()
+    return pd.Series(pd.to_datetime(picked)).astype("datetime64[ns]").array
+
+
+def _claims_with_policy(view: AuditView) -> pd.DataFrame:
+    """Live claims of the view with the facts of their policy (NA when it is missing)."""
     claims = view.tables["claims"]
-    return claims.merge(policies, on="policy_id", how="left")
+    policies = view.tables["insurance_policies"][_POLICY_FACTS]
+    rows = _policy_rows(view, claims["policy_id"])
+    facts = policies.drop(columns="policy_id").reset_index(drop=True).reindex(rows)
+    out = claims.reset_index(drop=True).join(facts.reset_index(drop=True))
+    out["policy_row"] = rows
+    return out
 
 
-def _claim_frame(view: AuditView, settings: Settings) -> Frame:
+def _live_lines_and_visits(
+    view: AuditView, claims: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Live claim lines with their policy row and visit row, and the visits.
+
+    A visit is a distinct (policy, service date) billed on live claims. The view
+    already left out void claims with their lines and lines dated after D; a
+    line whose claim or policy row is missing belongs to no known policy
+    (``policy_row`` -1, ``visit_row`` -1).
+    """
+    lines = view.tables["claim_lines"].reset_index(drop=True)
+    claim_row = pd.Index(claims["claim_id"]).get_indexer(lines["claim_id"])
+    policy_row = _at(claims["policy_row"], claim_row).fillna(_NO_ROW).to_numpy(dtype=np.int64)
+    lines = lines.assign(policy_row=policy_row)
+    known = (policy_row >= 0) & lines["service_date"].notna().to_numpy()
+    grouped = lines.loc[known, ["policy_row", "service_date"]].groupby(
+        ["policy_row", "service_date"], sort=True
+    )
+    visit_row = np.full(len(lines), _NO_ROW, dtype=np.int64)
+    visit_row[known] = grouped.ngroup().to_numpy()
+    lines["visit_row"] = visit_row
+    visits = grouped.size().index.to_frame(index=False)
+    return lines, visits
+
+
+def _visits_in_windows(view: AuditView, visits: pd.DataFrame) -> pd.DataFrame:
+    """Every (authorization, visit of its policy inside its window) pair.
+
+    Columns: auth_row (position in the authorizations table), visit_row,
+    service_date, approved_visits and visit_no, the rank of the visit's date
+    among the policy's visits inside the window (1 = first visit). Only the
+    authorization's own policy counts (reading 14).
+    """
+    authorizations = view.tables["authorizations"]
+    windows = pd.DataFrame(
+        {
+            "auth_row": np.arange(len(authorizations)),
+            "policy_row": _policy_rows(view, authorizations["policy_id"]),
+            "start_date": authorizations["start_date"].to_numpy(),
+            "end_date": authorizations["end_date"].to_numpy(),
+            "approved_visits": authorizations["approved_visits"].astype("Int64").array,
+        }
+    )
+    windows = windows[windows["policy_row"] >= 0]
+    pairs = visits.assign(visit_row=np.arange(len(visits))).merge(windows, on="policy_row")
+    inside = (pairs["start_date"] <= pairs["service_date"]) & (
+        pairs["service_date"] <= pairs["end_date"]
+    )
+    pairs = pairs[inside.fillna(False).astype(bool)].copy()
+    pairs["visit_no"] = pairs.groupby("auth_row")["service_date"].rank(method="dense")
+    return pairs
+
+
+def _claim_frame(settings: Settings, claims: pd.DataFrame) -> Frame:
     """ELG-001 and ELG-003: where each live claim is billed."""
-    claims = _policies_of_claims(view)
     # Both rules assert a fact about the plan: they fire only on readable values
     # (reading 2), so an unknown plan type or network leaves the fact NA.
     excluded = settings.isin(claims, "plan_type", "excluded_plan_types", payer=claims["payer_name"])
@@ -93,67 +175,57 @@ def _claim_frame(view: AuditView, settings: Settings) -> Frame:
     return Frame("elg_claim", "claim", data)
 
 
-def _policy_frame(view: AuditView, lines: pd.DataFrame) -> Frame:
+def _policy_frame(view: AuditView, claims: pd.DataFrame, visits: pd.DataFrame) -> Frame:
     """ELG-002: the first billed service date and the first active eligibility check."""
-    policies = view.tables["insurance_policies"]
-    billed = policies[policies["policy_id"].isin(view.tables["claims"]["policy_id"])]
-    first_service = lines.dropna(subset=["policy_id"]).groupby("policy_id")["service_date"].min()
+    policies = view.tables["insurance_policies"].reset_index(drop=True)
+    # Policies with live claims; a claim naming a missing policy is DQ-002's.
+    billed_rows = np.unique(claims["policy_row"].to_numpy())
+    billed_rows = billed_rows[billed_rows >= 0]
+    billed = policies.iloc[billed_rows]
+    first_service = visits.groupby("policy_row")["service_date"].min()
     checks = view.tables["eligibility_checks"]
     active = checks[checks["status"].eq("active").fillna(False).astype(bool)]
     first_check = active.groupby("policy_id")["checked_on"].min()
     data = _identity(billed["policy_id"], billed)
-    policy_ids = billed["policy_id"]
     # A policy whose live claims have no line in the view has no known first
     # service date: the check cannot be shown to precede it, so it fails.
-    data["first_service_date"] = policy_ids.map(first_service).astype("datetime64[ns]").array
-    data["first_active_check_on"] = policy_ids.map(first_check).astype("datetime64[ns]").array
+    data["first_service_date"] = _dates_by_key(first_service, billed_rows)
+    data["first_active_check_on"] = _dates_by_key(first_check, billed["policy_id"])
     return Frame("elg_policy", "policy", data)
 
 
-def _lines_in_windows(view: AuditView, lines: pd.DataFrame) -> pd.DataFrame:
-    """Every (authorization, live line of its policy inside its window) pair.
+def _claim_line_frame(
+    view: AuditView, lines: pd.DataFrame, visits: pd.DataFrame, windows: pd.DataFrame
+) -> Frame:
+    """ELG-004 (an authorization covers the date) and ELG-005 (within approved visits).
 
-    Columns: authorization_id, approved_visits, line_id, service_date and
-    visit_no, the rank of the line's service date among the distinct service
-    dates of the policy's live lines inside the window (1 = first visit).
+    Both are facts of a visit (policy and date); each line takes its visit's.
     """
-    authorizations = view.tables["authorizations"][
-        ["authorization_id", "policy_id", "start_date", "end_date", "approved_visits"]
-    ]
-    billed = lines.dropna(subset=["policy_id", "service_date"])[
-        ["line_id", "policy_id", "service_date"]
-    ]
-    pairs = billed.merge(authorizations.dropna(subset=["policy_id"]), on="policy_id")
-    inside = (pairs["start_date"] <= pairs["service_date"]) & (
-        pairs["service_date"] <= pairs["end_date"]
-    )
-    pairs = pairs[inside.fillna(False).astype(bool)].copy()
-    pairs["visit_no"] = (
-        pairs.groupby("authorization_id")["service_date"].rank(method="dense").astype("Int64")
-    )
-    return pairs
-
-
-def _claim_line_frame(view: AuditView, lines: pd.DataFrame, windows: pd.DataFrame) -> Frame:
-    """ELG-004 (an authorization covers the date) and ELG-005 (within approved visits)."""
-    policies = view.tables["insurance_policies"][["policy_id", "requires_preauth"]]
-    facts = lines.merge(policies, on="policy_id", how="left")
-    # Only a readable "requires prior authorization" makes ELG-004 apply (reading 2).
-    needs_auth = facts["requires_preauth"].astype("boolean").fillna(False).astype(bool)
-    authorized = facts["line_id"].isin(windows["line_id"]).astype("boolean").where(needs_auth)
-
+    covered = np.zeros(len(visits), dtype=bool)
+    covered[windows["visit_row"].to_numpy()] = True
     # ELG-005 asserts "beyond the approved visits": an unknown approved count
-    # proves nothing, so only authorizations with a readable count judge a line.
+    # proves nothing, so only authorizations with a readable count judge a visit.
     counted = windows[windows["approved_visits"].notna()]
-    beyond = (counted["visit_no"] > counted["approved_visits"]).astype(bool)
-    beyond_lines = pd.Index(counted.loc[beyond, "line_id"].unique())
-    judged_lines = pd.Index(counted["line_id"].unique())
-    within = (~facts["line_id"].isin(beyond_lines)).astype("boolean")
-    within = within.where(facts["line_id"].isin(judged_lines))
+    judged = np.zeros(len(visits), dtype=bool)
+    judged[counted["visit_row"].to_numpy()] = True
+    beyond = np.zeros(len(visits), dtype=bool)
+    over = (counted["visit_no"] > counted["approved_visits"]).fillna(False).astype(bool)
+    beyond[counted.loc[over, "visit_row"].to_numpy()] = True
 
-    data = _identity(facts["line_id"], facts)
-    data["authorized"] = authorized.astype("boolean").array
-    data["within_authorized_visits"] = within.astype("boolean").array
+    visit_row = lines["visit_row"].to_numpy()
+    has_visit = visit_row >= 0
+    at = np.where(has_visit, visit_row, 0)
+    requires = view.tables["insurance_policies"]["requires_preauth"].astype("boolean")
+    # Only a readable "requires prior authorization" makes ELG-004 apply (reading 2).
+    needs_auth = _at(requires, lines["policy_row"].to_numpy()).fillna(False).to_numpy(dtype=bool)
+
+    data = _identity(lines["line_id"], lines)
+    authorized = pd.array(covered[at] & has_visit, dtype="boolean")
+    authorized[~needs_auth] = pd.NA
+    within = pd.array(~beyond[at], dtype="boolean")
+    within[~(has_visit & judged[at])] = pd.NA
+    data["authorized"] = authorized
+    data["within_authorized_visits"] = within
     return Frame("elg_claim_line", "claim_line", data)
 
 
@@ -165,18 +237,18 @@ def _authorization_frame(view: AuditView, settings: Settings, windows: pd.DataFr
     unknown, and then only the end date can raise the notice.
     """
     as_of = view.as_of
-    authorizations = view.tables["authorizations"]
+    authorizations = view.tables["authorizations"].reset_index(drop=True)
+    used = np.bincount(windows["auth_row"].to_numpy(), minlength=len(authorizations))
     covers = (authorizations["start_date"] <= as_of) & (as_of <= authorizations["end_date"])
     active = authorizations["client_id"].isin(common.active_client_ids(view, settings))
-    rows = authorizations[(covers.fillna(False) & active).astype(bool)]
-    payers = view.tables["insurance_policies"][["policy_id", "payer_name"]]
-    rows = rows.merge(payers, on="policy_id", how="left")
+    keep = (covers.fillna(False) & active).to_numpy(dtype=bool)
+    rows = authorizations[keep].reset_index(drop=True)
+    policy_row = _policy_rows(view, rows["policy_id"])
+    payer = _at(view.tables["insurance_policies"]["payer_name"], policy_row).astype("string")
 
-    visits_used = windows.groupby("authorization_id")["service_date"].nunique()
-    used = rows["authorization_id"].map(visits_used).fillna(0).astype("Int64")
-    visits_left = rows["approved_visits"].astype("Int64") - used
-    left_notice = settings.column(rows, "auth_visits_left_notice", payer=rows["payer_name"])
-    end_days = settings.column(rows, "auth_end_notice_days", payer=rows["payer_name"])
+    visits_left = rows["approved_visits"].astype("Int64") - pd.array(used[keep], dtype="Int64")
+    left_notice = settings.column(rows, "auth_visits_left_notice", payer=payer)
+    end_days = settings.column(rows, "auth_end_notice_days", payer=payer)
     horizon = as_of + pd.to_timedelta(end_days.astype("float64"), unit="D")
 
     data = _identity(rows["authorization_id"], rows)
@@ -212,9 +284,7 @@ def _treated_client_frame(view: AuditView, settings: Settings) -> Frame:
         }
     ).astype(_ID_TYPES)
     data["first_session_date"] = first_session.array
-    data["first_rehab_discharge_on"] = (
-        client_ids.map(first_discharge).astype("datetime64[ns]").array
-    )
+    data["first_rehab_discharge_on"] = _dates_by_key(first_discharge, client_ids)
     return Frame("elg_treated_client", "client", data)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from metaudit.contract import HIGHER_IS_BETTER, LOWER_IS_BETTER
@@ -48,22 +49,22 @@ def _lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
 
 
 def _frame(
-    view: AuditView,
     name: str,
     entity_type: str,
     rows: pd.DataFrame,
     id_column: str,
     facts: list[str],
 ) -> Frame:
-    """Build a Frame: entity_id, practice_id, client_id (NA when the client row is
-    missing, reading 8), then the fact columns."""
+    """Build a Frame: entity_id, practice_id, client_id, then the fact columns.
+
+    The view's client_id is already NA where the clients row is missing (reading 8).
+    """
     rows = rows.reset_index(drop=True)
-    known = rows["client_id"].isin(view.tables["clients"]["client_id"])
     data = pd.DataFrame(
         {
             "entity_id": rows[id_column].astype("string"),
             "practice_id": rows["practice_id"].astype("string"),
-            "client_id": rows["client_id"].astype("string").where(known, pd.NA),
+            "client_id": rows["client_id"].astype("string"),
         }
     )
     for fact in facts:
@@ -93,44 +94,44 @@ def _session_after_assessment(view: AuditView, settings: Settings) -> Frame:
     for it; DOC-002 speaks).
     """
     sessions = common.completed_sessions(view)
-    sessions = sessions.loc[
-        sessions["client_id"].notna() & sessions["session_date"].notna(),
-        ["session_id", "client_id", "practice_id", "session_date"],
-    ]
     dates = _assessment_dates(view)
-    # Clients as integer codes: merge_asof's "by" key is then cheap and never an
-    # Arrow string (which it cannot factorize when a side is empty).
+    # Integer codes and positions only go through merge_asof: its "by" key is then
+    # cheap and never an Arrow string (which it cannot factorize when a side is empty).
     clients = pd.Index(dates["client_id"].unique())
-    left = sessions.assign(
-        client_code=clients.get_indexer(sessions["client_id"]),
-        session_date=sessions["session_date"].astype("datetime64[ns]"),
+    session_client = clients.get_indexer(sessions["client_id"])
+    judged = (session_client >= 0) & sessions["session_date"].notna().to_numpy()
+    left = pd.DataFrame(
+        {
+            "position": np.flatnonzero(judged),
+            "client": session_client[judged],
+            "session_date": sessions["session_date"].astype("datetime64[ns]").to_numpy()[judged],
+        }
     )
-    left = left[left["client_code"] >= 0]
     right = pd.DataFrame(
         {
-            "client_code": clients.get_indexer(dates["client_id"]),
+            "client": clients.get_indexer(dates["client_id"]),
             "latest_assessment_on": dates["assessed_on"].astype("datetime64[ns]").to_numpy(),
         }
     )
     if left.empty:
-        rows = left.assign(latest_assessment_on=pd.Series(dtype="datetime64[ns]"))
+        latest = left.assign(latest_assessment_on=pd.Series(dtype="datetime64[ns]"))
     else:
         # merge_asof finds, per session, the latest assessment date on or before it
         # (exact matches allowed) without a row per session and assessment pair.
-        rows = pd.merge_asof(
+        latest = pd.merge_asof(
             left.sort_values("session_date"),
             right.sort_values("latest_assessment_on"),
             left_on="session_date",
             right_on="latest_assessment_on",
-            by="client_code",
+            by="client",
             direction="backward",
         )
-    rows = rows[rows["latest_assessment_on"].notna()].copy()
+    latest = latest[latest["latest_assessment_on"].notna()].sort_values("position")
+    rows = sessions.iloc[latest["position"].to_numpy()].copy()
+    rows["latest_assessment_on"] = latest["latest_assessment_on"].to_numpy()
     interval = _days(settings.column(rows, "reassessment_interval_days"))
     rows["reassessment_due_on"] = (rows["latest_assessment_on"] + interval).astype("datetime64[ns]")
-    rows = rows.sort_values("session_id", kind="stable")
     return _frame(
-        view,
         "rea_session",
         "session",
         rows,
@@ -168,7 +169,6 @@ def _active_client(view: AuditView, settings: Settings) -> Frame:
     )
     rows["reassessment_notice_until"] = (rows["as_of"] + notice).astype("datetime64[ns]")
     return _frame(
-        view,
         "rea_client",
         "client",
         rows,
@@ -190,12 +190,13 @@ def _reassessment(view: AuditView) -> Frame:
     """Every reassessment with the number of outcome measures recorded at it."""
     assessments = view.tables["assessments"]
     rows = assessments[assessments["kind"] == "reassessment"].copy()
-    measures = view.tables["outcome_measures"].groupby("assessment_id", sort=False).size()
-    rows["outcome_measure_count"] = (
-        _lookup(rows["assessment_id"], measures).fillna(0).astype("Int64")
+    # Counted by position: a bincount instead of a groupby over text keys.
+    position = pd.Index(rows["assessment_id"]).get_indexer(
+        view.tables["outcome_measures"]["assessment_id"]
     )
+    counts = np.bincount(position[position >= 0], minlength=len(rows))
+    rows["outcome_measure_count"] = pd.Series(counts, index=rows.index, dtype="Int64")
     return _frame(
-        view,
         "rea_reassessment",
         "assessment",
         rows,
@@ -272,7 +273,6 @@ def _client_progress(view: AuditView) -> Frame:
     rows["shared_instrument_count"] = rows["shared_instrument_count"].astype("Int64")
     rows["improved_instrument_count"] = rows["improved_instrument_count"].astype("Int64")
     return _frame(
-        view,
         "rea_client_progress",
         "client",
         rows,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from metaudit.derive import common
@@ -86,31 +87,35 @@ def _session_frame(view: AuditView, referrals: pd.DataFrame) -> Frame:
     """REF-002: whether some referral of the client covers each completed session."""
     sessions = common.completed_sessions(view)
     dated = referrals.dropna(subset=["client_id"])[["client_id", "referral_date", "expiry"]]
-    # Coverage is a property of (client, day): pair each day with the client's referrals.
-    days = sessions[["client_id", "session_date"]].dropna().drop_duplicates()
+    # One join of sessions to their client's referrals; the results go back by
+    # row position, which avoids more passes over string ids (1M sessions).
+    days = pd.DataFrame(
+        {
+            "row": np.arange(len(sessions)),
+            "client_id": sessions["client_id"].array,
+            "session_date": sessions["session_date"].array,
+        }
+    ).dropna(subset=["client_id"])
     pairs = days.merge(dated, on="client_id")
     covers = (pairs["referral_date"] <= pairs["session_date"]) & (
         pairs["session_date"] <= pairs["expiry"]
     )
-    covered_days = pairs.loc[covers.fillna(False).astype(bool), ["client_id", "session_date"]]
-    covered_days = covered_days.drop_duplicates().assign(covered=True)
-    facts = sessions[["session_id", "client_id", "session_date"]].merge(
-        covered_days, on=["client_id", "session_date"], how="left"
-    )
-    covered = facts["covered"].astype("boolean").fillna(False)
+    covered = np.zeros(len(sessions), dtype=bool)
+    covered[pairs.loc[covers.fillna(False).astype(bool), "row"].to_numpy()] = True
+    has_referral = np.zeros(len(sessions), dtype=bool)
+    has_referral[pairs["row"].to_numpy()] = True
     # A client without any referral is REF-001's finding, not one per session. A
     # session whose client row is missing has no known referral: not covered.
-    has_referral = facts["client_id"].isin(dated["client_id"])
-    covered = covered.mask(facts["client_id"].notna() & ~has_referral)
+    no_referral = sessions["client_id"].notna().to_numpy() & ~has_referral
     data = pd.DataFrame(
         {
-            "entity_id": sessions["session_id"].to_numpy(),
-            "practice_id": sessions["practice_id"].to_numpy(),
-            "client_id": sessions["client_id"].to_numpy(),
-            "covered_by_referral": covered.to_numpy(),
+            "entity_id": sessions["session_id"].array,
+            "practice_id": sessions["practice_id"].array,
+            "client_id": sessions["client_id"].array,
         }
     ).astype({"entity_id": "string", "practice_id": "string", "client_id": "string"})
-    data["covered_by_referral"] = data["covered_by_referral"].astype("boolean")
+    data["covered_by_referral"] = pd.array(covered, dtype="boolean")
+    data.loc[no_referral, "covered_by_referral"] = pd.NA
     return Frame("ref_session", "session", data)
 
 
