@@ -16,7 +16,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-
 from airflow.sdk import (
     ExceptionRetryPolicy,
     Param,
@@ -83,15 +82,19 @@ NO_RETRY_FOR_BAD_INPUT = ExceptionRetryPolicy(
     },
 )
 def met_compliance_nightly() -> None:
-    @task(retry_policy=NO_RETRY_FOR_BAD_INPUT)
+    @task(multiple_outputs=False, retry_policy=NO_RETRY_FOR_BAD_INPUT)
     def plan_run() -> dict[str, object]:
         """Resolve the as-of date and the practices to audit (reads only the practices table)."""
-        from metaudit import orchestration
         from airflow.sdk import BaseHook
+
+        from metaudit import orchestration
 
         context = get_current_context()
         params = context["params"]
-        run_date = context["dag_run"].run_after.date()
+        dag_run = context["dag_run"]
+        # The run's date: its logical date when it has one (scheduled, `dags test DATE`),
+        # else when it was triggered.
+        run_date = (dag_run.logical_date or dag_run.run_after).date()
         as_of = orchestration.resolve_as_of(params.get("as_of"), run_date)
         source = orchestration.sqlalchemy_url_from_connection(
             BaseHook.get_connection("met_practice_db")
@@ -104,14 +107,19 @@ def met_compliance_nightly() -> None:
         """The practices of this run, one mapped audit task each."""
         return list(plan["practice_ids"])  # type: ignore[call-overload]
 
-    @task(retry_policy=NO_RETRY_FOR_BAD_INPUT, map_index_template="{{ task.op_kwargs['practice_id'] }}")
+    @task(
+        multiple_outputs=False,
+        retry_policy=NO_RETRY_FOR_BAD_INPUT,
+        map_index_template="{{ task.op_kwargs['practice_id'] }}",
+    )
     def audit_practice(practice_id: str, plan: dict[str, object]) -> dict[str, object]:
         """Extract one practice's records, validate them with the rulebook's GX suites and
         persist its findings and validation results under the run's as-of folder."""
         from datetime import date
 
-        from metaudit import orchestration
         from airflow.sdk import BaseHook
+
+        from metaudit import orchestration
 
         source = orchestration.sqlalchemy_url_from_connection(
             BaseHook.get_connection("met_practice_db")
@@ -126,8 +134,9 @@ def met_compliance_nightly() -> None:
         failed (after every other practice has finished)."""
         import logging
 
-        from metaudit import orchestration
         from airflow.sdk.exceptions import AirflowFailException
+
+        from metaudit import orchestration
 
         done = [a for a in audits if a]
         summary = orchestration.summarize(done)  # type: ignore[arg-type]

@@ -81,7 +81,7 @@ def _assemble(
     for expectation in suite.expectations:
         meta = expectation.meta or {}
         if meta.get("due_date_column"):
-            due_columns[(meta["rule_id"], meta["frame"])] = meta["due_date_column"]
+            due_columns[meta["rule_id"], meta["frame"]] = meta["due_date_column"]
 
     by_name = {frame.name: frame for frame in frames}
     parts: dict[tuple[str, str, str], list[str]] = {}
@@ -116,7 +116,7 @@ def _assemble(
                         rule_id,
                         frame.entity_type,
                         str(entity_id),
-                        parts[(rule_id, frame_name, entity_id)] or None,
+                        parts[rule_id, frame_name, entity_id] or None,
                         due_date=due,
                     ),
                     due_date=due,

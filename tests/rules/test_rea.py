@@ -87,6 +87,15 @@ def test_rea001_not_raised_when_no_assessment_precedes_the_session() -> None:
     assert _ids(records, "REA-001") == set()
 
 
+def test_rea001_unreadable_kind_is_no_assessment_date() -> None:
+    records = clean_records()
+    find(records, "assessments", assessment_id="AS-3")["kind"] = "follow-up"  # DQ-003
+    found = audit(records)
+    assert {f["entity_id"] for f in found if f["rule_id"] == "REA-001"} == {"S-3", "S-4"}
+    assert {f["entity_id"] for f in found if f["rule_id"] == "REA-004"} == set()
+    assert any(f["rule_id"] == "DQ-003" and "AS-3" in f["entity_id"] for f in found)
+
+
 def test_rea001_ignores_sessions_that_were_not_completed() -> None:
     records = clean_records()
     _drop(records, "assessments", "assessment_id", "AS-3")
@@ -315,3 +324,38 @@ def test_rea005_unknown_value_is_no_improvement() -> None:
     find(records, "outcome_measures", measure_id="OM-5")["value"] = "fast"  # unreadable
     find(records, "outcome_measures", measure_id="OM-6")["value"] = 20.0
     assert _ids(records, "REA-005") == {"CL-1"}
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+def test_rea_interval_and_notice_follow_the_practice_settings() -> None:
+    from metaudit.settings import Settings
+
+    def of(found: list[dict[str, Any]], rule_id: str) -> dict[str, dict[str, Any]]:
+        return {f["entity_id"]: f for f in found if f["rule_id"] == rule_id}
+
+    records = clean_records()
+    short = Settings.from_dict(
+        {"practices": {"PR-1": {"settings": {"reassessment_interval_days": 18}}}}
+    )
+    found = audit(records, settings=short)
+    # S-4 (03-30) is 19 days after AS-3 (03-11); the other sessions 1 or 2 days after.
+    assert set(of(found, "REA-001")) == {"S-4"}
+    # 03-11 + 18 = 03-29, before D: overdue, so no notice.
+    assert set(of(found, "REA-002")) == {"CL-1"}
+    assert set(of(found, "REA-003")) == set()
+
+    due_today = Settings.from_dict(
+        {
+            "practices": {
+                "PR-1": {
+                    "settings": {"reassessment_interval_days": 20, "reassessment_notice_days": 0}
+                }
+            }
+        }
+    )
+    found = audit(records, settings=due_today)
+    # 03-11 + 20 = 03-31 = D: due today, inside a notice window of 0 days.
+    assert set(of(found, "REA-002")) == set()
+    assert of(found, "REA-003")["CL-1"]["due_date"] == "2026-03-31"

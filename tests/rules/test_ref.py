@@ -128,6 +128,19 @@ def test_ref002_sessions_after_expiry_are_not_covered() -> None:
     assert ids(findings, "REF-001") == set()
 
 
+def test_ref002_session_of_a_missing_client_is_not_covered() -> None:
+    records = clean_records()
+    records["sessions"].append(
+        {**find(records, "sessions", session_id="S-3"), "session_id": "S-9", "client_id": "CL-404"}
+    )
+    findings = audit(records)
+    hit = only(findings, "REF-002")
+    assert hit["entity_id"] == "S-9"
+    assert hit["practice_id"] is None
+    assert hit["client_id"] is None
+    assert ids(findings, "REF-001") == set()
+
+
 def test_ref002_session_before_referral_date() -> None:
     records = clean_records()
     referral(records)["referral_date"] = date(2026, 1, 15)

@@ -21,21 +21,25 @@ in-network policy with unit rule ``cms``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from metaudit.demo import vocab
 from metaudit.demo.episodes import ID_FORMAT
-from metaudit.demo.network import EPOCH, HORIZON_DAYS, Network, make_npi
+from metaudit.demo.network import HORIZON_DAYS, Network, make_npi
 
 Row = dict[str, Any]
 
 HOST_SERVICES = (("97110", 32, 2), ("97530", 18, 1))  # code, minutes, billed units
 HOST_FEES = {"97110": 42.0, "97112": 46.0, "97530": 48.0, "97140": 40.0}
-HOST_MEASURES = (("TUG", 18.0, 1.2, "s"), ("LEFS", 30.0, 4.0, "points"), ("PAIN_NRS", 7.0, 1.0, "0-10"))
+HOST_MEASURES = (
+    ("TUG", 18.0, 1.2, "s"),
+    ("LEFS", 30.0, 4.0, "points"),
+    ("PAIN_NRS", 7.0, 1.0, "0-10"),
+)
 
 
 @dataclass(frozen=True)
@@ -66,10 +70,6 @@ def iso(day: date) -> str:
     return day.isoformat()
 
 
-def parse(value: str) -> date:
-    return date.fromisoformat(value)
-
-
 @dataclass
 class Cohort:
     """The rows of every host, by table, and the id counters they continue from the bulk."""
@@ -91,7 +91,8 @@ class Cohort:
 
     def remove(self, table: str, predicate: Callable[[Row], bool]) -> list[Row]:
         """Delete the rows of ``table`` matching ``predicate``; return them."""
-        kept, removed = [], []
+        kept: list[Row] = []
+        removed: list[Row] = []
         for row in self.rows.get(table, []):
             (removed if predicate(row) else kept).append(row)
         self.rows[table] = kept
@@ -123,12 +124,19 @@ class Host:
     referrer_id: str
 
     # -- findings ------------------------------------------------------------------------
-    def expect(self, rule_id: str, entity_type: str, entity_id: str, due: date | None = None) -> Expected:
+    def expect(
+        self, rule_id: str, entity_type: str, entity_id: str, due: date | None = None
+    ) -> Expected:
         """A finding on an entity of this host's client."""
         return Expected(
-            rule_id, entity_type, entity_id, self.practice_id, self.client_id,
-            iso(due) if due else None, self.defect,
-        )  # fmt: skip
+            rule_id,
+            entity_type,
+            entity_id,
+            self.practice_id,
+            self.client_id,
+            iso(due) if due else None,
+            self.defect,
+        )
 
     def expect_row(
         self, rule_id: str, table: str, key: str, *, attributed: bool = True
@@ -149,12 +157,10 @@ class Host:
         d = iso(self.cohort.as_of)
         return [s for s in self.sessions() if s["session_date"] <= d]
 
-    def session_on(self, day: date) -> Row:
-        (row,) = [s for s in self.sessions() if s["session_date"] == iso(day)]
-        return row
-
     def assessments(self, kind: str | None = None) -> list[Row]:
-        rows = sorted(self.mine("assessments"), key=lambda r: (r["assessed_on"], r["assessment_id"]))
+        rows = sorted(
+            self.mine("assessments"), key=lambda r: (r["assessed_on"], r["assessment_id"])
+        )
         return [r for r in rows if kind is None or r["kind"] == kind]
 
     def plans(self) -> list[Row]:
@@ -172,7 +178,9 @@ class Host:
         return sorted(self.mine("claims"), key=lambda r: r["claim_id"])
 
     def lines(self, claim_id: str) -> list[Row]:
-        return sorted(self.cohort.find("claim_lines", claim_id=claim_id), key=lambda r: r["line_no"])
+        return sorted(
+            self.cohort.find("claim_lines", claim_id=claim_id), key=lambda r: r["line_no"]
+        )
 
     def claim_for(self, session: Row) -> Row:
         """The claim billing ``session`` (hosts bill one claim per completed session)."""
@@ -182,9 +190,6 @@ class Host:
                 return claim
         raise LookupError(f"no claim for session {session['session_id']}")
 
-    def paid_claims(self) -> list[Row]:
-        return [c for c in self.claims() if c["status"] == "paid"]
-
     def middle_session(self) -> Row:
         """A completed session in the middle of the episode (not first, not last, before D)."""
         in_view = self.sessions_in_view()
@@ -192,10 +197,8 @@ class Host:
 
     def signed_at(self, day: date, hour: int = 17) -> str:
         """The UTC timestamp of ``hour``:00 on ``day`` in the practice's zone."""
-        from datetime import datetime, timezone
-
         local = datetime(day.year, day.month, day.day, hour, 0, tzinfo=ZoneInfo(self.zone))
-        return local.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:00Z")
+        return local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:00Z")
 
 
 def build_host(cohort: Cohort, defect: str, index: int, *, active: bool, preauth: bool) -> Host:
@@ -225,67 +228,93 @@ def build_host(cohort: Cohort, defect: str, index: int, *, active: bool, preauth
     )
     policy_id = c.new_id("insurance_policies")
     host = Host(
-        cohort=c, defect=defect, client_id=client_id, practice_id=practice_id,
-        practice_index=practice, zone=net.practice_zones[practice], e0=e0, active=active,
-        preauth=preauth, policy_id=policy_id, staff_id=staff_id, referrer_id=referrer_id,
-    )  # fmt: skip
+        cohort=c,
+        defect=defect,
+        client_id=client_id,
+        practice_id=practice_id,
+        practice_index=practice,
+        zone=net.practice_zones[practice],
+        e0=e0,
+        active=active,
+        preauth=preauth,
+        policy_id=policy_id,
+        staff_id=staff_id,
+        referrer_id=referrer_id,
+    )
 
     # Timeline.
     s0 = e0 + timedelta(days=1)
     if active:
         end = c.day(HORIZON_DAYS)
         session_days = [
-            s0 + timedelta(days=7 * w + o) for w in range(12) for o in (0, 3)
+            s0 + timedelta(days=7 * w + o)
+            for w in range(12)
+            for o in (0, 3)
             if s0 + timedelta(days=7 * w + o) <= end
-        ]  # fmt: skip
+        ]
         cover_end = end
     else:
         session_days = [s0 + timedelta(days=7 * w + o) for w in range(10) for o in (0, 3)]
         cover_end = session_days[-1]
     reassess_days = [
-        e0 + timedelta(days=28 * k) for k in range(1, 10) if e0 + timedelta(days=28 * k) <= cover_end
+        e0 + timedelta(days=28 * k)
+        for k in range(1, 10)
+        if e0 + timedelta(days=28 * k) <= cover_end
     ]
     discharge_day = None if active else session_days[-1] + timedelta(days=1)
 
     c.add(
         "insurance_policies",
         {
-            "policy_id": policy_id, "client_id": client_id, "payer_name": "Aetna",
-            "plan_type": "commercial", "member_id": f"W{900000000 + index:09d}",
-            "network_status": "in_network", "oon_benefits": 0, "requires_preauth": int(preauth),
-            "timely_filing_days": None, "unit_rule": "cms",
-            "effective_from": iso(e0 - timedelta(days=300)), "effective_to": None,
+            "policy_id": policy_id,
+            "client_id": client_id,
+            "payer_name": "Aetna",
+            "plan_type": "commercial",
+            "member_id": f"W{900000000 + index:09d}",
+            "network_status": "in_network",
+            "oon_benefits": 0,
+            "requires_preauth": int(preauth),
+            "timely_filing_days": None,
+            "unit_rule": "cms",
+            "effective_from": iso(e0 - timedelta(days=300)),
+            "effective_to": None,
         },
-    )  # fmt: skip
+    )
     c.add(
         "eligibility_checks",
         {
-            "check_id": c.new_id("eligibility_checks"), "policy_id": policy_id,
-            "checked_on": iso(e0 - timedelta(days=3)), "status": "active",
+            "check_id": c.new_id("eligibility_checks"),
+            "policy_id": policy_id,
+            "checked_on": iso(e0 - timedelta(days=3)),
+            "status": "active",
             "reference_number": f"EV{7000000000 + index:010d}",
         },
-    )  # fmt: skip
+    )
     if preauth:
         start = e0
         while start <= cover_end:
             c.add(
                 "authorizations",
                 {
-                    "authorization_id": c.new_id("authorizations"), "policy_id": policy_id,
+                    "authorization_id": c.new_id("authorizations"),
+                    "policy_id": policy_id,
                     "auth_number": f"PA{80000000 + index * 10 + (start - e0).days // 56:08d}",
-                    "start_date": iso(start), "end_date": iso(start + timedelta(days=55)),
+                    "start_date": iso(start),
+                    "end_date": iso(start + timedelta(days=55)),
                     "approved_visits": 20,
                 },
-            )  # fmt: skip
+            )
             start += timedelta(days=56)
     c.add(
         "rehab_discharges",
         {
-            "discharge_id": c.new_id("rehab_discharges"), "client_id": client_id,
-            "discipline": "PT", "discharge_date": iso(e0 - timedelta(days=30)),
+            "discharge_id": c.new_id("rehab_discharges"),
+            "client_id": client_id,
+            "discipline": "PT",
+            "discharge_date": iso(e0 - timedelta(days=30)),
             "reason": "max_benefit",
         },
-    )  # fmt: skip
+    )
     for category, code, description in (
         ("post_surgical", "Z96.651", "Right total knee replacement"),
         ("other", "I10", "High blood pressure"),
@@ -293,35 +322,45 @@ def build_host(cohort: Cohort, defect: str, index: int, *, active: bool, preauth
         c.add(
             "conditions",
             {
-                "condition_id": c.new_id("conditions"), "client_id": client_id,
-                "category": category, "icd10_code": code, "description": description,
+                "condition_id": c.new_id("conditions"),
+                "client_id": client_id,
+                "category": category,
+                "icd10_code": code,
+                "description": description,
             },
-        )  # fmt: skip
+        )
     referral_date = e0 - timedelta(days=7)
     referral_id = c.new_id("referrals")
     c.add(
         "referrals",
         {
-            "referral_id": referral_id, "client_id": client_id, "provider_id": referrer_id,
-            "supervising_provider_id": None, "referral_date": iso(referral_date),
+            "referral_id": referral_id,
+            "client_id": client_id,
+            "provider_id": referrer_id,
+            "supervising_provider_id": None,
+            "referral_date": iso(referral_date),
             "signed_on": iso(referral_date + timedelta(days=1)),
             "valid_until": iso(referral_date + timedelta(days=180 if active else 120)),
             "services_requested": "Medical exercise training 2x/week",
         },
-    )  # fmt: skip
+    )
     for seq, code in ((1, "Z96.651"), (2, "I10")):
         c.add("referral_diagnoses", {"referral_id": referral_id, "seq": seq, "icd10_code": code})
     intake_day = e0 - timedelta(days=2)
     c.add(
         "intake_forms",
         {
-            "intake_id": c.new_id("intake_forms"), "client_id": client_id, "form_name": "MET-Q",
-            "completed_on": iso(intake_day), "health_history_complete": 1,
+            "intake_id": c.new_id("intake_forms"),
+            "client_id": client_id,
+            "form_name": "MET-Q",
+            "completed_on": iso(intake_day),
+            "health_history_complete": 1,
             "emergency_contact_name": f"{vocab.FIRST_NAMES[index % 40]} {last}",
             "emergency_contact_phone": f"(617) 555-01{index % 100:02d}",
-            "consent_signed_on": iso(intake_day), "waiver_signed_on": iso(intake_day),
+            "consent_signed_on": iso(intake_day),
+            "waiver_signed_on": iso(intake_day),
         },
-    )  # fmt: skip
+    )
 
     # Assessments, measures, plans of exercise, goals, progress reports.
     dated = [("initial", e0), *(("reassessment", r) for r in reassess_days)]
@@ -338,22 +377,30 @@ def build_host(cohort: Cohort, defect: str, index: int, *, active: bool, preauth
         c.add(
             "assessments",
             {
-                "assessment_id": assessment_id, "client_id": client_id, "staff_id": staff_id,
-                "assessed_on": iso(day), "kind": kind, "rom_documented": 1,
-                "strength_documented": 1, "posture_documented": 1,
-                "functional_deficits": deficits, "notes": vocab.ASSESSMENT_NOTES[0 if k == 0 else 1],
+                "assessment_id": assessment_id,
+                "client_id": client_id,
+                "staff_id": staff_id,
+                "assessed_on": iso(day),
+                "kind": kind,
+                "rom_documented": 1,
+                "strength_documented": 1,
+                "posture_documented": 1,
+                "functional_deficits": deficits,
+                "notes": vocab.ASSESSMENT_NOTES[0 if k == 0 else 1],
                 "signed_on": iso(day),
             },
-        )  # fmt: skip
+        )
         for instrument, baseline, step, unit in HOST_MEASURES:
             c.add(
                 "outcome_measures",
                 {
-                    "measure_id": c.new_id("outcome_measures"), "assessment_id": assessment_id,
-                    "instrument": instrument, "value": host_measure(instrument, baseline, step, k),
+                    "measure_id": c.new_id("outcome_measures"),
+                    "assessment_id": assessment_id,
+                    "instrument": instrument,
+                    "value": host_measure(instrument, baseline, step, k),
                     "unit": unit,
                 },
-            )  # fmt: skip
+            )
         if kind != "discharge":
             later = [p for p in plan_days if p > day]
             poe_end = later[0] - timedelta(days=1) if later else discharge_day
@@ -361,21 +408,29 @@ def build_host(cohort: Cohort, defect: str, index: int, *, active: bool, preauth
             c.add(
                 "plans_of_exercise",
                 {
-                    "poe_id": poe_id, "client_id": client_id, "assessment_id": assessment_id,
-                    "start_date": iso(day), "end_date": iso(poe_end) if poe_end else None,
-                    "frequency_per_week": 2, "duration_weeks": 4,
-                    "intensity": vocab.POE_INTENSITIES[1], "progression": vocab.PROGRESSIONS[0],
+                    "poe_id": poe_id,
+                    "client_id": client_id,
+                    "assessment_id": assessment_id,
+                    "start_date": iso(day),
+                    "end_date": iso(poe_end) if poe_end else None,
+                    "frequency_per_week": 2,
+                    "duration_weeks": 4,
+                    "intensity": vocab.POE_INTENSITIES[1],
+                    "progression": vocab.PROGRESSIONS[0],
                     "signed_on": iso(day),
                 },
-            )  # fmt: skip
+            )
             for j in range(4):
                 c.add(
                     "poe_exercises",
                     {
-                        "poe_id": poe_id, "exercise_name": vocab.EXERCISES[(index + 5 * j) % 20],
-                        "sets": 3, "reps": 10, "intensity": vocab.EXERCISE_INTENSITIES[1],
+                        "poe_id": poe_id,
+                        "exercise_name": vocab.EXERCISES[(index + 5 * j) % 20],
+                        "sets": 3,
+                        "reps": 10,
+                        "intensity": vocab.EXERCISE_INTENSITIES[1],
                     },
-                )  # fmt: skip
+                )
             for term, text, instrument, ahead, target_day in (
                 ("short", vocab.SHORT_GOALS[0], "TUG", 1, day + timedelta(days=28)),
                 ("long", vocab.LONG_GOALS[0], "LEFS", 4, e0 + timedelta(days=84)),
@@ -384,21 +439,26 @@ def build_host(cohort: Cohort, defect: str, index: int, *, active: bool, preauth
                 c.add(
                     "goals",
                     {
-                        "goal_id": c.new_id("goals"), "poe_id": poe_id, "term": term,
-                        "description": text, "instrument": instrument,
+                        "goal_id": c.new_id("goals"),
+                        "poe_id": poe_id,
+                        "term": term,
+                        "description": text,
+                        "instrument": instrument,
                         "target_value": host_measure(instrument, base[1], base[2], k + ahead),
                         "target_date": iso(target_day),
                     },
-                )  # fmt: skip
+                )
         if kind != "initial":
             c.add(
                 "progress_reports",
                 {
-                    "report_id": c.new_id("progress_reports"), "client_id": client_id,
-                    "assessment_id": assessment_id, "provider_id": referrer_id,
+                    "report_id": c.new_id("progress_reports"),
+                    "client_id": client_id,
+                    "assessment_id": assessment_id,
+                    "provider_id": referrer_id,
                     "sent_on": iso(day + timedelta(days=3)),
                 },
-            )  # fmt: skip
+            )
 
     # Sessions, their logs and services, and one claim per session.
     practice_npi = net.practice_npis[practice]
@@ -407,24 +467,32 @@ def build_host(cohort: Cohort, defect: str, index: int, *, active: bool, preauth
         c.add(
             "sessions",
             {
-                "session_id": session_id, "client_id": client_id, "staff_id": staff_id,
-                "session_date": iso(day), "status": "completed",
+                "session_id": session_id,
+                "client_id": client_id,
+                "staff_id": staff_id,
+                "session_date": iso(day),
+                "status": "completed",
                 "timed_minutes": sum(m for _, m, _ in HOST_SERVICES),
                 "client_response": vocab.CLIENT_RESPONSES[n % len(vocab.CLIENT_RESPONSES)],
                 "notes": vocab.SESSION_NOTES[n % len(vocab.SESSION_NOTES)],
                 "signed_at": host.signed_at(day),
             },
-        )  # fmt: skip
+        )
         for j in range(3):
             c.add(
                 "session_exercises",
                 {
-                    "session_id": session_id, "exercise_name": vocab.EXERCISES[(index + 5 * j) % 20],
-                    "sets": 3, "reps": 10, "intensity": vocab.EXERCISE_INTENSITIES[1],
+                    "session_id": session_id,
+                    "exercise_name": vocab.EXERCISES[(index + 5 * j) % 20],
+                    "sets": 3,
+                    "reps": 10,
+                    "intensity": vocab.EXERCISE_INTENSITIES[1],
                 },
-            )  # fmt: skip
+            )
         for code, minutes, _ in HOST_SERVICES:
-            c.add("session_services", {"session_id": session_id, "cpt_code": code, "minutes": minutes})
+            c.add(
+                "session_services", {"session_id": session_id, "cpt_code": code, "minutes": minutes}
+            )
         submitted = day + timedelta(days=3)
         age = (d - submitted).days
         status = "draft" if age < 0 else "paid" if age >= 21 else "submitted"
@@ -433,13 +501,19 @@ def build_host(cohort: Cohort, defect: str, index: int, *, active: bool, preauth
         c.add(
             "claims",
             {
-                "claim_id": claim_id, "client_id": client_id, "policy_id": policy_id,
-                "billing_npi": practice_npi, "rendering_staff_id": staff_id,
-                "submitted_on": iso(submitted) if status != "draft" else None, "status": status,
-                "denied_on": None, "appealed_on": None, "total_charge": total,
+                "claim_id": claim_id,
+                "client_id": client_id,
+                "policy_id": policy_id,
+                "billing_npi": practice_npi,
+                "rendering_staff_id": staff_id,
+                "submitted_on": iso(submitted) if status != "draft" else None,
+                "status": status,
+                "denied_on": None,
+                "appealed_on": None,
+                "total_charge": total,
                 "paid_amount": round(total * 0.7, 2) if status == "paid" else None,
             },
-        )  # fmt: skip
+        )
         for pointer, code in (("A", "Z96.651"), ("B", "I10")):
             c.add("claim_diagnoses", {"claim_id": claim_id, "pointer": pointer, "icd10_code": code})
         for line_no, (code, _, units) in enumerate(HOST_SERVICES, start=1):
@@ -454,11 +528,17 @@ def add_line(
     return cohort.add(
         "claim_lines",
         {
-            "line_id": cohort.new_id("claim_lines"), "claim_id": claim_id, "line_no": line_no,
-            "service_date": iso(day), "cpt_code": code, "modifiers": None, "units": units,
-            "charge": units * HOST_FEES.get(code, 45.0), "diagnosis_pointers": pointers,
+            "line_id": cohort.new_id("claim_lines"),
+            "claim_id": claim_id,
+            "line_no": line_no,
+            "service_date": iso(day),
+            "cpt_code": code,
+            "modifiers": None,
+            "units": units,
+            "charge": units * HOST_FEES.get(code, 45.0),
+            "diagnosis_pointers": pointers,
         },
-    )  # fmt: skip
+    )
 
 
 def host_measure(instrument: str, baseline: float, step: float, k: int) -> float:
@@ -484,7 +564,8 @@ def new_provider(cohort: Cohort, credential: str, *, valid_npi: bool = True, nam
         "providers",
         {
             "provider_id": provider_id,
-            "full_name": name or f"{vocab.FIRST_NAMES[number % 90]} {vocab.LAST_NAMES[number % 90]}",
+            "full_name": name
+            or f"{vocab.FIRST_NAMES[number % 90]} {vocab.LAST_NAMES[number % 90]}",
             "credential": credential,
             "npi": npi,
         },
@@ -493,7 +574,12 @@ def new_provider(cohort: Cohort, credential: str, *, valid_npi: bool = True, nam
 
 
 def new_staff(
-    cohort: Cohort, host: Host, *, credential: str = "MES", expires: date | None, valid_npi: bool = True
+    cohort: Cohort,
+    host: Host,
+    *,
+    credential: str = "MES",
+    expires: date | None,
+    valid_npi: bool = True,
 ) -> str:
     """Add a staff member of the host's practice used by this host only; return its id."""
     staff_id = cohort.new_id("staff")
@@ -519,11 +605,3 @@ def new_staff(
 def day_of(value: str) -> date:
     """The date of an ISO date text."""
     return date.fromisoformat(value[:10])
-
-
-def days_since_epoch(day: date) -> int:
-    return (day - EPOCH).days
-
-
-def iter_rows(cohort: Cohort) -> Iterator[tuple[str, list[Row]]]:
-    yield from cohort.rows.items()

@@ -23,7 +23,6 @@ from metaudit.demo.network import (
     AUTH_WINDOW_DAYS,
     CHUNK_CLIENTS,
     CLIENT_STATUS,
-    HOLD,
     HORIZON_DAYS,
     PAST,
     REASSESSMENT_DAYS,
@@ -147,7 +146,9 @@ def build_chunk(net: Network, lo: int, hi: int) -> dict[str, pa.Table]:
     svc_owner, svc_rank = ar.expand(k_codes)
     svc_code = CODE_ORDERS[order[svc_owner], svc_rank]
     svc_units = np.where(
-        k_codes[svc_owner] == 1, rng.integers(2, 4, len(svc_owner)), rng.integers(1, 3, len(svc_owner))
+        k_codes[svc_owner] == 1,
+        rng.integers(2, 4, len(svc_owner)),
+        rng.integers(1, 3, len(svc_owner)),
     )
     svc_minutes = 15 * svc_units + rng.integers(0, 8, len(svc_owner))
     svc_session = comp[svc_owner]
@@ -369,7 +370,9 @@ def build_chunk(net: Network, lo: int, hi: int) -> dict[str, pa.Table]:
     n_a = len(as_owner)
     is_discharge = as_rank > n_reassess[as_owner]
     a_kind = np.where(as_rank == 0, 0, np.where(is_discharge, 2, 1))
-    a_day = np.where(is_discharge, discharge_day[as_owner], e0[as_owner] + REASSESSMENT_DAYS * as_rank)
+    a_day = np.where(
+        is_discharge, discharge_day[as_owner], e0[as_owner] + REASSESSMENT_DAYS * as_rank
+    )
     deficits = np.select(
         [a_kind == 0, a_kind == 1],
         [
@@ -379,9 +382,7 @@ def build_chunk(net: Network, lo: int, hi: int) -> dict[str, pa.Table]:
         len(vocab.INITIAL_DEFICITS) + len(vocab.REASSESSMENT_DEFICITS),
     )
     deficit_texts = vocab.INITIAL_DEFICITS + vocab.REASSESSMENT_DEFICITS + vocab.DISCHARGE_DEFICITS
-    note_index = np.where(
-        a_kind == 0, 0, 1 + rng.integers(0, len(vocab.ASSESSMENT_NOTES) - 1, n_a)
-    )
+    note_index = np.where(a_kind == 0, 0, 1 + rng.integers(0, len(vocab.ASSESSMENT_NOTES) - 1, n_a))
     assessment_id = next_ids(net, "assessments", n_a)
     ones = ar.ints(np.ones(n_a))
     out["assessments"] = ar.table(
@@ -617,7 +618,11 @@ def _policies(
                 ar.nulls(n_rows),
             ),
             "effective_from": ar.dates(
-                np.where(cur, e0[c] - rng.integers(30, 900, n_rows), e0[c] - rng.integers(400, 1500, n_rows))
+                np.where(
+                    cur,
+                    e0[c] - rng.integers(30, 900, n_rows),
+                    e0[c] - rng.integers(400, 1500, n_rows),
+                )
             ),
             "effective_to": ar.dates(e0[c] - rng.integers(20, 200, n_rows), row_old),
         },
@@ -643,7 +648,9 @@ def _eligibility(
     n = len(e0)
     n_old = len(policies.old_client)
     client = np.concatenate([np.arange(n), policies.old_client])
-    day = np.concatenate([e0 - rng.integers(1, 11, n), e0[policies.old_client] - rng.integers(11, 21, n_old)])
+    day = np.concatenate(
+        [e0 - rng.integers(1, 11, n), e0[policies.old_client] - rng.integers(11, 21, n_old)]
+    )
     active = np.concatenate([np.ones(n, bool), np.zeros(n_old, bool)])
     policy = pa.concat_arrays([policies.current, policies.old_ids])
     order = np.lexsort((day, client))
@@ -791,7 +798,9 @@ def _baselines(rng: np.random.Generator, instrument: np.ndarray) -> tuple[np.nda
     return baseline, step
 
 
-def _measure(instrument: np.ndarray, baseline: np.ndarray, step: np.ndarray, k: np.ndarray) -> np.ndarray:
+def _measure(
+    instrument: np.ndarray, baseline: np.ndarray, step: np.ndarray, k: np.ndarray
+) -> np.ndarray:
     """The value at the k-th assessment: k steps better than baseline, within the scale."""
     value = np.zeros(len(instrument))
     for i, name in enumerate(vocab.INSTRUMENT_NAMES):
@@ -814,4 +823,4 @@ def _to_utc(local_seconds: np.ndarray, zones: np.ndarray) -> np.ndarray:
     return utc
 
 
-__all__ = ["ID_FORMAT", "HOLD", "build_chunk", "next_ids"]
+__all__ = ["ID_FORMAT", "build_chunk", "next_ids"]

@@ -47,7 +47,7 @@ AUTH_WINDOW_DAYS = 56
 # Referrals are renewed this many days (at least) before they expire.
 RENEWAL_LEAD_DAYS = 15
 CHUNK_CLIENTS = 4000
-# Days between two consecutive clean records that must stay apart in the calendar.
+# Day numbers count from here.
 EPOCH = date(1970, 1, 1)
 
 PAST, HOLD, ACTIVE, FUTURE = 0, 1, 2, 3
@@ -165,12 +165,16 @@ def plan_network(as_of: date, *, seed: int, practices: int, sessions: int) -> Ne
     per_practice = np.bincount(clients["practice"].to_numpy(), minlength=practices)
 
     practice_ids = [f"PR{i + 1:04d}" for i in range(practices)]
-    practice_npis = [make_npi(int(rng.integers(100_000_000, 299_999_999))) for _ in range(practices)]
+    practice_npis = [
+        make_npi(int(rng.integers(100_000_000, 299_999_999))) for _ in range(practices)
+    ]
     zones = [vocab.TIMEZONES[int(i)] for i in rng.integers(0, len(vocab.TIMEZONES), practices)]
     names = []
     for i in range(practices):
         place = vocab.PLACES[i % len(vocab.PLACES)]
-        suffix = vocab.PRACTICE_SUFFIXES[(i // len(vocab.PLACES) + i) % len(vocab.PRACTICE_SUFFIXES)]
+        suffix = vocab.PRACTICE_SUFFIXES[
+            (i // len(vocab.PLACES) + i) % len(vocab.PRACTICE_SUFFIXES)
+        ]
         copy = i // (len(vocab.PLACES) * len(vocab.PRACTICE_SUFFIXES))
         names.append(f"{place} {suffix}" + (f" {copy + 1}" if copy else ""))
     practices_table = ar.table(
@@ -296,7 +300,9 @@ def _rows_table(name: str, rows: list[dict[str, object]]) -> pa.Table:
     return ar.table(name, columns)
 
 
-def session_slots(s0: np.ndarray, freq: np.ndarray, weeks: np.ndarray, end: np.ndarray) -> np.ndarray:
+def session_slots(
+    s0: np.ndarray, freq: np.ndarray, weeks: np.ndarray, end: np.ndarray
+) -> np.ndarray:
     """How many scheduled sessions (s0 + 7w + slot offset <= end, w < weeks) each client has."""
     total = np.zeros(len(s0), dtype=np.int64)
     for slot in range(3):

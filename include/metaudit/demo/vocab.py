@@ -197,7 +197,11 @@ EXERCISE_INTENSITIES = (
     "RPE 5", "RPE 6", "RPE 7", "5 kg", "10 kg", "15 kg", "20 kg", "Level 3", "Level 5",
     "Bodyweight", "Red band", "Green band",
 )  # fmt: skip
-POE_INTENSITIES = ("Light to moderate, RPE 4-5", "Moderate, RPE 5-6", "Moderate to vigorous, RPE 6-7")
+POE_INTENSITIES = (
+    "Light to moderate, RPE 4-5",
+    "Moderate, RPE 5-6",
+    "Moderate to vigorous, RPE 6-7",
+)
 PROGRESSIONS = (
     "Add 5-10% load every two weeks when all sets are completed with good form",
     "Advance from supported to unsupported balance tasks, then add head turns",
@@ -246,7 +250,12 @@ SESSION_NOTES = (
     "Warm-up on the bike for 8 minutes",
     "Client walked to the session from the car park without a cane",
 )
-MISSED_SESSION_NOTES = ("Client called to cancel", "Family commitment", "Weather", "Client did not arrive")
+MISSED_SESSION_NOTES = (
+    "Client called to cancel",
+    "Family commitment",
+    "Weather",
+    "Client did not arrive",
+)
 SHORT_GOALS = (
     "Walk to the mailbox and back without resting",
     "Rise from a chair five times without using the arms",
@@ -261,7 +270,6 @@ LONG_GOALS = (
 )
 DISCHARGE_DISCIPLINES = (("PT", 0.65), ("OT", 0.10), ("DC", 0.25))
 DISCHARGE_REASONS = ("max_benefit", "goals_met", "benefits_exhausted", "other")
-EMERGENCY_RELATIONS = FIRST_NAMES
 
 # Timed medical exercise codes and the charge per unit.
 CPT_CODES = ("97110", "97112", "97530")

@@ -53,6 +53,10 @@ class Sink:
     def close(self) -> None:
         raise NotImplementedError
 
+    def discard(self) -> None:
+        """Give up after a failure: release the connection without committing more."""
+        raise NotImplementedError
+
 
 def open_sink(
     engine: sa.Engine,
@@ -62,12 +66,15 @@ def open_sink(
     drop_existing: bool,
 ) -> Sink:
     """Create the contract tables in ``engine``'s database and return a loader for them."""
-    existing = set(sa.inspect(engine).get_table_names()) & set(TABLES)
+    try:
+        existing = set(sa.inspect(engine).get_table_names()) & set(TABLES)
+    except sa.exc.DBAPIError as exc:
+        shown = engine.url.render_as_string(hide_password=True)
+        raise DemoTargetError(f"cannot reach the demo target {shown}: {exc.orig}") from exc
     if existing and not drop_existing:
         raise DemoTargetError(
-            "the target already holds contract tables ("
-            + ", ".join(sorted(existing))
-            + "); pass drop_existing=True to replace them"
+            f"the target already holds {len(existing)} contract tables (e.g. {min(existing)}); "
+            "pass drop_existing=True to replace them"
         )
     dialect = engine.dialect.name
     text_columns = sorted(set(text_columns))
@@ -123,6 +130,10 @@ class _AdbcSqliteSink(Sink):
         self.cursor.close()
         self.conn.close()
 
+    def discard(self) -> None:
+        self.cursor.close()
+        self.conn.close()
+
 
 class _PostgresCopySink(Sink):
     def __init__(self, engine: sa.Engine, *, with_keys: bool) -> None:
@@ -166,6 +177,11 @@ class _PostgresCopySink(Sink):
             self.raw.close()
             self.engine.dispose()
 
+    def discard(self) -> None:
+        self.conn.rollback()
+        self.raw.close()
+        self.engine.dispose()
+
 
 class _GenericSink(Sink):
     def __init__(self, engine: sa.Engine, *, executemany: bool) -> None:
@@ -184,7 +200,9 @@ class _GenericSink(Sink):
         if self.executemany:
             placeholders = ", ".join("?" for _ in data.column_names)
             columns = ", ".join(_quote(self.engine, c) for c in data.column_names)
-            statement = f"INSERT INTO {_quote(self.engine, name)} ({columns}) VALUES ({placeholders})"
+            statement = (
+                f"INSERT INTO {_quote(self.engine, name)} ({columns}) VALUES ({placeholders})"
+            )
             values = [c.to_pylist() for c in data.columns]
             self.conn.exec_driver_sql(statement, list(zip(*values, strict=True)))
             return
@@ -199,5 +217,10 @@ class _GenericSink(Sink):
 
     def close(self) -> None:
         self.transaction.commit()
+        self.conn.close()
+        self.engine.dispose()
+
+    def discard(self) -> None:
+        self.transaction.rollback()
         self.conn.close()
         self.engine.dispose()

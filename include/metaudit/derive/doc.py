@@ -354,9 +354,7 @@ def _goal(view: AuditView) -> Frame:
 # --- scope of practice: DOC-011 --------------------------------------------------------------
 
 
-def _in_scope(
-    view: AuditView, rows: pd.DataFrame, columns: list[str], settings: Settings
-) -> pd.Series:
+def _in_scope(rows: pd.DataFrame, columns: list[str], settings: Settings) -> pd.Series:
     """True when none of the text columns matches a scope-of-practice pattern."""
     outside = pd.Series(False, index=rows.index)
     for column in columns:
@@ -368,7 +366,7 @@ def _in_scope(
 def _session_language(view: AuditView, settings: Settings) -> Frame:
     """Every session in the view, of any status, with whether its notes stay in scope."""
     sessions = view.tables["sessions"].copy()
-    sessions["notes_within_scope"] = _in_scope(view, sessions, ["notes"], settings)
+    sessions["notes_within_scope"] = _in_scope(sessions, ["notes"], settings)
     return _frame("doc_session_notes", "session", sessions, "session_id", ["notes_within_scope"])
 
 
@@ -376,7 +374,7 @@ def _assessment_language(view: AuditView, settings: Settings) -> Frame:
     """Every assessment in the view, of any kind, with whether its text stays in scope."""
     assessments = view.tables["assessments"].copy()
     assessments["notes_within_scope"] = _in_scope(
-        view, assessments, ["notes", "functional_deficits"], settings
+        assessments, ["notes", "functional_deficits"], settings
     )
     return _frame(
         "doc_assessment_notes",
@@ -398,7 +396,9 @@ def _reassessment_report(view: AuditView, settings: Settings) -> Frame:
     was sent on or after the reassessment and within the window.
     """
     assessments = view.tables["assessments"]
-    reassessments = assessments[assessments["kind"] == "reassessment"].copy()
+    # An unreadable kind (NA) is no reassessment.
+    is_reassessment = assessments["kind"].eq("reassessment").fillna(False).astype(bool)
+    reassessments = assessments[is_reassessment].copy()
     window = _days(settings.column(reassessments, "progress_report_days"))
     reassessments["report_due_on"] = (reassessments["assessed_on"] + window).astype(
         "datetime64[ns]"

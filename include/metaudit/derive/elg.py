@@ -187,9 +187,11 @@ def _policy_frame(view: AuditView, claims: pd.DataFrame, visits: pd.DataFrame) -
     active = checks[checks["status"].eq("active").fillna(False).astype(bool)]
     first_check = active.groupby("policy_id")["checked_on"].min()
     data = _identity(billed["policy_id"], billed)
-    # A policy whose live claims have no line in the view has no known first
-    # service date: the check cannot be shown to precede it, so it fails.
-    data["first_service_date"] = _dates_by_key(first_service, billed_rows)
+    # Live claims without any line (a draft being written; the view drops a claim
+    # whose lines are all undated or after D) bill no service date yet: then any
+    # active check in the view, all dated on or before D, is in time.
+    first_dates = pd.Series(_dates_by_key(first_service, billed_rows))
+    data["first_service_date"] = first_dates.fillna(view.as_of).astype("datetime64[ns]").array
     data["first_active_check_on"] = _dates_by_key(first_check, billed["policy_id"])
     return Frame("elg_policy", "policy", data)
 
@@ -201,29 +203,30 @@ def _claim_line_frame(
 
     Both are facts of a visit (policy and date); each line takes its visit's.
     """
-    covered = np.zeros(len(visits), dtype=bool)
+    # One slot more than there are visits: a line without a visit (row -1)
+    # reads the last slot, which stays False.
+    slots = len(visits) + 1
+    covered = np.zeros(slots, dtype=bool)
     covered[windows["visit_row"].to_numpy()] = True
     # ELG-005 asserts "beyond the approved visits": an unknown approved count
     # proves nothing, so only authorizations with a readable count judge a visit.
     counted = windows[windows["approved_visits"].notna()]
-    judged = np.zeros(len(visits), dtype=bool)
+    judged = np.zeros(slots, dtype=bool)
     judged[counted["visit_row"].to_numpy()] = True
-    beyond = np.zeros(len(visits), dtype=bool)
+    beyond = np.zeros(slots, dtype=bool)
     over = (counted["visit_no"] > counted["approved_visits"]).fillna(False).astype(bool)
     beyond[counted.loc[over, "visit_row"].to_numpy()] = True
 
     visit_row = lines["visit_row"].to_numpy()
-    has_visit = visit_row >= 0
-    at = np.where(has_visit, visit_row, 0)
     requires = view.tables["insurance_policies"]["requires_preauth"].astype("boolean")
     # Only a readable "requires prior authorization" makes ELG-004 apply (reading 2).
     needs_auth = _at(requires, lines["policy_row"].to_numpy()).fillna(False).to_numpy(dtype=bool)
 
     data = _identity(lines["line_id"], lines)
-    authorized = pd.array(covered[at] & has_visit, dtype="boolean")
+    authorized = pd.array(covered[visit_row], dtype="boolean")
     authorized[~needs_auth] = pd.NA
-    within = pd.array(~beyond[at], dtype="boolean")
-    within[~(has_visit & judged[at])] = pd.NA
+    within = pd.array(~beyond[visit_row], dtype="boolean")
+    within[~judged[visit_row]] = pd.NA
     data["authorized"] = authorized
     data["within_authorized_visits"] = within
     return Frame("elg_claim_line", "claim_line", data)

@@ -152,9 +152,8 @@ def _active_client(view: AuditView, settings: Settings) -> Frame:
     ``reassessment_notice_until`` = D + reassessment_notice_days (REA-003 fails when
     the due date is on or before it).
     """
-    active = pd.Index(pd.Series(list(common.active_client_ids(view, settings)), dtype="string"))
     clients = _existing_clients(view)
-    clients = clients[clients["client_id"].isin(active)]
+    clients = clients[clients["client_id"].isin(common.active_client_ids(view, settings))]
     latest = _assessment_dates(view).groupby("client_id")["assessed_on"].max()
     rows = clients[clients["client_id"].isin(latest.index)].copy()
     rows["latest_assessment_on"] = _lookup(rows["client_id"], latest)
@@ -189,7 +188,9 @@ def _active_client(view: AuditView, settings: Settings) -> Frame:
 def _reassessment(view: AuditView) -> Frame:
     """Every reassessment with the number of outcome measures recorded at it."""
     assessments = view.tables["assessments"]
-    rows = assessments[assessments["kind"] == "reassessment"].copy()
+    # An unreadable kind (NA) is no reassessment.
+    is_reassessment = assessments["kind"].eq("reassessment").fillna(False).astype(bool)
+    rows = assessments[is_reassessment].copy()
     # Counted by position: a bincount instead of a groupby over text keys.
     position = pd.Index(rows["assessment_id"]).get_indexer(
         view.tables["outcome_measures"]["assessment_id"]
@@ -212,7 +213,7 @@ def _latest_reassessments(view: AuditView) -> pd.DataFrame:
     """Each client's latest reassessment (latest dated; ties: largest id, reading 10)."""
     assessments = view.tables["assessments"]
     rows = assessments[
-        (assessments["kind"] == "reassessment")
+        assessments["kind"].eq("reassessment").fillna(False).astype(bool)
         & assessments["client_id"].notna()
         & assessments["assessed_on"].notna()
     ]
