@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from metaudit.gx.runner import FamilyValidation
+    from metaudit.quality import TypedSource
     from metaudit.settings import Settings
     from metaudit.view import AuditView
 
@@ -125,39 +126,45 @@ def _assemble(
     return findings
 
 
-def run_check(
-    source: str | Path | sa.URL,
-    as_of: date | None = None,
-    practice_ids: Iterable[str] | None = None,
-    settings: Settings | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> CheckResult:
-    """Read a source database and run every rule; raise ContractError or
-    SourceUnavailableError when the check cannot run."""
+def load_source(
+    source: str | Path | sa.URL, as_of: date, timings: dict[str, float] | None = None
+) -> TypedSource:
+    """Read and type the whole source once, with its data-quality findings (DQ rules).
+
+    Raises ContractError or SourceUnavailableError when the source cannot be audited.
+    """
     from metaudit.quality import type_source
-    from metaudit.settings import Settings
     from metaudit.source import read_tables
-    from metaudit.view import build_view
 
-    say = progress or (lambda message: None)
-    settings = settings or Settings.load(None)
-    day = pd.Timestamp(as_of or date.today()).normalize()
-    as_of_iso = day.strftime("%Y-%m-%d")
-    timings: dict[str, float] = {}
-
+    timings = timings if timings is not None else {}
     started = time.perf_counter()
-    say("reading the source")
     raw = read_tables(source)
     timings["read"] = time.perf_counter() - started
-
     started = time.perf_counter()
-    say("typing the records and checking the data contract (DQ rules)")
-    typed = type_source(raw.tables, as_of_iso)
-    wanted = sorted(set(practice_ids)) if practice_ids else None
-    view = build_view(typed, day, wanted, settings.for_practice(None).default_timezone)
+    typed = type_source(raw.tables, pd.Timestamp(as_of).strftime("%Y-%m-%d"))
     timings["type"] = time.perf_counter() - started
+    return typed
 
-    say("deriving the rule facts and validating the suites")
+
+def check_typed(
+    typed: TypedSource,
+    as_of: date,
+    practice_ids: Iterable[str] | None = None,
+    settings: Settings | None = None,
+    timings: dict[str, float] | None = None,
+) -> CheckResult:
+    """Run every rule over a typed source for some practices (all when None)."""
+    from metaudit.settings import Settings
+    from metaudit.view import build_view
+
+    settings = settings or Settings.load(None)
+    timings = timings if timings is not None else {}
+    day = pd.Timestamp(as_of).normalize()
+    wanted = sorted(set(practice_ids)) if practice_ids is not None else None
+    started = time.perf_counter()
+    view = build_view(typed, day, wanted, settings.for_practice(None).default_timezone)
+    timings["view"] = time.perf_counter() - started
+
     findings, validations = run_view_rules(view, settings, timings=timings)
     dq = typed.findings
     if wanted is not None:
@@ -167,12 +174,30 @@ def run_check(
     timings["assemble"] = time.perf_counter() - started
     practices = sorted(view.practices["practice_id"].dropna().astype(str).tolist())
     return CheckResult(
-        as_of=as_of_iso,
+        as_of=view.as_of_iso,
         findings=ordered,
         validations=validations,
         seconds=timings,
         practice_ids=practices,
     )
+
+
+def run_check(
+    source: str | Path | sa.URL,
+    as_of: date | None = None,
+    practice_ids: Iterable[str] | None = None,
+    settings: Settings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CheckResult:
+    """Read a source database and run every rule; raise ContractError or
+    SourceUnavailableError when the check cannot run."""
+    say = progress or (lambda message: None)
+    day = as_of or date.today()
+    timings: dict[str, float] = {}
+    say("reading and typing the source (data-contract rules)")
+    typed = load_source(source, day, timings)
+    say("deriving the rule facts and validating the suites")
+    return check_typed(typed, day, practice_ids, settings, timings)
 
 
 def _text(value: object) -> str | None:

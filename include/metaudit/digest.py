@@ -1,0 +1,43 @@
+"""What a practice's morning email and packets learn from the results store.
+
+The results store (``metaudit.results``) computes a ``PracticeDigest`` for a
+practice and as-of date from the findings history; the email (``metaudit.mail``)
+and the packets read only this, so each side is tested without the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from metaudit.findings import Finding
+
+
+@dataclass(frozen=True)
+class TrackedFinding:
+    """A finding with its history: first seen on ``first_seen``; for a resolved
+    one, ``resolved_on`` is the as-of date of the run that no longer found it."""
+
+    finding: Finding
+    first_seen: str
+    resolved_on: str | None = None
+
+
+@dataclass(frozen=True)
+class PracticeDigest:
+    """One practice's findings on one as-of date, split the way a compliance lead reads them.
+
+    ``new``: first seen on this as-of date. ``still_open``: seen on an earlier
+    run and still failing. ``resolved``: open on the previous run, gone now.
+    ``due_soon``: notices whose due date falls within the coming week (these are
+    also in new or still_open).
+    """
+
+    practice_id: str
+    practice_name: str
+    as_of: str
+    new: list[TrackedFinding] = field(default_factory=list)
+    still_open: list[TrackedFinding] = field(default_factory=list)
+    resolved: list[TrackedFinding] = field(default_factory=list)
+    due_soon: list[TrackedFinding] = field(default_factory=list)
+    run_url: str | None = None
+    packets_url: str | None = None
