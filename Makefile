@@ -19,7 +19,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 export METAUDIT_DATA_DIR := $(DATA)
 
-.PHONY: install demo test lint typecheck lock clean
+.PHONY: install system-deps demo test lint typecheck lock clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH (set PYTHON=...)"; exit 2; }
@@ -39,6 +39,16 @@ demo: install
 	    $(BIN)/airflow dags test met_compliance_nightly $(DEMO_AS_OF) >$(AIRFLOW_HOME)/dags-test.log 2>&1 \
 	    || { tail -40 $(AIRFLOW_HOME)/dags-test.log; exit 1; }
 	@$(BIN)/python -m metaudit.demo_summary --data $(DATA) --as-of $(DEMO_AS_OF) --db $(DEMO_DB)
+
+# Debian packages some tests drive: Chromium renders the email, pdftoppm the packet cover.
+# Needs root (CI runs as root); without them those tests skip with the reason.
+SYSTEM_PACKAGES := chromium poppler-utils
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile
