@@ -42,7 +42,7 @@ demo: install
 
 # Debian packages some tests drive: Chromium renders the email, pdftoppm the packet cover.
 # Needs root (CI runs as root); without them those tests skip with the reason.
-SYSTEM_PACKAGES := chromium poppler-utils
+SYSTEM_PACKAGES := chromium fonts-liberation poppler-utils
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

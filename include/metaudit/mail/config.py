@@ -1,0 +1,347 @@
+"""The ``email`` part of the configuration file: who gets the morning email, and how it goes.
+
+:mod:`metaudit.settings` reads the file and hands these sections on unvalidated
+(``Settings.sections["email"]`` and ``Settings.practice_section(id)``); this
+module validates them as a whole and reports every problem at once, by path::
+
+    email:
+      sender: "MET Audit <audit@example.org>"   # a SendGrid verified sender
+      reply_to: "Compliance desk <compliance@example.org>"
+      admins: [ops@example.org]                 # failure alerts
+      airflow_base_url: https://airflow.example.org
+      packets_base_url: https://airflow.example.org   # default: airflow_base_url
+      all_clear: true                          # a short mail when nothing to report
+      sandbox_mode: false                      # SendGrid validates but delivers nothing
+      timeout_seconds: 20
+      max_attempts: 4
+    practices:
+      PR-1:
+        name: Riverside Medical Exercise        # the name in the subject
+        compliance_leads: ["Jo Lead <jo@riverside.example>", kim@riverside.example]
+        email:
+          enabled: true
+          all_clear: false
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import formataddr, getaddresses, parseaddr
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from metaudit.mail.errors import MailConfigError
+
+if TYPE_CHECKING:
+    from metaudit.settings import Settings
+
+# Local part and domain with a dot; deliberately loose (SendGrid validates for real),
+# but strict on what could break a header: blanks, commas, angle brackets, line breaks.
+_ADDRESS = re.compile(r"^[^@\s,<>\"]+@[^@\s,<>\"]+\.[^@\s,<>\".]+$")
+
+DEFAULT_SENDER = "MET Audit <met-audit@localhost.invalid>"
+DEFAULT_AIRFLOW_BASE_URL = "http://localhost:8080"
+
+
+@dataclass(frozen=True)
+class PracticeMail:
+    """One practice's mail settings: display name, recipients, whether to mail at all."""
+
+    practice_id: str
+    name: str | None = None
+    recipients: tuple[str, ...] = ()
+    enabled: bool = True
+    all_clear: bool | None = None  # None: the top-level email.all_clear applies
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    """The validated ``email`` settings with their defaults.
+
+    ``sender`` is None until configured: the embedded outbox then writes
+    :data:`DEFAULT_SENDER`, while posting through SendGrid refuses to go without
+    a verified sender.
+    """
+
+    sender: str | None = None
+    reply_to: str | None = None
+    admins: tuple[str, ...] = ()
+    airflow_base_url: str | None = DEFAULT_AIRFLOW_BASE_URL
+    packets_base_url: str | None = None
+    all_clear: bool = True
+    sandbox_mode: bool = False
+    categories: tuple[str, ...] = ("met-audit",)
+    timeout_seconds: float = 20.0
+    max_attempts: int = 4
+    backoff_seconds: float = 2.0
+    max_backoff_seconds: float = 60.0
+    max_rate_limit_wait_seconds: float = 120.0
+    max_records_per_rule: int = 20
+    retry_earlier_days: int = 3
+    practices: Mapping[str, PracticeMail] = field(default_factory=dict)
+
+    @property
+    def packets_url_base(self) -> str | None:
+        """Where the packets page lives: ``packets_base_url``, else the Airflow UI's address."""
+        return self.packets_base_url or self.airflow_base_url
+
+    def for_practice(self, practice_id: str) -> PracticeMail:
+        """The practice's mail settings; a practice the file does not name has no recipients."""
+        return self.practices.get(practice_id) or PracticeMail(practice_id)
+
+    def all_clear_for(self, practice_id: str) -> bool:
+        """Whether a practice with nothing to report still gets a short all-clear mail."""
+        own = self.for_practice(practice_id).all_clear
+        return self.all_clear if own is None else own
+
+
+# ------------------------------------------------------------------ validation
+
+_TOP_KEYS = (
+    "sender",
+    "reply_to",
+    "admins",
+    "airflow_base_url",
+    "packets_base_url",
+    "all_clear",
+    "sandbox_mode",
+    "categories",
+    "timeout_seconds",
+    "max_attempts",
+    "backoff_seconds",
+    "max_backoff_seconds",
+    "max_rate_limit_wait_seconds",
+    "max_records_per_rule",
+    "retry_earlier_days",
+)
+_PRACTICE_EMAIL_KEYS = ("enabled", "all_clear")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class _Problems:
+    """Every problem found, so that one error names them all."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, path: str, problem: str) -> None:
+        self.items.append(f"{path}: {problem}")
+
+
+def normalise_address(value: Any) -> str | None:
+    """``"Name <user@host>"`` or ``user@host`` in canonical form, None when not an address."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    if any(ch in value for ch in "\r\n\t"):
+        return None
+    found = getaddresses([value.strip()])
+    # Two addresses in one entry ("a@x.org, b@y.org") would silently lose the second.
+    if len(found) != 1:
+        return None
+    name, address = found[0]
+    if not _ADDRESS.match(address):
+        return None
+    return formataddr((name, address)) if name else address
+
+
+def address_of(recipient: str) -> str:
+    """The bare address of ``"Name <user@host>"`` (lower-cased, for comparisons)."""
+    return parseaddr(recipient)[1].lower()
+
+
+def _address(value: Any, path: str, problems: _Problems) -> str | None:
+    out = normalise_address(value)
+    if out is None:
+        problems.add(
+            path, f"must be an email address such as 'Jo Lead <jo@example.org>', got {_show(value)}"
+        )
+    return out
+
+
+def _addresses(value: Any, path: str, problems: _Problems) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        problems.add(path, f"must be a list of email addresses, got {_show(value)}")
+        return ()
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        address = _address(item, f"{path}[{i}]", problems)
+        # The same lead listed twice gets one mail.
+        if address is not None and address_of(address) not in seen:
+            seen.add(address_of(address))
+            out.append(address)
+    return tuple(out)
+
+
+def _url(value: Any, path: str, problems: _Problems) -> str | None:
+    if value is None:
+        return None
+    ok = isinstance(value, str) and not any(ch.isspace() for ch in value.strip())
+    parts = urlsplit(value.strip()) if ok else None
+    # Only web links: a javascript: or file: address must never reach a mail body.
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        problems.add(
+            path,
+            f"must be an http(s) address such as 'https://airflow.example.org', got {_show(value)}",
+        )
+        return None
+    if parts.query or parts.fragment:
+        problems.add(path, f"must be a base address without '?' or '#', got {_show(value)}")
+        return None
+    return value.strip().rstrip("/")
+
+
+def _bool(value: Any, path: str, problems: _Problems, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        problems.add(path, f"must be true or false, got {_show(value)}")
+        return default
+    return value
+
+
+def _number(
+    value: Any, path: str, problems: _Problems, default: float, *, minimum: float, whole: bool
+) -> float:
+    if value is None:
+        return default
+    # YAML reads `yes` as true; bool is an int subclass but never a number of seconds.
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok and whole and not float(value).is_integer():
+        ok = False
+    if not ok or value < minimum:
+        kind = "a whole number" if whole else "a number"
+        problems.add(path, f"must be {kind} >= {minimum:g}, got {_show(value)}")
+        return default
+    return float(value)
+
+
+def _categories(value: Any, path: str, problems: _Problems) -> tuple[str, ...]:
+    if value is None:
+        return MailConfig.categories
+    # SendGrid allows 10 categories of at most 255 characters on a message; two are ours.
+    if not isinstance(value, list) or len(value) > 8:
+        problems.add(path, f"must be a list of at most 8 words, got {_show(value)}")
+        return MailConfig.categories
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if (
+            not isinstance(item, str)
+            or not item.strip()
+            or len(item) > 100
+            or not item.isprintable()
+        ):
+            problems.add(f"{path}[{i}]", f"must be a short word, got {_show(item)}")
+            continue
+        out.append(item.strip())
+    return tuple(out)
+
+
+def _mapping(
+    value: Any, path: str, keys: tuple[str, ...], problems: _Problems
+) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.add(path, f"must be a mapping with keys {', '.join(keys)}, got {_show(value)}")
+        return {}
+    for key in value:
+        if key not in keys:
+            problems.add(f"{path}.{key}", f"unknown key; keys: {', '.join(keys)}")
+    return value
+
+
+def _practice(pid: str, section: Mapping[str, Any], problems: _Problems) -> PracticeMail:
+    path = f"practices.{pid}"
+    name = section.get("name")
+    if name is not None and (
+        not isinstance(name, str) or not name.strip() or not name.isprintable()
+    ):
+        problems.add(f"{path}.name", f"must be the practice's name on one line, got {_show(name)}")
+        name = None
+    leads = _addresses(section.get("compliance_leads"), f"{path}.compliance_leads", problems)
+    own = _mapping(section.get("email"), f"{path}.email", _PRACTICE_EMAIL_KEYS, problems)
+    enabled = _bool(own.get("enabled"), f"{path}.email.enabled", problems, True)
+    all_clear = own.get("all_clear")
+    if all_clear is not None:
+        all_clear = _bool(all_clear, f"{path}.email.all_clear", problems, True)
+    return PracticeMail(
+        practice_id=pid,
+        name=" ".join(name.split()) if isinstance(name, str) else None,
+        recipients=leads,
+        enabled=enabled,
+        all_clear=all_clear,
+    )
+
+
+def mail_config_from_sections(
+    email: Any,
+    practice_sections: Mapping[str, Mapping[str, Any]],
+    source: str = "configuration",
+) -> MailConfig:
+    """Validate the top-level ``email`` section and each practice's mail keys.
+
+    Raises :class:`~metaudit.mail.errors.MailConfigError` naming every bad key.
+    """
+    problems = _Problems()
+    top = _mapping(email, "email", _TOP_KEYS, problems)
+
+    def num(key: str, minimum: float, whole: bool = False) -> float:
+        return _number(
+            top.get(key),
+            f"email.{key}",
+            problems,
+            getattr(MailConfig, key),
+            minimum=minimum,
+            whole=whole,
+        )
+
+    practices = {
+        pid: _practice(pid, section, problems) for pid, section in practice_sections.items()
+    }
+    airflow = top.get("airflow_base_url", DEFAULT_AIRFLOW_BASE_URL)
+    config = MailConfig(
+        sender=_address(top["sender"], "email.sender", problems)
+        if top.get("sender") is not None
+        else None,
+        reply_to=(
+            _address(top["reply_to"], "email.reply_to", problems)
+            if top.get("reply_to") is not None
+            else None
+        ),
+        admins=_addresses(top.get("admins"), "email.admins", problems),
+        airflow_base_url=_url(airflow, "email.airflow_base_url", problems),
+        packets_base_url=_url(top.get("packets_base_url"), "email.packets_base_url", problems),
+        all_clear=_bool(top.get("all_clear"), "email.all_clear", problems, True),
+        sandbox_mode=_bool(top.get("sandbox_mode"), "email.sandbox_mode", problems, False),
+        categories=_categories(top.get("categories"), "email.categories", problems),
+        timeout_seconds=num("timeout_seconds", 1),
+        max_attempts=int(num("max_attempts", 1, whole=True)),
+        backoff_seconds=num("backoff_seconds", 0),
+        max_backoff_seconds=num("max_backoff_seconds", 0),
+        max_rate_limit_wait_seconds=num("max_rate_limit_wait_seconds", 0),
+        max_records_per_rule=int(num("max_records_per_rule", 1, whole=True)),
+        retry_earlier_days=int(num("retry_earlier_days", 0, whole=True)),
+        practices=practices,
+    )
+    if problems.items:
+        count = len(problems.items)
+        head = f"invalid email configuration ({source}): {count} problem{'s' if count > 1 else ''}"
+        raise MailConfigError(head + "\n  - " + "\n  - ".join(problems.items))
+    return config
+
+
+def load_mail_config(settings: Settings) -> MailConfig:
+    """The mail settings of an already loaded configuration (see :meth:`Settings.load`)."""
+    sections = {pid: settings.practice_section(pid) for pid in settings.practice_ids}
+    return mail_config_from_sections(settings.sections.get("email"), sections, settings.source)
