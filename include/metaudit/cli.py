@@ -60,8 +60,51 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--truth", type=Path, default=None, help="ground-truth file (non-file URLs)")
     demo.add_argument("--no-progress", action="store_true")
 
-    verify = sub.add_parser("verify", help="check an audit packet against its manifest")
+    verify = sub.add_parser(
+        "verify",
+        help="check an audit packet against its manifest",
+        description="Check an audit packet against its signed manifest. The key is read from "
+        "the environment variable METAUDIT_PACKET_KEY. Exit 0 when intact, 1 when a file is "
+        "missing, added or altered or the signature does not match, 2 when it cannot check.",
+    )
     verify.add_argument("packet", type=Path)
+
+    packets = sub.add_parser(
+        "packets",
+        help="build audit packets (per client with activity, and per practice and month)",
+        description="Build the audit packets of one as-of date without Airflow: runs the check "
+        "per practice, then writes <out>/<practice_id>/<as_of>/<client_id>.zip and "
+        "<out>/<practice_id>/practice-<YYYY-MM>.zip. Signs with METAUDIT_PACKET_KEY; without "
+        "it only --demo builds (with the published demo key).",
+    )
+    packets.add_argument("--source", required=True, help="SQLAlchemy URL or a SQLite file path")
+    packets.add_argument("--as-of", type=_date, default=None, help="as-of date (default: today)")
+    packets.add_argument(
+        "--practice",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="only this practice (repeatable)",
+    )
+    packets.add_argument(
+        "--client",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="only this client (repeatable; needs exactly one --practice)",
+    )
+    packets.add_argument(
+        "--out", type=Path, default=None, help="packets folder (default: data/packets)"
+    )
+    packets.add_argument("--config", type=Path, default=None, help="configuration file (YAML)")
+    packets.add_argument(
+        "--rebuild", action="store_true", help="rebuild packets that already exist"
+    )
+    packets.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo run: sign with the published demo key when no key is set",
+    )
     return parser
 
 
@@ -78,8 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return _demo(args)
         if args.command == "verify":
-            print("metaudit verify: audit packets are not built yet in this version", file=sys.stderr)
-            return EXIT_CANNOT_RUN
+            return _verify(args)
+        if args.command == "packets":
+            return _packets(args)
     except MetAuditError as exc:
         print(f"metaudit {args.command}: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
@@ -140,6 +184,53 @@ def _demo(args: argparse.Namespace) -> int:
         **kwargs,
     )
     _progress(f"demo network written: {report}")
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from metaudit.packets import verify_packet
+
+    check = verify_packet(args.packet)
+    if check.intact:
+        print(check.summary())
+        return EXIT_OK
+    print(f"{args.packet}: NOT intact ({len(check.problems)} problem(s)):", file=sys.stderr)
+    for problem in check.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _packets(args: argparse.Namespace) -> int:
+    from metaudit.engine import load_source
+    from metaudit.errors import SettingsError
+    from metaudit.orchestration import list_practices
+    from metaudit.packets import build_practice_packets
+    from metaudit.packets.signing import resolve_key
+
+    if args.client and (not args.practice or len(args.practice) != 1):
+        raise SettingsError("--client needs exactly one --practice")
+    resolve_key(None, demo=args.demo)  # refuse before reading anything
+    as_of = args.as_of or date.today()
+    practices = list_practices(str(args.source), args.practice)
+    _progress(f"reading and typing the source as of {as_of.isoformat()}")
+    typed = load_source(args.source, as_of)
+    for practice_id in practices:
+        _progress(f"practice {practice_id}: checking and building packets")
+        summary = build_practice_packets(
+            str(args.source),
+            practice_id,
+            as_of,
+            packets_dir=args.out,
+            demo=args.demo,
+            rebuild=args.rebuild,
+            client_ids=args.client,
+            config=args.config,
+            typed=typed,
+        )
+        _progress(
+            f"practice {practice_id}: {summary['client_packets']} client packet(s) {summary['states']} "
+            f"in {summary['folder']}; practice packet {summary['practice_packet']}"
+        )
     return EXIT_OK
 
 

@@ -1,0 +1,72 @@
+"""Audit packets: one signed zip per client and as-of date, and one per practice and month.
+
+A packet is what a practice owner hands a payer or an auditor: a cover (PDF)
+with the client's status rule by rule, the client's records (HTML and CSV),
+outcome-measure charts (PNG), the validation report (JSON and HTML), the
+findings (CSV) and ``manifest.json``, which lists every file's size and
+SHA-256 and is signed with HMAC-SHA256 (``metaudit verify PACKET.zip``).
+
+Public API:
+
+- :func:`build_practice_packets` builds a practice's packets for one as-of date
+  (what the nightly DAG and ``metaudit packets`` call);
+- :func:`verify_packet` checks a packet against its manifest;
+- the pure parts (:mod:`metaudit.packets.content`, :mod:`metaudit.packets.render`)
+  and the lower-level builders in :mod:`metaudit.packets.build`.
+
+docs/packets.md describes the layout, the definitions and the key handling.
+"""
+
+from __future__ import annotations
+
+from metaudit.packets.build import (
+    ClientPacketSummary,
+    PacketOptions,
+    build_client_packets,
+    build_practice_packet,
+    build_practice_packets,
+    client_packet_files,
+    client_packet_path,
+    evidence_from_audit_dir,
+    evidence_from_check,
+    packet_options,
+    practice_packet_files,
+    practice_packet_path,
+    prepare_material,
+)
+from metaudit.packets.content import (
+    DEFAULT_ACTIVITY_DAYS,
+    PracticeEvidence,
+    PracticeMaterial,
+    clients_with_activity,
+)
+from metaudit.packets.errors import PacketBuildError, PacketError, PacketKeyError
+from metaudit.packets.signing import DEMO_PACKET_KEY, KEY_ENV
+from metaudit.packets.verify import Verification, verify_packet
+
+__all__ = [
+    "DEFAULT_ACTIVITY_DAYS",
+    "DEMO_PACKET_KEY",
+    "KEY_ENV",
+    "ClientPacketSummary",
+    "PacketBuildError",
+    "PacketError",
+    "PacketKeyError",
+    "PacketOptions",
+    "PracticeEvidence",
+    "PracticeMaterial",
+    "Verification",
+    "build_client_packets",
+    "build_practice_packet",
+    "build_practice_packets",
+    "client_packet_files",
+    "client_packet_path",
+    "clients_with_activity",
+    "evidence_from_audit_dir",
+    "evidence_from_check",
+    "packet_options",
+    "practice_packet_files",
+    "practice_packet_path",
+    "prepare_material",
+    "verify_packet",
+]

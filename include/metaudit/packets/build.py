@@ -1,0 +1,650 @@
+"""Build, sign and store audit packets: per client and as-of date, per practice and month.
+
+The content (``metaudit.packets.content``) and the file bytes
+(``metaudit.packets.render``) are pure; this module adds the edges: reading the
+check's evidence, the signing key, and atomic writes under
+
+    <packets_dir>/<practice_id>/<as_of>/<client_id>.zip      one per client with activity
+    <packets_dir>/<practice_id>/practice-<YYYY-MM>.zip       the month to date, per practice
+
+Folder and file names hold ids only, never a name or a diagnosis.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from metaudit import rulebook
+from metaudit.derive import FAMILIES
+from metaudit.errors import MetAuditError, SettingsError
+from metaudit.findings import Finding, read_findings, sort_findings, to_csv
+from metaudit.packets import render
+from metaudit.packets.archive import safe_id, write_atomic_bytes, zip_bytes
+from metaudit.packets.content import (
+    DEFAULT_ACTIVITY_DAYS,
+    FAIL,
+    NOT_APPLICABLE,
+    PASS,
+    PracticeEvidence,
+    PracticeMaterial,
+    SuiteRef,
+    audit_period,
+    chart_series,
+    clients_with_activity,
+    cover_content,
+    evaluate_client,
+    record_documents,
+    suites_of,
+)
+from metaudit.packets.errors import PacketBuildError, PacketError
+from metaudit.packets.signing import (
+    MANIFEST_NAME,
+    build_manifest,
+    manifest_bytes,
+    resolve_key,
+)
+from metaudit.packets.verify import verify_packet
+
+if TYPE_CHECKING:
+    from metaudit.engine import CheckResult
+    from metaudit.quality import TypedSource
+    from metaudit.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PACKETS_DIR_ENV = "METAUDIT_PACKETS_DIR"
+_SETTINGS_KEYS = {"dir", "activity_days"}
+# Errors one client's packet may raise without stopping the others' (each is
+# logged with its traceback and reported in PacketBuildError at the end).
+_CLIENT_ERRORS = (MetAuditError, ValueError, TypeError, LookupError, ArithmeticError, OSError)
+
+
+# ---------------------------------------------------------------------------
+# Options and paths
+
+
+@dataclass(frozen=True)
+class PacketOptions:
+    """Where packets go and which clients get one."""
+
+    packets_dir: Path
+    activity_days: int = DEFAULT_ACTIVITY_DAYS
+
+
+def packet_options(
+    settings: Settings | None = None, packets_dir: Path | str | None = None
+) -> PacketOptions:
+    """The packet options: ``packets_dir`` if given, else the configuration's ``packets.dir``,
+    else ``METAUDIT_PACKETS_DIR``, else ``<data folder>/packets``; ``packets.activity_days``
+    (default 31) from the configuration."""
+    section: Mapping[str, Any] = {}
+    if settings is not None:
+        raw = settings.sections.get("packets") or {}
+        if not isinstance(raw, Mapping):
+            raise SettingsError("packets: must be a mapping with 'dir' and/or 'activity_days'")
+        section = raw
+    unknown = sorted(set(section) - _SETTINGS_KEYS)
+    if unknown:
+        raise SettingsError(
+            f"packets: unknown key(s) {', '.join(unknown)}; allowed: dir, activity_days"
+        )
+    days = section.get("activity_days", DEFAULT_ACTIVITY_DAYS)
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise SettingsError(
+            f"packets.activity_days must be a whole number of days >= 1, got {days!r}"
+        )
+    if packets_dir is None:
+        configured = section.get("dir")
+        if configured is not None and not isinstance(configured, str):
+            raise SettingsError(f"packets.dir must be a folder path, got {configured!r}")
+        packets_dir = configured or os.environ.get(PACKETS_DIR_ENV) or None
+    if packets_dir is None:
+        from metaudit.orchestration import data_dir
+
+        packets_dir = data_dir() / "packets"
+    return PacketOptions(packets_dir=Path(packets_dir), activity_days=days)
+
+
+def client_packet_path(packets_dir: Path, practice_id: str, as_of: str, client_id: str) -> Path:
+    """``<packets_dir>/<practice_id>/<as_of>/<client_id>.zip``."""
+    return (
+        packets_dir
+        / safe_id(practice_id, "practice id")
+        / date.fromisoformat(as_of).isoformat()
+        / f"{safe_id(client_id, 'client id')}.zip"
+    )
+
+
+def practice_packet_path(packets_dir: Path, practice_id: str, as_of: str) -> Path:
+    """``<packets_dir>/<practice_id>/practice-<YYYY-MM>.zip`` (the month of ``as_of``)."""
+    month = date.fromisoformat(as_of).strftime("%Y-%m")
+    return packets_dir / safe_id(practice_id, "practice id") / f"practice-{month}.zip"
+
+
+# ---------------------------------------------------------------------------
+# Evidence: from a check in memory, or from an audit's files on disk
+
+
+def evidence_from_check(result: CheckResult, practice_id: str) -> PracticeEvidence:
+    """The practice's findings and GX results from a check run in this process."""
+    return PracticeEvidence(
+        as_of=result.as_of,
+        practice_id=practice_id,
+        findings=tuple(f for f in result.findings if f.practice_id == practice_id),
+        results={family: v.results for family, v in result.validations.items()},
+    )
+
+
+def evidence_from_audit_dir(audit_dir: Path, practice_id: str, as_of: str) -> PracticeEvidence:
+    """The practice's findings and GX results as an audit wrote them
+    (``findings.jsonl`` and ``validation/<family>.json``), without running GX again."""
+    findings_path = audit_dir / "findings.jsonl"
+    if not findings_path.is_file():
+        raise PacketError(
+            f"no findings for practice {practice_id} as of {as_of}: {findings_path} is missing"
+        )
+    findings = read_findings(findings_path)
+    stale = sorted({f.as_of for f in findings} - {as_of})
+    if stale:
+        raise PacketError(f"{findings_path} holds findings as of {', '.join(stale)}, not {as_of}")
+    results: dict[str, list[dict[str, Any]]] = {}
+    for family in FAMILIES:
+        path = audit_dir / "validation" / f"{family.lower()}.json"
+        try:
+            results[family] = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise PacketError(
+                f"no validation results for family {family}: {path} is missing"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise PacketError(f"validation results {path} are not valid JSON: {exc}") from exc
+    return PracticeEvidence(
+        as_of=as_of,
+        practice_id=practice_id,
+        findings=tuple(f for f in findings if f.practice_id == practice_id),
+        results=results,
+    )
+
+
+def month_findings_from_results(audit_dir: Path, as_of: str) -> dict[str, list[Finding]]:
+    """The practice's findings of every audit date of the month up to ``as_of``.
+
+    The audit writes ``<results>/<as_of>/<practice>/findings.jsonl``; the
+    practice's folder name is that of ``audit_dir``.
+    """
+    day = date.fromisoformat(as_of)
+    results_root = audit_dir.parent.parent
+    found: dict[str, list[Finding]] = {}
+    for folder in sorted(results_root.glob(f"{day:%Y-%m}-*")):
+        try:
+            when = date.fromisoformat(folder.name)
+        except ValueError:
+            continue
+        path = folder / audit_dir.name / "findings.jsonl"
+        if when <= day and path.is_file():
+            found[when.isoformat()] = read_findings(path)
+    return found
+
+
+# ---------------------------------------------------------------------------
+# The practice's material
+
+
+def prepare_material(
+    typed: TypedSource, as_of: date, practice_id: str, settings: Settings
+) -> PracticeMaterial:
+    """The practice's as-of view and derived frames (the derivations only; no GX)."""
+    from metaudit.derive.common import referral_expiry
+    from metaudit.engine import derive_family
+    from metaudit.view import build_view
+
+    view = build_view(
+        typed, pd.Timestamp(as_of).normalize(), [practice_id], settings.default_timezone
+    )
+    if not len(view.practices):
+        raise PacketError(f"practice {practice_id} is not in the source")
+    frames = [frame for family in FAMILIES for frame in derive_family(family, view, settings)]
+    return PracticeMaterial(view, frames, referral_expiry(view, settings))
+
+
+# ---------------------------------------------------------------------------
+# One client's packet: pure
+
+
+@dataclass(frozen=True)
+class ClientPacketSummary:
+    """What the practice packet lists about one client packet."""
+
+    client_id: str
+    packet: str  # path relative to the practice folder: <as_of>/<client_id>.zip
+    size: int
+    sha256: str
+    rules_passed: int
+    rules_failed: int
+    rules_not_applicable: int
+    critical: int
+    warning: int
+    notice: int
+    state: str = "built"  # built, unchanged, kept
+
+
+def client_packet_files(
+    material: PracticeMaterial,
+    evidence: PracticeEvidence,
+    suites: Sequence[SuiteRef],
+    client_id: str,
+    *,
+    key: bytes,
+    demo_key: bool = False,
+    activity_days: int = DEFAULT_ACTIVITY_DAYS,
+) -> dict[str, bytes]:
+    """Every file of a client's packet, manifest included (path -> bytes)."""
+    records = material.records(client_id)
+    client_findings = sort_findings(f for f in evidence.findings if f.client_id == client_id)
+    evaluation = evaluate_client(
+        client_id, evidence, suites, material.client_frames(client_id), client_findings
+    )
+    cover = cover_content(
+        material, client_id, records, evaluation, client_findings, activity_days, demo_key
+    )
+    who = f"Client {client_id}, practice {cover.practice_id}, records as of {cover.as_of}"
+    files: dict[str, bytes] = {"cover.pdf": render.render_cover_pdf(cover)}
+
+    documents = record_documents(records)
+    for document in documents:
+        files[f"records/{document.slug}.html"] = render.render_document_html(document, who)
+        for section in document.sections:
+            files[f"records/{section.csv_name}"] = render.section_csv(section)
+    charts = []
+    for number, series in enumerate(chart_series(records), start=1):
+        # Instrument names come from the source: the file is numbered, the image titled.
+        path = f"charts/outcome-{number:02d}.png"
+        files[path] = render.render_chart_png(render.chart_plot(series))
+        charts.append((path, series))
+    files["records/index.html"] = render.render_records_index_html(documents, charts, who)
+
+    files["validation/client_validation.json"] = render.render_json(evaluation.validation)
+    files["validation/data_docs.html"] = render.render_data_docs_html(evaluation.validation, who)
+    files["findings.csv"] = to_csv(client_findings).encode("utf-8")
+
+    counts = evaluation.counts()
+    severities = cover.findings_by_severity
+    summary = {
+        "rules_passed": counts[PASS],
+        "rules_failed": counts[FAIL],
+        "rules_not_applicable": counts[NOT_APPLICABLE],
+        "findings": {s: int(severities.get(s, 0)) for s in rulebook.SEVERITY_ORDER},
+        "audit_period": {"start": cover.period_start, "end": cover.period_end},
+    }
+    manifest = build_manifest(
+        files,
+        kind="client",
+        as_of=evidence.as_of,
+        practice_id=evidence.practice_id,
+        client_id=client_id,
+        key=key,
+        demo_key=demo_key,
+        extra={"summary": summary},
+    )
+    files[MANIFEST_NAME] = manifest_bytes(manifest)
+    return files
+
+
+def _summary_of(
+    client_id: str, relative: str, data: bytes, manifest: Mapping[str, Any], state: str
+) -> ClientPacketSummary:
+    import hashlib
+
+    summary = manifest.get("summary", {})
+    findings = summary.get("findings", {})
+    return ClientPacketSummary(
+        client_id=client_id,
+        packet=relative,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        rules_passed=int(summary.get("rules_passed", 0)),
+        rules_failed=int(summary.get("rules_failed", 0)),
+        rules_not_applicable=int(summary.get("rules_not_applicable", 0)),
+        critical=int(findings.get("critical", 0)),
+        warning=int(findings.get("warning", 0)),
+        notice=int(findings.get("notice", 0)),
+        state=state,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Writing client packets
+
+
+def build_client_packets(
+    material: PracticeMaterial,
+    evidence: PracticeEvidence,
+    options: PacketOptions,
+    *,
+    key: bytes,
+    demo_key: bool = False,
+    client_ids: Iterable[str] | None = None,
+    rebuild: bool = False,
+) -> list[ClientPacketSummary]:
+    """Write the packet of every client with activity (or of ``client_ids``).
+
+    An existing packet that verifies under ``key`` is kept unless ``rebuild``;
+    each packet is written whole or not at all. When some clients fail, the
+    others are still written and PacketBuildError names the failed ones.
+    """
+    if evidence.practice_id != material.practice_id:
+        raise PacketError(
+            f"evidence of practice {evidence.practice_id} given for practice {material.practice_id}"
+        )
+    if evidence.as_of != material.view.as_of_iso:
+        raise PacketError(
+            f"evidence as of {evidence.as_of} given for a view as of {material.view.as_of_iso}"
+        )
+    suites = [
+        suite
+        if suite.entity_type
+        else replace(suite, entity_type=material.entity_type(suite.frame))
+        for suite in suites_of(evidence, FAMILIES)
+    ]
+    known = set(material.client_ids())
+    if client_ids is None:
+        wanted = clients_with_activity(material.view, options.activity_days)
+    else:
+        wanted = sorted(set(client_ids))
+        unknown = sorted(set(wanted) - known)
+        if unknown:
+            raise PacketError(
+                f"client(s) not in practice {evidence.practice_id}: {', '.join(unknown)}"
+            )
+    stamp = date.fromisoformat(evidence.as_of)
+    summaries: list[ClientPacketSummary] = []
+    failed: dict[str, str] = {}
+    for client_id in wanted:
+        path = client_packet_path(
+            options.packets_dir, evidence.practice_id, evidence.as_of, client_id
+        )
+        relative = f"{path.parent.name}/{path.name}"
+        try:
+            if path.exists() and not rebuild:
+                kept = _kept(path, key)
+                if kept is not None:
+                    summaries.append(_summary_of(client_id, relative, *kept, state="kept"))
+                    continue
+            files = client_packet_files(
+                material,
+                evidence,
+                suites,
+                client_id,
+                key=key,
+                demo_key=demo_key,
+                activity_days=options.activity_days,
+            )
+            data = zip_bytes(files, stamp)
+            state = "unchanged" if path.exists() and path.read_bytes() == data else "built"
+            if state == "built":
+                write_atomic_bytes(path, data)
+            manifest = json.loads(files[MANIFEST_NAME])
+            summaries.append(_summary_of(client_id, relative, data, manifest, state))
+        except _CLIENT_ERRORS as exc:
+            log.exception(
+                "packet of client %s (practice %s) failed", client_id, evidence.practice_id
+            )
+            failed[client_id] = f"{type(exc).__name__}: {exc}"
+    if rebuild and client_ids is None and not failed:
+        _remove_stale(options.packets_dir, evidence, {s.client_id for s in summaries})
+    if failed:
+        raise PacketBuildError(evidence.practice_id, evidence.as_of, failed)
+    return summaries
+
+
+def _kept(path: Path, key: bytes) -> tuple[bytes, dict[str, Any]] | None:
+    """An existing packet's bytes and manifest when it verifies under ``key``; else None."""
+    check = verify_packet(path, key)
+    if not check.intact:
+        log.warning("rebuilding %s: %s", path, "; ".join(check.problems))
+        return None
+    return path.read_bytes(), check.manifest
+
+
+def _remove_stale(packets_dir: Path, evidence: PracticeEvidence, current: set[str]) -> None:
+    """After a full rebuild, drop packets of clients that no longer have activity that day."""
+    folder = client_packet_path(packets_dir, evidence.practice_id, evidence.as_of, "x").parent
+    wanted = {
+        client_packet_path(packets_dir, evidence.practice_id, evidence.as_of, c).name
+        for c in current
+    }
+    for stale in sorted(folder.glob("*.zip")):
+        if stale.name not in wanted:
+            log.info("removing stale packet %s", stale)
+            stale.unlink()
+
+
+# ---------------------------------------------------------------------------
+# The practice packet (per practice and month)
+
+MONTH_EXTRA_FIELDS = ("first_seen", "last_seen", "open_on_as_of")
+
+
+def month_findings_table(month: Mapping[str, Sequence[Finding]], as_of: str) -> pd.DataFrame:
+    """Every finding seen on an audit date of the month: its latest form, first and
+    last date seen, and whether it is still open on the as-of date."""
+    latest: dict[tuple[str | None, str], Finding] = {}
+    first: dict[tuple[str | None, str], str] = {}
+    last: dict[tuple[str | None, str], str] = {}
+    for day in sorted(month):
+        for finding in month[day]:
+            key = (finding.practice_id, finding.fingerprint)
+            first.setdefault(key, day)
+            last[key] = day
+            latest[key] = finding
+    rows = []
+    for finding in sort_findings(latest.values()):
+        key = (finding.practice_id, finding.fingerprint)
+        row = finding.to_dict()
+        row.update(first_seen=first[key], last_seen=last[key], open_on_as_of=last[key] == as_of)
+        rows.append(row)
+    from metaudit.findings import FIELDS
+
+    return pd.DataFrame(rows, columns=[*FIELDS, *MONTH_EXTRA_FIELDS])
+
+
+def practice_packet_files(
+    material: PracticeMaterial,
+    evidence: PracticeEvidence,
+    summaries: Sequence[ClientPacketSummary],
+    month: Mapping[str, Sequence[Finding]],
+    *,
+    key: bytes,
+    demo_key: bool = False,
+    activity_days: int = DEFAULT_ACTIVITY_DAYS,
+) -> dict[str, bytes]:
+    """Every file of the practice's packet for the month of the as-of date."""
+    as_of = evidence.as_of
+    period = date.fromisoformat(as_of).strftime("%Y-%m")
+    month = dict(month)
+    month[as_of] = list(evidence.findings)
+    month = {day: rows for day, rows in month.items() if day[:7] == period and day <= as_of}
+    clients = pd.DataFrame(
+        [asdict(s) for s in sorted(summaries, key=lambda s: s.client_id)],
+        columns=[f for f in ClientPacketSummary.__dataclass_fields__ if f != "state"],
+    )
+    month_table = month_findings_table(month, as_of)
+    open_counts = month_table[month_table["open_on_as_of"]].groupby("rule_id").size()
+    seen_counts = month_table.groupby("rule_id").size()
+    rule_counts = pd.DataFrame(
+        [
+            {
+                "rule_id": rule.id,
+                "title": rule.title,
+                "severity": rule.severity,
+                "open_on_as_of": int(open_counts.get(rule.id, 0)),
+                "seen_in_month": int(seen_counts.get(rule.id, 0)),
+            }
+            for rule in rulebook.RULES.values()
+        ]
+    )
+    cover = render.PracticeCover(
+        practice_id=evidence.practice_id,
+        practice_name=str(material.practice.get("name") or evidence.practice_id),
+        period=period,
+        as_of=as_of,
+        clients=clients,
+        rule_counts=rule_counts,
+        demo_key=demo_key,
+    )
+    start, end = audit_period(pd.Timestamp(as_of), activity_days)
+    files = {
+        "cover.pdf": render.render_practice_cover_pdf(cover),
+        "clients.csv": render.render_csv(clients, list(clients.columns)),
+        "rules.csv": render.render_csv(rule_counts, list(rule_counts.columns)),
+        "findings.csv": to_csv(sort_findings(evidence.findings)).encode("utf-8"),
+        "findings_month.csv": render.render_csv(month_table, list(month_table.columns)),
+    }
+    manifest = build_manifest(
+        files,
+        kind="practice",
+        as_of=as_of,
+        practice_id=evidence.practice_id,
+        client_id=None,
+        key=key,
+        demo_key=demo_key,
+        extra={
+            "period": period,
+            "audit_dates": sorted(month),
+            "client_packets": len(clients),
+            "client_audit_period": {
+                "start": start.strftime("%Y-%m-%d"),
+                "end": end.strftime("%Y-%m-%d"),
+            },
+        },
+    )
+    files[MANIFEST_NAME] = manifest_bytes(manifest)
+    return files
+
+
+def build_practice_packet(
+    material: PracticeMaterial,
+    evidence: PracticeEvidence,
+    summaries: Sequence[ClientPacketSummary],
+    options: PacketOptions,
+    month: Mapping[str, Sequence[Finding]] | None = None,
+    *,
+    key: bytes,
+    demo_key: bool = False,
+) -> Path:
+    """Write the practice's month-to-date packet (replaced by each later as-of date of the month)."""
+    files = practice_packet_files(
+        material,
+        evidence,
+        summaries,
+        month or {},
+        key=key,
+        demo_key=demo_key,
+        activity_days=options.activity_days,
+    )
+    path = practice_packet_path(options.packets_dir, evidence.practice_id, evidence.as_of)
+    data = zip_bytes(files, date.fromisoformat(evidence.as_of))
+    if not (path.exists() and path.read_bytes() == data):
+        write_atomic_bytes(path, data)
+    return path
+
+
+# ---------------------------------------------------------------------------
+# One call for the DAG and the command line
+
+
+def build_practice_packets(
+    source: str | Path | None,
+    practice_id: str,
+    as_of: date,
+    *,
+    audit_dir: Path | str | None = None,
+    packets_dir: Path | str | None = None,
+    key: bytes | str | None = None,
+    demo: bool = False,
+    rebuild: bool = False,
+    client_ids: Iterable[str] | None = None,
+    config: str | Path | None = None,
+    typed: TypedSource | None = None,
+) -> dict[str, Any]:
+    """Build a practice's client packets and its month packet for one as-of date.
+
+    With ``audit_dir`` (the folder where the audit wrote ``findings.jsonl`` and
+    ``validation/``), the audit's own evidence is packed and GX is not run
+    again; without it, the check runs here once for the practice. ``typed`` (the
+    typed source, or the practice's partition of it) saves reading ``source``,
+    which may then be None. ``key``
+    defaults to ``METAUDIT_PACKET_KEY``; without a key only ``demo`` builds
+    (with the published demo key). Returns a JSON-ready summary (fit for XCom).
+    """
+    from metaudit.engine import check_typed, load_source
+    from metaudit.settings import Settings
+
+    secret, demo_key = resolve_key(key, demo=demo)
+    settings = Settings.load(Path(config) if config else None)
+    options = packet_options(settings, packets_dir)
+    day_iso = as_of.isoformat()
+    if typed is None:
+        if source is None:
+            raise PacketError("build_practice_packets needs a source or a typed source")
+        typed = load_source(source, as_of)
+    if audit_dir is not None:
+        folder = Path(audit_dir)
+        evidence = evidence_from_audit_dir(folder, practice_id, day_iso)
+        month = month_findings_from_results(folder, day_iso)
+    else:
+        result = check_typed(typed, as_of, [practice_id], settings)
+        evidence = evidence_from_check(result, practice_id)
+        month = {day_iso: list(evidence.findings)}
+    material = prepare_material(typed, as_of, practice_id, settings)
+    summaries = build_client_packets(
+        material,
+        evidence,
+        options,
+        key=secret,
+        demo_key=demo_key,
+        client_ids=client_ids,
+        rebuild=rebuild,
+    )
+    practice_path = build_practice_packet(
+        material, evidence, summaries, options, month, key=secret, demo_key=demo_key
+    )
+    states: dict[str, int] = {}
+    for summary in summaries:
+        states[summary.state] = states.get(summary.state, 0) + 1
+    folder_path = client_packet_path(options.packets_dir, practice_id, day_iso, "x").parent
+    log.info(
+        "packets of practice %s as of %s: %d client packet(s) %s in %s; practice packet %s",
+        practice_id,
+        day_iso,
+        len(summaries),
+        states,
+        folder_path,
+        practice_path,
+    )
+    return {
+        "practice_id": practice_id,
+        "as_of": day_iso,
+        "client_packets": len(summaries),
+        "states": states,
+        "folder": str(folder_path),
+        "practice_packet": str(practice_path),
+        "demo_key": demo_key,
+    }
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A packet's manifest as stored (not verified: use verify_packet for that)."""
+    with zipfile.ZipFile(path) as archive:
+        data: dict[str, Any] = json.loads(archive.read(MANIFEST_NAME))
+    return data

@@ -1,0 +1,1092 @@
+"""What goes into an audit packet, as plain data: no files, no rendering.
+
+Everything here is a pure function of the practice's as-of view, its derived
+frames, and the practice-level evidence of the check (findings and Great
+Expectations results). The renderers turn these objects into PDF, HTML, CSV and
+PNG; the builder zips and signs them.
+
+Definitions used by the packets (docs/packets.md explains them to readers):
+
+- **Audit period** of a packet as of D: the ``activity_days`` days ending on D
+  (default 31, so a packet built on a month's last day covers the whole month).
+- **Activity**: a client has activity in the period when the view holds, dated
+  within it, a completed session, a line of a live claim (its service date) or
+  an assessment. Every client with activity gets a packet.
+- **Rule status** of a client, per rule: ``fail`` when the check found the
+  rule failing for one of the client's records; ``pass`` when at least one of
+  the client's records was checked by the rule (a row of the rule's derived
+  frame that the rule's expectation evaluates, i.e. does not skip as not
+  applicable) and none failed; ``not_applicable`` otherwise. The data-quality
+  rules (DQ) check every row of the source, so they pass or fail for every
+  client.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from metaudit import rulebook
+from metaudit.contract import HIGHER_IS_BETTER, LOWER_IS_BETTER, TABLES
+from metaudit.findings import Finding
+from metaudit.frames import Frame
+from metaudit.npi import is_valid_npi
+from metaudit.packets.errors import PacketError
+
+if TYPE_CHECKING:
+    from metaudit.view import AuditView
+
+DEFAULT_ACTIVITY_DAYS = 31
+# How many findings' sentences the cover shows for one rule; findings.csv has all.
+COVER_MESSAGES_PER_RULE = 3
+
+PASS = "pass"
+FAIL = "fail"
+NOT_APPLICABLE = "not_applicable"
+STATUS_LABELS = {PASS: "Pass", FAIL: "Fail", NOT_APPLICABLE: "Not applicable"}
+
+
+# ---------------------------------------------------------------------------
+# The practice's evidence and records
+
+
+@dataclass(frozen=True)
+class PracticeEvidence:
+    """What the practice's check produced for one as-of date.
+
+    ``findings`` are the practice's findings (any order); ``results`` maps a
+    family (``REF``) to its Great Expectations results, one suite result per
+    derived frame, as ``FamilyValidation.results`` holds them.
+    """
+
+    as_of: str
+    practice_id: str
+    findings: tuple[Finding, ...]
+    results: Mapping[str, Sequence[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ExpectationRef:
+    """One expectation of a suite as the practice-level results name it."""
+
+    family: str
+    frame: str
+    position: int
+    config: Mapping[str, Any]
+    practice_result: Mapping[str, Any]
+    practice_success: bool
+
+    @property
+    def rule_id(self) -> str:
+        return str(self.config.get("meta", {}).get("rule_id"))
+
+    @property
+    def part(self) -> str | None:
+        part = self.config.get("meta", {}).get("part")
+        return str(part) if part else None
+
+
+@dataclass(frozen=True)
+class SuiteRef:
+    """One frame's suite result at practice level, with its expectations."""
+
+    family: str
+    frame: str
+    entity_type: str
+    suite_name: str
+    practice_rows: int | None
+    gx_version: str | None
+    expectations: tuple[ExpectationRef, ...]
+
+
+def suites_of(evidence: PracticeEvidence, families: Iterable[str]) -> list[SuiteRef]:
+    """The practice-level suite results, in family and frame order; every family must be there."""
+    suites: list[SuiteRef] = []
+    for family in families:
+        if family not in evidence.results:
+            raise PacketError(
+                f"no Great Expectations results for family {family} of practice "
+                f"{evidence.practice_id} as of {evidence.as_of}: run the check first"
+            )
+        for result in evidence.results[family]:
+            meta = result.get("meta", {}) or {}
+            ours = meta.get("metaudit", {}) or {}
+            frame = str(ours.get("frame") or str(result.get("suite_name", "")).split(".")[-1])
+            refs = []
+            for position, entry in enumerate(result.get("results", []) or []):
+                config = entry.get("expectation_config", {}) or {}
+                refs.append(
+                    ExpectationRef(
+                        family=family,
+                        frame=str(config.get("meta", {}).get("frame") or frame),
+                        position=position,
+                        config=config,
+                        practice_result=entry.get("result", {}) or {},
+                        practice_success=bool(entry.get("success")),
+                    )
+                )
+            # GX reports failed expectations first; the suite's own order reads better.
+            refs.sort(key=lambda ref: (ref.rule_id, _index(ref.config), ref.position))
+            suites.append(
+                SuiteRef(
+                    family=family,
+                    frame=frame,
+                    entity_type=str(ours.get("entity_type") or ""),
+                    suite_name=str(result.get("suite_name") or frame),
+                    practice_rows=ours.get("rows"),
+                    gx_version=meta.get("great_expectations_version"),
+                    expectations=tuple(refs),
+                )
+            )
+    return suites
+
+
+def _index(config: Mapping[str, Any]) -> int:
+    value = config.get("meta", {}).get("metaudit_index")
+    return int(value) if isinstance(value, int) else 0
+
+
+class PracticeMaterial:
+    """A practice's as-of view and derived frames, sliced per client once.
+
+    Slicing 24 tables for every client by a mask costs clients x rows; the
+    group positions are computed once and each client's rows are taken by
+    position.
+    """
+
+    def __init__(
+        self, view: AuditView, frames: Sequence[Frame], referral_expiry: pd.Series
+    ) -> None:
+        self.view = view
+        self.as_of: pd.Timestamp = view.as_of
+        tables = dict(view.tables)
+        referrals = tables["referrals"].copy()
+        referrals["expires_on"] = referral_expiry.reindex(referrals.index)
+        tables["referrals"] = referrals
+        self.tables = tables
+        self.frames = {frame.name: frame for frame in frames}
+        self._table_groups = {
+            name: _positions(frame) for name, frame in tables.items() if "client_id" in frame
+        }
+        self._frame_groups = {name: _positions(frame.data) for name, frame in self.frames.items()}
+        practices = view.practices
+        self.practice = practices.iloc[0].to_dict() if len(practices) else {}
+
+    @property
+    def practice_id(self) -> str:
+        return str(self.practice.get("practice_id", ""))
+
+    def client_ids(self) -> list[str]:
+        """Every client of the practice in the view."""
+        clients = self.tables["clients"]
+        return sorted(str(c) for c in clients["client_id"].dropna().unique())
+
+    def records(self, client_id: str) -> dict[str, pd.DataFrame]:
+        """The client's records in the view, by contract table, plus the staff and
+        providers its records name (sorted for stable output)."""
+        out: dict[str, pd.DataFrame] = {}
+        for name, groups in self._table_groups.items():
+            table = self.tables[name]
+            rows = table.iloc[groups.get(client_id, _EMPTY)]
+            out[name] = _sorted(name, rows)
+        staff_ids = _ids(
+            out["sessions"]["staff_id"],
+            out["assessments"]["staff_id"],
+            out["claims"]["rendering_staff_id"],
+        )
+        staff = self.tables["staff"]
+        out["staff"] = _sorted("staff", staff[staff["staff_id"].isin(staff_ids)])
+        provider_ids = _ids(
+            out["referrals"]["provider_id"],
+            out["referrals"]["supervising_provider_id"],
+            out["progress_reports"]["provider_id"],
+        )
+        providers = self.tables["providers"]
+        out["providers"] = _sorted(
+            "providers", providers[providers["provider_id"].isin(provider_ids)]
+        )
+        out.pop("practices", None)
+        return out
+
+    def client_frames(self, client_id: str) -> dict[str, pd.DataFrame]:
+        """The client's rows of every derived frame, by frame name."""
+        return {
+            name: self.frames[name].data.iloc[groups.get(client_id, _EMPTY)]
+            for name, groups in self._frame_groups.items()
+        }
+
+    def entity_type(self, frame_name: str) -> str:
+        frame = self.frames.get(frame_name)
+        return frame.entity_type if frame is not None else ""
+
+
+_EMPTY = np.array([], dtype=np.intp)
+
+# Order of rows in the documents: by their own date, then id.
+_ROW_ORDER: dict[str, tuple[str, ...]] = {
+    "insurance_policies": ("effective_from", "policy_id"),
+    "eligibility_checks": ("checked_on", "check_id"),
+    "authorizations": ("start_date", "authorization_id"),
+    "rehab_discharges": ("discharge_date", "discharge_id"),
+    "conditions": ("condition_id",),
+    "referrals": ("referral_date", "referral_id"),
+    "referral_diagnoses": ("referral_id", "seq"),
+    "intake_forms": ("completed_on", "intake_id"),
+    "assessments": ("assessed_on", "assessment_id"),
+    "outcome_measures": ("assessment_id", "instrument", "measure_id"),
+    "plans_of_exercise": ("start_date", "poe_id"),
+    "poe_exercises": ("poe_id",),
+    "goals": ("poe_id", "term", "goal_id"),
+    "sessions": ("session_date", "session_id"),
+    "session_exercises": ("session_id",),
+    "session_services": ("session_id", "cpt_code"),
+    "progress_reports": ("sent_on", "report_id"),
+    "claims": ("claim_id",),
+    "claim_diagnoses": ("claim_id", "pointer"),
+    "claim_lines": ("claim_id", "line_no", "line_id"),
+    "staff": ("staff_id",),
+    "providers": ("provider_id",),
+    "clients": ("client_id",),
+}
+
+
+def _sorted(name: str, rows: pd.DataFrame) -> pd.DataFrame:
+    order = [c for c in _ROW_ORDER.get(name, ()) if c in rows.columns]
+    if order and len(rows) > 1:
+        rows = rows.sort_values(order, kind="stable", na_position="last")
+    return rows.reset_index(drop=True)
+
+
+def _positions(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    if "client_id" not in frame or not len(frame):
+        return {}
+    ids = frame["client_id"].astype("string")
+    return {str(k): v for k, v in ids.groupby(ids, sort=False).indices.items()}
+
+
+def _ids(*columns: pd.Series) -> set[str]:
+    found: set[str] = set()
+    for column in columns:
+        found.update(str(v) for v in column.dropna().tolist())
+    return found
+
+
+# ---------------------------------------------------------------------------
+# Activity
+
+
+def audit_period(as_of: pd.Timestamp, activity_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last day of the audit period ending on ``as_of`` (both included)."""
+    if activity_days < 1:
+        raise PacketError(f"activity_days must be at least 1, got {activity_days}")
+    day = pd.Timestamp(as_of).normalize()
+    return day - pd.Timedelta(days=activity_days - 1), day
+
+
+def clients_with_activity(view: AuditView, activity_days: int = DEFAULT_ACTIVITY_DAYS) -> list[str]:
+    """Clients with a completed session, a live claim line or an assessment in the period.
+
+    Only clients whose own row is in the view count (a record whose client row
+    is missing belongs to no practice, so to no packet).
+    """
+    start, end = audit_period(view.as_of, activity_days)
+    tables = view.tables
+
+    def within(frame: pd.DataFrame, column: str) -> set[str]:
+        dates = frame[column]
+        keep = ((dates >= start) & (dates <= end)).fillna(False).astype(bool)
+        return {str(c) for c in frame.loc[keep, "client_id"].dropna().unique()}
+
+    sessions = tables["sessions"]
+    completed = sessions[sessions["status"].eq("completed").fillna(False).astype(bool)]
+    # The view holds only live claims, and only lines of claims in the view.
+    active = (
+        within(completed, "session_date")
+        | within(tables["claim_lines"], "service_date")
+        | within(tables["assessments"], "assessed_on")
+    )
+    known = {str(c) for c in tables["clients"]["client_id"].dropna().unique()}
+    return sorted(active & known)
+
+
+# ---------------------------------------------------------------------------
+# Rule statuses and the client's share of the validation results
+
+
+@dataclass(frozen=True)
+class RuleStatus:
+    """One rule's status for one client, as the cover shows it."""
+
+    rule_id: str
+    family: str
+    title: str
+    severity: str
+    status: str
+    messages: tuple[str, ...] = ()
+    checked: int = 0
+
+    @property
+    def label(self) -> str:
+        return STATUS_LABELS[self.status]
+
+
+@dataclass
+class ClientEvaluation:
+    """A client's rule statuses and its Great Expectations report (JSON-ready)."""
+
+    statuses: list[RuleStatus]
+    validation: dict[str, Any]
+
+    def counts(self) -> dict[str, int]:
+        counts = {PASS: 0, FAIL: 0, NOT_APPLICABLE: 0}
+        for status in self.statuses:
+            counts[status.status] += 1
+        return counts
+
+
+def evaluated_mask(config: Mapping[str, Any], rows: pd.DataFrame) -> pd.Series:
+    """Which rows an expectation evaluates; the others it skips as not applicable.
+
+    Column map expectations skip missing values, except the null checks
+    themselves; column pair expectations follow ``ignore_row_if`` (GX's default
+    is "both_values_are_missing"); multicolumn ones their own default.
+    """
+    kwargs = config.get("kwargs", {}) or {}
+    kind = str(config.get("type", ""))
+    everything = pd.Series(True, index=rows.index)
+    if "column" in kwargs:
+        column = kwargs["column"]
+        if column not in rows:
+            return everything & False
+        if kind in {"expect_column_values_to_be_null", "expect_column_values_to_not_be_null"}:
+            return everything
+        return rows[column].notna().astype(bool)
+    if "column_A" in kwargs and "column_B" in kwargs:
+        a = rows[kwargs["column_A"]].notna().astype(bool)
+        b = rows[kwargs["column_B"]].notna().astype(bool)
+        mode = kwargs.get("ignore_row_if", "both_values_are_missing")
+        if mode == "either_value_is_missing":
+            return a & b
+        if mode == "neither":
+            return everything
+        return a | b
+    if "column_list" in kwargs:
+        present = rows[list(kwargs["column_list"])].notna()
+        mode = kwargs.get("ignore_row_if", "all_values_are_missing")
+        if mode == "any_value_is_missing":
+            return present.all(axis=1).astype(bool)
+        if mode == "never":
+            return everything
+        return present.any(axis=1).astype(bool)
+    return everything
+
+
+def row_fails(config: Mapping[str, Any], row: Mapping[str, Any]) -> bool | None:
+    """Whether one row fails one expectation, for the stock checks the suites use.
+
+    Used only to tell apart several expectations of one rule on one frame
+    (which part of the rule a failing record missed); None when the check is
+    not one of those, and the failure is then shown for the rule as a whole.
+    """
+    kwargs = config.get("kwargs", {}) or {}
+    kind = str(config.get("type", ""))
+    if "column" in kwargs:
+        value = row.get(kwargs["column"])
+        if kind == "expect_column_values_to_not_be_null":
+            return _missing(value)
+        if kind == "expect_column_values_to_be_null":
+            return not _missing(value)
+        if _missing(value):
+            return False
+        if kind == "expect_column_values_to_be_in_set":
+            return not any(_equal(value, item) for item in kwargs.get("value_set", []))
+        if kind == "expect_column_values_to_be_between":
+            low, high = kwargs.get("min_value"), kwargs.get("max_value")
+            below = low is not None and (
+                value < low or (bool(kwargs.get("strict_min")) and value == low)
+            )
+            above = high is not None and (
+                value > high or (bool(kwargs.get("strict_max")) and value == high)
+            )
+            return bool(below or above)
+        if kind == "expect_column_values_to_be_valid_npi":
+            return not is_valid_npi(str(value))
+        return None
+    if kind == "expect_column_pair_values_a_to_be_greater_than_b":
+        a: Any = row.get(str(kwargs.get("column_A")))
+        b: Any = row.get(str(kwargs.get("column_B")))
+        mode = kwargs.get("ignore_row_if", "both_values_are_missing")
+        if _missing(a) or _missing(b):
+            # A skipped row does not fail; a row evaluated with a missing side does.
+            skipped = mode == "either_value_is_missing" or (
+                mode == "both_values_are_missing" and _missing(a) and _missing(b)
+            )
+            return not skipped
+        return not (a > b or (bool(kwargs.get("or_equal")) and a == b))
+    return None
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _equal(value: Any, item: Any) -> bool:
+    try:
+        return bool(value == item)
+    except (TypeError, ValueError):
+        return False
+
+
+def evaluate_client(
+    client_id: str,
+    evidence: PracticeEvidence,
+    suites: Sequence[SuiteRef],
+    client_frames: Mapping[str, pd.DataFrame],
+    client_findings: Sequence[Finding],
+) -> ClientEvaluation:
+    """The client's rule statuses and its share of the practice's validation results.
+
+    Great Expectations is not run again per client: each expectation's client
+    rows are the client's rows of the frame it validated, the rows it
+    evaluated follow its skipping of missing values, and its failing rows are
+    the client's findings of its rule on that frame.
+    """
+    failing: dict[tuple[str, str], list[str]] = {}
+    for finding in client_findings:
+        failing.setdefault((finding.rule_id, finding.entity_type), []).append(finding.entity_id)
+
+    checked: dict[str, set[str]] = {}
+    suite_reports: list[dict[str, Any]] = []
+    for suite in suites:
+        rows = client_frames.get(suite.frame)
+        if rows is None:
+            rows = pd.DataFrame({"entity_id": pd.Series([], dtype="string")})
+        ids = rows["entity_id"].astype(str).tolist() if len(rows) else []
+        evaluated_by: dict[int, list[str]] = {}
+        for ref in suite.expectations:
+            mask = evaluated_mask(ref.config, rows) if len(rows) else pd.Series([], dtype=bool)
+            evaluated_by[ref.position] = [
+                i for i, keep in zip(ids, mask.tolist(), strict=True) if keep
+            ]
+            checked.setdefault(ref.rule_id, set()).update(evaluated_by[ref.position])
+        unexpected, ambiguous = _attribute_failures(suite, rows, evaluated_by, failing)
+        suite_reports.append(_suite_report(suite, len(ids), evaluated_by, unexpected, ambiguous))
+
+    by_rule: dict[str, list[Finding]] = {}
+    for finding in client_findings:
+        by_rule.setdefault(finding.rule_id, []).append(finding)
+    statuses = []
+    for rule in rulebook.RULES.values():
+        found = sorted(by_rule.get(rule.id, []), key=lambda f: (f.entity_id, f.entity_type))
+        count = len(checked.get(rule.id, set()))
+        if found:
+            status = FAIL
+        elif rule.family == "DQ" or count:
+            status = PASS
+        else:
+            status = NOT_APPLICABLE
+        statuses.append(
+            RuleStatus(
+                rule_id=rule.id,
+                family=rule.family,
+                title=rule.title,
+                severity=rule.severity,
+                status=status,
+                messages=tuple(f.message for f in found),
+                checked=count,
+            )
+        )
+
+    evaluated = [r for s in suite_reports for r in s["results"] if r["result"]["evaluated_count"]]
+    successful = sum(1 for r in evaluated if r["success"])
+    validation = {
+        "about": (
+            "The Great Expectations results of the practice's audit on this as-of date, "
+            "restricted to this client's rows: element_count counts the client's rows of the "
+            "frame, evaluated_count those the expectation checked (the others are not "
+            "applicable), unexpected_index_list names the failing records."
+        ),
+        "as_of": evidence.as_of,
+        "practice_id": evidence.practice_id,
+        "client_id": client_id,
+        "great_expectations_version": next((s.gx_version for s in suites if s.gx_version), None),
+        "success": all(r["success"] for s in suite_reports for r in s["results"]),
+        "statistics": {
+            "evaluated_expectations": len(evaluated),
+            "successful_expectations": successful,
+            "unsuccessful_expectations": len(evaluated) - successful,
+            "success_percent": _percent(successful, len(evaluated)),
+        },
+        "suites": suite_reports,
+    }
+    return ClientEvaluation(statuses=statuses, validation=validation)
+
+
+def _attribute_failures(
+    suite: SuiteRef,
+    rows: pd.DataFrame,
+    evaluated_by: Mapping[int, list[str]],
+    failing: Mapping[tuple[str, str], list[str]],
+) -> tuple[dict[int, list[str]], set[int]]:
+    """Which failing records fall to which expectation of the suite.
+
+    A rule with one expectation on the frame takes all its failures. With
+    several (DOC-005's parts, say), each failing record goes to those whose
+    check it fails; when that cannot be told, to every one that evaluated it,
+    and the result says the failure is the rule's.
+    """
+    unexpected: dict[int, list[str]] = {ref.position: [] for ref in suite.expectations}
+    ambiguous: set[int] = set()
+    groups: dict[str, list[ExpectationRef]] = {}
+    for ref in suite.expectations:
+        groups.setdefault(ref.rule_id, []).append(ref)
+    by_id = rows.set_index(rows["entity_id"].astype(str)) if len(rows) else None
+    for rule_id, refs in groups.items():
+        failed = sorted(set(failing.get((rule_id, suite.entity_type), [])))
+        if not failed or by_id is None:
+            continue
+        failed = [entity for entity in failed if entity in by_id.index]
+        if len(refs) == 1:
+            unexpected[refs[0].position].extend(failed)
+            continue
+        for entity in failed:
+            row = by_id.loc[entity].to_dict()
+            hits = [ref for ref in refs if row_fails(ref.config, row) is True]
+            if not hits:
+                hits = [ref for ref in refs if entity in evaluated_by[ref.position]] or refs
+                ambiguous.update(ref.position for ref in hits)
+            for ref in hits:
+                unexpected[ref.position].append(entity)
+    return unexpected, ambiguous
+
+
+def _suite_report(
+    suite: SuiteRef,
+    client_rows: int,
+    evaluated_by: Mapping[int, list[str]],
+    unexpected: Mapping[int, list[str]],
+    ambiguous: set[int],
+) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    for ref in suite.expectations:
+        evaluated = len(evaluated_by[ref.position])
+        failed = unexpected[ref.position]
+        kwargs = {k: v for k, v in (ref.config.get("kwargs", {}) or {}).items() if k != "batch_id"}
+        meta = {
+            k: v for k, v in (ref.config.get("meta", {}) or {}).items() if k != "metaudit_index"
+        }
+        results.append(
+            {
+                "expectation_config": {
+                    "type": ref.config.get("type"),
+                    "kwargs": kwargs,
+                    "meta": meta,
+                },
+                "success": not failed,
+                "result": {
+                    "element_count": client_rows,
+                    "evaluated_count": evaluated,
+                    "skipped_count": client_rows - evaluated,
+                    "unexpected_count": len(failed),
+                    "unexpected_percent": _percent(len(failed), evaluated),
+                    "unexpected_index_list": failed,
+                    "attribution": "rule" if ref.position in ambiguous else "expectation",
+                },
+                "practice_result": {
+                    "success": ref.practice_success,
+                    "element_count": ref.practice_result.get("element_count"),
+                    "unexpected_count": ref.practice_result.get("unexpected_count"),
+                },
+            }
+        )
+    evaluated_results = [r for r in results if r["result"]["evaluated_count"]]
+    successful = sum(1 for r in evaluated_results if r["success"])
+    return {
+        "suite_name": suite.suite_name,
+        "family": suite.family,
+        "frame": suite.frame,
+        "entity_type": suite.entity_type,
+        "client_rows": client_rows,
+        "practice_rows": suite.practice_rows,
+        "success": all(r["success"] for r in results),
+        "statistics": {
+            "evaluated_expectations": len(evaluated_results),
+            "successful_expectations": successful,
+            "unsuccessful_expectations": len(evaluated_results) - successful,
+            "success_percent": _percent(successful, len(evaluated_results)),
+        },
+        "results": results,
+    }
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return None if not whole else round(100.0 * part / whole, 4)
+
+
+# ---------------------------------------------------------------------------
+# Outcome-measure trends
+
+
+@dataclass(frozen=True)
+class MeasurePoint:
+    """One instrument's value at one assessment (repeated measures averaged)."""
+
+    assessed_on: str
+    value: float
+    assessment_id: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class GoalTarget:
+    """A goal's target for an instrument."""
+
+    goal_id: str
+    term: str
+    target_value: float | None
+    target_date: str | None
+
+
+@dataclass(frozen=True)
+class ChartSeries:
+    """The data of one instrument's trend chart: what matplotlib is handed."""
+
+    instrument: str
+    unit: str | None
+    direction: str  # "lower is better", "higher is better" or ""
+    points: tuple[MeasurePoint, ...]
+    targets: tuple[GoalTarget, ...]
+
+
+def chart_series(records: Mapping[str, pd.DataFrame]) -> list[ChartSeries]:
+    """One series per instrument the client was measured on or has a goal for.
+
+    Instruments are matched ignoring case and surrounding blanks (codes compare
+    that way); a value measured several times at one assessment is averaged, as
+    the reassessment rule does.
+    """
+    assessments = records["assessments"][["assessment_id", "assessed_on", "kind"]]
+    measures = records["outcome_measures"].merge(assessments, on="assessment_id", how="inner")
+    measures = measures[measures["value"].notna() & measures["assessed_on"].notna()]
+    measures = measures.assign(key=measures["instrument"].astype("string").str.strip().str.upper())
+    goals = records["goals"]
+    goals = goals[goals["instrument"].notna()]
+    goals = goals.assign(key=goals["instrument"].astype("string").str.strip().str.upper())
+
+    series = []
+    for key in sorted(set(measures["key"].dropna()) | set(goals["key"].dropna())):
+        mine = measures[measures["key"] == key]
+        grouped = (
+            mine.groupby(["assessed_on", "assessment_id"], sort=True, dropna=False)
+            .agg(value=("value", "mean"), kind=("kind", "first"))
+            .reset_index()
+        )
+        points = tuple(
+            MeasurePoint(
+                assessed_on=_iso(row.assessed_on) or "",
+                value=float(row.value),
+                assessment_id=str(row.assessment_id),
+                kind="" if _missing(row.kind) else str(row.kind),
+            )
+            for row in grouped.itertuples(index=False)
+        )
+        mine_goals = goals[goals["key"] == key].sort_values(
+            ["target_date", "goal_id"], kind="stable"
+        )
+        targets = tuple(
+            GoalTarget(
+                goal_id=str(row.goal_id),
+                term="" if _missing(row.term) else str(row.term),
+                target_value=None if _missing(row.target_value) else float(row.target_value),
+                target_date=_iso(row.target_date),
+            )
+            for row in mine_goals.itertuples(index=False)
+        )
+        units = [str(u) for u in mine["unit"].dropna().unique()]
+        direction = (
+            "lower is better"
+            if key in LOWER_IS_BETTER
+            else "higher is better"
+            if key in HIGHER_IS_BETTER
+            else ""
+        )
+        series.append(
+            ChartSeries(
+                instrument=str(key),
+                unit=units[0] if len(units) == 1 else None,
+                direction=direction,
+                points=points,
+                targets=targets,
+            )
+        )
+    return series
+
+
+# ---------------------------------------------------------------------------
+# The client's records as documents
+
+
+@dataclass(frozen=True)
+class Section:
+    """A table of a document: its title, the CSV it is also written to, and its rows."""
+
+    title: str
+    csv_name: str
+    rows: pd.DataFrame
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RecordDocument:
+    """One readable document of the client's records (referral, session logs ...)."""
+
+    slug: str
+    title: str
+    intro: str
+    sections: tuple[Section, ...]
+
+
+# (slug, title, intro, tables): the documents an auditor asks for, in their order.
+DOCUMENTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    (
+        "client",
+        "Client and coverage",
+        "The client, the insurance policies, the eligibility checks made with the payer "
+        "and the prior authorizations.",
+        ("clients", "insurance_policies", "eligibility_checks", "authorizations"),
+    ),
+    (
+        "referral",
+        "Referrals",
+        "The referrals for medical exercise, their diagnoses and the referring providers; "
+        "expires_on is valid_until, or the referral date plus the practice's validity days.",
+        ("referrals", "referral_diagnoses", "providers"),
+    ),
+    (
+        "history",
+        "Prior rehabilitation and qualifying conditions",
+        "Discharges from physical therapy, occupational therapy or chiropractic care, and "
+        "the client's conditions.",
+        ("rehab_discharges", "conditions"),
+    ),
+    (
+        "intake",
+        "Intake",
+        "Intake forms: health history, emergency contact, consent and waiver.",
+        ("intake_forms",),
+    ),
+    (
+        "assessments",
+        "Assessments and outcome measures",
+        "Initial assessments, reassessments and discharge assessments with their outcome measures.",
+        ("assessments", "outcome_measures"),
+    ),
+    (
+        "plan_of_exercise",
+        "Plans of exercise and goals",
+        "Each plan of exercise with its exercises and its short- and long-term goals.",
+        ("plans_of_exercise", "poe_exercises", "goals"),
+    ),
+    (
+        "sessions",
+        "Session logs",
+        "Every session on record: the exercises logged, the minutes per CPT code, the "
+        "client's response and the signature; the staff who delivered them.",
+        ("sessions", "session_exercises", "session_services", "staff"),
+    ),
+    (
+        "progress_reports",
+        "Progress reports",
+        "Progress reports sent to the referring provider after reassessments.",
+        ("progress_reports",),
+    ),
+    (
+        "claims",
+        "Claims and code linkage",
+        "Live claims with their lines and diagnoses; the linkage table shows which "
+        "ICD-10-CM diagnosis each CPT line points to.",
+        ("claims", "claim_lines", "claim_diagnoses", "claim_linkage"),
+    ),
+)
+
+_TABLE_TITLES = {
+    "clients": "Client",
+    "insurance_policies": "Insurance policies",
+    "eligibility_checks": "Eligibility checks",
+    "authorizations": "Prior authorizations",
+    "referrals": "Referrals",
+    "referral_diagnoses": "Referral diagnoses",
+    "providers": "Referring providers",
+    "rehab_discharges": "Rehabilitation discharges",
+    "conditions": "Conditions",
+    "intake_forms": "Intake forms",
+    "assessments": "Assessments",
+    "outcome_measures": "Outcome measures",
+    "plans_of_exercise": "Plans of exercise",
+    "poe_exercises": "Exercises of the plans",
+    "goals": "Goals",
+    "sessions": "Sessions",
+    "session_exercises": "Exercises logged",
+    "session_services": "Minutes per CPT code",
+    "staff": "Staff",
+    "progress_reports": "Progress reports",
+    "claims": "Claims",
+    "claim_lines": "Claim lines",
+    "claim_diagnoses": "Claim diagnoses",
+    "claim_linkage": "CPT-to-ICD-10-CM linkage",
+}
+
+LINKAGE_COLUMNS = (
+    "claim_id",
+    "line_id",
+    "line_no",
+    "service_date",
+    "cpt_code",
+    "units",
+    "diagnosis_pointers",
+    "pointer",
+    "icd10_code",
+)
+
+
+def claim_linkage(records: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per claim line and pointer letter: the ICD-10-CM code the CPT line points to.
+
+    Pointers are read as the rulebook reads them: blanks and commas separate,
+    every other character is one pointer; a letter with no diagnosis on the
+    claim shows an empty code.
+    """
+    lines = records["claim_lines"]
+    diagnoses = records["claim_diagnoses"]
+    codes = {
+        (str(row.claim_id), str(row.pointer)): row.icd10_code
+        for row in diagnoses.itertuples(index=False)
+        if not _missing(row.pointer)
+    }
+    rows = []
+    for line in lines.itertuples(index=False):
+        text = "" if _missing(line.diagnosis_pointers) else str(line.diagnosis_pointers)
+        pointers: list[str | None] = [ch for ch in text if ch not in " ,\t"] or [None]
+        for pointer in pointers:
+            code = codes.get((str(line.claim_id), pointer.upper())) if pointer else None
+            rows.append(
+                {
+                    "claim_id": line.claim_id,
+                    "line_id": line.line_id,
+                    "line_no": line.line_no,
+                    "service_date": line.service_date,
+                    "cpt_code": line.cpt_code,
+                    "units": line.units,
+                    "diagnosis_pointers": line.diagnosis_pointers,
+                    "pointer": pointer,
+                    "icd10_code": code,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(LINKAGE_COLUMNS))
+
+
+def table_columns(name: str, rows: pd.DataFrame) -> tuple[str, ...]:
+    """The columns a document shows for a table: the contract's, plus the client id
+    for tables that reach the client through a parent, plus derived ones."""
+    if name == "claim_linkage":
+        return LINKAGE_COLUMNS
+    table = TABLES[name]
+    columns = list(table.column_names)
+    if (
+        "client_id" not in columns
+        and "client_id" in rows.columns
+        and name
+        not in {
+            "staff",
+            "providers",
+        }
+    ):
+        columns.insert(1, "client_id")
+    if name == "referrals":
+        columns.insert(columns.index("valid_until") + 1, "expires_on")
+    return tuple(c for c in columns if c in rows.columns)
+
+
+def record_documents(records: Mapping[str, pd.DataFrame]) -> list[RecordDocument]:
+    """The client's records grouped into the documents an auditor reads."""
+    tables = dict(records)
+    tables["claim_linkage"] = claim_linkage(records)
+    documents = []
+    for slug, title, intro, names in DOCUMENTS:
+        sections = tuple(
+            Section(
+                title=_TABLE_TITLES[name],
+                csv_name=f"{name}.csv",
+                rows=tables[name],
+                columns=table_columns(name, tables[name]),
+            )
+            for name in names
+        )
+        documents.append(RecordDocument(slug=slug, title=title, intro=intro, sections=sections))
+    return documents
+
+
+# ---------------------------------------------------------------------------
+# The cover
+
+
+@dataclass(frozen=True)
+class Cover:
+    """What the cover page states about the client, its episode and its status."""
+
+    practice_id: str
+    practice_name: str
+    client_id: str
+    client_name: str
+    date_of_birth: str | None
+    client_status: str | None
+    as_of: str
+    period_start: str
+    period_end: str
+    payers: tuple[str, ...]
+    referrals: tuple[str, ...]
+    episode: tuple[tuple[str, str], ...]
+    statuses: tuple[RuleStatus, ...]
+    findings_by_severity: Mapping[str, int] = field(default_factory=dict)
+    demo_key: bool = False
+
+    def counts(self) -> dict[str, int]:
+        counts = {PASS: 0, FAIL: 0, NOT_APPLICABLE: 0}
+        for status in self.statuses:
+            counts[status.status] += 1
+        return counts
+
+
+def cover_content(
+    material: PracticeMaterial,
+    client_id: str,
+    records: Mapping[str, pd.DataFrame],
+    evaluation: ClientEvaluation,
+    client_findings: Sequence[Finding],
+    activity_days: int,
+    demo_key: bool = False,
+) -> Cover:
+    """The cover of a client's packet."""
+    start, end = audit_period(material.as_of, activity_days)
+    client = records["clients"].iloc[0].to_dict() if len(records["clients"]) else {}
+    name = " ".join(
+        str(client[k]) for k in ("first_name", "last_name") if not _missing(client.get(k))
+    )
+    severities = {s: 0 for s in rulebook.SEVERITY_ORDER}
+    for finding in client_findings:
+        severities[finding.severity] = severities.get(finding.severity, 0) + 1
+    return Cover(
+        practice_id=material.practice_id,
+        practice_name=_text(material.practice.get("name")) or material.practice_id,
+        client_id=client_id,
+        client_name=name,
+        date_of_birth=_iso(client.get("date_of_birth")),
+        client_status=_text(client.get("status")),
+        as_of=_iso(material.as_of) or "",
+        period_start=_iso(start) or "",
+        period_end=_iso(end) or "",
+        payers=_payer_lines(records, material.as_of),
+        referrals=_referral_lines(records),
+        episode=_episode(records),
+        statuses=tuple(evaluation.statuses),
+        findings_by_severity=severities,
+        demo_key=demo_key,
+    )
+
+
+def _payer_lines(records: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[str, ...]:
+    lines = []
+    for row in records["insurance_policies"].itertuples(index=False):
+        ended = not _missing(row.effective_to) and row.effective_to < as_of
+        started = _missing(row.effective_from) or row.effective_from <= as_of
+        state = "in force" if started and not ended else "not in force on the audit date"
+        network = _text(row.network_status) or "network unknown"
+        lines.append(
+            f"{_text(row.payer_name) or 'payer unknown'} ({_text(row.plan_type) or 'plan type unknown'}, "
+            f"{network.replace('_', ' ')}), policy {row.policy_id}, member "
+            f"{_text(row.member_id) or 'not recorded'}, effective {_iso(row.effective_from) or '?'}"
+            f" to {_iso(row.effective_to) or 'open'}: {state}"
+        )
+    return tuple(lines) or ("No insurance policy on record.",)
+
+
+def _referral_lines(records: Mapping[str, pd.DataFrame]) -> tuple[str, ...]:
+    providers = {str(row.provider_id): row for row in records["providers"].itertuples(index=False)}
+    diagnoses: dict[str, list[str]] = {}
+    for row in records["referral_diagnoses"].itertuples(index=False):
+        if not _missing(row.icd10_code):
+            diagnoses.setdefault(str(row.referral_id), []).append(str(row.icd10_code))
+    lines = []
+    for row in records["referrals"].itertuples(index=False):
+        provider = providers.get(str(row.provider_id))
+        who = (
+            f"{_text(provider.full_name) or 'name unknown'} ({_text(provider.credential) or 'credential unknown'})"
+            if provider is not None
+            else f"provider {row.provider_id} (no provider record)"
+        )
+        signed = f"signed {_iso(row.signed_on)}" if not _missing(row.signed_on) else "not signed"
+        codes = ", ".join(diagnoses.get(str(row.referral_id), [])) or "no diagnosis"
+        lines.append(
+            f"Referral {row.referral_id} of {_iso(row.referral_date)} by {who}, {signed}, "
+            f"valid to {_iso(row.expires_on) or 'unknown'}; diagnoses: {codes}"
+        )
+    return tuple(lines) or ("No referral on record.",)
+
+
+def _episode(records: Mapping[str, pd.DataFrame]) -> tuple[tuple[str, str], ...]:
+    sessions = records["sessions"]
+    completed = sessions[sessions["status"].eq("completed").fillna(False).astype(bool)]
+    dates = completed["session_date"].dropna()
+    assessments = records["assessments"]
+
+    def first_of(kind: str, latest: bool = False) -> str:
+        mine = assessments[assessments["kind"].eq(kind).fillna(False).astype(bool)]
+        days = mine["assessed_on"].dropna()
+        if not len(days):
+            return "none on record"
+        return _iso(days.max() if latest else days.min()) or ""
+
+    plans = records["plans_of_exercise"]
+    plan_text = "none on record"
+    if len(plans):
+        first = plans.iloc[0]
+        last = plans.iloc[-1]
+        plan_text = (
+            f"{len(plans)} plan(s), from {_iso(first['start_date']) or '?'} "
+            f"(latest {last['poe_id']}, ends {_iso(last['end_date']) or 'open'})"
+        )
+    return (
+        ("First completed session", (_iso(dates.min()) if len(dates) else None) or "none"),
+        ("Latest completed session", (_iso(dates.max()) if len(dates) else None) or "none"),
+        ("Completed sessions", str(len(completed))),
+        ("Initial assessment", first_of("initial")),
+        ("Latest reassessment", first_of("reassessment", latest=True)),
+        ("Discharge assessment", first_of("discharge", latest=True)),
+        ("Plans of exercise", plan_text),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return None if _missing(value) else str(value)
+
+
+def _iso(value: Any) -> str | None:
+    if _missing(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d")
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())[:10]
+    return str(value)[:10]

@@ -1,0 +1,644 @@
+"""Turn packet content into file bytes: PDF (ReportLab), HTML, CSV, PNG (matplotlib).
+
+Every renderer is a pure function of its content and returns bytes that depend
+only on it: ReportLab runs with ``invariant=1`` (fixed creation date and
+document id), matplotlib saves PNGs without a "Software" text chunk, HTML and
+CSV carry no clock. Values from the records are escaped everywhere (HTML, and
+ReportLab's paragraph markup).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import html
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape as xml_escape
+
+import pandas as pd
+
+from metaudit import rulebook
+from metaudit.packets.content import (
+    FAIL,
+    NOT_APPLICABLE,
+    PASS,
+    STATUS_LABELS,
+    ChartSeries,
+    Cover,
+    RecordDocument,
+    Section,
+)
+
+FONT = "MetauditSans"
+FONT_BOLD = "MetauditSans-Bold"
+GENERATOR = "metaudit"
+
+
+# ---------------------------------------------------------------------------
+# Values
+
+
+def cell_text(value: Any, *, for_csv: bool = False) -> str:
+    """A record value as text: dates as YYYY-MM-DD, timestamps in UTC, NA as blank."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    if isinstance(value, pd.Timestamp):
+        if value.tzinfo is not None:
+            return value.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+        if value == value.normalize():
+            return value.strftime("%Y-%m-%d")
+        return value.strftime("%Y-%m-%dT%H:%M:%S")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        if for_csv:
+            return "true" if value else "false"
+        return "yes" if value else "no"
+    if isinstance(value, float) or type(value).__name__.startswith("float"):
+        number = float(value)
+        return str(int(number)) if number.is_integer() else format(number, ".10g")
+    return str(value)
+
+
+def heading(column: str) -> str:
+    """A column name as a reader's heading: ``session_date`` -> "Session date"."""
+    words = column.replace("_", " ")
+    for short, long in (("poe", "plan of exercise"), ("npi", "NPI"), ("cpt", "CPT")):
+        words = " ".join(long if w == short else w for w in words.split(" "))
+    words = words.replace("icd10", "ICD-10-CM").replace("oon", "out-of-network")
+    return words[:1].upper() + words[1:]
+
+
+def render_csv(rows: pd.DataFrame, columns: Sequence[str]) -> bytes:
+    """Rows as CSV (header row, ``\\n`` line ends, UTF-8)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    if len(rows):
+        data = rows[list(columns)].astype(object)
+        for record in data.itertuples(index=False, name=None):
+            writer.writerow([cell_text(value, for_csv=True) for value in record])
+    return buffer.getvalue().encode("utf-8")
+
+
+def render_json(data: Any) -> bytes:
+    """Stable, readable JSON bytes."""
+    text = json.dumps(
+        data, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False, default=str
+    )
+    return (text + "\n").encode("utf-8")
+
+
+# ---------------------------------------------------------------------------
+# HTML
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:2em;color:#1a1a1a;max-width:80em}
+h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ccc}
+h3{font-size:1em;margin-top:1.2em}p.meta{color:#555;margin-top:0}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
+th,td{border:1px solid #bbb;padding:.25em .5em;text-align:left;vertical-align:top}
+th{background:#f0f0f0}td.num{text-align:right}
+.pass{color:#16632b}.fail{color:#a3161b;font-weight:bold}.na{color:#666}
+.empty{color:#666;font-style:italic}nav a{margin-right:1em}
+@media print{body{margin:0}nav{display:none}}
+""".strip()
+
+
+def html_page(title: str, subtitle: str, body: str) -> bytes:
+    """A standalone HTML page (inline CSS, no scripts, nothing fetched)."""
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "img-src 'self'; style-src 'unsafe-inline'\">"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+        f'<h1>{html.escape(title)}</h1>\n<p class="meta">{html.escape(subtitle)}</p>\n'
+        f"{body}\n</body></html>\n"
+    )
+    return page.encode("utf-8")
+
+
+def html_table(rows: pd.DataFrame, columns: Sequence[str], empty: str = "None on record.") -> str:
+    """An escaped HTML table of ``rows``."""
+    if not len(rows):
+        return f'<p class="empty">{html.escape(empty)}</p>'
+    head = "".join(f"<th>{html.escape(heading(c))}</th>" for c in columns)
+    body = []
+    data = rows[list(columns)].astype(object)
+    for record in data.itertuples(index=False, name=None):
+        cells = "".join(f"<td>{html.escape(cell_text(v))}</td>" for v in record)
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def render_document_html(document: RecordDocument, who: str) -> bytes:
+    """One document of the client's records (e.g. the session logs) as an HTML page."""
+    parts = [
+        '<nav><a href="index.html">All records</a><a href="../cover.pdf">Cover</a></nav>',
+        f"<p>{html.escape(document.intro)}</p>",
+    ]
+    for section in document.sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        parts.append(
+            f'<p class="meta">{len(section.rows)} row(s); also as '
+            f'<a href="{html.escape(section.csv_name)}">{html.escape(section.csv_name)}</a></p>'
+        )
+        parts.append(html_table(section.rows, section.columns))
+    return html_page(document.title, who, "\n".join(parts))
+
+
+def render_records_index_html(
+    documents: Sequence[RecordDocument], charts: Sequence[tuple[str, ChartSeries]], who: str
+) -> bytes:
+    """The records' front page: the documents, the charts, and what each file holds."""
+    items = []
+    for document in documents:
+        count = sum(len(s.rows) for s in document.sections)
+        csvs = ", ".join(
+            f'<a href="{html.escape(s.csv_name)}">{html.escape(s.csv_name)}</a>'
+            for s in document.sections
+        )
+        items.append(
+            f'<tr><td><a href="{html.escape(document.slug)}.html">{html.escape(document.title)}</a>'
+            f'</td><td class="num">{count}</td><td>{csvs}</td></tr>'
+        )
+    parts = [
+        '<nav><a href="../cover.pdf">Cover</a><a href="../validation/data_docs.html">'
+        'Validation report</a><a href="../findings.csv">Findings</a></nav>',
+        "<h2>Documents</h2>",
+        "<table><thead><tr><th>Document</th><th>Rows</th><th>CSV files</th></tr></thead>"
+        f"<tbody>{''.join(items)}</tbody></table>",
+        "<h2>Outcome-measure trends</h2>",
+    ]
+    if not charts:
+        parts.append('<p class="empty">No outcome measure or measurable goal on record.</p>')
+    for path, series in charts:
+        alt = f"Trend of {series.instrument}"
+        parts.append(
+            f"<h3>{html.escape(series.instrument)}"
+            f"{' (' + html.escape(series.direction) + ')' if series.direction else ''}</h3>"
+            f'<img src="../{html.escape(path)}" alt="{html.escape(alt)}" width="640">'
+        )
+    return html_page("The client's records", who, "\n".join(parts))
+
+
+def render_data_docs_html(validation: Mapping[str, Any], who: str) -> bytes:
+    """The client's validation results in the manner of Great Expectations Data Docs."""
+    stats = validation.get("statistics", {})
+    overall = "Succeeded" if validation.get("success") else "Failed"
+    parts = [
+        '<nav><a href="../cover.pdf">Cover</a><a href="../records/index.html">Records</a>'
+        '<a href="client_validation.json">JSON</a></nav>',
+        f"<p>{html.escape(str(validation.get('about', '')))}</p>",
+        "<h2>Overview</h2>",
+        "<table><tbody>"
+        f'<tr><th>Status</th><td class="{"pass" if validation.get("success") else "fail"}">'
+        f"{overall}</td></tr>"
+        f"<tr><th>Evaluated expectations</th><td>{stats.get('evaluated_expectations')}</td></tr>"
+        f"<tr><th>Successful</th><td>{stats.get('successful_expectations')}</td></tr>"
+        f"<tr><th>Unsuccessful</th><td>{stats.get('unsuccessful_expectations')}</td></tr>"
+        f"<tr><th>Success percent</th><td>{_pct(stats.get('success_percent'))}</td></tr>"
+        f"<tr><th>Great Expectations</th><td>{html.escape(str(validation.get('great_expectations_version')))}</td></tr>"
+        "</tbody></table>",
+    ]
+    for suite in validation.get("suites", []):
+        rows = []
+        for entry in suite.get("results", []):
+            config = entry["expectation_config"]
+            result = entry["result"]
+            meta = config.get("meta", {})
+            if not result["evaluated_count"]:
+                css, state = "na", "not evaluated"
+            elif entry["success"]:
+                css, state = "pass", "passed"
+            else:
+                css, state = "fail", "failed"
+            failing = ", ".join(result["unexpected_index_list"])
+            if failing and result.get("attribution") == "rule":
+                failing += " (failed the rule; this check could not be singled out)"
+            rows.append(
+                "<tr>"
+                f"<td>{html.escape(str(meta.get('rule_id', '')))}</td>"
+                f"<td><code>{html.escape(str(config.get('type', '')))}</code><br>"
+                f"{html.escape(_kwargs_text(config.get('kwargs', {})))}"
+                f"{'<br>part: ' + html.escape(str(meta['part'])) if meta.get('part') else ''}</td>"
+                f'<td class="{css}">{state}</td>'
+                f'<td class="num">{result["evaluated_count"]} of {result["element_count"]}</td>'
+                f'<td class="num">{result["unexpected_count"]}</td>'
+                f"<td>{html.escape(failing)}</td></tr>"
+            )
+        css = "pass" if suite.get("success") else "fail"
+        parts.append(
+            f"<h2>{html.escape(str(suite.get('suite_name')))} "
+            f'<span class="{css}">{"passed" if suite.get("success") else "failed"}</span></h2>'
+            f'<p class="meta">Frame {html.escape(str(suite.get("frame")))}: one row per '
+            f"{html.escape(str(suite.get('entity_type')))}; {suite.get('client_rows')} row(s) of this "
+            f"client, {suite.get('practice_rows')} in the practice.</p>"
+            "<table><thead><tr><th>Rule</th><th>Expectation</th><th>Status</th>"
+            "<th>Rows evaluated</th><th>Unexpected</th><th>Failing records</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>"
+        )
+    return html_page("Validation report (Great Expectations)", who, "\n".join(parts))
+
+
+def _kwargs_text(kwargs: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in sorted(kwargs.items()))
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.1f} %"
+
+
+# ---------------------------------------------------------------------------
+# Charts
+
+
+@dataclass(frozen=True)
+class ChartPlot:
+    """Exactly what one chart draws (the test seam for "the chart has the right series")."""
+
+    title: str
+    measured_dates: tuple[str, ...]
+    measured_values: tuple[float, ...]
+    targets: tuple[tuple[str, float, str | None], ...]  # (label, value, target date)
+
+
+def chart_plot(series: ChartSeries) -> ChartPlot:
+    """The lines and markers of an instrument's chart."""
+    unit = f" ({series.unit})" if series.unit else ""
+    direction = f", {series.direction}" if series.direction else ""
+    targets = tuple(
+        (
+            f"{target.term or 'goal'}-term goal {target.goal_id}: {cell_text(target.target_value)}"
+            + (f" by {target.target_date}" if target.target_date else ""),
+            float(target.target_value),
+            target.target_date,
+        )
+        for target in series.targets
+        if target.target_value is not None
+    )
+    return ChartPlot(
+        title=f"{series.instrument}{unit}{direction}",
+        measured_dates=tuple(p.assessed_on for p in series.points),
+        measured_values=tuple(p.value for p in series.points),
+        targets=targets,
+    )
+
+
+def render_chart_png(plot: ChartPlot) -> bytes:
+    """An instrument's trend with its goal targets as a PNG (matplotlib, Agg, no pyplot)."""
+    import matplotlib.dates as mdates
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 3.4), dpi=100)
+    FigureCanvasAgg(figure)
+    # Fixed margins (not a layout engine): room for the year under the dates, and cheap.
+    figure.subplots_adjust(left=0.09, right=0.97, top=0.9, bottom=0.16)
+    axes = figure.add_subplot()
+    dates = [pd.Timestamp(d).to_pydatetime() for d in plot.measured_dates]
+    if dates:
+        axes.plot(dates, plot.measured_values, marker="o", color="#1f4e79", label="measured")
+        for when, value in zip(dates, plot.measured_values, strict=True):
+            axes.annotate(
+                cell_text(value),
+                (when, value),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=7,
+            )
+    for number, (label, value, target_date) in enumerate(plot.targets):
+        color = f"C{(number + 2) % 10}"
+        axes.axhline(value, linestyle="--", linewidth=1, color=color, label=label)
+        if target_date:
+            axes.plot(
+                [pd.Timestamp(target_date).to_pydatetime()],
+                [value],
+                marker="*",
+                markersize=11,
+                color=color,
+                linestyle="none",
+            )
+    if not dates and not plot.targets:
+        axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
+    axes.margins(y=0.15)  # room for the value labels above the points
+    axes.set_title(plot.title, fontsize=10)
+    axes.grid(True, linewidth=0.3)
+    if dates or any(t[2] for t in plot.targets):
+        # Few, short date labels: legible, and text is most of the drawing time.
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
+        axes.xaxis.set_major_locator(locator)
+        axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    if dates or plot.targets:
+        axes.legend(fontsize=7, loc="best")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------
+# PDF
+
+
+@functools.cache
+def _fonts() -> tuple[str, str]:
+    """Register a Unicode font (DejaVu Sans, shipped with matplotlib) once per process.
+
+    ReportLab's built-in Helvetica knows Latin-1 only: names from the records
+    may hold any character.
+    """
+    import matplotlib
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    pdfmetrics.registerFont(TTFont(FONT, str(folder / "DejaVuSans.ttf")))
+    pdfmetrics.registerFont(TTFont(FONT_BOLD, str(folder / "DejaVuSans-Bold.ttf")))
+    pdfmetrics.registerFontFamily(
+        FONT, normal=FONT, bold=FONT_BOLD, italic=FONT, boldItalic=FONT_BOLD
+    )
+    return FONT, FONT_BOLD
+
+
+def _styles() -> dict[str, Any]:
+    from reportlab.lib.styles import ParagraphStyle
+
+    regular, bold = _fonts()
+    return {
+        "title": ParagraphStyle("title", fontName=bold, fontSize=15, leading=19, spaceAfter=4),
+        "h2": ParagraphStyle(
+            "h2", fontName=bold, fontSize=11, leading=14, spaceBefore=8, spaceAfter=3
+        ),
+        "body": ParagraphStyle("body", fontName=regular, fontSize=8.5, leading=11),
+        "small": ParagraphStyle("small", fontName=regular, fontSize=7.5, leading=9.5),
+        "cell": ParagraphStyle("cell", fontName=regular, fontSize=7.5, leading=9),
+        "cellbold": ParagraphStyle("cellbold", fontName=bold, fontSize=7.5, leading=9),
+    }
+
+
+def _p(text: str, style: Any) -> Any:
+    """A paragraph of plain text: escaped for ReportLab's markup, line breaks kept."""
+    from reportlab.platypus import Paragraph
+
+    return Paragraph("<br/>".join(xml_escape(line) for line in text.split("\n")), style)
+
+
+def _pdf_bytes(story: list[Any], title: str, subject: str, footer: str) -> bytes:
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.platypus import SimpleDocTemplate
+
+    regular, _ = _fonts()
+
+    def on_page(canvas: Any, doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFont(regular, 7)
+        canvas.drawString(15 * mm, 8 * mm, footer)
+        canvas.drawRightString(A4[0] - 15 * mm, 8 * mm, f"page {doc.page}")
+        canvas.restoreState()
+
+    buffer = io.BytesIO()
+    document = SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        leftMargin=15 * mm,
+        rightMargin=15 * mm,
+        topMargin=14 * mm,
+        bottomMargin=16 * mm,
+        title=title,
+        subject=subject,
+        author=GENERATOR,
+        creator=GENERATOR,
+        producer=GENERATOR,
+        invariant=1,
+    )
+    document.build(story, onFirstPage=on_page, onLaterPages=on_page)
+    return buffer.getvalue()
+
+
+def _key_value_table(pairs: Iterable[tuple[str, str]], styles: Mapping[str, Any]) -> Any:
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Table, TableStyle
+
+    data = [[_p(k, styles["cellbold"]), _p(v, styles["cell"])] for k, v in pairs]
+    table = Table(data, colWidths=[45 * mm, 135 * mm])
+    table.setStyle(
+        TableStyle(
+            [
+                ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#f0f0f0")),
+            ]
+        )
+    )
+    return table
+
+
+# Narrow cells: ReportLab's default 6 pt side padding wraps "DOC-001".
+_TIGHT: list[tuple[Any, ...]] = [
+    ("LEFTPADDING", (0, 0), (-1, -1), 3),
+    ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+    ("TOPPADDING", (0, 0), (-1, -1), 2),
+    ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+]
+
+_STATUS_COLOURS = {PASS: "#16632b", FAIL: "#a3161b", NOT_APPLICABLE: "#555555"}
+
+
+def render_cover_pdf(cover: Cover) -> bytes:
+    """The client packet's cover: who, payer, referral, episode, and all 50 rules' status."""
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Spacer, Table, TableStyle
+
+    styles = _styles()
+    counts = cover.counts()
+    story: list[Any] = [
+        _p(f"MET audit packet: client {cover.client_id}", styles["title"]),
+        _p(
+            f"{cover.practice_name} (practice {cover.practice_id}); records as of {cover.as_of}; "
+            f"audit period {cover.period_start} to {cover.period_end}",
+            styles["body"],
+        ),
+    ]
+    if cover.demo_key:
+        story.append(
+            _p(
+                "DEMO PACKET: signed with the published demo key; its signature proves nothing.",
+                styles["cellbold"],
+            )
+        )
+    story.append(Spacer(1, 3 * mm))
+    client = cover.client_name or "name not recorded"
+    if cover.date_of_birth:
+        client += f", born {cover.date_of_birth}"
+    if cover.client_status:
+        client += f"; status {cover.client_status}"
+    pairs: list[tuple[str, str]] = [
+        ("Practice", f"{cover.practice_name} ({cover.practice_id})"),
+        ("Client", f"{cover.client_id}: {client}"),
+        ("Payer", "\n".join(cover.payers)),
+        ("Referral", "\n".join(cover.referrals)),
+    ]
+    pairs.extend(cover.episode)
+    severities = ", ".join(
+        f"{cover.findings_by_severity.get(s, 0)} {s}" for s in rulebook.SEVERITY_ORDER
+    )
+    pairs.append(
+        (
+            "Compliance",
+            f"{counts[PASS]} rules pass, {counts[FAIL]} fail, {counts[NOT_APPLICABLE]} not "
+            f"applicable; findings: {severities}",
+        )
+    )
+    story.append(_key_value_table(pairs, styles))
+    story.append(_p("Status rule by rule", styles["h2"]))
+    story.append(
+        _p(
+            "Pass: the client's records were checked by the rule and none failed. Fail: the "
+            "rule failed for the record(s) named. Not applicable: none of the client's records "
+            "falls under the rule on the audit date. Every finding is in findings.csv.",
+            styles["small"],
+        )
+    )
+    header = [_p(h, styles["cellbold"]) for h in ("Rule", "Title", "Severity", "Status", "Detail")]
+    rows = [header]
+    commands: list[tuple[Any, ...]] = [
+        ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e6e6e6")),
+        ("REPEATROWS", (0, 0), (-1, 0)),
+    ]
+    for number, status in enumerate(cover.statuses, start=1):
+        shown = list(status.messages[:3])
+        if len(status.messages) > 3:
+            shown.append(f"... and {len(status.messages) - 3} more (see findings.csv)")
+        detail = " ".join(shown) if shown else ""
+        rows.append(
+            [
+                _p(status.rule_id, styles["cell"]),
+                _p(status.title, styles["cell"]),
+                _p(status.severity, styles["cell"]),
+                _p(STATUS_LABELS[status.status], styles["cellbold"]),
+                _p(detail, styles["cell"]),
+            ]
+        )
+        commands.append(
+            ("TEXTCOLOR", (3, number), (3, number), colors.HexColor(_STATUS_COLOURS[status.status]))
+        )
+    table = Table(rows, colWidths=[19 * mm, 44 * mm, 17 * mm, 25 * mm, 75 * mm], repeatRows=1)
+    table.setStyle(TableStyle(commands + _TIGHT))
+    story.append(table)
+    story.append(Spacer(1, 3 * mm))
+    story.append(
+        _p(
+            "Contents: cover.pdf (this page); records/ (the client's records as HTML and CSV, "
+            "with outcome-measure charts in charts/); validation/ (the Great Expectations results "
+            "for this client, JSON and HTML); findings.csv; manifest.json (every file's size and "
+            "SHA-256, signed with HMAC-SHA256; check with: metaudit verify PACKET.zip).",
+            styles["small"],
+        )
+    )
+    footer = f"MET audit packet, practice {cover.practice_id}, client {cover.client_id}, as of {cover.as_of}"
+    return _pdf_bytes(
+        story,
+        f"MET audit packet {cover.client_id} {cover.as_of}",
+        "Client compliance status, rule by rule",
+        footer,
+    )
+
+
+@dataclass(frozen=True)
+class PracticeCover:
+    """What the practice packet's cover states."""
+
+    practice_id: str
+    practice_name: str
+    period: str
+    as_of: str
+    clients: pd.DataFrame  # the client summary rows (clients.csv)
+    rule_counts: pd.DataFrame  # rule_id, title, severity, open on as_of, seen in the month
+    demo_key: bool = False
+
+
+def render_practice_cover_pdf(cover: PracticeCover) -> bytes:
+    """The practice packet's cover: the month's client packets and findings per rule."""
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Spacer, Table, TableStyle
+
+    styles = _styles()
+    story: list[Any] = [
+        _p(f"MET audit packet: practice {cover.practice_id}, {cover.period}", styles["title"]),
+        _p(f"{cover.practice_name}; month to date, as of {cover.as_of}", styles["body"]),
+    ]
+    if cover.demo_key:
+        story.append(
+            _p(
+                "DEMO PACKET: signed with the published demo key; its signature proves nothing.",
+                styles["cellbold"],
+            )
+        )
+    story.append(_p("Client packets", styles["h2"]))
+    columns = ("client_id", "packet", "rules_failed", "critical", "warning", "notice")
+    grid = [
+        ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e6e6e6")),
+    ]
+    rows = [[_p(heading(c), styles["cellbold"]) for c in columns]]
+    for record in cover.clients[list(columns)].astype(object).itertuples(index=False, name=None):
+        rows.append([_p(cell_text(v), styles["cell"]) for v in record])
+    if len(rows) == 1:
+        story.append(_p("No client had activity in the period.", styles["body"]))
+    else:
+        table = Table(
+            rows, colWidths=[28 * mm, 62 * mm, 22 * mm, 22 * mm, 22 * mm, 22 * mm], repeatRows=1
+        )
+        table.setStyle(TableStyle(grid + _TIGHT))
+        story.append(table)
+    story.append(Spacer(1, 3 * mm))
+    story.append(_p("Findings of the month, rule by rule", styles["h2"]))
+    rule_columns = ("rule_id", "title", "severity", "open_on_as_of", "seen_in_month")
+    rows = [[_p(heading(c), styles["cellbold"]) for c in rule_columns]]
+    for record in (
+        cover.rule_counts[list(rule_columns)].astype(object).itertuples(index=False, name=None)
+    ):
+        rows.append([_p(cell_text(v), styles["cell"]) for v in record])
+    table = Table(rows, colWidths=[18 * mm, 90 * mm, 18 * mm, 27 * mm, 27 * mm], repeatRows=1)
+    table.setStyle(TableStyle(grid + _TIGHT))
+    story.append(table)
+    story.append(Spacer(1, 3 * mm))
+    story.append(
+        _p(
+            "Contents: cover.pdf; clients.csv (each client packet's file, size, SHA-256 and "
+            "status counts); findings.csv (the findings open on the as-of date, in the findings "
+            "format); findings_month.csv (every finding seen on an audit date of the month, with "
+            "first and last date seen); manifest.json (signed).",
+            styles["small"],
+        )
+    )
+    footer = (
+        f"MET practice packet, practice {cover.practice_id}, {cover.period}, as of {cover.as_of}"
+    )
+    return _pdf_bytes(
+        story,
+        f"MET practice packet {cover.practice_id} {cover.period}",
+        "Practice compliance for the month",
+        footer,
+    )
+
+
+def section_csv(section: Section) -> bytes:
+    """A document section as CSV."""
+    return render_csv(section.rows, section.columns)

@@ -1,0 +1,243 @@
+"""Packet content as plain data: activity, applicability, chart series, code linkage, paths."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from metaudit.packets.archive import safe_id, zip_bytes
+from metaudit.packets.build import client_packet_path, packet_options, practice_packet_path
+from metaudit.packets.content import (
+    audit_period,
+    chart_series,
+    claim_linkage,
+    clients_with_activity,
+    evaluated_mask,
+    row_fails,
+)
+from metaudit.packets.errors import PacketError
+from metaudit.packets.render import chart_plot, render_chart_png
+
+D = pd.Timestamp("2026-03-31")
+
+
+def _dates(*values: str | None) -> pd.Series:
+    return pd.Series(pd.to_datetime(list(values)), dtype="datetime64[ns]")
+
+
+def _view() -> SimpleNamespace:
+    clients = pd.DataFrame({"client_id": pd.array(["A", "B", "C", "D", "E"], dtype="string")})
+    sessions = pd.DataFrame(
+        {
+            "client_id": pd.array(["A", "B", "E", "X"], dtype="string"),
+            "status": pd.array(
+                ["completed", "cancelled", "completed", "completed"], dtype="string"
+            ),
+            # A: first day of the period; B: cancelled; E: one day too early; X: no client row.
+            "session_date": _dates("2026-03-01", "2026-03-30", "2026-02-28", "2026-03-30"),
+        }
+    )
+    lines = pd.DataFrame(
+        {"client_id": pd.array(["C"], dtype="string"), "service_date": _dates("2026-03-31")}
+    )
+    assessments = pd.DataFrame(
+        {
+            "client_id": pd.array(["D", "B"], dtype="string"),
+            "assessed_on": _dates("2026-03-15", None),
+        }
+    )
+    return SimpleNamespace(
+        as_of=D,
+        tables={
+            "clients": clients,
+            "sessions": sessions,
+            "claim_lines": lines,
+            "assessments": assessments,
+        },
+    )
+
+
+def test_activity_is_a_completed_session_claim_line_or_assessment_within_the_period():
+    assert audit_period(D, 31) == (pd.Timestamp("2026-03-01"), D)
+    assert clients_with_activity(_view(), 31) == ["A", "C", "D"]
+    # One day longer and E's session of 02-28 counts too.
+    assert clients_with_activity(_view(), 32) == ["A", "C", "D", "E"]
+    with pytest.raises(PacketError, match="activity_days"):
+        audit_period(D, 0)
+
+
+def test_evaluated_rows_follow_gx_skipping_of_missing_values():
+    rows = pd.DataFrame(
+        {
+            "entity_id": ["a", "b", "c"],
+            "x": pd.array([True, None, False], dtype="boolean"),
+            "A": pd.array([1.0, None, None], dtype="Float64"),
+            "B": pd.array([1.0, 2.0, None], dtype="Float64"),
+        }
+    )
+    in_set = {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "x"}}
+    not_null = {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "x"}}
+    pair = {"type": "expect_column_pair_values_a_to_be_greater_than_b"}
+    assert evaluated_mask(in_set, rows).tolist() == [True, False, True]
+    assert evaluated_mask(not_null, rows).tolist() == [True, True, True]
+    either = {
+        **pair,
+        "kwargs": {"column_A": "A", "column_B": "B", "ignore_row_if": "either_value_is_missing"},
+    }
+    neither = {**pair, "kwargs": {"column_A": "A", "column_B": "B", "ignore_row_if": "neither"}}
+    default = {**pair, "kwargs": {"column_A": "A", "column_B": "B"}}
+    assert evaluated_mask(either, rows).tolist() == [True, False, False]
+    assert evaluated_mask(neither, rows).tolist() == [True, True, True]
+    assert evaluated_mask(default, rows).tolist() == [True, True, False]
+
+
+def test_row_fails_tells_apart_the_parts_of_one_rule():
+    between = {
+        "type": "expect_column_values_to_be_between",
+        "kwargs": {"column": "n", "min_value": 1},
+    }
+    assert row_fails(between, {"n": 0}) is True
+    assert row_fails(between, {"n": 1}) is False
+    assert row_fails(between, {"n": pd.NA}) is False  # skipped, so not failed
+    in_set = {
+        "type": "expect_column_values_to_be_in_set",
+        "kwargs": {"column": "ok", "value_set": [True]},
+    }
+    assert row_fails(in_set, {"ok": False}) is True
+    assert row_fails(in_set, {"ok": True}) is False
+    not_null = {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "s"}}
+    assert row_fails(not_null, {"s": None}) is True
+    pair = {
+        "type": "expect_column_pair_values_a_to_be_greater_than_b",
+        "kwargs": {
+            "column_A": "due",
+            "column_B": "done",
+            "or_equal": True,
+            "ignore_row_if": "neither",
+        },
+    }
+    day = pd.Timestamp("2026-03-02")
+    assert row_fails(pair, {"due": day, "done": day}) is False
+    assert row_fails(pair, {"due": day, "done": day + pd.Timedelta(days=1)}) is True
+    assert row_fails(pair, {"due": day, "done": pd.NaT}) is True  # evaluated with a missing side
+    npi = {"type": "expect_column_values_to_be_valid_npi", "kwargs": {"column": "npi"}}
+    assert row_fails(npi, {"npi": "1234567893"}) is False
+    assert row_fails(npi, {"npi": "1234567890"}) is True
+    assert (
+        row_fails({"type": "expect_something_custom", "kwargs": {"column": "n"}}, {"n": 1}) is None
+    )
+
+
+def _records() -> dict[str, pd.DataFrame]:
+    assessments = pd.DataFrame(
+        {
+            "assessment_id": ["AS-1", "AS-2", "AS-3"],
+            "assessed_on": _dates("2026-01-10", "2026-02-09", "2026-03-11"),
+            "kind": pd.array(["initial", "reassessment", "reassessment"], dtype="string"),
+        }
+    )
+    measures = pd.DataFrame(
+        {
+            "measure_id": ["OM-1", "OM-2", "OM-3", "OM-4", "OM-5"],
+            "assessment_id": ["AS-1", "AS-2", "AS-2", "AS-3", "AS-1"],
+            "instrument": pd.array(["TUG", "tug ", "TUG", "TUG", "GRIP"], dtype="string"),
+            "value": pd.array([14.0, 12.0, 13.0, 11.0, 20.0], dtype="Float64"),
+            "unit": pd.array(["s", "s", "s", "s", "kg"], dtype="string"),
+        }
+    )
+    goals = pd.DataFrame(
+        {
+            "goal_id": ["G-1", "G-2", "G-3"],
+            "term": pd.array(["short", "long", "long"], dtype="string"),
+            "instrument": pd.array(["TUG", "LEFS", None], dtype="string"),
+            "target_value": pd.array([12.0, 60.0, 5.0], dtype="Float64"),
+            "target_date": _dates("2026-02-28", "2026-05-01", None),
+        }
+    )
+    return {"assessments": assessments, "outcome_measures": measures, "goals": goals}
+
+
+def test_chart_series_per_instrument_with_goal_targets():
+    series = {s.instrument: s for s in chart_series(_records())}
+    # LEFS has a goal but no measure yet; a goal without an instrument charts nothing.
+    assert sorted(series) == ["GRIP", "LEFS", "TUG"]
+    tug = series["TUG"]
+    assert [(p.assessed_on, p.value) for p in tug.points] == [
+        ("2026-01-10", 14.0),
+        ("2026-02-09", 12.5),  # 12 and 13 at one assessment, averaged
+        ("2026-03-11", 11.0),
+    ]
+    assert tug.unit == "s" and tug.direction == "lower is better"
+    assert [(t.goal_id, t.term, t.target_value, t.target_date) for t in tug.targets] == [
+        ("G-1", "short", 12.0, "2026-02-28")
+    ]
+    assert series["GRIP"].direction == "higher is better" and not series["GRIP"].targets
+    assert not series["LEFS"].points and series["LEFS"].targets[0].target_value == pytest.approx(
+        60.0
+    )
+
+    plot = chart_plot(tug)
+    assert plot.measured_dates == ("2026-01-10", "2026-02-09", "2026-03-11")
+    assert plot.measured_values == (14.0, 12.5, 11.0)
+    assert plot.targets == (("short-term goal G-1: 12 by 2026-02-28", 12.0, "2026-02-28"),)
+    assert plot.title == "TUG (s), lower is better"
+    png = render_chart_png(plot)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"Software" not in png
+    assert render_chart_png(plot) == png
+
+
+def test_claim_linkage_resolves_each_pointer_to_the_claims_diagnosis():
+    records = {
+        "claim_lines": pd.DataFrame(
+            {
+                "claim_id": ["C-1", "C-1"],
+                "line_id": ["L-1", "L-2"],
+                "line_no": [1, 2],
+                "service_date": _dates("2026-03-02", "2026-03-02"),
+                "cpt_code": ["97110", "97530"],
+                "units": [2, 1],
+                "diagnosis_pointers": pd.array(["A, b", None], dtype="string"),
+            }
+        ),
+        "claim_diagnoses": pd.DataFrame(
+            {
+                "claim_id": ["C-1"],
+                "pointer": pd.array(["A"], dtype="string"),
+                "icd10_code": ["M17.11"],
+            }
+        ),
+    }
+    linkage = claim_linkage(records)
+    assert linkage[["line_id", "pointer", "icd10_code"]].astype(object).where(
+        linkage[["line_id", "pointer", "icd10_code"]].notna(), None
+    ).values.tolist() == [["L-1", "A", "M17.11"], ["L-1", "b", None], ["L-2", None, None]]
+
+
+def test_names_hold_ids_only_and_odd_ids_are_encoded_not_merged(tmp_path):
+    path = client_packet_path(tmp_path, "PR-1", "2026-03-31", "CL-1")
+    assert path == tmp_path / "PR-1" / "2026-03-31" / "CL-1.zip"
+    assert practice_packet_path(tmp_path, "PR-1", "2026-03-31").name == "practice-2026-03.zip"
+    assert safe_id("a/b", "client id") == "a%2Fb"
+    assert safe_id("a_b", "client id") != safe_id("a/b", "client id")
+    assert safe_id("..", "client id") == "%2E."
+    with pytest.raises(PacketError):
+        safe_id("", "client id")
+    with pytest.raises(PacketError, match="safe path"):
+        zip_bytes({"../evil.txt": b"x"}, D.date())
+
+
+def test_packet_options_read_the_configuration_and_refuse_unknown_keys(tmp_path, monkeypatch):
+    from metaudit.errors import SettingsError
+    from metaudit.settings import Settings
+
+    monkeypatch.delenv("METAUDIT_PACKETS_DIR", raising=False)
+    settings = Settings.from_dict({"packets": {"dir": str(tmp_path / "p"), "activity_days": 45}})
+    options = packet_options(settings)
+    assert options.packets_dir == tmp_path / "p" and options.activity_days == 45
+    assert packet_options(settings, tmp_path / "q").packets_dir == tmp_path / "q"
+    with pytest.raises(SettingsError, match="unknown key"):
+        packet_options(Settings.from_dict({"packets": {"folder": "x"}}))
+    with pytest.raises(SettingsError, match="activity_days"):
+        packet_options(Settings.from_dict({"packets": {"activity_days": 0}}))
