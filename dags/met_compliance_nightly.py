@@ -2,18 +2,42 @@
 ### MET compliance audit, nightly
 
 Audits every practice of the source database (connection `met_practice_db`)
-against the rulebook, one mapped task per practice, so one practice's failure
-does not stop the others. Each practice's findings (`findings.jsonl`,
-`findings.csv`) and Great Expectations results land under
-`data/results/<as_of>/<practice_id>/`.
+against the rulebook and keeps the results in the results store (connection
+`met_results_db`; without it, the SQLite file `results.sqlite` in the data
+folder). Each practice runs as its own mapped task group, so one practice's
+failure does not stop the others.
+
+**Stages**
+
+1. `plan`: the as-of date (the form's `as_of`, else the run's date) and the
+   practices (the form's `practice_ids`, else every practice in the source;
+   an unknown id fails here, naming it). Records the run in the results store.
+2. `extract`: reads and types the whole source **once**, writes one typed
+   partition per practice under `data/snapshots/<as_of>/<practice>/`, and the
+   findings that name no practice (rows whose parent is missing, so no
+   practice can be named) to `data/results/<as_of>/findings-without-practice.jsonl`.
+3. `practice` (mapped, one per practice): `validate` runs the rulebook's Great
+   Expectations suites on the practice's partition and writes `findings.jsonl`,
+   `findings.csv` and the validation results under
+   `data/results/<as_of>/<practice>/`; `persist` stores the findings (a rerun
+   of the date replaces that date's findings, never duplicates them), the
+   practice's status and stage timings, and recomputes its findings history
+   (first seen, last seen, resolved on).
+4. `finish`: stores the findings without a practice under practice NULL,
+   logs a per-practice summary, and fails the run naming the practices that
+   failed, after all the others finished.
 
 **Rerun** a date or a practice from the trigger form: set `as_of` and, if you
-like, `practice_ids`. A rerun replaces that date's files for those practices.
+like, `practice_ids`. Source and database errors are retried with backoff;
+contract and configuration errors are not. A task that fails for good records
+an alert for the admins in the results store.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.sdk import (
@@ -24,9 +48,14 @@ from airflow.sdk import (
     dag,
     get_current_context,
     task,
+    task_group,
 )
 
-# Contract and settings errors need a person, not another try.
+# Early morning where the practices are; the run's date is its as-of date.
+NIGHTLY_CRON = os.environ.get("METAUDIT_NIGHTLY_CRON", "30 5 * * *")
+NIGHTLY_TIMEZONE = os.environ.get("METAUDIT_NIGHTLY_TIMEZONE", "America/New_York")
+
+# Contract, configuration and damaged-partition errors need a person, not another try.
 NO_RETRY_FOR_BAD_INPUT = ExceptionRetryPolicy(
     rules=[
         RetryRule(
@@ -37,16 +66,29 @@ NO_RETRY_FOR_BAD_INPUT = ExceptionRetryPolicy(
         RetryRule(
             exception="metaudit.errors.SettingsError",
             action=RetryAction.FAIL,
-            reason="invalid configuration or trigger parameters",
+            reason="invalid configuration, connection or trigger parameters",
+        ),
+        RetryRule(
+            exception="metaudit.snapshot.PartitionError",
+            action=RetryAction.FAIL,
+            reason="the practice's partition is damaged; rerun the date to extract it again",
         ),
     ]
 )
 
 
+def alert_admins(context: Any) -> None:
+    """Failure callback: hands over to metaudit.orchestration.alert_admins (imported here,
+    at failure time, so parsing the DAG stays light)."""
+    from metaudit.orchestration import alert_admins as record_and_alert
+
+    record_and_alert(context)
+
+
 @dag(
     dag_id="met_compliance_nightly",
-    schedule="30 4 * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    schedule=NIGHTLY_CRON,
+    start_date=pendulum.datetime(2026, 1, 1, tz=NIGHTLY_TIMEZONE),
     catchup=False,
     max_active_runs=1,
     tags=["met-audit", "compliance"],
@@ -57,6 +99,9 @@ NO_RETRY_FOR_BAD_INPUT = ExceptionRetryPolicy(
         "retry_delay": timedelta(minutes=2),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=20),
+        "retry_policy": NO_RETRY_FOR_BAD_INPUT,
+        "execution_timeout": timedelta(hours=2),
+        "on_failure_callback": alert_admins,
     },
     params={
         "as_of": Param(
@@ -64,92 +109,119 @@ NO_RETRY_FOR_BAD_INPUT = ExceptionRetryPolicy(
             type=["null", "string"],
             format="date",
             title="As-of date",
-            description="Audit the records as they stood on this date (default: the run's date).",
+            description="Audit the records as they stood on this date, YYYY-MM-DD "
+            "(empty: the run's date). A rerun of a date replaces that date's results.",
         ),
         "practice_ids": Param(
             [],
             type="array",
-            items={"type": "string"},
+            items={"type": "string", "minLength": 1},
+            uniqueItems=True,
             title="Practices",
-            description="Practice ids to audit; empty audits every practice in the source.",
+            description="Practice ids to audit, one per line (empty: every practice in the "
+            "source). An id the source does not have fails the run before anything runs.",
         ),
         "resend_email": Param(
-            False, type="boolean", title="Resend email", description="Send the morning email again."
+            False,
+            type="boolean",
+            title="Resend email",
+            description="Send the morning email again even if it was sent for this date.",
         ),
         "rebuild_packets": Param(
-            False, type="boolean", title="Rebuild packets", description="Rebuild the audit packets."
+            False,
+            type="boolean",
+            title="Rebuild packets",
+            description="Build the audit packets again even if they exist for this date.",
         ),
     },
 )
 def met_compliance_nightly() -> None:
-    @task(multiple_outputs=False, retry_policy=NO_RETRY_FOR_BAD_INPUT)
-    def plan_run() -> dict[str, object]:
-        """Resolve the as-of date and the practices to audit (reads only the practices table)."""
-        from airflow.sdk import BaseHook
-
+    @task(multiple_outputs=False)
+    def plan() -> dict[str, Any]:
+        """Resolve the as-of date and the practices to audit (reads only the source's
+        practices table; unknown practice ids fail here) and record the run."""
         from metaudit import orchestration
 
         context = get_current_context()
-        params = context["params"]
         dag_run = context["dag_run"]
         # The run's date: its logical date when it has one (scheduled, `dags test DATE`),
-        # else when it was triggered.
+        # else when it was triggered. Taken in UTC: the early-morning trigger time in the
+        # practices' zone falls on the same date there.
         run_date = (dag_run.logical_date or dag_run.run_after).date()
-        as_of = orchestration.resolve_as_of(params.get("as_of"), run_date)
-        source = orchestration.sqlalchemy_url_from_connection(
-            BaseHook.get_connection("met_practice_db")
+        as_of = orchestration.resolve_as_of(context["params"].get("as_of"), run_date)
+        return orchestration.plan_run(
+            orchestration.source_url(),
+            orchestration.results_url(),
+            run_id=dag_run.run_id,
+            dag_id=dag_run.dag_id,
+            as_of=as_of,
+            wanted=list(context["params"].get("practice_ids") or []),
         )
-        practices = orchestration.list_practices(source, list(params.get("practice_ids") or []))
-        return {"as_of": as_of.isoformat(), "practice_ids": practices}
 
     @task
-    def practice_ids(plan: dict[str, object]) -> list[str]:
-        """The practices of this run, one mapped audit task each."""
-        return list(plan["practice_ids"])  # type: ignore[call-overload]
-
-    @task(
-        multiple_outputs=False,
-        retry_policy=NO_RETRY_FOR_BAD_INPUT,
-        map_index_template="{{ task.op_kwargs['practice_id'] }}",
-    )
-    def audit_practice(practice_id: str, plan: dict[str, object]) -> dict[str, object]:
-        """Extract one practice's records, validate them with the rulebook's GX suites and
-        persist its findings and validation results under the run's as-of folder."""
+    def extract(plan: dict[str, Any]) -> list[dict[str, str]]:
+        """Read and type the whole source once; write one typed partition per practice and
+        the run-level findings that name no practice. One work item (ids and paths) per
+        practice."""
         from datetime import date
-
-        from airflow.sdk import BaseHook
 
         from metaudit import orchestration
 
-        source = orchestration.sqlalchemy_url_from_connection(
-            BaseHook.get_connection("met_practice_db")
-        )
-        return orchestration.audit_practice(
-            source, practice_id, date.fromisoformat(str(plan["as_of"]))
+        return orchestration.extract(
+            orchestration.source_url(),
+            date.fromisoformat(plan["as_of"]),
+            plan["practice_ids"],
+            store_url=orchestration.results_url(),
+            run_id=get_current_context()["run_id"],
         )
 
-    @task(trigger_rule="all_done", retries=0)
-    def summarize(audits: list[dict[str, object]], plan: dict[str, object]) -> str:
-        """Log a short summary per practice; fail the run, naming them, when any practice
-        failed (after every other practice has finished)."""
-        import logging
+    @task(multiple_outputs=False, map_index_template="{{ practice }}")
+    def validate(work: dict[str, str]) -> dict[str, str]:
+        """Run the rulebook's suites on the practice's partition; write its findings
+        (JSON Lines, CSV), GX validation results and stage timings."""
+        from metaudit import orchestration
 
+        get_current_context()["practice"] = work["practice_id"]  # type: ignore[typeddict-unknown-key]
+        return orchestration.validate_practice(
+            work["practice_id"], work["partition"], work["as_of"]
+        )
+
+    @task(multiple_outputs=False, map_index_template="{{ practice }}")
+    def persist(validated: dict[str, str]) -> dict[str, Any]:
+        """Store the practice's findings of the date (replacing that date's), its status
+        and timings, and recompute its findings history."""
+        from metaudit import orchestration
+
+        context = get_current_context()
+        context["practice"] = validated["practice_id"]  # type: ignore[typeddict-unknown-key]
+        return orchestration.persist_practice(
+            orchestration.results_url(), context["run_id"], validated
+        )
+
+    @task_group(group_id="practice")
+    def audit_practice(work: dict[str, str]) -> None:
+        """One practice: validate its partition, then persist its findings."""
+        persist(validate(work))
+
+    @task(trigger_rule="all_done")
+    def finish(extracted: list[dict[str, str]] | None) -> str:
+        """Store the findings that name no practice, log the per-practice summary, and fail
+        the run naming the practices that failed (after all others finished)."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from metaudit import orchestration
 
-        done = [a for a in audits if a]
-        summary = orchestration.summarize(done)  # type: ignore[arg-type]
-        logging.getLogger(__name__).info("run summary:\n%s", summary)
-        finished = {str(a["practice_id"]) for a in done}
-        failed = sorted(set(plan["practice_ids"]) - finished)  # type: ignore[call-overload]
-        if failed:
-            raise AirflowFailException(f"audit failed for practice(s): {', '.join(failed)}")
-        return summary
+        try:
+            return orchestration.finish_run(
+                orchestration.results_url(),
+                get_current_context()["run_id"],
+                extracted_ok=extracted is not None,
+            )
+        except orchestration.RunIncompleteError as exc:
+            raise AirflowFailException(str(exc)) from exc
 
-    plan = plan_run()
-    audits = audit_practice.partial(plan=plan).expand(practice_id=practice_ids(plan))
-    summarize(audits, plan)
+    extracted = extract(plan())
+    audit_practice.expand(work=extracted) >> finish(extracted)
 
 
 met_compliance_nightly()

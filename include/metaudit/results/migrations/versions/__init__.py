@@ -1,0 +1,1 @@
+"""Migrations of the results store, oldest first (``down_revision`` chains them)."""

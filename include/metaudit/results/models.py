@@ -1,0 +1,151 @@
+"""The results store's tables (SQLAlchemy models); Alembic migrations create them.
+
+Six tables, each keyed the way a rerun must find its own rows again:
+
+- ``audit_runs``: one row per Airflow run (run id, as-of date, the practices it
+  planned, its status, the practices that failed, extract timings).
+- ``practices``: practice id and name as last read from the source (the digest
+  and the emails name practices by name).
+- ``practice_runs``: one row per as-of date and practice (practice NULL: the
+  run-level findings of rows whose parent is missing): the latest attempt's
+  status, finding counts, stage timings and error; ``has_results`` stays true
+  once the date's findings were stored, also when a later attempt failed.
+- ``findings``: the findings of each as-of date and practice, one row per
+  fingerprint; a rerun of the date replaces them.
+- ``finding_history``: per practice and fingerprint, the latest stretch of
+  consecutive as-of dates with results that found it (``first_seen`` to
+  ``last_seen``) and ``resolved_on``, the first as-of date with results after
+  ``last_seen`` (NULL while still open). Recomputed from ``findings`` after every
+  store, so a rerun of an earlier date keeps it consistent.
+- ``alerts``: task failures recorded by the failure callback for the admins;
+  ``notified_at`` is set by whatever delivers them.
+
+``practice_id`` is NULL for findings that name no practice, so those rows are
+keyed by a surrogate id and the store keeps (as-of, practice, fingerprint)
+unique itself (a unique constraint does it for named practices).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# The store's own Alembic version table: it may share a database with Airflow's metadata.
+VERSION_TABLE = "metaudit_alembic_version"
+# Lengths bound the keys (MySQL indexes need them); ids of the contract are short.
+PRACTICE_ID = sa.String(64)
+RUN_ID = sa.String(250)
+FINGERPRINT = sa.String(400)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+
+
+class AuditRun(Base):
+    __tablename__ = "audit_runs"
+
+    run_id: Mapped[str] = mapped_column(RUN_ID, primary_key=True)
+    dag_id: Mapped[str] = mapped_column(sa.String(250))
+    as_of: Mapped[date] = mapped_column(sa.Date, index=True)
+    requested_practices: Mapped[list[str]] = mapped_column(sa.JSON)
+    practice_ids: Mapped[list[str]] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    failed_practices: Mapped[list[str]] = mapped_column(sa.JSON)
+    unattributed_findings: Mapped[int | None] = mapped_column(sa.Integer)
+    timings: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    started_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class Practice(Base):
+    __tablename__ = "practices"
+
+    practice_id: Mapped[str] = mapped_column(PRACTICE_ID, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(250))
+
+
+class PracticeRun(Base):
+    __tablename__ = "practice_runs"
+    __table_args__ = (sa.UniqueConstraint("as_of", "practice_id"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    as_of: Mapped[date] = mapped_column(sa.Date)
+    practice_id: Mapped[str | None] = mapped_column(PRACTICE_ID, index=True)
+    run_id: Mapped[str] = mapped_column(RUN_ID)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    has_results: Mapped[bool] = mapped_column(sa.Boolean)
+    findings: Mapped[int] = mapped_column(sa.Integer)
+    critical: Mapped[int] = mapped_column(sa.Integer)
+    warning: Mapped[int] = mapped_column(sa.Integer)
+    notice: Mapped[int] = mapped_column(sa.Integer)
+    results_dir: Mapped[str | None] = mapped_column(sa.String(1000))
+    timings: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class StoredFinding(Base):
+    __tablename__ = "findings"
+    __table_args__ = (
+        sa.UniqueConstraint("as_of", "practice_id", "fingerprint"),
+        sa.Index(None, "practice_id", "fingerprint"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    as_of: Mapped[date] = mapped_column(sa.Date)
+    practice_id: Mapped[str | None] = mapped_column(PRACTICE_ID)
+    fingerprint: Mapped[str] = mapped_column(FINGERPRINT)
+    rule_id: Mapped[str] = mapped_column(sa.String(16))
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    entity_type: Mapped[str] = mapped_column(sa.String(32))
+    entity_id: Mapped[str] = mapped_column(sa.String(300))
+    client_id: Mapped[str | None] = mapped_column(sa.String(64))
+    message: Mapped[str] = mapped_column(sa.Text)
+    due_date: Mapped[date | None] = mapped_column(sa.Date)
+
+
+class FindingHistory(Base):
+    __tablename__ = "finding_history"
+    __table_args__ = (sa.UniqueConstraint("practice_id", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    practice_id: Mapped[str | None] = mapped_column(PRACTICE_ID)
+    fingerprint: Mapped[str] = mapped_column(FINGERPRINT)
+    rule_id: Mapped[str] = mapped_column(sa.String(16))
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    entity_type: Mapped[str] = mapped_column(sa.String(32))
+    entity_id: Mapped[str] = mapped_column(sa.String(300))
+    client_id: Mapped[str | None] = mapped_column(sa.String(64))
+    first_seen: Mapped[date] = mapped_column(sa.Date)
+    last_seen: Mapped[date] = mapped_column(sa.Date)
+    resolved_on: Mapped[date | None] = mapped_column(sa.Date)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    dag_id: Mapped[str] = mapped_column(sa.String(250))
+    run_id: Mapped[str] = mapped_column(RUN_ID, index=True)
+    task_id: Mapped[str] = mapped_column(sa.String(250))
+    map_index: Mapped[int] = mapped_column(sa.Integer)
+    try_number: Mapped[int | None] = mapped_column(sa.Integer)
+    practice_id: Mapped[str | None] = mapped_column(PRACTICE_ID)
+    as_of: Mapped[date | None] = mapped_column(sa.Date)
+    error: Mapped[str] = mapped_column(sa.Text)
+    log_url: Mapped[str | None] = mapped_column(sa.String(1000))
+    notified_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))

@@ -1,0 +1,758 @@
+"""The results store: what every run found, per as-of date and practice, and its history.
+
+Any SQLAlchemy database (a SQLite file by default, PostgreSQL in production).
+Every write is one transaction keyed by as-of date and practice, and written as
+an UPSERT by key: a rerun of a date updates the rows it finds, inserts the new
+ones and deletes the ones that are gone, so it replaces that date's results and
+never duplicates them; rows that did not change are not touched at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import ArgumentError
+
+from metaudit.digest import PracticeDigest, TrackedFinding
+from metaudit.errors import SettingsError
+from metaudit.findings import Finding
+from metaudit.results.models import VERSION_TABLE, Base
+
+log = logging.getLogger(__name__)
+
+RUNS = Base.metadata.tables["audit_runs"]
+PRACTICES = Base.metadata.tables["practices"]
+PRACTICE_RUNS = Base.metadata.tables["practice_runs"]
+FINDINGS = Base.metadata.tables["findings"]
+HISTORY = Base.metadata.tables["finding_history"]
+ALERTS = Base.metadata.tables["alerts"]
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Keeps two processes from migrating one PostgreSQL database at the same time.
+_PG_MIGRATION_LOCK = 727_100_001
+_BATCH = 500
+_FINDING_FIELDS = (
+    "rule_id",
+    "severity",
+    "entity_type",
+    "entity_id",
+    "client_id",
+    "message",
+    "due_date",
+)
+_HISTORY_FIELDS = (
+    "rule_id",
+    "severity",
+    "entity_type",
+    "entity_id",
+    "client_id",
+    "first_seen",
+    "last_seen",
+    "resolved_on",
+)
+SUCCESS = "success"
+FAILED = "failed"
+RUNNING = "running"
+
+
+@dataclass(frozen=True)
+class StoredPractice:
+    """What persisting one practice's findings of one as-of date did to the store."""
+
+    practice_id: str | None
+    as_of: str
+    findings: int
+    inserted: int
+    updated: int
+    deleted: int
+    by_severity: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """Which of a run's planned practices finished, and which did not."""
+
+    run_id: str
+    as_of: date
+    practice_ids: list[str]
+    succeeded: list[str]
+
+    @property
+    def failed(self) -> list[str]:
+        return sorted(set(self.practice_ids) - set(self.succeeded))
+
+
+def engine_for(url: str | sa.URL) -> sa.Engine:
+    """An engine for the results store (PostgreSQL through psycopg 3, MySQL through PyMySQL)."""
+    try:
+        parsed = sa.make_url(url) if isinstance(url, str) else url
+    except ArgumentError as exc:
+        raise SettingsError(f"met_results_db is not a database URL: {exc}") from exc
+    drivers = {
+        "postgresql": "postgresql+psycopg",
+        "postgres": "postgresql+psycopg",
+        "mysql": "mysql+pymysql",
+    }
+    if parsed.drivername in drivers:
+        parsed = parsed.set(drivername=drivers[parsed.drivername])
+    connect_args: dict[str, Any] = {}
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database not in {"", ":memory:"}:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # Practices persist in parallel: wait for the writer lock instead of failing.
+        connect_args["timeout"] = 60
+    elif backend in {"postgresql", "mysql", "mariadb"}:
+        connect_args["connect_timeout"] = 10
+    return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+
+
+def migrate(engine: sa.Engine) -> str:
+    """Bring the store's schema to the newest migration; return the revision it is at."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        current = MigrationContext.configure(
+            conn, opts={"version_table": VERSION_TABLE}
+        ).get_current_revision()
+        if current != head:
+            log.info("migrating the results store from %s to %s", current or "empty", head)
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    return str(head)
+
+
+class ResultsStore:
+    """Reads and writes the results store; see :mod:`metaudit.results.models` for the tables."""
+
+    def __init__(self, url: str | sa.URL) -> None:
+        self.engine = engine_for(url)
+
+    @classmethod
+    def open(cls, url: str | sa.URL) -> ResultsStore:
+        """The store at ``url``, its schema migrated to the newest revision."""
+        store = cls(url)
+        migrate(store.engine)
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _transaction(self) -> Generator[sa.Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        run_id: str,
+        dag_id: str,
+        as_of: date,
+        requested: Sequence[str],
+        practice_ids: Sequence[str],
+        practice_names: dict[str, str] | None = None,
+    ) -> None:
+        """Record a run as running (again, when Airflow reruns the same run id) and the
+        names of its practices."""
+        now = _now()
+        values = {
+            "dag_id": dag_id,
+            "as_of": as_of,
+            "requested_practices": list(requested),
+            "practice_ids": list(practice_ids),
+            "status": RUNNING,
+            "failed_practices": [],
+            "unattributed_findings": None,
+            "timings": {},
+            "started_at": now,
+            "finished_at": None,
+        }
+        table = RUNS
+        with self._transaction() as conn:
+            exists = conn.execute(sa.select(table.c.run_id).where(table.c.run_id == run_id)).first()
+            if exists:
+                conn.execute(table.update().where(table.c.run_id == run_id).values(**values))
+            else:
+                conn.execute(table.insert().values(run_id=run_id, **values))
+            if practice_names:
+                self._upsert_practices(conn, practice_names)
+
+    def _upsert_practices(self, conn: sa.Connection, names: dict[str, str]) -> None:
+        table = PRACTICES
+        known = dict(
+            conn.execute(
+                sa.select(table.c.practice_id, table.c.name).where(
+                    table.c.practice_id.in_(list(names))
+                )
+            ).all()
+        )
+        for practice_id, name in sorted(names.items()):
+            if practice_id not in known:
+                conn.execute(table.insert().values(practice_id=practice_id, name=name))
+            elif known[practice_id] != name:
+                conn.execute(
+                    table.update().where(table.c.practice_id == practice_id).values(name=name)
+                )
+
+    def record_extract(self, run_id: str, timings: dict[str, float]) -> None:
+        """Keep the extract stage's timings on the run."""
+        table = RUNS
+        with self._transaction() as conn:
+            conn.execute(
+                table.update().where(table.c.run_id == run_id).values(timings=_rounded(timings))
+            )
+
+    def run_outcome(self, run_id: str) -> RunOutcome:
+        """The run's planned practices and those whose findings this run stored."""
+        runs = RUNS
+        status = PRACTICE_RUNS
+        with self.engine.connect() as conn:
+            run = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().first()
+            if run is None:
+                raise LookupError(f"run {run_id!r} is not in the results store")
+            succeeded = conn.execute(
+                sa.select(status.c.practice_id).where(
+                    status.c.run_id == run_id,
+                    status.c.status == SUCCESS,
+                    status.c.practice_id.is_not(None),
+                    status.c.as_of == run["as_of"],
+                    # Not a success left by an earlier try of the same run id.
+                    status.c.finished_at >= run["started_at"],
+                )
+            ).scalars()
+            return RunOutcome(
+                run_id=run_id,
+                as_of=run["as_of"],
+                practice_ids=list(run["practice_ids"]),
+                succeeded=sorted(succeeded),
+            )
+
+    def finish_run(self, run_id: str, failed: Sequence[str], unattributed: int | None) -> None:
+        """Mark a run finished: success when no practice failed."""
+        table = RUNS
+        with self._transaction() as conn:
+            conn.execute(
+                table.update()
+                .where(table.c.run_id == run_id)
+                .values(
+                    status=FAILED if failed else SUCCESS,
+                    failed_practices=sorted(failed),
+                    unattributed_findings=unattributed,
+                    finished_at=_now(),
+                )
+            )
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """The run's row (as a dict), or None."""
+        table = RUNS
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(table).where(table.c.run_id == run_id)).mappings().first()
+            return dict(row) if row else None
+
+    # -- practices ----------------------------------------------------------------------
+
+    def persist_practice(
+        self,
+        run_id: str,
+        as_of: date,
+        practice_id: str | None,
+        findings: Iterable[Finding],
+        timings: dict[str, Any] | None = None,
+        results_dir: str | None = None,
+        started_at: datetime | None = None,
+    ) -> StoredPractice:
+        """Store one practice's findings of one as-of date (practice None: the run-level
+        findings that name no practice), its status, and recompute its history; one
+        transaction, so a failure leaves the store as it was."""
+        began = time.perf_counter()
+        rows = _finding_rows(findings, as_of, practice_id)
+        with self._transaction() as conn:
+            inserted, updated, deleted = self._replace_findings(conn, as_of, practice_id, rows)
+            counts = Counter(row["severity"] for row in rows.values())
+            status = {
+                "run_id": run_id,
+                "status": SUCCESS,
+                "has_results": True,
+                "findings": len(rows),
+                "critical": counts.get("critical", 0),
+                "warning": counts.get("warning", 0),
+                "notice": counts.get("notice", 0),
+                "results_dir": results_dir,
+                "error": None,
+                "started_at": started_at,
+            }
+            # The history counts this date among the practice's result dates: status first.
+            self._upsert_status(conn, as_of, practice_id, **status, timings={})
+            self._recompute_history(conn, practice_id)
+            stages = {**(timings or {}), "persist": time.perf_counter() - began}
+            self._upsert_status(
+                conn, as_of, practice_id, **status, timings=_rounded(stages), finished_at=_now()
+            )
+        stored = StoredPractice(
+            practice_id, as_of.isoformat(), len(rows), inserted, updated, deleted, dict(counts)
+        )
+        log.info(
+            "stored %s as of %s: %d findings (%d new rows, %d changed, %d removed)",
+            practice_id or "run-level findings",
+            as_of,
+            len(rows),
+            inserted,
+            updated,
+            deleted,
+        )
+        return stored
+
+    def fail_practice(self, run_id: str, as_of: date, practice_id: str | None, error: str) -> None:
+        """Record that this run could not audit the practice; its stored findings of the
+        date (from an earlier run), if any, stay."""
+        with self._transaction() as conn:
+            self._upsert_status(
+                conn,
+                as_of,
+                practice_id,
+                run_id=run_id,
+                status=FAILED,
+                error=error[:4000],
+                finished_at=_now(),
+            )
+
+    def _upsert_status(
+        self, conn: sa.Connection, as_of: date, practice_id: str | None, **values: Any
+    ) -> None:
+        table = PRACTICE_RUNS
+        current = conn.execute(
+            sa.select(table.c.id).where(
+                table.c.as_of == as_of, _scope(table.c.practice_id, practice_id)
+            )
+        ).scalar()
+        if current is not None:
+            conn.execute(table.update().where(table.c.id == current).values(**values))
+            return
+        defaults: dict[str, Any] = {
+            "has_results": False,
+            "findings": 0,
+            "critical": 0,
+            "warning": 0,
+            "notice": 0,
+            "timings": {},
+        }
+        conn.execute(
+            table.insert().values(
+                **{**defaults, **values, "as_of": as_of, "practice_id": practice_id}
+            )
+        )
+
+    def practice_runs(self, as_of: date | None = None) -> list[dict[str, Any]]:
+        """Per-practice status rows (of one as-of date, or all), ordered."""
+        table = PRACTICE_RUNS
+        query = sa.select(table).order_by(table.c.as_of, table.c.practice_id)
+        if as_of is not None:
+            query = query.where(table.c.as_of == as_of)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    # -- findings -----------------------------------------------------------------------
+
+    def _replace_findings(
+        self,
+        conn: sa.Connection,
+        as_of: date,
+        practice_id: str | None,
+        rows: dict[str, dict[str, Any]],
+    ) -> tuple[int, int, int]:
+        table = FINDINGS
+        existing = {
+            row["fingerprint"]: row
+            for row in conn.execute(
+                sa.select(table).where(
+                    table.c.as_of == as_of, _scope(table.c.practice_id, practice_id)
+                )
+            ).mappings()
+        }
+        gone = [existing[fp]["id"] for fp in existing.keys() - rows.keys()]
+        changed = [
+            {"row_id": existing[fp]["id"], **{k: row[k] for k in _FINDING_FIELDS}}
+            for fp, row in rows.items()
+            if fp in existing and any(existing[fp][k] != row[k] for k in _FINDING_FIELDS)
+        ]
+        new = [row for fp, row in rows.items() if fp not in existing]
+        _delete_ids(conn, table, gone)
+        if changed:
+            conn.execute(
+                table.update()
+                .where(table.c.id == sa.bindparam("row_id"))
+                .values({k: sa.bindparam(k) for k in _FINDING_FIELDS}),
+                changed,
+            )
+        if new:
+            conn.execute(table.insert(), new)
+        return len(new), len(changed), len(gone)
+
+    def findings(self, as_of: date, practice_id: str | None) -> list[Finding]:
+        """The stored findings of one as-of date and practice (None: the run-level ones)."""
+        table = FINDINGS
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(table).where(
+                    table.c.as_of == as_of, _scope(table.c.practice_id, practice_id)
+                )
+            ).mappings()
+            return sorted((_finding(row) for row in rows), key=Finding.sort_key)
+
+    # -- history ------------------------------------------------------------------------
+
+    def _result_dates(
+        self, conn: sa.Connection, practice_id: str | None, up_to: date | None = None
+    ) -> list[date]:
+        table = PRACTICE_RUNS
+        query = sa.select(table.c.as_of).where(
+            _scope(table.c.practice_id, practice_id), table.c.has_results.is_(True)
+        )
+        if up_to is not None:
+            query = query.where(table.c.as_of <= up_to)
+        return sorted(conn.execute(query).scalars())
+
+    def _stretches(
+        self, conn: sa.Connection, practice_id: str | None, up_to: date | None = None
+    ) -> dict[str, tuple[date, date]]:
+        """Per fingerprint, the latest stretch of consecutive result dates that found it.
+
+        Gaps and islands in SQL: numbering the practice's result dates and, apart,
+        each fingerprint's dates, the difference of the two numbers is the same all
+        along one unbroken stretch. Only one row per stretch leaves the database.
+        """
+        status = PRACTICE_RUNS
+        table = FINDINGS
+        dates = sa.select(
+            status.c.as_of,
+            sa.func.row_number().over(order_by=status.c.as_of).label("date_rank"),
+        ).where(_scope(status.c.practice_id, practice_id), status.c.has_results.is_(True))
+        found = sa.select(table.c.fingerprint, table.c.as_of).where(
+            _scope(table.c.practice_id, practice_id)
+        )
+        if up_to is not None:
+            dates = dates.where(status.c.as_of <= up_to)
+            found = found.where(table.c.as_of <= up_to)
+        ranked_dates = dates.subquery("ranked_dates")
+        found_sq = found.subquery("found")
+        occurrences = (
+            sa.select(
+                found_sq.c.fingerprint,
+                found_sq.c.as_of,
+                (
+                    ranked_dates.c.date_rank
+                    - sa.func.row_number().over(
+                        partition_by=found_sq.c.fingerprint, order_by=found_sq.c.as_of
+                    )
+                ).label("stretch"),
+            )
+            .join(ranked_dates, ranked_dates.c.as_of == found_sq.c.as_of)
+            .subquery("occurrences")
+        )
+        query = sa.select(
+            occurrences.c.fingerprint,
+            sa.func.min(occurrences.c.as_of),
+            sa.func.max(occurrences.c.as_of),
+        ).group_by(occurrences.c.fingerprint, occurrences.c.stretch)
+        latest: dict[str, tuple[date, date]] = {}
+        for fingerprint, first, last in conn.execute(query):
+            first, last = _as_date(first), _as_date(last)
+            if fingerprint not in latest or last > latest[fingerprint][1]:
+                latest[fingerprint] = (first, last)
+        return latest
+
+    def _recompute_history(self, conn: sa.Connection, practice_id: str | None) -> None:
+        """Rebuild one practice's history rows from its per-date findings (UPSERT by key)."""
+        table = HISTORY
+        findings = FINDINGS
+        dates = self._result_dates(conn, practice_id)
+        stretches = self._stretches(conn, practice_id)
+        # The entity's details as its latest finding reported them (one row a fingerprint).
+        latest = (
+            sa.select(findings.c.fingerprint, sa.func.max(findings.c.as_of).label("last"))
+            .where(_scope(findings.c.practice_id, practice_id))
+            .group_by(findings.c.fingerprint)
+            .subquery("latest")
+        )
+        details = {
+            row["fingerprint"]: dict(row)
+            for row in conn.execute(
+                sa.select(findings)
+                .join(
+                    latest,
+                    sa.and_(
+                        findings.c.fingerprint == latest.c.fingerprint,
+                        findings.c.as_of == latest.c.last,
+                    ),
+                )
+                .where(_scope(findings.c.practice_id, practice_id))
+            ).mappings()
+        }
+        wanted: dict[str, dict[str, Any]] = {}
+        for fingerprint, (first, last) in stretches.items():
+            after = bisect_right(dates, last)
+            row = details[fingerprint]
+            wanted[fingerprint] = {
+                "rule_id": row["rule_id"],
+                "severity": row["severity"],
+                "entity_type": row["entity_type"],
+                "entity_id": row["entity_id"],
+                "client_id": row["client_id"],
+                "first_seen": first,
+                "last_seen": last,
+                "resolved_on": dates[after] if after < len(dates) else None,
+            }
+        existing = {
+            row["fingerprint"]: row
+            for row in conn.execute(
+                sa.select(table).where(_scope(table.c.practice_id, practice_id))
+            ).mappings()
+        }
+        _delete_ids(conn, table, [existing[fp]["id"] for fp in existing.keys() - wanted.keys()])
+        changed = [
+            {"row_id": existing[fp]["id"], **row}
+            for fp, row in wanted.items()
+            if fp in existing and any(existing[fp][k] != row[k] for k in _HISTORY_FIELDS)
+        ]
+        if changed:
+            conn.execute(
+                table.update()
+                .where(table.c.id == sa.bindparam("row_id"))
+                .values({k: sa.bindparam(k) for k in _HISTORY_FIELDS}),
+                changed,
+            )
+        new = [
+            {"practice_id": practice_id, "fingerprint": fp, **row}
+            for fp, row in wanted.items()
+            if fp not in existing
+        ]
+        if new:
+            conn.execute(table.insert(), new)
+
+    def history(self, practice_id: str | None) -> list[dict[str, Any]]:
+        """One practice's history rows, by fingerprint."""
+        table = HISTORY
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(table)
+                .where(_scope(table.c.practice_id, practice_id))
+                .order_by(table.c.fingerprint)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    # -- digest -------------------------------------------------------------------------
+
+    def digest(self, practice_id: str, as_of: date, due_within_days: int = 7) -> PracticeDigest:
+        """What a practice's morning email and packets say about one as-of date.
+
+        Relative to the practice's previous as-of date with results: ``new`` were
+        not found then, ``still_open`` were, ``resolved`` were found then and not
+        now; ``due_soon`` are this date's findings due within ``due_within_days``.
+        Raises LookupError when the store has no results for that practice and date.
+        """
+        table = FINDINGS
+        with self.engine.connect() as conn:
+            dates = self._result_dates(conn, practice_id, up_to=as_of)
+            if not dates or dates[-1] != as_of:
+                raise LookupError(f"no stored results for practice {practice_id} as of {as_of}")
+            previous = dates[-2] if len(dates) > 1 else None
+            stretches = self._stretches(conn, practice_id, up_to=as_of)
+            wanted = [as_of] if previous is None else [as_of, previous]
+            rows = conn.execute(
+                sa.select(table).where(
+                    table.c.practice_id == practice_id, table.c.as_of.in_(wanted)
+                )
+            ).mappings()
+            by_date: dict[date, dict[str, Finding]] = {day: {} for day in wanted}
+            for row in rows:
+                by_date[_as_date(row["as_of"])][row["fingerprint"]] = _finding(row)
+            name = conn.execute(
+                sa.select(PRACTICES.c.name).where(PRACTICES.c.practice_id == practice_id)
+            ).scalar()
+
+        now = by_date[as_of]
+        before = by_date.get(previous, {}) if previous else {}
+        new: list[TrackedFinding] = []
+        still_open: list[TrackedFinding] = []
+        for fingerprint, finding in now.items():
+            first = stretches[fingerprint][0]
+            tracked = TrackedFinding(finding, first_seen=first.isoformat())
+            (still_open if fingerprint in before else new).append(tracked)
+        resolved = [
+            TrackedFinding(
+                finding, first_seen=stretches[fp][0].isoformat(), resolved_on=as_of.isoformat()
+            )
+            for fp, finding in before.items()
+            if fp not in now
+        ]
+        horizon = (as_of + timedelta(days=due_within_days)).isoformat()
+        due_soon = [
+            t
+            for t in [*new, *still_open]
+            if t.finding.due_date and as_of.isoformat() <= t.finding.due_date <= horizon
+        ]
+
+        def ordered(items: list[TrackedFinding]) -> list[TrackedFinding]:
+            return sorted(items, key=lambda t: t.finding.sort_key())
+
+        return PracticeDigest(
+            practice_id=practice_id,
+            practice_name=name or practice_id,
+            as_of=as_of.isoformat(),
+            new=ordered(new),
+            still_open=ordered(still_open),
+            resolved=ordered(resolved),
+            due_soon=sorted(due_soon, key=lambda t: (t.finding.due_date, t.finding.sort_key())),
+        )
+
+    # -- alerts -------------------------------------------------------------------------
+
+    def record_alert(
+        self,
+        *,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        map_index: int,
+        error: str,
+        try_number: int | None = None,
+        practice_id: str | None = None,
+        as_of: date | None = None,
+        log_url: str | None = None,
+    ) -> int:
+        """Record a task failure for the admins; return the alert's id."""
+        table = ALERTS
+        with self._transaction() as conn:
+            result = conn.execute(
+                table.insert().values(
+                    created_at=_now(),
+                    dag_id=dag_id,
+                    run_id=run_id,
+                    task_id=task_id,
+                    map_index=map_index,
+                    try_number=try_number,
+                    practice_id=practice_id,
+                    as_of=as_of,
+                    error=error[:4000],
+                    log_url=log_url,
+                    notified_at=None,
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def alerts(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Recorded alerts (of one run, or all), oldest first."""
+        table = ALERTS
+        query = sa.select(table).order_by(table.c.id)
+        if run_id is not None:
+            query = query.where(table.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def table_contents(self, name: str, exclude: Sequence[str] = ()) -> list[tuple[Any, ...]]:
+        """Every row of one store table, sorted, without the named columns (for checks)."""
+        table = Base.metadata.tables[name]
+        columns = [c for c in table.columns if c.name not in exclude]
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(*columns)).all()
+        return sorted((tuple(row) for row in rows), key=repr)
+
+
+def _scope(column: sa.ColumnElement[Any], practice_id: str | None) -> sa.ColumnElement[bool]:
+    """A practice's rows; practice None means the run-level rows that name no practice."""
+    return column.is_(None) if practice_id is None else column == practice_id
+
+
+def _finding_rows(
+    findings: Iterable[Finding], as_of: date, practice_id: str | None
+) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for finding in findings:
+        if finding.practice_id != practice_id:
+            raise ValueError(
+                f"finding {finding.fingerprint} is of practice {finding.practice_id!r}, "
+                f"not {practice_id!r}"
+            )
+        if finding.as_of != as_of.isoformat():
+            raise ValueError(f"finding {finding.fingerprint} is as of {finding.as_of}, not {as_of}")
+        rows.setdefault(
+            finding.fingerprint,
+            {
+                "as_of": as_of,
+                "practice_id": practice_id,
+                "fingerprint": finding.fingerprint,
+                "rule_id": finding.rule_id,
+                "severity": finding.severity,
+                "entity_type": finding.entity_type,
+                "entity_id": finding.entity_id,
+                "client_id": finding.client_id,
+                "message": finding.message,
+                "due_date": date.fromisoformat(finding.due_date) if finding.due_date else None,
+            },
+        )
+    return rows
+
+
+def _finding(row: Any) -> Finding:
+    due = row["due_date"]
+    return Finding(
+        as_of=_as_date(row["as_of"]).isoformat(),
+        practice_id=row["practice_id"],
+        rule_id=row["rule_id"],
+        severity=row["severity"],
+        entity_type=row["entity_type"],
+        entity_id=row["entity_id"],
+        client_id=row["client_id"],
+        message=row["message"],
+        due_date=_as_date(due).isoformat() if due is not None else None,
+    )
+
+
+def _delete_ids(conn: sa.Connection, table: sa.Table, ids: list[int]) -> None:
+    for chunk in _chunks(sorted(ids), _BATCH):
+        conn.execute(table.delete().where(table.c.id.in_(chunk)))
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _as_date(value: Any) -> date:
+    # Aggregates over a Date column come back as text on SQLite.
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def _rounded(timings: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in timings.items()}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

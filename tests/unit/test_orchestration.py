@@ -1,0 +1,283 @@
+"""What the nightly DAG's tasks call, run as plain functions (no scheduler).
+
+A small demo network with every injected defect, plus one session whose client
+does not exist (a finding no practice can be named for), goes through plan,
+extract, validate, persist and finish; partitions are checked to keep the typed
+frames exactly and to give the same findings as auditing the whole source.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import date
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from metaudit import orchestration
+from metaudit.demo import GenerationReport, generate
+from metaudit.engine import check_typed, load_source
+from metaudit.errors import SettingsError
+from metaudit.findings import read_findings
+from metaudit.results import ResultsStore
+from metaudit.snapshot import PartitionError, partition_of, read_partition, write_partitions
+
+AS_OF = date(2026, 3, 31)
+ORPHAN_SESSION = "SE99999999"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> GenerationReport:
+    """Two practices with every defect, and a session of a client that does not exist."""
+    report = generate(
+        str(tmp_path_factory.mktemp("demo") / "practice.sqlite"),
+        as_of=AS_OF,
+        sessions=400,
+        practices=2,
+        progress=False,
+    )
+    assert report.database is not None
+    with sqlite3.connect(report.database) as conn:
+        conn.execute(
+            "INSERT INTO sessions SELECT ?, 'CL-GONE', staff_id, session_date, status, "
+            "timed_minutes, client_response, notes, signed_at FROM sessions LIMIT 1",
+            (ORPHAN_SESSION,),
+        )
+    return report
+
+
+@pytest.fixture(scope="module")
+def typed(demo: GenerationReport):
+    return load_source(str(demo.database), AS_OF)
+
+
+def _key(finding) -> tuple:
+    return (
+        finding.rule_id,
+        finding.entity_type,
+        finding.entity_id,
+        finding.practice_id,
+        finding.client_id,
+        finding.due_date,
+    )
+
+
+# -- small pieces ----------------------------------------------------------------------------
+
+
+def test_as_of_is_the_form_value_else_the_run_date() -> None:
+    assert orchestration.resolve_as_of("2026-02-01", AS_OF) == date(2026, 2, 1)
+    assert orchestration.resolve_as_of(None, AS_OF) == AS_OF
+    with pytest.raises(SettingsError, match="as_of must be a date"):
+        orchestration.resolve_as_of("yesterday", AS_OF)
+
+
+@pytest.mark.parametrize(
+    ("fields", "url"),
+    [
+        ({"conn_type": "sqlite", "host": "/data/p.sqlite"}, "sqlite:////data/p.sqlite"),
+        (
+            {
+                "conn_type": "postgres",
+                "host": "db",
+                "login": "audit",
+                "password": "s3cret",
+                "port": 5432,
+                "schema": "practice",
+            },
+            "postgresql+psycopg://audit:s3cret@db:5432/practice",
+        ),
+        (
+            {"conn_type": "generic", "extra_dejson": {"sqlalchemy_url": "mssql+pyodbc://x"}},
+            "mssql+pyodbc://x",
+        ),
+    ],
+)
+def test_connection_becomes_a_sqlalchemy_url(fields: dict, url: str) -> None:
+    blank = {
+        "host": None,
+        "login": None,
+        "password": None,
+        "port": None,
+        "schema": None,
+        "extra_dejson": {},
+    }
+    conn = SimpleNamespace(conn_id="met_practice_db", **{**blank, **fields})
+    assert orchestration.sqlalchemy_url_from_connection(conn) == url
+
+
+def test_connection_of_an_unknown_type_is_refused_by_name() -> None:
+    conn = SimpleNamespace(conn_id="met_results_db", conn_type="ftp", extra_dejson={})
+    with pytest.raises(SettingsError, match=r"met_results_db.*'ftp'"):
+        orchestration.sqlalchemy_url_from_connection(conn)
+
+
+def test_unknown_practice_ids_are_refused_naming_them(demo: GenerationReport) -> None:
+    source = str(demo.database)
+    assert orchestration.list_practices(source) == ["PR0001", "PR0002"]
+    assert orchestration.list_practices(source, ["PR0002"]) == ["PR0002"]
+    with pytest.raises(SettingsError, match=r"PR0404, PR0405.*PR0001, PR0002"):
+        orchestration.list_practices(source, ["PR0001", "PR0405", "PR0404"])
+
+
+# -- partitions ------------------------------------------------------------------------------
+
+
+def test_partitions_keep_every_dtype_mask_and_finding(typed, tmp_path: Path) -> None:
+    folders = write_partitions(typed, ["PR0001", "PR0002"], AS_OF.isoformat(), tmp_path)
+    for practice_id, folder in folders.items():
+        expected = partition_of(typed, practice_id)
+        back = read_partition(folder, practice_id)
+        assert set(back.tables) == set(expected.tables)
+        for name, frame in expected.tables.items():
+            pd.testing.assert_frame_equal(back.tables[name], frame, check_exact=True)
+            pd.testing.assert_frame_equal(back.unreadable[name], expected.unreadable[name])
+        assert back.findings == expected.findings
+        assert back.findings and {f.practice_id for f in back.findings} == {practice_id}
+        assert len(back.tables["providers"]) == len(typed.tables["providers"])  # no practice
+        assert set(back.tables["sessions"]["practice_id"]) == {practice_id}
+
+
+def test_a_partition_gives_the_same_findings_as_the_whole_source(typed) -> None:
+    whole = check_typed(typed, AS_OF, ["PR0002"])
+    alone = check_typed(partition_of(typed, "PR0002"), AS_OF, ["PR0002"])
+    assert whole.findings and alone.findings == whole.findings
+
+
+def test_findings_that_name_no_practice_stay_out_of_every_partition(typed) -> None:
+    orphans = [f for f in typed.findings if f.practice_id is None]
+    assert [f.entity_id for f in orphans] == [f"sessions:{ORPHAN_SESSION}"]
+    for practice_id in ("PR0001", "PR0002"):
+        part = partition_of(typed, practice_id)
+        assert ORPHAN_SESSION not in set(part.tables["sessions"]["session_id"])
+        assert all(f.practice_id == practice_id for f in part.findings)
+
+
+def test_a_damaged_partition_is_refused_naming_what_is_wrong(typed, tmp_path: Path) -> None:
+    folder = write_partitions(typed, ["PR0001"], AS_OF.isoformat(), tmp_path)["PR0001"]
+    with pytest.raises(PartitionError, match="holds practice 'PR0001', not 'PR0002'"):
+        read_partition(folder, "PR0002")
+    (folder / "sessions.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(PartitionError, match="table sessions unreadable"):
+        read_partition(folder, "PR0001")
+    (folder / "manifest.json").unlink()
+    with pytest.raises(PartitionError, match=r"no readable manifest\.json"):
+        read_partition(folder, "PR0001")
+
+
+def test_rewriting_a_partition_replaces_it_whole(typed, tmp_path: Path) -> None:
+    folder = write_partitions(typed, ["PR0001"], AS_OF.isoformat(), tmp_path)["PR0001"]
+    (folder / "stale.parquet").write_bytes(b"left over")
+    write_partitions(typed, ["PR0001"], AS_OF.isoformat(), tmp_path)
+    assert not (folder / "stale.parquet").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["PR0001"]  # nothing left aside
+
+
+# -- the stages, end to end without Airflow ---------------------------------------------------
+
+
+def test_stages_store_every_finding_and_a_damaged_practice_fails_alone(
+    demo: GenerationReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METAUDIT_DATA_DIR", str(tmp_path))
+    store_url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    source = str(demo.database)
+
+    plan = orchestration.plan_run(source, store_url, run_id="r1", dag_id="met", as_of=AS_OF)
+    assert plan == {"as_of": "2026-03-31", "practice_ids": ["PR0001", "PR0002"]}
+    work = orchestration.extract(
+        source, AS_OF, plan["practice_ids"], store_url=store_url, run_id="r1"
+    )
+    assert [w["practice_id"] for w in work] == ["PR0001", "PR0002"]
+    for item in work:
+        validated = orchestration.validate_practice(
+            item["practice_id"], item["partition"], item["as_of"]
+        )
+        assert set(validated) == {"practice_id", "as_of", "out_dir", "findings", "timings"}
+        assert Path(validated["out_dir"], "findings.csv").exists()
+        assert sorted(p.stem for p in Path(validated["out_dir"], "validation").iterdir()) == [
+            "clm",
+            "cod",
+            "doc",
+            "elg",
+            "rea",
+            "ref",
+        ]
+        orchestration.persist_practice(store_url, "r1", validated)
+    summary = orchestration.finish_run(store_url, "r1", extracted_ok=True)
+    assert "PR0001:" in summary and "(no practice): 1 findings" in summary
+
+    store = ResultsStore(store_url)
+    stored = [f for p in ("PR0001", "PR0002") for f in store.findings(AS_OF, p)]
+    assert sorted(map(_key, stored)) == sorted(map(_key, demo.expected))
+    assert [f.entity_id for f in store.findings(AS_OF, None)] == [f"sessions:{ORPHAN_SESSION}"]
+    assert read_findings(orchestration.unattributed_path("2026-03-31")) == store.findings(
+        AS_OF, None
+    )
+    status = {r["practice_id"]: r for r in store.practice_runs(AS_OF)}
+    assert {p: r["status"] for p, r in status.items()} == {
+        None: "success",
+        "PR0001": "success",
+        "PR0002": "success",
+    }
+    assert {"read_partition", "view", "derive", "validate", "persist"} <= set(
+        status["PR0001"]["timings"]
+    )
+    run = store.run("r1")
+    assert run is not None and (run["status"], run["unattributed_findings"]) == ("success", 1)
+    assert {"read", "type", "partition"} <= set(run["timings"])
+
+    # Second run of the date: PR0002's partition is damaged, so it fails alone.
+    orchestration.plan_run(source, store_url, run_id="r2", dag_id="met", as_of=AS_OF)
+    work = orchestration.extract(source, AS_OF, ["PR0001", "PR0002"])
+    Path(work[1]["partition"], "claims.parquet").write_bytes(b"damaged")
+    orchestration.persist_practice(
+        store_url,
+        "r2",
+        orchestration.validate_practice("PR0001", work[0]["partition"], "2026-03-31"),
+    )
+    with pytest.raises(PartitionError) as failure:
+        orchestration.validate_practice("PR0002", work[1]["partition"], "2026-03-31")
+    # The callback finds the store through the met_results_db connection (Airflow's side
+    # is covered by the DAG tests); here it is the test's store.
+    monkeypatch.setattr(orchestration, "results_url", lambda: store_url)
+    ti = SimpleNamespace(
+        dag_id="met",
+        run_id="r2",
+        task_id="practice.validate",
+        map_index=1,
+        try_number=1,
+        rendered_map_index="PR0002",
+        log_url="http://airflow/log",
+    )
+    orchestration.alert_admins(
+        {
+            "ti": ti,
+            "exception": failure.value,
+            "task": SimpleNamespace(op_kwargs={"work": {"practice_id": "PR0002"}}),
+        }
+    )
+    with pytest.raises(orchestration.PracticesFailedError, match=r"practice\(s\) PR0002;"):
+        orchestration.finish_run(store_url, "r2", extracted_ok=True)
+
+    status = {r["practice_id"]: r for r in store.practice_runs(AS_OF)}
+    assert (status["PR0001"]["status"], status["PR0001"]["run_id"]) == ("success", "r2")
+    assert (status["PR0002"]["status"], status["PR0002"]["has_results"]) == ("failed", True)
+    assert status["PR0002"]["error"].startswith("PartitionError: partition")
+    assert len(store.findings(AS_OF, "PR0002")) > 0  # the first run's results stay
+    (alert,) = store.alerts("r2")
+    assert (alert["practice_id"], alert["task_id"], alert["as_of"]) == (
+        "PR0002",
+        "practice.validate",
+        AS_OF,
+    )
+    run = store.run("r2")
+    assert run is not None and (run["status"], run["failed_practices"]) == ("failed", ["PR0002"])
+    store.close()
+
+
+def test_finish_of_a_run_that_never_got_past_plan_says_so(tmp_path: Path) -> None:
+    with pytest.raises(orchestration.RunNotPlannedError, match="never got past planning"):
+        orchestration.finish_run(f"sqlite:///{tmp_path / 'r.sqlite'}", "r9", extracted_ok=False)
