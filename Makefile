@@ -1,5 +1,6 @@
 # MET Audit: two commands for a newcomer.
 #   make demo   set up, generate a demo practice database, run the nightly DAG once
+#               (findings, one .eml per practice in data/outbox, packets in data/packets)
 #   make test   run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -8,7 +9,9 @@ BIN := $(CURDIR)/$(VENV)/bin
 DATA := $(CURDIR)/data
 DEMO_DB := $(DATA)/demo/practice.sqlite
 DEMO_AS_OF ?= $(shell date -u +%Y-%m-%d)
-DEMO_SESSIONS ?= 20000
+# About 100 clients with activity at 12000 sessions: their packets (~0.5 s each, one practice
+# after another under `dags test`) keep `make demo` near two minutes.
+DEMO_SESSIONS ?= 12000
 DEMO_PRACTICES ?= 3
 
 # The embedded Airflow: its home, metadata database (SQLite) and folders live in the project.
@@ -35,8 +38,12 @@ demo: install
 	$(BIN)/metaudit demo --target $(DEMO_DB) --as-of $(DEMO_AS_OF) \
 	    --practices $(DEMO_PRACTICES) --sessions $(DEMO_SESSIONS)
 	$(BIN)/airflow db migrate >$(AIRFLOW_HOME)/db-migrate.log 2>&1 || { tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
-	AIRFLOW_CONN_MET_PRACTICE_DB='{"conn_type": "sqlite", "host": "$(DEMO_DB)"}' \
-	    $(BIN)/airflow dags test met_compliance_nightly $(DEMO_AS_OF) >$(AIRFLOW_HOME)/dags-test.log 2>&1 \
+	@echo "running met_compliance_nightly as of $(DEMO_AS_OF): audit, email, packets (log: $(AIRFLOW_HOME)/dags-test.log) ..."
+	@# METAUDIT_DEMO=1: the packets may be signed with the published demo key (no secret needed).
+	@# rebuild_packets: the demo database was just generated anew, so last demo's packets may be stale.
+	@METAUDIT_DEMO=1 AIRFLOW_CONN_MET_PRACTICE_DB='{"conn_type": "sqlite", "host": "$(DEMO_DB)"}' \
+	    $(BIN)/airflow dags test met_compliance_nightly $(DEMO_AS_OF) -c '{"rebuild_packets": true}' \
+	    >$(AIRFLOW_HOME)/dags-test.log 2>&1 \
 	    || { tail -40 $(AIRFLOW_HOME)/dags-test.log; exit 1; }
 	@$(BIN)/python -m metaudit.demo_summary --data $(DATA) --as-of $(DEMO_AS_OF) --db $(DEMO_DB)
 
@@ -61,10 +68,24 @@ typecheck: install
 	$(BIN)/mypy
 
 # Re-resolve the pinned versions in a scratch environment (needs the package index).
+# The direct requirements and their chosen versions; everything else follows from them.
+RUNTIME_DIRECT := "apache-airflow==3.3.2" "apache-airflow-providers-celery==3.26.0" \
+    "celery[redis]==5.6.3" "great-expectations==1.24.1" "pandas==3.1.1" "sqlalchemy==2.1.9" \
+    "sendgrid==6.12.5" "simple-icd-10-cm==1.5.0" "psycopg[binary]==3.3.9" "pymysql==1.2.4" \
+    "adbc-driver-sqlite==1.13.0" "adbc-driver-postgresql==1.13.0" "pyarrow==26.0.1" \
+    "alembic==1.20.1" tqdm pyyaml "reportlab==5.1.0" "matplotlib==3.11.2"
+DEV_DIRECT := pytest pytest-xdist ruff mypy types-PyYAML pypdf jsonschema
 lock:
 	rm -rf /tmp/metaudit-lock && $(PYTHON) -m venv /tmp/metaudit-lock
-	/tmp/metaudit-lock/bin/pip install --quiet -e . "apache-airflow==3.3.2" "psycopg[binary]" pymysql adbc-driver-sqlite adbc-driver-postgresql alembic
-	/tmp/metaudit-lock/bin/pip freeze --exclude-editable > requirements.txt
+	/tmp/metaudit-lock/bin/pip install --quiet $(RUNTIME_DIRECT)
+	{ echo "# Runtime dependencies, pinned (a full lock: every package of a fresh install)."; \
+	  echo "# Regenerate with 'make lock' (needs the package index)."; \
+	  /tmp/metaudit-lock/bin/pip freeze; } > requirements.txt
+	/tmp/metaudit-lock/bin/pip freeze > /tmp/metaudit-lock/runtime.txt
+	/tmp/metaudit-lock/bin/pip install --quiet $(DEV_DIRECT) wheel
+	{ echo "# Test and lint tools, pinned; installed on top of requirements.txt."; \
+	  /tmp/metaudit-lock/bin/pip freeze --all | grep -vxFf /tmp/metaudit-lock/runtime.txt \
+	    | grep -v "^pip==\|^setuptools=="; } > requirements-dev.txt
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_HOME) $(DATA)

@@ -22,15 +22,30 @@ failure does not stop the others.
    `data/results/<as_of>/<practice>/`; `persist` stores the findings (a rerun
    of the date replaces that date's findings, never duplicates them), the
    practice's status and stage timings, and recomputes its findings history
-   (first seen, last seen, resolved on).
+   (first seen, last seen, resolved on). Then, side by side:
+   `notify` sends the practice's morning email (SendGrid through connection
+   `sendgrid_default`; without it an `.eml` file in `data/outbox/<as_of>/`),
+   once per as-of date; `build_packets` builds the signed audit packets, one per
+   client with activity and one per practice and month, under
+   `data/packets/<practice>/`.
 4. `finish`: stores the findings without a practice under practice NULL,
    logs a per-practice summary, and fails the run naming the practices that
-   failed, after all the others finished.
+   failed in any stage, after all the others finished.
 
 **Rerun** a date or a practice from the trigger form: set `as_of` and, if you
-like, `practice_ids`. Source and database errors are retried with backoff;
-contract and configuration errors are not. A task that fails for good records
-an alert for the admins in the results store.
+like, `practice_ids`. A rerun does not send an email that went out already
+(tick `resend_email` to send it again) and keeps packets that still verify
+(tick `rebuild_packets` to build them again). Source, database and SendGrid
+outages are retried with backoff; contract and configuration errors, mail
+that SendGrid refused, a mail whose delivery is uncertain and a missing packet
+key are not. A task that fails for good records an alert in the results store
+and mails it to the admins (`email.admins`) on the same path as the morning
+email.
+
+**Connections**: `met_practice_db` (the source, required), `met_results_db`
+(default: `data/results.sqlite`), `sendgrid_default` (password: API key; host:
+optional API address), `met_packet_key` (password: the packet signing key; or
+the environment variable `METAUDIT_PACKET_KEY`).
 """
 
 from __future__ import annotations
@@ -55,23 +70,57 @@ from airflow.sdk import (
 NIGHTLY_CRON = os.environ.get("METAUDIT_NIGHTLY_CRON", "30 5 * * *")
 NIGHTLY_TIMEZONE = os.environ.get("METAUDIT_NIGHTLY_TIMEZONE", "America/New_York")
 
-# Contract, configuration and damaged-partition errors need a person, not another try.
-NO_RETRY_FOR_BAD_INPUT = ExceptionRetryPolicy(
+
+class _RuleAtFailureTime(RetryRule):
+    """A retry rule whose exception class is imported when a task fails, on the worker.
+
+    RetryRule imports a dotted path when it is built, so naming the packet errors
+    would import pandas while Airflow parses this file.
+    """
+
+    def __post_init__(self) -> None:
+        return None
+
+
+def _fail(exception: str, reason: str) -> RetryRule:
+    return _RuleAtFailureTime(exception=exception, action=RetryAction.FAIL, reason=reason)
+
+
+# Bad input, configuration and refused mail need a person, not another try; SendGrid
+# being unavailable (429, 5xx, timeouts) does not. First match wins; anything else
+# (source or database unreachable, ...) gets the task's retries with backoff.
+RETRY_POLICY = ExceptionRetryPolicy(
     rules=[
-        RetryRule(
-            exception="metaudit.errors.ContractError",
-            action=RetryAction.FAIL,
-            reason="the source does not follow the data contract",
+        _fail(
+            "metaudit.errors.ContractError",
+            "the source does not follow the data contract",
         ),
-        RetryRule(
-            exception="metaudit.errors.SettingsError",
-            action=RetryAction.FAIL,
-            reason="invalid configuration, connection or trigger parameters",
+        _fail(
+            "metaudit.errors.SettingsError",
+            "invalid configuration, connection or trigger parameters",
         ),
-        RetryRule(
-            exception="metaudit.snapshot.PartitionError",
-            action=RetryAction.FAIL,
-            reason="the practice's partition is damaged; rerun the date to extract it again",
+        _fail(
+            "metaudit.snapshot.PartitionError",
+            "the practice's partition is damaged; rerun the date to extract it again",
+        ),
+        _fail(
+            "metaudit.mail.errors.MailRejectedError",
+            "SendGrid refused the mail (key, verified sender, recipients or size); it stays "
+            "pending in the outbox for the next run",
+        ),
+        _fail(
+            "metaudit.mail.errors.MailDeliveryUncertainError",
+            "an earlier try may have delivered the mail; check SendGrid's activity feed, then "
+            "mark the task successful or rerun with resend_email",
+        ),
+        _fail(
+            "metaudit.packets.errors.PacketKeyError",
+            "no usable packet signing key (connection met_packet_key or METAUDIT_PACKET_KEY)",
+        ),
+        _RuleAtFailureTime(
+            exception="metaudit.mail.errors.MailUnavailableError",
+            action=RetryAction.RETRY,
+            reason="SendGrid stayed unavailable; the mail stays pending and is tried again",
         ),
     ]
 )
@@ -99,7 +148,7 @@ def alert_admins(context: Any) -> None:
         "retry_delay": timedelta(minutes=2),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=20),
-        "retry_policy": NO_RETRY_FOR_BAD_INPUT,
+        "retry_policy": RETRY_POLICY,
         "execution_timeout": timedelta(hours=2),
         "on_failure_callback": alert_admins,
     },
@@ -198,10 +247,62 @@ def met_compliance_nightly() -> None:
             orchestration.results_url(), context["run_id"], validated
         )
 
+    @task(multiple_outputs=False, map_index_template="{{ practice }}")
+    def notify(persisted: dict[str, Any]) -> dict[str, Any]:
+        """Send the practice's morning email for the as-of date: new findings by severity and
+        rule (with what each rule means and how to fix it), still open, resolved, coming
+        due; links to this run and to the practice's packets. Ids only, no client details.
+
+        Through SendGrid when connection `sendgrid_default` has an API key (its host, when
+        set, replaces the API address), else written as an `.eml` file to
+        `data/outbox/<as_of>/<practice>.eml`. Sent once per practice and date: a rerun
+        does not send again unless `resend_email` is ticked. A refused mail fails the
+        task without retries and stays pending in the outbox for the next run."""
+        from metaudit import orchestration
+
+        context = get_current_context()
+        context["practice"] = persisted["practice_id"]  # type: ignore[typeddict-unknown-key]
+        store_url = orchestration.results_url()
+        with orchestration.practice_stage(context, store_url, persisted):
+            api_key, host = orchestration.sendgrid_credentials()
+            return orchestration.notify_practice(
+                store_url,
+                context["run_id"],
+                persisted,
+                api_key=api_key,
+                host=host,
+                resend=bool(context["params"].get("resend_email")),
+            )
+
+    @task(multiple_outputs=False, map_index_template="{{ practice }}")
+    def build_packets(persisted: dict[str, Any]) -> dict[str, Any]:
+        """Build the practice's audit packets for the as-of date: a signed zip per client
+        with activity (cover PDF with all 50 rules, records, charts, GX results, findings,
+        manifest) and the practice's month packet, under `data/packets/<practice>/`.
+
+        Signed with the password of connection `met_packet_key` (else the environment
+        variable `METAUDIT_PACKET_KEY`); without a key the task fails (only the demo,
+        METAUDIT_DEMO=1, signs with the published demo key). Packets that still verify
+        are kept unless `rebuild_packets` is ticked. Check one with `metaudit verify`."""
+        from metaudit import orchestration
+
+        context = get_current_context()
+        context["practice"] = persisted["practice_id"]  # type: ignore[typeddict-unknown-key]
+        with orchestration.practice_stage(context, orchestration.results_url(), persisted):
+            return orchestration.build_packets(
+                persisted,
+                key=orchestration.packet_key(),
+                demo=orchestration.demo_mode(),
+                rebuild=bool(context["params"].get("rebuild_packets")),
+            )
+
     @task_group(group_id="practice")
     def audit_practice(work: dict[str, str]) -> None:
-        """One practice: validate its partition, then persist its findings."""
-        persist(validate(work))
+        """One practice: validate its partition, persist its findings, then email its
+        compliance leads and build its audit packets."""
+        persisted = persist(validate(work))
+        notify(persisted)
+        build_packets(persisted)
 
     @task(trigger_rule="all_done")
     def finish(extracted: list[dict[str, str]] | None) -> str:

@@ -8,10 +8,19 @@ The nightly run, stage by stage:
    partition per practice (:mod:`metaudit.snapshot`) and the run-level findings
    that name no practice.
 3. per practice, :func:`validate_practice` (the rulebook on the practice's
-   partition; findings and GX results under ``results/<as_of>/<practice>/``) then
-   :func:`persist_practice` (the results store).
+   partition; findings and GX results under ``results/<as_of>/<practice>/``),
+   :func:`persist_practice` (the results store), then side by side
+   :func:`notify_practice` (the morning email, :mod:`metaudit.mail`) and
+   :func:`build_packets` (the audit packets, :mod:`metaudit.packets`).
 4. :func:`finish_run`: stores the run-level findings, marks the run, and fails
    naming the practices that did not finish.
+
+A practice "finished" when the results store says so: persist marks it a
+success, and a notify or packets stage that fails for good marks it failed
+again (:func:`practice_stage`, before Airflow hears of the failure, so the
+run's last task never races the failure callback). :func:`alert_admins`, the
+failure callback, records an alert and mails it to the admins on the morning
+email's path.
 
 Tasks pass only ids and paths (XCom is neither secret nor meant for data);
 every function is idempotent and keyed by as-of date and practice, writing its
@@ -25,12 +34,18 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metaudit.errors import MetAuditError, SettingsError
+
+if TYPE_CHECKING:
+    from metaudit.mail import MailConfig
+    from metaudit.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +53,26 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 SOURCE_CONN_ID = "met_practice_db"
 RESULTS_CONN_ID = "met_results_db"
+SENDGRID_CONN_ID = "sendgrid_default"
+PACKET_KEY_CONN_ID = "met_packet_key"
+DAG_ID = "met_compliance_nightly"
 UNATTRIBUTED_FILE = "findings-without-practice.jsonl"
 TIMINGS_FILE = "timings.json"
+OUTBOX_FOLDER = "outbox"
+# METAUDIT_DEMO=1 (set by `make demo`) lets packets be signed with the published demo key.
+DEMO_ENV = "METAUDIT_DEMO"
+# Airflow's own setting for the address of its UI ([api] base_url).
+AIRFLOW_BASE_URL_ENV = "AIRFLOW__API__BASE_URL"
+# What an alert callback may meet while mailing; none of them may escape the callback.
+_ALERT_ERRORS: tuple[type[BaseException], ...] = (
+    MetAuditError,
+    OSError,
+    ValueError,
+    TypeError,
+    LookupError,
+    RuntimeError,
+    ImportError,
+)
 
 
 class RunIncompleteError(MetAuditError):
@@ -82,6 +115,16 @@ def snapshot_dir(as_of: str, root: Path | None = None) -> Path:
 def unattributed_path(as_of: str, root: Path | None = None) -> Path:
     """The run-level file of one as-of date's findings that name no practice."""
     return (root or data_dir() / "results") / as_of / UNATTRIBUTED_FILE
+
+
+def outbox_dir() -> Path:
+    """The mail outbox: one record and one .eml per practice and as-of date (and alerts)."""
+    return data_dir() / OUTBOX_FOLDER
+
+
+def demo_mode() -> bool:
+    """Whether this is the demo (METAUDIT_DEMO=1): packets may use the published demo key."""
+    return os.environ.get(DEMO_ENV, "").strip() == "1"
 
 
 def resolve_as_of(param: str | None, run_date: date) -> date:
@@ -162,6 +205,42 @@ def results_url() -> str:
 
     conn = airflow_connection(RESULTS_CONN_ID)
     return sqlalchemy_url_from_connection(conn) if conn is not None else default_url()
+
+
+def sendgrid_credentials() -> tuple[str | None, str | None]:
+    """``(api_key, host)`` from the ``sendgrid_default`` connection (password and host);
+    ``(None, None)`` without it: mail then goes to the local outbox folder only."""
+    from metaudit.mail import credentials_from_connection
+
+    conn = airflow_connection(SENDGRID_CONN_ID)
+    return credentials_from_connection(conn) if conn is not None else (None, None)
+
+
+def packet_key() -> str | None:
+    """The packet signing key: the ``met_packet_key`` connection's password; None without
+    it, so the packets fall back to METAUDIT_PACKET_KEY (and refuse to build without one)."""
+    conn = airflow_connection(PACKET_KEY_CONN_ID)
+    secret = (getattr(conn, "password", None) or "").strip() if conn is not None else ""
+    return secret or None
+
+
+def airflow_base_url(settings: Settings, mail_config: MailConfig) -> str | None:
+    """The Airflow UI's address for links: ``email.airflow_base_url`` when the configuration
+    sets it (null: no links), else AIRFLOW__API__BASE_URL, else the mail default."""
+    email = settings.sections.get("email")
+    if isinstance(email, Mapping) and "airflow_base_url" in email:
+        return mail_config.airflow_base_url
+    from_airflow = os.environ.get(AIRFLOW_BASE_URL_ENV, "").strip()
+    return from_airflow or mail_config.airflow_base_url
+
+
+def run_link(base_url: str | None, run_id: str, dag_id: str = DAG_ID) -> str | None:
+    """The run's page in the Airflow UI, or None without a base address."""
+    from urllib.parse import quote
+
+    if not base_url:
+        return None
+    return f"{base_url.rstrip('/')}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
 
 
 # -- stages ---------------------------------------------------------------------------------
@@ -323,6 +402,7 @@ def validate_practice(
     return {
         "practice_id": practice_id,
         "as_of": as_of,
+        "partition": str(partition),
         "out_dir": str(out_dir),
         "findings": str(jsonl),
         "timings": str(timings_path),
@@ -331,7 +411,8 @@ def validate_practice(
 
 def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) -> dict[str, Any]:
     """Store one practice's findings of the as-of date (replacing that date's), its status
-    and stage timings, and recompute its findings history."""
+    and stage timings, and recompute its findings history. Returns ids and paths for the
+    stages after it (the partition and the audit's folder)."""
     from metaudit.findings import read_findings
     from metaudit.results import ResultsStore
 
@@ -351,7 +432,171 @@ def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) 
         )
     finally:
         store.close()
-    return {"practice_id": practice_id, "as_of": stored.as_of, "findings": stored.findings}
+    return {
+        "practice_id": practice_id,
+        "as_of": stored.as_of,
+        "findings": stored.findings,
+        "partition": validated["partition"],
+        "out_dir": validated["out_dir"],
+    }
+
+
+def notify_practice(
+    store_url: str,
+    run_id: str,
+    persisted: Mapping[str, Any],
+    *,
+    api_key: str | None = None,
+    host: str | None = None,
+    resend: bool = False,
+    config: str | None = None,
+) -> dict[str, Any]:
+    """Deliver the practice's morning email of the as-of date, once (:mod:`metaudit.mail`).
+
+    The content is the practice's digest from the results store (new, still open,
+    resolved, due soon), with links to the run in the Airflow UI and to the
+    practice's packets page. With no ``api_key`` the email is written to the
+    outbox folder as an .eml file; with one it goes through SendGrid (``host``
+    replaces the API address), and the outbox record keeps it from going twice
+    unless ``resend``. Returns the delivery's ids and paths.
+    """
+    from metaudit import mail
+    from metaudit.mail.content import packets_url
+    from metaudit.results import ResultsStore
+    from metaudit.settings import Settings
+
+    practice_id = str(persisted["practice_id"])
+    as_of = date.fromisoformat(str(persisted["as_of"]))
+    settings = Settings.load(config)
+    mail_config = mail.load_mail_config(settings)
+    store = ResultsStore.open(store_url)
+    try:
+        digest = store.digest(practice_id, as_of)
+    finally:
+        store.close()
+    base = airflow_base_url(settings, mail_config)
+    digest = replace(
+        digest,
+        run_url=run_link(base, run_id),
+        packets_url=packets_url(digest, mail_config.packets_base_url or base),
+    )
+    result = mail.notify_practice(
+        digest,
+        mail_config,
+        api_key=api_key,
+        host=host,
+        outbox_dir=outbox_dir(),
+        resend=resend,
+        run_id=run_id,
+    )
+    log.info(
+        "practice %s as of %s: email %s (%s)",
+        practice_id,
+        as_of,
+        result.status,
+        result.eml_path or result.record_path,
+    )
+    return result.to_dict()
+
+
+def build_packets(
+    persisted: Mapping[str, Any],
+    *,
+    key: str | None = None,
+    demo: bool = False,
+    rebuild: bool = False,
+    config: str | None = None,
+) -> dict[str, Any]:
+    """Build the practice's audit packets of the as-of date (:mod:`metaudit.packets`): one per
+    client with activity and the practice's month packet, from the practice's partition
+    and the evidence its validate stage wrote (GX is not run again).
+
+    ``key`` signs them (else METAUDIT_PACKET_KEY; without either only ``demo`` builds,
+    with the published demo key). Existing packets that verify are kept unless
+    ``rebuild``. Returns counts and paths.
+    """
+    from metaudit.packets import build_practice_packets
+    from metaudit.snapshot import read_partition
+
+    practice_id = str(persisted["practice_id"])
+    typed = read_partition(Path(persisted["partition"]), practice_id)
+    return build_practice_packets(
+        None,
+        practice_id,
+        date.fromisoformat(str(persisted["as_of"])),
+        audit_dir=Path(persisted["out_dir"]),
+        key=key,
+        demo=demo,
+        rebuild=rebuild,
+        config=config,
+        typed=typed,
+    )
+
+
+@contextmanager
+def practice_stage(
+    context: Mapping[str, Any], store_url: str, practice: Mapping[str, Any]
+) -> Generator[None]:
+    """Run a practice's stage after persist (notify, packets): when it fails for good, mark
+    the practice failed in the results store before re-raising.
+
+    Persist already marked the practice a success; the run's last task reads the
+    store, and Airflow reports a task's failure before its failure callback runs,
+    so the stage records its own failure first. A failure that will be retried is
+    not recorded (the next try may succeed).
+    """
+    try:
+        yield
+    except BaseException as exc:
+        if is_final_failure(context, exc):
+            record_practice_failure(
+                store_url,
+                str(context["run_id"]),
+                date.fromisoformat(str(practice["as_of"])),
+                str(practice["practice_id"]),
+                exc,
+            )
+        raise
+
+
+def is_final_failure(context: Mapping[str, Any], exc: BaseException) -> bool:
+    """Whether Airflow will not try the failing task again: its retry policy fails it at
+    once, or this was its last try."""
+    from airflow.sdk.definitions.retry_policy import RetryAction
+    from airflow.sdk.exceptions import AirflowFailException
+
+    if isinstance(exc, AirflowFailException):
+        return True
+    ti = context["ti"]
+    try_number = int(getattr(ti, "try_number", 1) or 1)
+    max_tries = int(getattr(ti, "max_tries", 0) or 0)
+    policy = getattr(getattr(ti, "task", None), "retry_policy", None)
+    if policy is not None and isinstance(exc, Exception):
+        decision = policy.evaluate(exc, try_number=try_number, max_tries=max_tries)
+        if decision.action == RetryAction.FAIL:
+            return True
+    return max_tries == 0 or try_number > max_tries
+
+
+def record_practice_failure(
+    store_url: str, run_id: str, as_of: date, practice_id: str, exc: BaseException
+) -> None:
+    """Mark the practice failed for this run (its stored findings stay); logs, never raises."""
+    from metaudit.results import ResultsStore
+
+    try:
+        store = ResultsStore.open(store_url)
+        try:
+            store.fail_practice(run_id, as_of, practice_id, describe_error(exc))
+        finally:
+            store.close()
+    except _with_database_errors():
+        log.exception("could not record the failure of practice %s in run %s", practice_id, run_id)
+
+
+def describe_error(exc: BaseException | None) -> str:
+    """How a failure is recorded: the error's type and message."""
+    return f"{type(exc).__name__}: {exc}" if exc is not None else "task failed"
 
 
 def finish_run(store_url: str, run_id: str, *, extracted_ok: bool) -> str:
@@ -415,17 +660,15 @@ def summarize(rows: Sequence[Mapping[str, Any]], run_id: str | None = None) -> s
 def alert_admins(context: Mapping[str, Any]) -> None:
     """The single hook that tells the admins a task failed for good (retries exhausted or
     not worth trying): records the failure in the results store (alerts, and the
-    practice's status for a practice's task) and logs it. Mail delivery hooks in here.
+    practice's status for a practice's task), logs it, and mails it to ``email.admins``
+    on the morning email's path (an .eml in the outbox without a SendGrid key), once per
+    failed try.
 
     Never raises: a broken alert must not hide the failure it reports.
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from metaudit.results import ResultsStore
-
     ti = context["ti"]
     exception = context.get("exception")
-    error = f"{type(exception).__name__}: {exception}" if exception else "task failed"
+    error = describe_error(exception)
     practice_id = _practice_of(context)
     log.error(
         "ALERT run %s task %s%s failed: %s",
@@ -434,12 +677,21 @@ def alert_admins(context: Mapping[str, Any]) -> None:
         f" (practice {practice_id})" if practice_id else "",
         error,
     )
+    alert_id, as_of = _record_alert(ti, practice_id, error)
+    _mail_alert(context, practice_id, as_of, alert_id)
+
+
+def _record_alert(ti: Any, practice_id: str | None, error: str) -> tuple[int | None, date | None]:
+    """The alert's row in the results store (and the practice's failed status); its id and
+    the run's as-of date, (None, None) when the store cannot be reached."""
+    from metaudit.results import ResultsStore
+
     try:
         store = ResultsStore.open(results_url())
         try:
             run = store.run(ti.run_id)
-            as_of = run["as_of"] if run else None
-            store.record_alert(
+            as_of = _as_date(run["as_of"]) if run else None
+            alert_id = store.record_alert(
                 dag_id=ti.dag_id,
                 run_id=ti.run_id,
                 task_id=ti.task_id,
@@ -454,8 +706,159 @@ def alert_admins(context: Mapping[str, Any]) -> None:
                 store.fail_practice(ti.run_id, as_of, practice_id, error)
         finally:
             store.close()
-    except (SQLAlchemyError, OSError, MetAuditError):
+    except _with_database_errors():
         log.exception("could not record the alert for run %s task %s", ti.run_id, ti.task_id)
+        return None, None
+    return alert_id, as_of
+
+
+def alert_key(ti: Any) -> str:
+    """The outbox key of a failed task's alert: one mail per run, task, map index and try."""
+    return (
+        f"{ti.run_id}.{ti.task_id}.{int(getattr(ti, 'map_index', -1) or -1)}"
+        f".try{getattr(ti, 'try_number', None) or 0}"
+    )
+
+
+def alert_text(
+    ti: Any,
+    practice_id: str | None,
+    as_of: date,
+    exception: BaseException | None,
+    run_url: str | None,
+) -> tuple[str, str]:
+    """Subject and text of an admin alert: runs, tasks, practices and the error's kind only.
+
+    The project's own errors name tables, settings, files and ids, so their message
+    is included; any other error's message could quote a record's values (a
+    database driver's error carries its parameters), so only its type is.
+    """
+    who = f" for practice {practice_id}" if practice_id else ""
+    subject = f"{ti.task_id} failed{who} (run {ti.run_id})"
+    if exception is None:
+        error = "task failed (no error was handed to the callback)"
+    elif isinstance(exception, MetAuditError):
+        error = describe_error(exception)
+    else:
+        error = f"{type(exception).__name__} (its message is in the task log)"
+    lines = [
+        f"Task {ti.task_id} of DAG {ti.dag_id} failed and will not be retried.",
+        "",
+        f"Run:      {ti.run_id}",
+        f"As of:    {as_of.isoformat()}",
+        f"Practice: {practice_id or '(the whole run)'}",
+        f"Try:      {getattr(ti, 'try_number', None) or '?'}",
+        f"Error:    {error}",
+    ]
+    log_url = getattr(ti, "log_url", None)
+    if run_url:
+        lines.append(f"Run page: {run_url}")
+    if isinstance(log_url, str) and log_url:
+        lines.append(f"Task log: {log_url}")
+    lines += [
+        "",
+        "Other practices are not affected by a practice's failure. Rerun the date (and the "
+        "practice) from the DAG's trigger form once the cause is fixed.",
+    ]
+    return subject, "\n".join(lines) + "\n"
+
+
+def _mail_alert(
+    context: Mapping[str, Any], practice_id: str | None, as_of: date | None, alert_id: int | None
+) -> None:
+    """Mail the alert to the admins (SendGrid with a key, else the outbox folder) and mark
+    the alert notified; logs, never raises."""
+    ti = context["ti"]
+    try:
+        from metaudit import mail
+        from metaudit.settings import Settings
+
+        try:
+            settings = Settings.load(None)
+            mail_config = mail.load_mail_config(settings)
+        except (MetAuditError, OSError, ValueError):
+            # A broken configuration must not silence the alert: the outbox still gets it.
+            log.exception("the email configuration is unusable; the alert goes to the outbox")
+            settings, mail_config = None, mail.MailConfig()
+        api_key, host = sendgrid_credentials()
+        if api_key and not (mail_config.admins and mail_config.sender):
+            log.warning(
+                "email.admins or email.sender is not configured: the alert is written to "
+                "the outbox folder %s only",
+                outbox_dir(),
+            )
+            api_key = None
+        day = as_of or _run_date(context)
+        base = (
+            airflow_base_url(settings, mail_config)
+            if settings is not None
+            else mail_config.airflow_base_url
+        )
+        subject, text = alert_text(
+            ti, practice_id, day, context.get("exception"), run_link(base, ti.run_id, ti.dag_id)
+        )
+        result = mail.alert_admins_email(
+            subject,
+            text,
+            mail_config,
+            key=alert_key(ti),
+            as_of=day.isoformat(),
+            api_key=api_key,
+            host=host,
+            outbox_dir=outbox_dir(),
+        )
+        log.info("alert %s: %s (%s)", result.name, result.status, result.eml_path)
+        if alert_id is not None and result.status in ("sent", "written", "already_sent"):
+            _mark_alert_notified(alert_id)
+    except _ALERT_ERRORS:
+        log.exception("could not mail the alert for run %s task %s", ti.run_id, ti.task_id)
+
+
+def _mark_alert_notified(alert_id: int) -> None:
+    """Set the alert's ``notified_at``: the mail went out (or, without a key, to the outbox)."""
+    from metaudit.results import ResultsStore
+    from metaudit.results.store import ALERTS
+
+    try:
+        store = ResultsStore(results_url())
+        try:
+            with store.engine.begin() as conn:
+                conn.execute(
+                    ALERTS.update().where(ALERTS.c.id == alert_id).values(notified_at=_now())
+                )
+        finally:
+            store.close()
+    except _with_database_errors():
+        log.exception("could not mark alert %s notified", alert_id)
+
+
+def _run_date(context: Mapping[str, Any]) -> date:
+    """The as-of date an alert is filed under when the run has none yet (planning failed):
+    the form's as_of, else the run's date, else today."""
+    params = context.get("params") or {}
+    try:
+        if params.get("as_of"):
+            return date.fromisoformat(str(params["as_of"]))
+    except ValueError:
+        pass
+    dag_run = context.get("dag_run")
+    when = getattr(dag_run, "logical_date", None) or getattr(dag_run, "run_after", None)
+    return when.date() if isinstance(when, datetime) else _now().date()
+
+
+def _with_database_errors() -> tuple[type[BaseException], ...]:
+    """The alert errors plus SQLAlchemy's (imported late: the DAG file imports this module)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (SQLAlchemyError, *_ALERT_ERRORS)
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
 
 
 def _practice_of(context: Mapping[str, Any]) -> str | None:

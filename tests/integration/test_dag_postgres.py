@@ -84,6 +84,7 @@ def test_nightly_dag_on_postgresql_source_metadata_and_results(
         # Airflow's async engine would default to asyncpg; psycopg 3 does async too.
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC=metadata_database,
         METAUDIT_DATA_DIR=str(tmp_path / "data"),
+        METAUDIT_PACKET_KEY="dag-postgres-test-packet-key",
         # The source as a URI, the results store as the connection form's fields.
         AIRFLOW_CONN_MET_PRACTICE_DB=f"postgresql://{source.username}@{source.host}:"
         f"{source.port}/{source.database}",
@@ -135,5 +136,9 @@ def test_nightly_dag_on_postgresql_source_metadata_and_results(
         "practice.validate:1": "success",
         "practice.persist:0": "success",
         "practice.persist:1": "success",
+        "practice.notify:0": "success",
+        "practice.notify:1": "success",
+        "practice.build_packets:0": "success",
+        "practice.build_packets:1": "success",
     }
     store.close()

@@ -49,32 +49,46 @@ def test_every_dag_has_tags_owner_docs_retries_and_an_alert(dagbag):
 
 def test_nightly_dag_stages_and_their_wiring(dagbag):
     dag = dagbag.dags["met_compliance_nightly"]
-    assert set(dag.task_ids) == {
-        "plan",
-        "extract",
-        "practice.validate",
-        "practice.persist",
-        "finish",
-    }
+    stages = ("validate", "persist", "notify", "build_packets")
+    assert set(dag.task_ids) == {"plan", "extract", "finish"} | {f"practice.{s}" for s in stages}
     tasks = dag.task_dict
     assert tasks["plan"].downstream_task_ids == {"extract"}
     assert tasks["extract"].downstream_task_ids == {"practice.validate", "finish"}
     assert tasks["practice.validate"].downstream_task_ids == {"practice.persist"}
-    assert tasks["practice.persist"].downstream_task_ids == {"finish"}
-    # One mapped task group per practice: validate and persist of a practice run together,
-    # and a failing practice does not stop the others.
+    # Email and packets both follow persist (the email reads the stored digest), side by
+    # side: a packet failure does not hold back the morning email.
+    assert tasks["practice.persist"].downstream_task_ids == {
+        "practice.notify",
+        "practice.build_packets",
+    }
+    assert tasks["practice.notify"].downstream_task_ids == {"finish"}
+    assert tasks["practice.build_packets"].downstream_task_ids == {"finish"}
+    # One mapped task group per practice: the stages of a practice run together, and a
+    # failing practice does not stop the others.
     group = tasks["practice.validate"].task_group
-    assert group.group_id == "practice" and group is tasks["practice.persist"].task_group
+    assert group.group_id == "practice"
+    assert all(tasks[f"practice.{s}"].task_group is group for s in stages)
     assert type(group).__name__ == "MappedTaskGroup"
     # The run's last task waits for every practice, failed or not.
     assert tasks["finish"].trigger_rule == "all_done"
     assert dag.max_active_runs == 1
+    # The UI explains the new stages in words, not just a signature.
+    for stage in ("notify", "build_packets"):
+        assert len(tasks[f"practice.{stage}"].doc_md) > 200, stage
 
 
 def test_retry_policy_retries_transient_errors_only(dagbag):
     from sqlalchemy.exc import OperationalError
 
     from metaudit.errors import ContractError, SettingsError, SourceUnavailableError
+    from metaudit.mail.errors import (
+        MailConfigError,
+        MailDeliveryUncertainError,
+        MailRejectedError,
+        MailUnavailableError,
+        OutboxError,
+    )
+    from metaudit.packets.errors import PacketBuildError, PacketKeyError
     from metaudit.snapshot import PartitionError
 
     dag = dagbag.dags["met_compliance_nightly"]
@@ -85,11 +99,20 @@ def test_retry_policy_retries_transient_errors_only(dagbag):
         def action(exc: BaseException, policy=policy) -> str:
             return policy.evaluate(exc, try_number=1, max_tries=3).action.value
 
+        # A person has to act: no retry.
         assert action(ContractError({"sessions": []})) == "fail"
         assert action(SettingsError("bad")) == "fail"
         assert action(PartitionError("damaged")) == "fail"
+        assert action(MailConfigError("no sender")) == "fail"
+        assert action(MailRejectedError("401", status=401)) == "fail"
+        assert action(MailDeliveryUncertainError("maybe sent", attempt_id="a1")) == "fail"
+        assert action(PacketKeyError("no key")) == "fail"
+        # Transient: retried with backoff.
+        assert action(MailUnavailableError("503", status=503)) == "retry"
         assert action(SourceUnavailableError("down")) != "fail"
         assert action(OperationalError("SELECT 1", {}, Exception("gone"))) != "fail"
+        assert action(OutboxError("locked")) != "fail"
+        assert action(PacketBuildError("PR1", "2026-03-31", {"CL1": "OSError"})) != "fail"
 
 
 def test_trigger_form_validates_its_params(dagbag):
@@ -120,7 +143,8 @@ def test_dag_file_parses_fast_without_pandas_gx_or_arrow():
     code = (
         "import json, runpy, sys, time; import airflow.sdk; began = time.perf_counter(); "
         "runpy.run_path(sys.argv[1]); took = time.perf_counter() - began; "
-        "heavy = [m for m in ('pandas', 'great_expectations', 'pyarrow') if m in sys.modules]; "
+        "heavy = [m for m in ('pandas', 'great_expectations', 'pyarrow', 'metaudit.packets') "
+        "if m in sys.modules]; "
         "print(json.dumps({'heavy': heavy, 'seconds': took}))"
     )
     out = subprocess.run(
@@ -130,5 +154,5 @@ def test_dag_file_parses_fast_without_pandas_gx_or_arrow():
         check=True,
     )
     parse = json.loads(out.stdout.strip().splitlines()[-1])
-    assert parse["heavy"] == []
+    assert parse["heavy"] == []  # the retry rules name the packet errors without importing
     assert parse["seconds"] < 0.5, parse

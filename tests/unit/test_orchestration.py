@@ -12,6 +12,7 @@ import sqlite3
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -195,7 +196,14 @@ def test_stages_store_every_finding_and_a_damaged_practice_fails_alone(
         validated = orchestration.validate_practice(
             item["practice_id"], item["partition"], item["as_of"]
         )
-        assert set(validated) == {"practice_id", "as_of", "out_dir", "findings", "timings"}
+        assert set(validated) == {
+            "practice_id",
+            "as_of",
+            "partition",
+            "out_dir",
+            "findings",
+            "timings",
+        }
         assert Path(validated["out_dir"], "findings.csv").exists()
         assert sorted(p.stem for p in Path(validated["out_dir"], "validation").iterdir()) == [
             "clm",
@@ -281,3 +289,256 @@ def test_stages_store_every_finding_and_a_damaged_practice_fails_alone(
 def test_finish_of_a_run_that_never_got_past_plan_says_so(tmp_path: Path) -> None:
     with pytest.raises(orchestration.RunNotPlannedError, match="never got past planning"):
         orchestration.finish_run(f"sqlite:///{tmp_path / 'r.sqlite'}", "r9", extracted_ok=False)
+
+
+# -- after persist: the morning email and the packets ----------------------------------------
+
+
+PACKET_KEY = "orchestration-test-packet-key"
+
+
+@pytest.fixture
+def persisted(
+    demo: GenerationReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """PR0001 planned, extracted, validated and persisted into a store under tmp_path."""
+    monkeypatch.setenv("METAUDIT_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("METAUDIT_CONFIG", raising=False)
+    monkeypatch.delenv("METAUDIT_PACKET_KEY", raising=False)
+    monkeypatch.delenv("METAUDIT_PACKETS_DIR", raising=False)
+    store_url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    source = str(demo.database)
+    orchestration.plan_run(
+        source, store_url, run_id="r1", dag_id="met", as_of=AS_OF, wanted=["PR0001"]
+    )
+    (work,) = orchestration.extract(source, AS_OF, ["PR0001"], store_url=store_url, run_id="r1")
+    validated = orchestration.validate_practice("PR0001", work["partition"], work["as_of"])
+    stored = orchestration.persist_practice(store_url, "r1", validated)
+    assert stored["partition"] == work["partition"]
+    assert stored["out_dir"] == validated["out_dir"]
+    return {"store_url": store_url, "persisted": stored, "data": tmp_path}
+
+
+def _plain_text(eml: Path) -> str:
+    import email
+    import email.policy
+
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    return str(message.get_body(("plain",)).get_content())
+
+
+def test_notify_writes_the_practice_s_email_with_links_to_the_run_and_packets(
+    persisted: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import email
+    import email.policy
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.org/")
+    result = orchestration.notify_practice(
+        persisted["store_url"], "manual__2026-03-31T05:30:00+00:00", persisted["persisted"]
+    )
+    eml = persisted["data"] / "outbox" / "2026-03-31" / "PR0001.eml"
+    assert (result["status"], result["eml_path"]) == ("written", str(eml))
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    store = ResultsStore(persisted["store_url"])
+    digest = store.digest("PR0001", AS_OF)
+    store.close()
+    assert f"{len(digest.new)} open" in str(message["Subject"])
+    text = message.get_body(("plain",)).get_content()
+    assert (
+        "https://airflow.example.org/dags/met_compliance_nightly/runs/"
+        "manual__2026-03-31T05%3A30%3A00%2B00%3A00" in text
+    )
+    assert (
+        "https://airflow.example.org/metaudit/packets?practice_id=PR0001&as_of=2026-03-31" in text
+    )
+
+
+def test_the_configured_ui_address_wins_over_airflow_s(
+    persisted: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "metaudit.yaml"
+    config.write_text(
+        "email:\n  airflow_base_url: https://audit.example.org\n"
+        "  packets_base_url: https://packets.example.org\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.org")
+    result = orchestration.notify_practice(
+        persisted["store_url"], "r1", persisted["persisted"], config=str(config)
+    )
+    text = _plain_text(Path(result["eml_path"]))
+    assert "https://audit.example.org/dags/met_compliance_nightly/runs/r1" in text
+    assert "https://packets.example.org/metaudit/packets?practice_id=PR0001" in text
+    assert "airflow.example.org" not in text
+
+
+def test_packets_are_built_signed_then_kept_and_refused_without_a_key(
+    persisted: dict[str, Any],
+) -> None:
+    from metaudit.packets import PacketKeyError, verify_packet
+
+    built = orchestration.build_packets(persisted["persisted"], key=PACKET_KEY)
+    folder = Path(built["folder"])
+    assert folder == persisted["data"] / "packets" / "PR0001" / "2026-03-31"
+    packets = sorted(folder.glob("*.zip"))
+    assert len(packets) == built["client_packets"] > 0
+    assert built["states"] == {"built": len(packets)} and not built["demo_key"]
+    assert all(verify_packet(p, PACKET_KEY).intact for p in packets)
+    assert verify_packet(Path(built["practice_packet"]), PACKET_KEY).intact
+    again = orchestration.build_packets(persisted["persisted"], key=PACKET_KEY)
+    assert again["states"] == {"kept": len(packets)}
+    with pytest.raises(PacketKeyError):
+        orchestration.build_packets(persisted["persisted"], rebuild=True)
+    demo_built = orchestration.build_packets(persisted["persisted"], demo=True, rebuild=True)
+    assert demo_built["demo_key"] and demo_built["states"] == {"built": len(packets)}
+
+
+def _policy():
+    from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule
+
+    from metaudit.mail.errors import MailRejectedError
+
+    return ExceptionRetryPolicy(rules=[RetryRule(MailRejectedError, action=RetryAction.FAIL)])
+
+
+def _stage_context(try_number: int, max_tries: int = 2) -> dict[str, Any]:
+    task = SimpleNamespace(retry_policy=_policy())
+    return {
+        "run_id": "r1",
+        "ti": SimpleNamespace(try_number=try_number, max_tries=max_tries, task=task),
+    }
+
+
+def test_a_stage_that_fails_for_good_marks_its_practice_failed_first(
+    persisted: dict[str, Any],
+) -> None:
+    from metaudit.mail.errors import MailRejectedError, MailUnavailableError
+
+    store_url, practice = persisted["store_url"], persisted["persisted"]
+    store = ResultsStore(store_url)
+
+    def status() -> tuple[str, str | None]:
+        (row,) = [r for r in store.practice_runs(AS_OF) if r["practice_id"] == "PR0001"]
+        return row["status"], row["error"]
+
+    # A failure that will be retried leaves the practice as persist left it.
+    with (
+        pytest.raises(MailUnavailableError),
+        orchestration.practice_stage(_stage_context(try_number=1), store_url, practice),
+    ):
+        raise MailUnavailableError("SendGrid answered 503", status=503)
+    assert status() == ("success", None)
+    # The last try, or an error the policy does not retry, marks it failed at once.
+    with (
+        pytest.raises(MailUnavailableError),
+        orchestration.practice_stage(_stage_context(try_number=3), store_url, practice),
+    ):
+        raise MailUnavailableError("SendGrid answered 503", status=503)
+    assert status() == ("failed", "MailUnavailableError: SendGrid answered 503")
+    orchestration.persist_practice(
+        store_url,
+        "r1",
+        {
+            **practice,
+            "findings": str(Path(practice["out_dir"]) / "findings.jsonl"),
+            "timings": str(Path(practice["out_dir"]) / orchestration.TIMINGS_FILE),
+        },
+    )
+    with (
+        pytest.raises(MailRejectedError),
+        orchestration.practice_stage(_stage_context(try_number=1), store_url, practice),
+    ):
+        raise MailRejectedError("SendGrid refused the mail (401)", status=401)
+    assert status()[0] == "failed"
+    # finish names it, though its findings are stored.
+    with pytest.raises(orchestration.PracticesFailedError, match=r"practice\(s\) PR0001;"):
+        orchestration.finish_run(store_url, "r1", extracted_ok=False)
+    store.close()
+
+
+def _failed_ti(**overrides: Any) -> SimpleNamespace:
+    fields = {
+        "dag_id": "met_compliance_nightly",
+        "run_id": "r1",
+        "task_id": "practice.notify",
+        "map_index": 0,
+        "try_number": 1,
+        "rendered_map_index": "PR0001",
+        "log_url": "https://airflow.example.org/log",
+    }
+    return SimpleNamespace(**{**fields, **overrides})
+
+
+def test_an_alert_is_recorded_and_mailed_to_the_outbox_once(
+    persisted: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import email
+    import email.policy
+
+    from metaudit.mail.errors import MailRejectedError
+
+    monkeypatch.setattr(orchestration, "results_url", lambda: persisted["store_url"])
+    context = {
+        "ti": _failed_ti(),
+        "exception": MailRejectedError("SendGrid refused the mail (401)", status=401),
+        "task": SimpleNamespace(op_kwargs={"persisted": persisted["persisted"]}),
+    }
+    orchestration.alert_admins(context)
+    orchestration.alert_admins(context)  # a callback run twice mails once
+    folder = persisted["data"] / "outbox" / "2026-03-31" / "alerts"
+    (eml,) = sorted(folder.glob("*.eml"))
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert str(message["Subject"]) == (
+        "[MET Audit] practice.notify failed for practice PR0001 (run r1)"
+    )
+    text = message.get_body(("plain",)).get_content()
+    assert "Practice: PR0001" in text and "MailRejectedError: SendGrid refused" in text
+    assert "Task log: https://airflow.example.org/log" in text
+    store = ResultsStore(persisted["store_url"])
+    alerts = store.alerts("r1")
+    assert len(alerts) == 2 and all(a["notified_at"] is not None for a in alerts)
+    assert all(a["practice_id"] == "PR0001" for a in alerts)
+    store.close()
+
+
+def test_an_alert_names_no_record_values_of_foreign_errors() -> None:
+    subject, text = orchestration.alert_text(
+        _failed_ti(task_id="practice.persist"),
+        "PR0001",
+        AS_OF,
+        ValueError("duplicate key: ('Jane Roe', '1950-02-03')"),
+        None,
+    )
+    assert "ValueError" in text and "Jane Roe" not in text and "1950" not in subject + text
+
+
+def test_an_alert_never_raises_when_mail_cannot_go_out(
+    persisted: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(orchestration, "results_url", lambda: persisted["store_url"])
+    # A broken configuration: the alert still lands in the outbox.
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("email:\n  sender: not an address\n", encoding="utf-8")
+    monkeypatch.setenv("METAUDIT_CONFIG", str(broken))
+    orchestration.alert_admins({"ti": _failed_ti(try_number=1), "exception": None})
+    assert len(list((persisted["data"] / "outbox").rglob("alerts/*.eml"))) == 1
+    # SendGrid unreachable (nothing listens there): logged, not raised; the record waits.
+    config = tmp_path / "ok.yaml"
+    config.write_text(
+        'email:\n  sender: "MET Audit <audit@example.org>"\n  admins: [ops@example.org]\n'
+        "  timeout_seconds: 1\n  max_attempts: 1\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("METAUDIT_CONFIG", str(config))
+    monkeypatch.setattr(
+        orchestration, "sendgrid_credentials", lambda: ("SG.key", "http://127.0.0.1:9")
+    )
+    orchestration.alert_admins({"ti": _failed_ti(try_number=2), "exception": None})
+    store = ResultsStore(persisted["store_url"])
+    notified = [a["notified_at"] is not None for a in store.alerts("r1")]
+    store.close()
+    assert notified == [True, False]
+    # The store unreachable too: still nothing raised.
+    monkeypatch.setattr(orchestration, "results_url", lambda: "not a database url")
+    orchestration.alert_admins({"ti": _failed_ti(try_number=3), "exception": None})
