@@ -35,7 +35,9 @@ def _date(text: str) -> date:
 
 def build_parser() -> argparse.ArgumentParser:
     # argparse exits 2 on bad arguments, which is also our "could not run" code.
-    parser = argparse.ArgumentParser(prog="metaudit", description="Compliance audit for MET practices.")
+    parser = argparse.ArgumentParser(
+        prog="metaudit", description="Compliance audit for MET practices."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -43,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--source", required=True, help="SQLAlchemy URL or a SQLite file path")
     check.add_argument("--as-of", type=_date, default=None, help="as-of date (default: today)")
     check.add_argument(
-        "--practice", action="append", default=None, metavar="ID", help="only this practice (repeatable)"
+        "--practice",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="only this practice (repeatable)",
     )
     check.add_argument("--out", required=True, type=Path, help="folder for findings.jsonl/.csv")
     check.add_argument("--config", type=Path, default=None, help="configuration file (YAML)")

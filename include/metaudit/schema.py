@@ -28,7 +28,9 @@ def _key_type(dialect: str) -> Any:
     return sa.String(64) if dialect in {"mysql", "mariadb"} else sa.Text()
 
 
-def build_metadata(*, typed: bool = True, dialect: str = "sqlite", with_keys: bool = True) -> sa.MetaData:
+def build_metadata(
+    *, typed: bool = True, dialect: str = "sqlite", with_keys: bool = True
+) -> sa.MetaData:
     """Return MetaData holding every contract table.
 
     ``typed=False`` makes every column text, the shape of a source whose values

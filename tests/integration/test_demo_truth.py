@@ -29,14 +29,20 @@ def _keys(items) -> list[tuple]:
 )
 def test_audit_finds_exactly_the_injected_defects(tmp_path: Path, as_of: date, seed: int):
     report = generate(
-        str(tmp_path / "demo.sqlite"), as_of=as_of, seed=seed, sessions=4000, practices=4,
+        str(tmp_path / "demo.sqlite"),
+        as_of=as_of,
+        seed=seed,
+        sessions=4000,
+        practices=4,
         progress=False,
     )
     expected = _keys(report.expected)
     found = _keys(run_check(str(report.database), as_of=as_of).findings)
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
-    assert not missing and not extra, f"missing (recall): {missing[:10]}; extra (precision): {extra[:10]}"
+    assert not missing and not extra, (
+        f"missing (recall): {missing[:10]}; extra (precision): {extra[:10]}"
+    )
     assert len({e[0] for e in expected}) == 50  # every rule of the rulebook was injected
 
 

@@ -72,6 +72,20 @@ def test_check_filters_practices(tmp_path: Path):
     find(records, "referrals", referral_id="RF-1")["signed_on"] = None
     db = write_sqlite(records, tmp_path / "src.sqlite")
     out = tmp_path / "out"
-    assert main(["check", "--source", str(db), "--as-of", "2026-03-31", "--practice", "PR-9",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "check",
+                "--source",
+                str(db),
+                "--as-of",
+                "2026-03-31",
+                "--practice",
+                "PR-9",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (out / "findings.jsonl").read_text() == ""

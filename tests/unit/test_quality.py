@@ -6,9 +6,7 @@ from builders import audit, clean_records, find
 
 
 def _dq(records, rule_id):
-    return {
-        f["entity_id"]: f for f in audit(records) if f["rule_id"] == rule_id
-    }
+    return {f["entity_id"]: f for f in audit(records) if f["rule_id"] == rule_id}
 
 
 def test_clean_records_have_no_findings_at_all():
@@ -37,7 +35,9 @@ def test_dq001_silent_on_distinct_keys():
 def test_dq002_names_a_dangling_link_and_attributes_no_client():
     records = clean_records()
     find(records, "progress_reports", report_id="PRR-1")["provider_id"] = "PV-404"
-    session = dict(find(records, "sessions", session_id="S-1"), session_id="S-9", client_id="CL-404")
+    session = dict(
+        find(records, "sessions", session_id="S-1"), session_id="S-9", client_id="CL-404"
+    )
     records["sessions"].append(session)
     found = _dq(records, "DQ-002")
     assert set(found) == {"progress_reports:PRR-1", "sessions:S-9"}

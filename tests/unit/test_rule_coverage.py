@@ -53,12 +53,17 @@ def test_every_frame_reports_an_entity_its_rules_name(tmp_path: Path):
             entity_of[frame.name] = frame.entity_type
     for _, expectation in _suite_expectations():
         meta = expectation["meta"]
-        assert meta["frame"] in entity_of, f"{meta['rule_id']} validates unknown frame {meta['frame']}"
+        assert meta["frame"] in entity_of, (
+            f"{meta['rule_id']} validates unknown frame {meta['frame']}"
+        )
         assert entity_of[meta["frame"]] in RULES[meta["rule_id"]].entity_types, meta
 
 
 @pytest.mark.parametrize("rule_id", sorted(RULES))
 def test_every_rule_has_a_firing_test(rule_id: str):
     name = "test_" + rule_id.lower().replace("-", "")
-    sources = [*(ROOT / "tests" / "rules").glob("test_*.py"), ROOT / "tests" / "unit" / "test_quality.py"]
+    sources = [
+        *(ROOT / "tests" / "rules").glob("test_*.py"),
+        ROOT / "tests" / "unit" / "test_quality.py",
+    ]
     assert any(re.search(rf"def {name}_", p.read_text()) for p in sources), f"no {name}_* test"
