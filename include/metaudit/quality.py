@@ -9,10 +9,13 @@ the number of bad rows, not with the size of the source.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from metaudit.contract import (
     BOOL,
@@ -63,7 +66,44 @@ class TypedSource:
 
 
 def parse_column(raw: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
-    """Return (typed values, mask of stored values that could not be read)."""
+    """Return (typed values, mask of stored values that could not be read).
+
+    Free text is only trimmed (blank is NA). Every other column is judged once
+    per distinct stored value and the verdicts spread back to the rows: a
+    million session dates hold a few thousand distinct strings, and every
+    parser judges each value on its own, so the result is the same as parsing
+    every row.
+    """
+    if column.type == TEXT and column.values is None:
+        return clean_text(raw), pd.Series(np.zeros(len(raw), dtype=bool), index=raw.index)
+    codes, distinct = pd.factorize(_as_string(raw))
+    values, bad = _parse_values(pd.Series(distinct, dtype="string"), column)
+    typed = values.array.take(codes, allow_fill=True)
+    # Code -1 (NULL) picks the appended False: a NULL is missing, not unreadable.
+    unreadable = np.append(bad.to_numpy(dtype=bool), False)[codes]
+    return pd.Series(typed, index=raw.index), pd.Series(unreadable, index=raw.index)
+
+
+def clean_text(raw: pd.Series) -> pd.Series:
+    """Text trimmed of surrounding whitespace, blank or whitespace-only as NA."""
+    text = pa.array(_as_string(raw).array)
+    trimmed = pc.utf8_trim_whitespace(text)
+    cleaned = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, trimmed.type), trimmed)
+    return pd.Series(pd.arrays.ArrowStringArray(cleaned), index=raw.index)
+
+
+def _as_string(raw: pd.Series) -> pd.Series:
+    """The column as Arrow-backed pandas strings (NA for NULL), copied only when needed."""
+    if raw.dtype == _STRING:
+        return raw
+    return raw.astype(_STRING)
+
+
+_STRING = pd.StringDtype("pyarrow")
+
+
+def _parse_values(raw: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
+    """(typed values, unreadable mask) of stored values, judged one by one."""
     text = raw.astype("string").str.strip()
     text = text.mask(text == "")
     present = text.notna()
@@ -105,14 +145,27 @@ def _parse_date(text: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
     tail_ok = tail.isna() | (tail == "") | tail.str.match(r"^[T ]\d").fillna(False)
     shape_ok = head.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False)
     parsed = pd.to_datetime(head.where(shape_ok), format="%Y-%m-%d", errors="coerce")
-    readable = parsed.notna() & tail_ok
+    readable = parsed.notna() & tail_ok & _in_typed_range(parsed)
     return parsed.where(readable).astype("datetime64[ns]"), readable
 
 
 def _parse_timestamp(text: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
     # ISO 8601; a timestamp without an offset is UTC (data contract).
     parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-    return parsed.astype("datetime64[ns, UTC]"), parsed.notna()
+    readable = parsed.notna() & _in_typed_range(parsed)
+    return parsed.where(readable).astype("datetime64[ns, UTC]"), readable
+
+
+def _in_typed_range(parsed: pd.Series) -> pd.Series:
+    """Whether a parsed moment fits the typed frames' nanosecond dates (years 1678..2261).
+
+    pandas parses "0001-01-01", or "12" as an ISO year, at a coarser unit; such a
+    value cannot be held as a date of the audit, so it is unreadable, not a crash.
+    """
+    first, last = pd.Timestamp.min, pd.Timestamp.max
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        first, last = first.tz_localize("UTC"), last.tz_localize("UTC")
+    return parsed.between(first, last).fillna(False).astype(bool)
 
 
 _PARSERS: dict[str, Callable[[pd.Series, Column], tuple[pd.Series, pd.Series]]] = {
@@ -125,35 +178,282 @@ _PARSERS: dict[str, Callable[[pd.Series, Column], tuple[pd.Series, pd.Series]]] 
 }
 
 
+def _arrow_strings(values: object) -> pa.Array | pa.ChunkedArray | None:
+    """The Arrow array under a pandas string Series or Index, None for other dtypes."""
+    array = values.array if isinstance(values, pd.Series | pd.Index) else None
+    if array is None or not isinstance(array.dtype, pd.StringDtype):
+        return None
+    if not isinstance(array, pd.arrays.ArrowStringArray):
+        array = pd.array(array, dtype=_STRING)
+    return pa.array(array)
+
+
+def _value_set(keys: pa.Array | pa.ChunkedArray, like: pa.DataType) -> pa.Array:
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    return keys if keys.type == like else keys.cast(like)
+
+
+# ---------------------------------------------------------------------------
+# Matching string ids
+#
+# Hashing Arrow strings costs about 0.3 microseconds a value (and pandas' own
+# isin, map and Index lookups on them far more), which adds up to seconds over
+# the millions of links of a network. Ids of one kind usually share one length
+# ("SE00000001"): up to 16 bytes, such an id is two machine words, and integers
+# hash several times faster. Other strings go through Arrow's hash kernels.
+
+_MAX_WORD_BYTES = 16
+# From about this many keys on, hashing words beats Arrow's string lookups.
+_MANY_KEYS = 500_000
+
+
+@dataclass
+class _Words:
+    """Fixed-width strings as two uint64 words each; ``ok`` marks the rows held
+    (not NA, and of the common byte length)."""
+
+    high: np.ndarray
+    low: np.ndarray
+    ok: np.ndarray
+
+
+def _byte_width(strings: pa.Array | pa.ChunkedArray) -> int | None:
+    """The byte length every non-NA string shares, when it is 1 to 16 bytes."""
+    extremes = pc.min_max(pc.binary_length(strings))
+    shortest, longest = extremes["min"].as_py(), extremes["max"].as_py()
+    if shortest is None or shortest != longest or not 0 < shortest <= _MAX_WORD_BYTES:
+        return None
+    return int(shortest)
+
+
+def _words(strings: pa.Array | pa.ChunkedArray, width: int) -> _Words:
+    """The strings of byte length ``width`` as word pairs (see :class:`_Words`)."""
+    chunks = strings.chunks if isinstance(strings, pa.ChunkedArray) else [strings]
+    highs, lows, oks = [], [], []
+    for chunk in chunks:
+        count = len(chunk)
+        _, offsets_buffer, data_buffer = chunk.buffers()
+        offset_type = np.dtype(np.int64 if pa.types.is_large_string(chunk.type) else np.int32)
+        offsets = np.frombuffer(
+            offsets_buffer,
+            dtype=offset_type,
+            count=count + 1,
+            offset=chunk.offset * offset_type.itemsize,
+        ).astype(np.int64)
+        ok = np.diff(offsets) == width
+        if chunk.null_count:
+            ok &= np.asarray(chunk.is_valid(), dtype=bool)
+        data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer else np.zeros(0, np.uint8)
+        padded = np.zeros((count, _MAX_WORD_BYTES), dtype=np.uint8)
+        rows = np.flatnonzero(ok)
+        if len(rows) == count and count:
+            padded[:, :width] = data[offsets[0] : offsets[-1]].reshape(count, width)
+        elif len(rows):
+            padded[rows, :width] = data[offsets[rows][:, None] + np.arange(width)]
+        pair = padded.view(np.uint64)
+        highs.append(pair[:, 0])
+        lows.append(pair[:, 1])
+        oks.append(ok)
+    if not chunks:
+        nothing = np.zeros(0, dtype=np.uint64)
+        return _Words(nothing, nothing, np.zeros(0, dtype=bool))
+    return _Words(np.concatenate(highs), np.concatenate(lows), np.concatenate(oks))
+
+
+def _word_codes(words: list[_Words]) -> tuple[list[np.ndarray], int]:
+    """Dense integer codes shared by several word columns; -1 where a row is not held."""
+    bounds = np.cumsum([len(w.ok) for w in words])[:-1]
+    ok = np.concatenate([w.ok for w in words])
+    high_codes, high_uniques = pd.factorize(np.concatenate([w.high for w in words])[ok])
+    low = np.concatenate([w.low for w in words])[ok]
+    if len(low) and not low.any():
+        # Up to 8 bytes: the first word alone is the string.
+        pair_codes, count = high_codes, len(high_uniques)
+    else:
+        low_codes, low_uniques = pd.factorize(low)
+        pair = high_codes.astype(np.int64) * max(len(low_uniques), 1) + low_codes
+        pair_codes, pair_uniques = pd.factorize(pair)
+        count = len(pair_uniques)
+    codes = np.full(len(ok), -1, dtype=np.int64)
+    codes[ok] = pair_codes
+    return np.split(codes, bounds), count
+
+
+def string_codes(*columns: pd.Series | pd.Index) -> tuple[list[np.ndarray], int]:
+    """Integer codes shared by string columns: equal strings get equal codes, NA -1;
+    codes run from 0 to the number of distinct strings (returned second)."""
+    strings = [_arrow_strings(c) for c in columns]
+    held = [s for s in strings if s is not None and len(s) > s.null_count]
+    if held and all(s is not None for s in strings):
+        widths = {_byte_width(s) for s in held}
+        if len(widths) == 1 and None not in widths:
+            (width,) = widths
+            return _word_codes([_words(s, width) for s in strings if s is not None])
+    joined = pd.concat(
+        [pd.Series(c.array if isinstance(c, pd.Index) else c).astype(_STRING) for c in columns],
+        ignore_index=True,
+    )
+    codes, uniques = pd.factorize(joined)
+    bounds = np.cumsum([len(c) for c in columns])[:-1]
+    return np.split(codes.astype(np.int64), bounds), len(uniques)
+
+
+def _first_positions(key_codes: np.ndarray, value_codes: np.ndarray, count: int) -> np.ndarray:
+    """For each value code, the first key row with that code (-1: none, or code -1)."""
+    where = np.full(count + 1, -1, dtype=np.intp)
+    held = np.flatnonzero(key_codes >= 0)[::-1]
+    # Written last to first, so the first row of a repeated key is the one kept.
+    where[key_codes[held]] = held
+    return where[value_codes]  # code -1 reads the last slot, which stays -1
+
+
+def _word_positions(
+    keys: pa.Array | pa.ChunkedArray, values: pa.Array | pa.ChunkedArray
+) -> np.ndarray | None:
+    """positions() through words, or None unless every key is of one short width and
+    the keys are many (Arrow probes a small key set faster, its table staying in cache)."""
+    if keys.null_count or len(keys) < _MANY_KEYS:
+        return None
+    width = _byte_width(keys)
+    if width is None:
+        return None
+    # A value of another length, or NA, matches no key (held by no word).
+    (key_codes, value_codes), count = _word_codes([_words(keys, width), _words(values, width)])
+    return _first_positions(key_codes, value_codes, count)
+
+
+def is_in(values: pd.Series, keys: object) -> pd.Series:
+    """``values.isin(keys)`` (NA matches NA when ``keys`` holds NA), fast for string ids.
+
+    pandas turns every key of an Arrow-backed string ``isin`` into a Python
+    scalar first, seconds per million keys; see "Matching string ids" above.
+    Other dtypes go to pandas.
+    """
+    needles, haystack = _arrow_strings(values), _arrow_strings(keys)
+    if needles is None or haystack is None:
+        return values.isin(keys)  # type: ignore[arg-type]
+    found = _word_positions(haystack, needles)
+    if found is not None:
+        return pd.Series(found >= 0, index=values.index)
+    hit = pc.is_in(needles, value_set=_value_set(haystack, needles.type))
+    return pd.Series(np.asarray(hit, dtype=bool), index=values.index)
+
+
+def positions(keys: pd.Series | pd.Index, values: pd.Series | pd.Index) -> np.ndarray:
+    """``pd.Index(keys).get_indexer(values)`` for unique keys: each value's position
+    in ``keys``, -1 where absent (NA finds an NA key); with repeated keys, the first.
+
+    An index of Arrow-backed strings turns every key into a Python object to hash
+    it, seconds per million keys; see "Matching string ids" above.
+    """
+    needles, haystack = _arrow_strings(values), _arrow_strings(keys)
+    if needles is None or haystack is None:
+        return pd.Index(keys).get_indexer(values)
+    found = _word_positions(haystack, needles)
+    if found is not None:
+        return found
+    located = pc.index_in(needles, value_set=_value_set(haystack, needles.type))
+    return np.asarray(located.fill_null(-1), dtype=np.intp)
+
+
+def lookup(values: pd.Series, keys: pd.Series, mapped: pd.Series) -> pd.Series:
+    """``values.map(pd.Series(mapped, index=keys))`` for unique, non-null keys: NA where
+    no key matches; Arrow finds the key of each value (see :func:`positions`)."""
+    found = positions(keys, values)
+    return pd.Series(mapped.array.take(found, allow_fill=True), index=values.index)
+
+
+def strictly_increasing(values: pd.Series | pd.Index) -> bool:
+    """Whether string values rise strictly from row to row (so: no NA, no repeat).
+
+    Sources mostly return rows in key order: one comparison pass then proves a
+    column unique, where hashing a million strings costs a third of a second.
+    """
+    strings = _arrow_strings(values)
+    if strings is None or len(strings) < 2:
+        return False
+    if strings.null_count:
+        return False
+    rising = pc.less(strings[:-1], strings[1:])
+    return bool(pc.all(rising).as_py())
+
+
+def key_duplicates(key: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(every row of a duplicated key, every row after the first of its key); NA is no key."""
+    if strictly_increasing(key):
+        none = pd.Series(np.zeros(len(key), dtype=bool), index=key.index)
+        return none, none.copy()
+    codes, _ = pd.factorize(key)
+    # Duplicates among integer codes are hashed far faster than among Arrow strings.
+    position = pd.Series(codes, index=key.index)
+    present = codes >= 0
+    every = position.duplicated(keep=False) & present
+    later = position.duplicated(keep="first") & present
+    return every, later
+
+
 def row_ids(table: Table, frame: pd.DataFrame) -> pd.Series:
     """``TABLE:KEY`` for every row (the owner's key for a table without one)."""
     key = frame[table.id_column].astype("string").fillna("")
     return table.name + ":" + key
 
 
-def type_source(raw: dict[str, pd.DataFrame], as_of: str) -> TypedSource:
-    """Type every table, attribute rows to clients and practices, and run DQ-001..DQ-003."""
+def type_table(table: Table, raw: pd.DataFrame) -> TypedTable:
+    """Type one table's text columns and note, per cell, what could not be read."""
+    columns = {}
+    bad = {}
+    missing = {}
+    for column in table.columns:
+        values, unreadable = parse_column(raw[column.name], column)
+        columns[column.name] = values
+        bad[column.name] = unreadable
+        if not column.nullable and not column.references:
+            missing[column.name] = values.isna() & ~unreadable
+    return TypedTable(
+        values=pd.DataFrame(columns, index=raw.index),
+        unreadable=pd.DataFrame(bad, index=raw.index),
+        missing=pd.DataFrame(missing, index=raw.index),
+    )
+
+
+@dataclass
+class TypedTable:
+    """One typed table before the data-quality rules: values, unreadable cells, and
+    empty cells of required columns (all on the raw table's rows)."""
+
+    values: pd.DataFrame
+    unreadable: pd.DataFrame
+    missing: pd.DataFrame
+
+
+def type_source(
+    raw: Mapping[str, pd.DataFrame] | Iterable[tuple[str, pd.DataFrame]], as_of: str
+) -> TypedSource:
+    """Type every table, attribute rows to clients and practices, and run DQ-001..DQ-003.
+
+    ``raw`` maps each contract table to its text frame, or yields (name, frame)
+    pairs (:func:`metaudit.source.iter_tables`): each text frame is let go as
+    soon as it is typed.
+    """
+    pairs = raw.items() if isinstance(raw, Mapping) else raw
+    tables: dict[str, TypedTable] = {}
+    for name, frame in pairs:
+        tables[name] = type_table(TABLES[name], frame)
+        del frame
+    return judge_typed(tables, as_of)
+
+
+def judge_typed(tables: dict[str, TypedTable], as_of: str) -> TypedSource:
+    """Attribute typed tables to clients and practices and run DQ-001..DQ-003.
+
+    Consumes ``tables``: each entry is let go once its clean table is built.
+    """
     from metaudit import rulebook
 
-    typed: dict[str, pd.DataFrame] = {}
-    bad_cells: dict[str, pd.DataFrame] = {}
-    missing_required: dict[str, pd.DataFrame] = {}
-    for name, table in TABLES.items():
-        frame = raw[name]
-        columns = {}
-        bad = {}
-        missing = {}
-        for column in table.columns:
-            values, unreadable = parse_column(frame[column.name], column)
-            columns[column.name] = values
-            bad[column.name] = unreadable
-            if not column.nullable and not column.references:
-                missing[column.name] = values.isna() & ~unreadable
-        typed[name] = pd.DataFrame(columns, index=frame.index)
-        bad_cells[name] = pd.DataFrame(bad, index=frame.index)
-        missing_required[name] = pd.DataFrame(missing, index=frame.index)
-
-    _attribute(typed)
+    typed = {name: tables[name].values for name in TABLES}
+    links = _link_positions(typed)
+    _attribute(typed, links)
     findings: list[Finding] = []
 
     def add(rule_id: str, table: Table, rows: pd.DataFrame, parts: list[list[str]] | None) -> None:
@@ -182,9 +482,10 @@ def type_source(raw: dict[str, pd.DataFrame], as_of: str) -> TypedSource:
     clean_unreadable: dict[str, pd.DataFrame] = {}
     for name, table in TABLES.items():
         frame = typed[name]
+        bad_cells = tables[name].unreadable
         # DQ-003: unreadable, unlisted, or missing in a required column; one finding a row.
-        flagged = bad_cells[name] | missing_required[name].reindex(
-            columns=bad_cells[name].columns, fill_value=False
+        flagged = bad_cells | tables[name].missing.reindex(
+            columns=bad_cells.columns, fill_value=False
         )
         if table.key:
             flagged[table.key] = flagged[table.key] | frame[table.key].isna()
@@ -197,10 +498,8 @@ def type_source(raw: dict[str, pd.DataFrame], as_of: str) -> TypedSource:
         # DQ-002: a link naming a row that does not exist (a NULL required link names none).
         dangling = pd.DataFrame(index=frame.index)
         for column in table.foreign_keys:
-            parent = TABLES[column.references or ""]
-            parent_keys = raw_keys(typed[parent.name], parent)
             value = frame[column.name]
-            broken = value.notna() & ~value.isin(parent_keys)
+            broken = value.notna() & (links[name, column.name] < 0)
             if not column.nullable:
                 broken = broken | value.isna()
             dangling[column.name] = broken
@@ -215,14 +514,20 @@ def type_source(raw: dict[str, pd.DataFrame], as_of: str) -> TypedSource:
         if table.key:
             key = frame[table.key]
             keep &= key.notna()
-            duplicated = key.notna() & key.duplicated(keep=False)
+            duplicated, later = key_duplicates(key)
             if duplicated.any():
-                firsts = frame[duplicated & ~key.duplicated(keep="first")]
+                firsts = frame[duplicated & ~later]
                 add("DQ-001", table, firsts, None)
-            keep &= ~key.duplicated(keep="first") | key.isna()
+            keep &= ~later | key.isna()
             keep &= key.notna()
-        clean_tables[name] = frame[keep].reset_index(drop=True)
-        clean_unreadable[name] = bad_cells[name][keep].reset_index(drop=True)
+        if keep.all():
+            # Nothing to drop: no copy of a million-row table.
+            clean_tables[name] = frame.reset_index(drop=True)
+            clean_unreadable[name] = bad_cells.reset_index(drop=True)
+        else:
+            clean_tables[name] = frame[keep].reset_index(drop=True)
+            clean_unreadable[name] = bad_cells[keep].reset_index(drop=True)
+        del tables[name], typed[name], frame, bad_cells, flagged, dangling
 
     return TypedSource(tables=clean_tables, unreadable=clean_unreadable, findings=findings)
 
@@ -233,32 +538,53 @@ def raw_keys(frame: pd.DataFrame, table: Table) -> pd.Index:
     return pd.Index(frame[table.key].dropna().unique())
 
 
-def _attribute(typed: dict[str, pd.DataFrame]) -> None:
+def _link_positions(typed: dict[str, pd.DataFrame]) -> dict[tuple[str, str], np.ndarray]:
+    """For every link column, the row of the first parent row with that key (-1: none).
+
+    Computed once from the typed values, before attribution: DQ-002 and the
+    attribution of rows to clients share it (a NULL link finds no row).
+    """
+    links: dict[tuple[str, str], np.ndarray] = {}
+    for name, table in TABLES.items():
+        for column in table.foreign_keys:
+            parent = TABLES[column.references or ""]
+            assert parent.key is not None, parent.name
+            value = typed[name][column.name]
+            found = positions(typed[parent.name][parent.key], value)
+            found[value.isna().to_numpy()] = -1
+            links[name, column.name] = found
+    return links
+
+
+def _attribute(typed: dict[str, pd.DataFrame], links: dict[tuple[str, str], np.ndarray]) -> None:
     """Add client_id and practice_id to every table that reaches a client (reading 8).
 
-    A row whose client row is missing gets NA for both.
+    A row whose client row is missing gets NA for both. The first row of a
+    duplicated key is the one that counts (as DQ-001 keeps it).
     """
     clients = typed["clients"]
-    first_client = clients[clients["client_id"].notna()].drop_duplicates("client_id")
-    practice_of = pd.Series(
-        first_client["practice_id"].to_numpy(), index=first_client["client_id"].to_numpy()
-    )
-    known_clients = practice_of.index
-
+    client_row: dict[str, np.ndarray] = {}
     for name in _CLIENT_TABLES:
         frame = typed[name]
-        client = frame["client_id"]
-        frame["client_id"] = client.where(client.isin(known_clients))
+        row = links[name, "client_id"]
+        client_row[name] = row
+        frame["client_id"] = frame["client_id"].where(row >= 0)
     for name, (link, parent_name) in PARENT_OF.items():
-        parent = typed[parent_name]
-        key = TABLES[parent_name].key
-        assert key is not None
-        firsts = parent[parent[key].notna()].drop_duplicates(key)
-        client_of = pd.Series(firsts["client_id"].to_numpy(), index=firsts[key].to_numpy())
-        typed[name]["client_id"] = typed[name][link].map(client_of).astype("string")
+        parent_row = links[name, link]
+        row = np.full(len(parent_row), -1, dtype=np.intp)
+        known = parent_row >= 0
+        row[known] = client_row[parent_name][parent_row[known]]
+        client_row[name] = row
+        typed[name]["client_id"] = _at(clients["client_id"], row, typed[name].index)
     for name in (*_CLIENT_TABLES, *PARENT_OF):
         frame = typed[name]
-        frame["practice_id"] = frame["client_id"].map(practice_of).astype("string")
+        frame["practice_id"] = _at(clients["practice_id"], client_row[name], frame.index)
+
+
+def _at(values: pd.Series, rows: np.ndarray, index: pd.Index) -> pd.Series:
+    """``values`` at row positions (NA at -1), as strings on ``index``."""
+    picked = values.astype("string").array.take(rows, allow_fill=True)
+    return pd.Series(picked, index=index)
 
 
 def _none(value: object) -> str | None:

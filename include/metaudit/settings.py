@@ -718,19 +718,25 @@ class Settings:
         else:
             if not payer.index.equals(df.index):
                 payer = payer.reindex(df.index)
-            names = payer.astype("string").str.strip().str.casefold()
+            # Payer names repeat: fold each distinct stored name once, not every row.
+            raw_codes, raw_names = pd.factorize(payer.astype("string"), use_na_sentinel=True)
+            names = pd.Series(raw_names, dtype="string").str.strip().str.casefold()
             names = names.mask(names == "")
-            y_codes, y_uniques = pd.factorize(names, use_na_sentinel=True)
+            folded_codes, y_uniques = pd.factorize(names, use_na_sentinel=True)
+            y_codes = np.append(folded_codes, -1)[raw_codes]
         width = len(y_uniques) + 1
         combined = (np.asarray(p_codes, dtype=np.int64) + 1) * width + (
             np.asarray(y_codes, dtype=np.int64) + 1
         )
         codes, pairs = pd.factorize(combined)
+        # Plain lists: indexing an Arrow-backed Index item by item costs microseconds each.
+        practice_names = [str(value) for value in list(p_uniques)]
+        payer_names = [str(value) for value in list(y_uniques)]
         resolved: list[RuleSettings] = []
-        for pair in pairs:
+        for pair in pairs.tolist():
             pi, yi = divmod(int(pair), width)
-            pid = str(p_uniques[pi - 1]) if pi > 0 else None
-            pname = str(y_uniques[yi - 1]) if yi > 0 else None
+            pid = practice_names[pi - 1] if pi > 0 else None
+            pname = payer_names[yi - 1] if yi > 0 else None
             resolved.append(self._resolve(pid, pname))
         return np.asarray(codes), resolved
 
@@ -760,12 +766,15 @@ class Settings:
         values = np.empty(len(resolved), dtype=object)
         for i, rs in enumerate(resolved):
             values[i] = getattr(rs, name)  # item by item: tuples must stay whole
-        out = pd.Series(values[codes] if len(df) else [], index=df.index, dtype=object, name=name)
+        # Type the few distinct values, then spread them to the rows.
         if spec.kind in (DAYS, COUNT):
-            return out.astype("Int64")
-        if spec.kind in (CHOICE, TIMEZONE):
-            return out.astype("string")
-        return out
+            typed: Any = pd.array(values, dtype="Int64")
+        elif spec.kind in (CHOICE, TIMEZONE):
+            typed = pd.array(values, dtype="string")
+        else:
+            typed = values
+        picked = typed.take(np.asarray(codes, dtype=np.intp)) if len(df) else typed[:0]
+        return pd.Series(picked, index=df.index, name=name)
 
     def _by_value(
         self, df: pd.DataFrame, name: str, payer: pd.Series | None
@@ -817,7 +826,10 @@ class Settings:
         text = df[column].astype("string")
         result = np.zeros(len(df), dtype=bool)
         for patterns, mask in self._by_value(df, name, None):
-            result[mask] = _search_any(text[mask], patterns)
+            # Notes repeat: search each distinct text once and spread the verdicts.
+            codes, distinct = pd.factorize(text[mask], use_na_sentinel=True)
+            found = _search_any(pd.Series(distinct, dtype="string"), patterns)
+            result[mask] = np.append(found, False)[codes]
         return pd.Series(result, index=df.index, name=column)
 
 

@@ -18,9 +18,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 
 from metaudit.contract import PARENT_OF, TABLES
-from metaudit.quality import TypedSource
+from metaudit.quality import TypedSource, is_in
 
 DEFAULT_TIMEZONE = "America/New_York"
+# Tables whose rows have children in PARENT_OF (children leave with them).
+_PARENTS = frozenset(parent for _, parent in PARENT_OF.values())
 log = logging.getLogger(__name__)
 
 
@@ -50,15 +52,35 @@ class AuditView:
         return self.as_of.strftime("%Y-%m-%d")
 
 
+def _keep_rows(frame: pd.DataFrame, keep: pd.Series) -> pd.DataFrame:
+    """``frame[keep]``, column by column: each array filters itself (Arrow in native
+    code), twice as fast as a DataFrame taking the rows by position."""
+    mask = keep.to_numpy(dtype=bool)
+    return pd.DataFrame(
+        {name: frame[name].array[mask] for name in frame.columns},
+        index=frame.index[mask],
+        copy=False,
+    )
+
+
 def build_view(
     source: TypedSource,
     as_of: date | pd.Timestamp,
     practice_ids: Iterable[str] | None = None,
     default_timezone: str = DEFAULT_TIMEZONE,
+    *,
+    release_source: bool = False,
 ) -> AuditView:
-    """Restrict the typed source to the as-of date and (optionally) some practices."""
+    """Restrict the typed source to the as-of date and (optionally) some practices.
+
+    With ``release_source`` each typed table leaves ``source`` as soon as its
+    view is built, so a table is never held twice for longer than its filtering.
+    """
     day = pd.Timestamp(as_of).normalize()
     tables: dict[str, pd.DataFrame] = {}
+    # Keys of the parent rows the view left out, and the claims of left-out lines.
+    gone: dict[str, list[pd.Series]] = {}
+    removed_line_claims: list[pd.Series] = []
     for name, table in TABLES.items():
         frame = source.tables[name]
         if table.as_of:
@@ -68,29 +90,44 @@ def build_view(
                 # NULL is a normal state there (reading 18); an unreadable value is not.
                 unreadable = source.unreadable[name][table.as_of]
                 keep = keep | (stamp.isna() & ~unreadable)
-            frame = frame[keep.fillna(False).astype(bool)]
+            keep = keep.fillna(False).astype(bool)
+            if not keep.all():
+                if table.key and name in _PARENTS:
+                    gone.setdefault(name, []).append(frame.loc[~keep, table.key])
+                if name == "claim_lines":
+                    removed_line_claims.append(frame.loc[~keep, "claim_id"])
+                frame = _keep_rows(frame, keep)
         tables[name] = frame
+        if release_source:
+            del source.tables[name]
+            source.unreadable.pop(name, None)
+        del frame
 
-    # Void claims are left out of every rule; so is a claim whose lines are all after D.
+    # Void claims are left out of every rule; so is a claim whose lines are all
+    # after D. Only a claim that lost a line can have lost them all, so the
+    # search starts from the (few) lines the view removed.
     claims = tables["claims"]
-    all_lines = source.tables["claim_lines"]
-    lines_in_view = tables["claim_lines"]
-    has_lines = claims["claim_id"].isin(all_lines["claim_id"])
-    has_lines_in_view = claims["claim_id"].isin(lines_in_view["claim_id"])
-    live = claims["status"].ne("void").fillna(True).astype(bool)
-    tables["claims"] = claims[live & (has_lines_in_view | ~has_lines)]
+    keep = claims["status"].ne("void").fillna(True).astype(bool)
+    if removed_line_claims:
+        lost_some = pd.concat(removed_line_claims).drop_duplicates()
+        billed = tables["claim_lines"]["claim_id"]
+        still_billed = billed[is_in(billed, lost_some)]
+        lost_all = lost_some[~is_in(lost_some, still_billed)]
+        keep &= ~is_in(claims["claim_id"], lost_all)
+    if not keep.all():
+        gone.setdefault("claims", []).append(claims.loc[~keep, "claim_id"])
+        tables["claims"] = _keep_rows(claims, keep)
+    del claims
 
     # Children follow parents that left the view; a link to a row that never
     # existed (DQ-002) is not "left the view", so such a row stays.
     for name, (link, parent_name) in PARENT_OF.items():
-        key = TABLES[parent_name].key
-        assert key is not None
-        gone = pd.Index(source.tables[parent_name][key]).difference(
-            pd.Index(tables[parent_name][key])
-        )
-        if len(gone):
+        if parent_name in gone:
             child = tables[name]
-            tables[name] = child[~child[link].isin(gone)]
+            left = is_in(child[link], pd.concat(gone[parent_name]))
+            if left.any():
+                tables[name] = _keep_rows(child, ~left)
+            del child
 
     if practice_ids is not None:
         wanted = list(practice_ids)
@@ -100,7 +137,9 @@ def build_view(
 
     tables = {name: frame.reset_index(drop=True) for name, frame in tables.items()}
     practices = tables["practices"].copy()
-    practices["timezone"] = practices["timezone"].map(
-        lambda zone: zone if _is_zone(zone) else default_timezone
-    ).astype("string")
+    practices["timezone"] = (
+        practices["timezone"]
+        .map(lambda zone: zone if _is_zone(zone) else default_timezone)
+        .astype("string")
+    )
     return AuditView(as_of=day, tables=tables, practices=practices)

@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 from metaudit.contract import POINTER_LETTERS
 from metaudit.derive.common import completed_sessions, norm_code, norm_icd
 from metaudit.frames import Frame
+from metaudit.quality import string_codes
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -80,10 +81,7 @@ def _joint_codes(*columns: pd.Series) -> tuple[list[np.ndarray], int]:
 
     Returns the codes of each column and the number of distinct values.
     """
-    joined = pd.concat([c.astype("string") for c in columns], ignore_index=True)
-    codes, uniques = pd.factorize(joined)
-    bounds = np.cumsum([len(c) for c in columns])[:-1]
-    return np.split(codes.astype(np.int64), bounds), len(uniques)
+    return string_codes(*[c.astype("string") for c in columns])
 
 
 def _positions(row_codes: np.ndarray, key_codes: np.ndarray, n_codes: int) -> np.ndarray:
@@ -515,10 +513,18 @@ def _claim_diagnosis_facts(ctx: _Context) -> pd.DataFrame:
         & diagnoses["icd10_code"].notna()
         & diagnoses["pointer"].notna()
     ).to_numpy()
-    entity = diagnoses["claim_id"].astype("string") + ":" + diagnoses["pointer"].astype("string")
-    # A blank-code row must not shadow a later row with a code: dedupe usable rows only.
-    first = ~pd.Series(entity.where(usable)).duplicated(keep="first").to_numpy()
+    # A blank-code row must not shadow a later row with a code: dedupe usable rows
+    # only. CLAIM_ID:POINTER repeats exactly when claim id and pointer both repeat
+    # (a pointer is one letter), so integer codes stand in for the text.
+    letter = pd.Index(POINTER_LETTERS).get_indexer(diagnoses["pointer"].astype("string"))
+    pair = np.where(usable & (letter >= 0), ctx.dx_claim_id * len(POINTER_LETTERS) + letter, -1)
+    first = ~pd.Series(pair).duplicated(keep="first").to_numpy()
     rows = np.flatnonzero(usable & first)
+    entity = (
+        diagnoses["claim_id"].astype("string").iloc[rows]
+        + ":"
+        + diagnoses["pointer"].astype("string").iloc[rows]
+    )
 
     # COD-004: the client's referral diagnoses (referrals in the view) and condition codes.
     referral_codes = ctx.view.tables["referral_diagnoses"]["icd10_code"]
@@ -541,7 +547,7 @@ def _claim_diagnosis_facts(ctx: _Context) -> pd.DataFrame:
     claim_earliest = np.append(earliest, np.datetime64("NaT", "ns"))[ctx.dx_claim]
 
     picked = diagnoses.iloc[rows]
-    data = _ids(picked, entity.iloc[rows])
+    data = _ids(picked, entity)
     data["claim_id"] = picked["claim_id"].astype("string").array
     data["icd10_code"] = picked["icd10_code"].astype("string").array
     data["earliest_service_date"] = claim_earliest[rows]
@@ -599,13 +605,12 @@ def _client_date_facts(ctx: _Context) -> pd.DataFrame:
 
     supported = _supported_units(ctx, day_keys, pair, (rule == "ama").fillna(False).to_numpy())
 
-    source = ctx.lines.iloc[first_line]
+    source = ctx.lines[["practice_id", "client_id"]].iloc[first_line]
     day = (day_keys % _DAY_SPAN - _DAY_OFFSET).astype("datetime64[D]")
-    entity = (
-        source["client_id"].astype("string").reset_index(drop=True)
-        + ":"
-        + pd.Series(day.astype(str), dtype="string")
-    )
+    # A network bills on a few thousand distinct days: format each once.
+    day_codes, distinct_days = pd.factorize(day)
+    day_text = pd.array(distinct_days.astype(str), dtype="string").take(day_codes)
+    entity = source["client_id"].astype("string").reset_index(drop=True) + ":" + pd.Series(day_text)
     data = _ids(source, entity)
     data["service_date"] = day.astype("datetime64[ns]")
     data["unit_rule"] = rule.array

@@ -6,6 +6,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+# Arrow-fast replacements of isin / Index.get_indexer / map for string ids,
+# shared by every family (pandas hashes Arrow-backed strings as Python objects).
+from metaudit.quality import is_in, lookup, positions
+
+__all__ = ["is_in", "lookup", "positions"]
+
 if TYPE_CHECKING:
     from metaudit.settings import Settings
     from metaudit.view import AuditView
@@ -54,7 +60,9 @@ def active_client_ids(view: AuditView, settings: Settings) -> pd.Index:
         window = settings.column(done, "active_client_days")
         age = days_between(done["session_date"], view.as_of)
         recent = (age >= 0) & (age <= window)
-        view.cache[key] = pd.Index(done.loc[recent.fillna(False).astype(bool), "client_id"].unique())
+        view.cache[key] = pd.Index(
+            done.loc[recent.fillna(False).astype(bool), "client_id"].unique()
+        )
     return view.cache[key]
 
 
@@ -92,8 +100,6 @@ def referral_expiry(view: AuditView, settings: Settings) -> pd.Series:
     if "referral_expiry" not in view.cache:
         referrals = view.tables["referrals"]
         validity = settings.column(referrals, "referral_validity_days")
-        default = referrals["referral_date"] + pd.to_timedelta(
-            validity.astype("float64"), unit="D"
-        )
+        default = referrals["referral_date"] + pd.to_timedelta(validity.astype("float64"), unit="D")
         view.cache["referral_expiry"] = referrals["valid_until"].fillna(default)
     return view.cache["referral_expiry"]

@@ -82,14 +82,19 @@ def _with_client(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _child_counts(
-    parents: pd.Series, children: pd.Series, mask: pd.Series | None = None
+    parents: pd.Series,
+    children: pd.Series,
+    mask: pd.Series | None = None,
+    position: np.ndarray | None = None,
 ) -> pd.Series:
     """Number of child rows naming each parent (only the rows where mask holds).
 
     ``parents`` are unique keys (the view keeps one row per key); counting by
     position with bincount avoids a groupby over millions of text keys.
+    ``position`` is each child's parent position, when the caller already has it.
     """
-    position = pd.Index(parents).get_indexer(children)
+    if position is None:
+        position = common.positions(parents, children)
     keep = position >= 0
     if mask is not None:
         keep &= mask.to_numpy(dtype=bool, na_value=False)
@@ -105,7 +110,7 @@ def _client_first_session(view: AuditView) -> Frame:
     assessment that stand on or before it (NA when there is none)."""
     first = common.first_session_date(view).rename("first_session_on")
     clients = view.tables["clients"][["client_id", "practice_id"]]
-    rows = clients[clients["client_id"].isin(first.index)].copy()
+    rows = clients[common.is_in(clients["client_id"], first.index)].copy()
     rows["first_session_on"] = _lookup(rows["client_id"], first)
 
     intakes = _with_client(view.tables["intake_forms"])
@@ -215,7 +220,7 @@ def _plan_in_effect(view: AuditView, sessions: pd.DataFrame) -> pd.Series:
     # Integer codes for clients, sessions and plans keep the pair table cheap: a
     # network has about a million sessions and a few plans per client.
     clients = pd.Index(plans["client_id"].unique())
-    session_client = clients.get_indexer(sessions["client_id"])
+    session_client = common.positions(clients, sessions["client_id"])
     judged = session_client >= 0
     left = pd.DataFrame(
         {
@@ -226,7 +231,7 @@ def _plan_in_effect(view: AuditView, sessions: pd.DataFrame) -> pd.Series:
     )
     right = pd.DataFrame(
         {
-            "client": clients.get_indexer(plans["client_id"]),
+            "client": common.positions(clients, plans["client_id"]),
             "rank": np.arange(len(plans)),
             "start_date": plans["start_date"].to_numpy(),
             "end_date": plans["end_date"].to_numpy(),
@@ -249,10 +254,13 @@ def _add_session_log(view: AuditView, sessions: pd.DataFrame) -> None:
     """
     log_rows = view.tables["session_exercises"]
     key, logged = sessions["session_id"], log_rows["session_id"]
-    sessions["exercise_count"] = _child_counts(key, logged)
+    position = common.positions(key, logged)
+    sessions["exercise_count"] = _child_counts(key, logged, position=position)
     for column in ("sets", "reps", "intensity"):
         lacking = log_rows[column].isna()
-        sessions[f"exercises_without_{column}"] = _child_counts(key, logged, lacking)
+        sessions[f"exercises_without_{column}"] = _child_counts(
+            key, logged, lacking, position=position
+        )
 
 
 def _signature_day(view: AuditView, sessions: pd.DataFrame, settings: Settings) -> pd.Series:

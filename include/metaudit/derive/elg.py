@@ -76,7 +76,7 @@ def _policy_rows(view: AuditView, policy_ids: pd.Series) -> np.ndarray:
     ids, which matters at millions of claim lines.
     """
     policies = view.tables["insurance_policies"]
-    position = pd.Index(policies["policy_id"]).get_indexer(policy_ids)
+    position = common.positions(policies["policy_id"], policy_ids)
     return np.asarray(position, dtype=np.int64)
 
 
@@ -118,7 +118,7 @@ def _live_lines_and_visits(
     (``policy_row`` -1, ``visit_row`` -1).
     """
     lines = view.tables["claim_lines"].reset_index(drop=True)
-    claim_row = pd.Index(claims["claim_id"]).get_indexer(lines["claim_id"])
+    claim_row = common.positions(claims["claim_id"], lines["claim_id"])
     policy_row = _at(claims["policy_row"], claim_row).fillna(_NO_ROW).to_numpy(dtype=np.int64)
     lines = lines.assign(policy_row=policy_row)
     known = (policy_row >= 0) & lines["service_date"].notna().to_numpy()
@@ -243,7 +243,7 @@ def _authorization_frame(view: AuditView, settings: Settings, windows: pd.DataFr
     authorizations = view.tables["authorizations"].reset_index(drop=True)
     used = np.bincount(windows["auth_row"].to_numpy(), minlength=len(authorizations))
     covers = (authorizations["start_date"] <= as_of) & (as_of <= authorizations["end_date"])
-    active = authorizations["client_id"].isin(common.active_client_ids(view, settings))
+    active = common.is_in(authorizations["client_id"], common.active_client_ids(view, settings))
     keep = (covers.fillna(False) & active).to_numpy(dtype=bool)
     rows = authorizations[keep].reset_index(drop=True)
     policy_row = _policy_rows(view, rows["policy_id"])

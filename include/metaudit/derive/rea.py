@@ -98,7 +98,7 @@ def _session_after_assessment(view: AuditView, settings: Settings) -> Frame:
     # Integer codes and positions only go through merge_asof: its "by" key is then
     # cheap and never an Arrow string (which it cannot factorize when a side is empty).
     clients = pd.Index(dates["client_id"].unique())
-    session_client = clients.get_indexer(sessions["client_id"])
+    session_client = common.positions(clients, sessions["client_id"])
     judged = (session_client >= 0) & sessions["session_date"].notna().to_numpy()
     left = pd.DataFrame(
         {
@@ -109,7 +109,7 @@ def _session_after_assessment(view: AuditView, settings: Settings) -> Frame:
     )
     right = pd.DataFrame(
         {
-            "client": clients.get_indexer(dates["client_id"]),
+            "client": common.positions(clients, dates["client_id"]),
             "latest_assessment_on": dates["assessed_on"].astype("datetime64[ns]").to_numpy(),
         }
     )
@@ -153,9 +153,9 @@ def _active_client(view: AuditView, settings: Settings) -> Frame:
     the due date is on or before it).
     """
     clients = _existing_clients(view)
-    clients = clients[clients["client_id"].isin(common.active_client_ids(view, settings))]
+    clients = clients[common.is_in(clients["client_id"], common.active_client_ids(view, settings))]
     latest = _assessment_dates(view).groupby("client_id")["assessed_on"].max()
-    rows = clients[clients["client_id"].isin(latest.index)].copy()
+    rows = clients[common.is_in(clients["client_id"], latest.index)].copy()
     rows["latest_assessment_on"] = _lookup(rows["client_id"], latest)
     rows["latest_assessment_on"] = rows["latest_assessment_on"].astype("datetime64[ns]")
     interval = _days(settings.column(rows, "reassessment_interval_days"))
@@ -192,8 +192,8 @@ def _reassessment(view: AuditView) -> Frame:
     is_reassessment = assessments["kind"].eq("reassessment").fillna(False).astype(bool)
     rows = assessments[is_reassessment].copy()
     # Counted by position: a bincount instead of a groupby over text keys.
-    position = pd.Index(rows["assessment_id"]).get_indexer(
-        view.tables["outcome_measures"]["assessment_id"]
+    position = common.positions(
+        rows["assessment_id"], view.tables["outcome_measures"]["assessment_id"]
     )
     counts = np.bincount(position[position >= 0], minlength=len(rows))
     rows["outcome_measure_count"] = pd.Series(counts, index=rows.index, dtype="Int64")
@@ -228,7 +228,7 @@ def _instrument_means(view: AuditView, assessment_ids: pd.Series) -> pd.DataFram
     an instrument outside the catalogue has no direction and is not used.
     """
     measures = view.tables["outcome_measures"]
-    measures = measures[measures["assessment_id"].isin(assessment_ids)]
+    measures = measures[common.is_in(measures["assessment_id"], assessment_ids)]
     instrument = common.norm_code(measures["instrument"])
     catalogue = instrument.isin(LOWER_IS_BETTER + HIGHER_IS_BETTER)
     measures = measures.assign(instrument=instrument)[catalogue]

@@ -140,7 +140,7 @@ def _unrenewed_expiry(
     D + referral_expiry_notice_days. A notice is due when expiry <= horizon.
     """
     as_of = view.as_of
-    active = referrals["client_id"].isin(common.active_client_ids(view, settings))
+    active = common.is_in(referrals["client_id"], common.active_client_ids(view, settings))
     covers_as_of = (referrals["referral_date"] <= as_of) & (as_of <= referrals["expiry"])
     candidate = (active & covers_as_of.fillna(False)).astype(bool)
     candidates = referrals.loc[candidate, ["referral_id", "client_id", "expiry"]]
@@ -151,7 +151,7 @@ def _unrenewed_expiry(
         pairs["next_day"] <= pairs["expiry_other"]
     )
     renewed_ids = pd.Index(pairs.loc[renews.fillna(False).astype(bool), "referral_id"].unique())
-    judged = candidate & ~referrals["referral_id"].isin(renewed_ids)
+    judged = candidate & ~common.is_in(referrals["referral_id"], renewed_ids)
     unrenewed = referrals["expiry"].where(judged)
     notice_days = settings.column(referrals, "referral_expiry_notice_days")
     horizon = as_of + pd.to_timedelta(notice_days.astype("float64"), unit="D")
