@@ -289,6 +289,7 @@ def string_codes(*columns: pd.Series | pd.Index) -> tuple[list[np.ndarray], int]
         widths = {_byte_width(s) for s in held}
         if len(widths) == 1 and None not in widths:
             (width,) = widths
+            assert width is not None  # excluded just above; tells the type checker
             return _word_codes([_words(s, width) for s in strings if s is not None])
     joined = pd.concat(
         [pd.Series(c.array if isinstance(c, pd.Index) else c).astype(_STRING) for c in columns],
