@@ -22,7 +22,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 export METAUDIT_DATA_DIR := $(DATA)
 
-.PHONY: install system-deps demo test lint typecheck lock clean
+.PHONY: install system-deps demo ui test lint typecheck lock clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH (set PYTHON=...)"; exit 2; }
@@ -46,6 +46,20 @@ demo: install
 	    >$(AIRFLOW_HOME)/dags-test.log 2>&1 \
 	    || { tail -40 $(AIRFLOW_HOME)/dags-test.log; exit 1; }
 	@$(BIN)/python -m metaudit.demo_summary --data $(DATA) --as-of $(DEMO_AS_OF) --db $(DEMO_DB)
+
+# The Airflow UI on the demo, with the packets pages (Browse > Audit packets): users admin,
+# owner1 (PR0001) and owner2 (PR0002); Airflow prints their generated passwords on start and
+# keeps them in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated. Run `make demo` first.
+UI_PORT ?= 8080
+ui: install
+	@mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate >$(AIRFLOW_HOME)/db-migrate.log 2>&1 || { tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
+	@# The rebuild button triggers the DAG through the API: it must be in the metadata database.
+	$(BIN)/airflow dags reserialize >$(AIRFLOW_HOME)/reserialize.log 2>&1 || { tail -20 $(AIRFLOW_HOME)/reserialize.log; exit 1; }
+	METAUDIT_DEMO=1 METAUDIT_CONFIG=$(CURDIR)/deploy/demo/metaudit.yaml \
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin,owner1:viewer,owner2:viewer \
+	AIRFLOW__API__BASE_URL=http://localhost:$(UI_PORT) \
+	    $(BIN)/airflow api-server --port $(UI_PORT)
 
 # Debian packages some tests drive: Chromium renders the email, pdftoppm the packet cover.
 # Needs root (CI runs as root); without them those tests skip with the reason.

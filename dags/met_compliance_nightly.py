@@ -74,8 +74,9 @@ NIGHTLY_TIMEZONE = os.environ.get("METAUDIT_NIGHTLY_TIMEZONE", "America/New_York
 class _RuleAtFailureTime(RetryRule):
     """A retry rule whose exception class is imported when a task fails, on the worker.
 
-    RetryRule imports a dotted path when it is built, so naming the packet errors
-    would import pandas while Airflow parses this file.
+    RetryRule imports a dotted path when it is built; this file imports none of the
+    project's modules while Airflow parses it (tests/unit/test_dag_integrity.py holds it
+    to that), so the exceptions are looked up when they are needed.
     """
 
     def __post_init__(self) -> None:

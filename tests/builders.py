@@ -4,6 +4,9 @@
 whose every record satisfies all 50 rules at ``AS_OF``. A rule test mutates a
 copy to make exactly one rule fire, runs ``audit`` and asserts the findings.
 
+Also here: what several test modules share (``ids``/``by_id``/``only`` over findings, a client
+without sessions, and ``demo_source_fixture``, the orchestration tests' demo source).
+
 Timeline of CL-1 (2026): referral 01-05 (valid to 07-05), eligibility 01-05,
 PT discharge 2025-12-15, intake 01-08, initial assessment 01-10 with the plan
 of exercise, sessions 01-12, 02-10, 03-12 and 03-30 (a fifth on 04-02 lies
@@ -14,10 +17,16 @@ claims CLM-1..3 (paid, paid, submitted) and a draft CLM-4.
 from __future__ import annotations
 
 import copy
+import sqlite3
 import tempfile
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from metaudit.demo import GenerationReport
 
 AS_OF = date(2026, 3, 31)
 
@@ -29,6 +38,7 @@ NPI_PROVIDER_2 = "1122334455"
 NPI_OTHER = "2876543218"
 
 Records = dict[str, list[dict[str, Any]]]
+Finding = dict[str, Any]
 
 SESSION_DATES = {
     "S-1": date(2026, 1, 12),
@@ -469,7 +479,7 @@ def write_sqlite(records: Records, path: Path) -> Path:
     return path
 
 
-def audit(records: Records, as_of: date = AS_OF, settings: Any = None) -> list[dict[str, Any]]:
+def audit(records: Records, as_of: date = AS_OF, settings: Any = None) -> list[Finding]:
     """Run the whole check over the records and return the findings as dicts."""
     from metaudit.engine import run_check
 
@@ -492,3 +502,102 @@ def find(records: Records, table: str, **match: Any) -> dict[str, Any]:
         if all(row.get(k) == v for k, v in match.items()):
             return row
     raise KeyError(f"no {table} row with {match}")
+
+
+def ids(findings: list[Finding], rule_id: str) -> set[str]:
+    """Entity ids of one rule's findings."""
+    return {f["entity_id"] for f in findings if f["rule_id"] == rule_id}
+
+
+def by_id(findings: list[Finding], rule_id: str) -> dict[str, Finding]:
+    """One rule's findings keyed by entity id."""
+    return {f["entity_id"]: f for f in findings if f["rule_id"] == rule_id}
+
+
+def only(findings: list[Finding], rule_id: str) -> Finding:
+    """The single finding of a rule."""
+    hits = [f for f in findings if f["rule_id"] == rule_id]
+    assert len(hits) == 1, hits
+    return hits[0]
+
+
+def add_client_without_sessions(records: Records) -> None:
+    """A second client CL-2 of PR-1 with no sessions, policies or assessments."""
+    records["clients"].append(
+        {
+            "client_id": "CL-2",
+            "practice_id": "PR-1",
+            "first_name": "Lee",
+            "last_name": "Park",
+            "date_of_birth": date(1960, 2, 2),
+            "status": "active",
+        }
+    )
+
+
+# A completed session whose client does not exist: its finding names no practice, so it
+# must stay out of every practice's partition, results and packet.
+ORPHAN_SESSION = "SE99999999"
+
+
+def demo_source_fixture(*, as_of: date, sessions: int, practices: int) -> Any:
+    """A module-scoped fixture ``demo``: a demo practice network with every injected defect,
+    plus ORPHAN_SESSION (an existing session's row copied under client CL-GONE).
+
+    The source of the orchestration tests (the DAG's tasks as plain functions, and
+    ``dag.test()`` of the nightly DAG), which differ only in its size. Use it as
+    ``demo = demo_source_fixture(...)`` at module level.
+    """
+
+    @pytest.fixture(scope="module")
+    def demo(tmp_path_factory: pytest.TempPathFactory) -> GenerationReport:
+        from metaudit.demo import generate
+
+        report = generate(
+            str(tmp_path_factory.mktemp("demo") / "practice.sqlite"),
+            as_of=as_of,
+            sessions=sessions,
+            practices=practices,
+            progress=False,
+        )
+        assert report.database is not None
+        with sqlite3.connect(report.database) as conn:
+            conn.execute(
+                "INSERT INTO sessions SELECT ?, 'CL-GONE', staff_id, session_date, status, "
+                "timed_minutes, client_response, notes, signed_at FROM sessions LIMIT 1",
+                (ORPHAN_SESSION,),
+            )
+        return report
+
+    return demo
+
+
+def write_signed_packet(
+    packets_dir: Path, practice_id: str, as_of: str, client_id: str | None, key: bytes
+) -> Path:
+    """A small, correctly signed packet at its place in ``packets_dir`` (client packet, or
+    the practice packet of the month when ``client_id`` is None), without running a check."""
+    from metaudit.packets.archive import zip_bytes
+    from metaudit.packets.layout import client_packet_path, practice_packet_path
+    from metaudit.packets.signing import build_manifest, manifest_bytes
+
+    files = {
+        "cover.pdf": f"%PDF cover of {client_id or 'the practice'}".encode(),
+        "findings.csv": f"as_of,practice_id\n{as_of},{practice_id}\n".encode(),
+    }
+    manifest = build_manifest(
+        files,
+        kind="client" if client_id else "practice",
+        as_of=as_of,
+        practice_id=practice_id,
+        client_id=client_id,
+        key=key,
+    )
+    files["manifest.json"] = manifest_bytes(manifest)
+    if client_id is None:
+        path = practice_packet_path(packets_dir, practice_id, as_of)
+    else:
+        path = client_packet_path(packets_dir, practice_id, as_of, client_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(zip_bytes(files, date.fromisoformat(as_of)))
+    return path

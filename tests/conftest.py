@@ -3,62 +3,55 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
-
-POSTGRES_HOST = os.environ.get("METAUDIT_TEST_PG_HOST", "127.0.0.1")
-MARIADB_HOST = os.environ.get("METAUDIT_TEST_MARIADB_HOST", "127.0.0.1")
+from servers import MARIADB_HOST, POSTGRES_HOST, reachable
 
 
-def _reachable(host: str, port: int) -> bool:
+def _scratch_database(server: str, admin_database: str, create: str, drop: str) -> Iterator[str]:
+    """Yield the URL of a fresh database on ``server`` (a URL without database), dropped
+    afterwards. ``create`` and ``drop`` are the server's SQL with a ``{name}`` to fill in;
+    they run from ``admin_database`` outside any transaction (neither may run inside one)."""
+    import sqlalchemy as sa
+
+    name = f"metaudit_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(f"{server}/{admin_database}", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(create.format(name=name)))
     try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
+        yield f"{server}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(drop.format(name=name)))
+        admin.dispose()
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    if not _reachable(POSTGRES_HOST, 5432):
+    if not reachable(POSTGRES_HOST, 5432):
         pytest.skip(f"needs PostgreSQL on {POSTGRES_HOST}:5432 (not reachable)")
-    import sqlalchemy as sa
-
-    name = f"metaudit_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(
-        f"postgresql+psycopg://postgres@{POSTGRES_HOST}:5432/postgres", isolation_level="AUTOCOMMIT"
+    yield from _scratch_database(
+        f"postgresql+psycopg://postgres@{POSTGRES_HOST}:5432",
+        "postgres",
+        create='CREATE DATABASE "{name}"',
+        drop='DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
     )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+psycopg://postgres@{POSTGRES_HOST}:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
     """A fresh, empty MariaDB database for one test, dropped afterwards."""
-    if not _reachable(MARIADB_HOST, 3306):
+    if not reachable(MARIADB_HOST, 3306):
         pytest.skip(f"needs MariaDB on {MARIADB_HOST}:3306 (not reachable)")
-    import sqlalchemy as sa
-
-    name = f"metaudit_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(f"mysql+pymysql://root@{MARIADB_HOST}:3306/")
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE `{name}`"))
-    try:
-        yield f"mysql+pymysql://root@{MARIADB_HOST}:3306/{name}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+    yield from _scratch_database(
+        f"mysql+pymysql://root@{MARIADB_HOST}:3306",
+        "",
+        create="CREATE DATABASE `{name}`",
+        drop="DROP DATABASE IF EXISTS `{name}`",
+    )
 
 
 STRICT_SKIPS = os.environ.get("METAUDIT_STRICT_SKIPS") == "1"

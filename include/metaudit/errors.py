@@ -33,5 +33,22 @@ class SettingsError(MetAuditError):
     """The configuration file holds an invalid setting; the message names it."""
 
 
+class Problems:
+    """Every problem found in a configuration, by path, so that one error names them all."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, path: str, problem: str) -> None:
+        self.items.append(f"{path}: {problem}")
+
+    def raise_if_any(self, what: str, error: type[SettingsError] = SettingsError) -> None:
+        """Raise ``error`` listing every problem, headed ``what: N problem(s)``."""
+        if self.items:
+            count = len(self.items)
+            head = f"{what}: {count} problem{'s' if count > 1 else ''}"
+            raise error(head + "\n  - " + "\n  - ".join(self.items))
+
+
 class SuiteError(MetAuditError):
     """An expectation suite is broken (for example an expectation was dropped on load)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -86,17 +87,46 @@ def to_csv(findings: Iterable[Finding]) -> str:
     return buffer.getvalue()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to path through a temporary file and a rename: never a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def _fsync_dir(path: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EBADF):  # some filesystems cannot fsync a dir
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_atomic_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably: never a partial file.
+
+    The one atomic write of the project (findings, snapshots, packets, the mail outbox):
+    a temporary file in the same folder (a rename is atomic only within one filesystem),
+    flushed and fsynced, renamed over ``path``, then the folder fsynced so the rename
+    survives a crash. On any failure the temporary file is removed and the old file stays.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` as UTF-8, line endings as given, through :func:`write_atomic_bytes`."""
+    write_atomic_bytes(path, text.encode("utf-8"))
 
 
 def write_findings(findings: Iterable[Finding], out_dir: Path) -> tuple[Path, Path]:

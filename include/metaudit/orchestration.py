@@ -34,7 +34,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -61,6 +61,11 @@ TIMINGS_FILE = "timings.json"
 OUTBOX_FOLDER = "outbox"
 # METAUDIT_DEMO=1 (set by `make demo`) lets packets be signed with the published demo key.
 DEMO_ENV = "METAUDIT_DEMO"
+# Partitions are copies of health records: a date's are removed when its run finished
+# with every practice; a failed run's are kept (to clear and retry its tasks) this many
+# days, then removed by a later run.
+SNAPSHOT_KEEP_DAYS_ENV = "METAUDIT_SNAPSHOT_KEEP_DAYS"
+DEFAULT_SNAPSHOT_KEEP_DAYS = 7
 # Airflow's own setting for the address of its UI ([api] base_url).
 AIRFLOW_BASE_URL_ENV = "AIRFLOW__API__BASE_URL"
 # What an alert callback may meet while mailing; none of them may escape the callback.
@@ -198,12 +203,16 @@ def source_url() -> str:
     return sqlalchemy_url_from_connection(conn)
 
 
-def results_url() -> str:
+def results_url(lookup: Callable[[str], Any] | None = None) -> str:
     """The results store's URL: the ``met_results_db`` connection, else the default
-    SQLite file ``results.sqlite`` in the data folder."""
+    SQLite file ``results.sqlite`` in the data folder.
+
+    ``lookup`` finds a connection by id; the default is the task SDK's
+    (:func:`airflow_connection`). The API server passes its own: outside a task the SDK
+    sees only connections defined in the environment."""
     from metaudit.results import default_url
 
-    conn = airflow_connection(RESULTS_CONN_ID)
+    conn = (lookup or airflow_connection)(RESULTS_CONN_ID)
     return sqlalchemy_url_from_connection(conn) if conn is not None else default_url()
 
 
@@ -216,10 +225,11 @@ def sendgrid_credentials() -> tuple[str | None, str | None]:
     return credentials_from_connection(conn) if conn is not None else (None, None)
 
 
-def packet_key() -> str | None:
+def packet_key(lookup: Callable[[str], Any] | None = None) -> str | None:
     """The packet signing key: the ``met_packet_key`` connection's password; None without
-    it, so the packets fall back to METAUDIT_PACKET_KEY (and refuse to build without one)."""
-    conn = airflow_connection(PACKET_KEY_CONN_ID)
+    it, so the packets fall back to METAUDIT_PACKET_KEY (and refuse to build without one).
+    ``lookup`` as for :func:`results_url`."""
+    conn = (lookup or airflow_connection)(PACKET_KEY_CONN_ID)
     secret = (getattr(conn, "password", None) or "").strip() if conn is not None else ""
     return secret or None
 
@@ -632,9 +642,45 @@ def finish_run(store_url: str, run_id: str, *, extracted_ok: bool) -> str:
         store.close()
     summary = summarize(rows, run_id)
     log.info("run %s as of %s:\n%s", run_id, outcome.as_of, summary)
+    retire_snapshots(outcome.as_of.isoformat(), keep_own=bool(outcome.failed))
     if outcome.failed:
         raise PracticesFailedError(run_id, outcome.failed)
     return summary
+
+
+def snapshot_keep_days() -> int:
+    """Days a failed run's partitions are kept (METAUDIT_SNAPSHOT_KEEP_DAYS, default 7)."""
+    raw = os.environ.get(SNAPSHOT_KEEP_DAYS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SNAPSHOT_KEEP_DAYS
+    if not raw.isdigit():
+        raise SettingsError(
+            f"{SNAPSHOT_KEEP_DAYS_ENV} must be a whole number of days >= 0, got {raw!r}"
+        )
+    return int(raw)
+
+
+def retire_snapshots(as_of: str, *, keep_own: bool, root: Path | None = None) -> list[Path]:
+    """Remove the partitions of ``as_of`` (unless ``keep_own``) and every other date's
+    partitions untouched for longer than :func:`snapshot_keep_days`; return what went."""
+    import shutil
+
+    base = root or data_dir() / "snapshots"
+    cutoff = time.time() - snapshot_keep_days() * 86_400
+    removed = []
+    for folder in sorted(base.iterdir()) if base.is_dir() else []:
+        own = folder.name == as_of
+        if own and keep_own:
+            log.info("partitions of %s kept for retries of the failed practices: %s", as_of, folder)
+            continue
+        if own or folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            if not folder.exists():
+                removed.append(folder)
+                log.info("partitions removed (copies of health records): %s", folder)
+            else:
+                log.warning("partitions could not be removed: %s", folder)
+    return removed
 
 
 def summarize(rows: Sequence[Mapping[str, Any]], run_id: str | None = None) -> str:
@@ -685,12 +731,13 @@ def _record_alert(ti: Any, practice_id: str | None, error: str) -> tuple[int | N
     """The alert's row in the results store (and the practice's failed status); its id and
     the run's as-of date, (None, None) when the store cannot be reached."""
     from metaudit.results import ResultsStore
+    from metaudit.results.store import as_date
 
     try:
         store = ResultsStore.open(results_url())
         try:
             run = store.run(ti.run_id)
-            as_of = _as_date(run["as_of"]) if run else None
+            as_of = as_date(run["as_of"]) if run else None
             alert_id = store.record_alert(
                 dag_id=ti.dag_id,
                 run_id=ti.run_id,
@@ -851,14 +898,6 @@ def _with_database_errors() -> tuple[type[BaseException], ...]:
     from sqlalchemy.exc import SQLAlchemyError
 
     return (SQLAlchemyError, *_ALERT_ERRORS)
-
-
-def _as_date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
 
 
 def _practice_of(context: Mapping[str, Any]) -> str | None:

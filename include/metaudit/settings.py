@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from metaudit import contract
-from metaudit.errors import SettingsError
+from metaudit.errors import Problems, SettingsError
 
 # pandas and numpy are imported inside the frame helpers: loading and validating a
 # configuration (an Airflow plugin or DAG file may do it) needs neither.
@@ -336,17 +336,7 @@ def _is_whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class _Problems:
-    """Collects every problem of a configuration so one error can name them all."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, path: str, problem: str) -> None:
-        self.items.append(f"{path}: {problem}")
-
-
-def _check_value(spec: SettingSpec, value: Any, path: str, problems: _Problems) -> Any:
+def _check_value(spec: SettingSpec, value: Any, path: str, problems: Problems) -> Any:
     """The normalised value of one setting, or None after recording a problem."""
     if spec.kind == DAYS:
         if not _is_whole(value) or value < 0:
@@ -377,7 +367,7 @@ def _check_value(spec: SettingSpec, value: Any, path: str, problems: _Problems) 
     return _check_list(spec, value, path, problems)
 
 
-def _check_timezone(value: Any, path: str, problems: _Problems) -> str | None:
+def _check_timezone(value: Any, path: str, problems: Problems) -> str | None:
     if not isinstance(value, str) or not value.strip():
         problems.add(
             path, f"must be an IANA time zone such as 'America/New_York', got {_show(value)}"
@@ -394,7 +384,7 @@ def _check_timezone(value: Any, path: str, problems: _Problems) -> str | None:
 
 
 def _check_list(
-    spec: SettingSpec, value: Any, path: str, problems: _Problems
+    spec: SettingSpec, value: Any, path: str, problems: Problems
 ) -> tuple[str, ...] | None:
     what = {CODES: "codes", VALUES: "values", PATTERNS: "regular expressions"}[spec.kind]
     if not isinstance(value, list) or not value:
@@ -437,7 +427,7 @@ def _check_list(
 
 
 def _check_settings(
-    raw: Any, path: str, problems: _Problems, *, payer: bool = False
+    raw: Any, path: str, problems: Problems, *, payer: bool = False
 ) -> dict[str, Any]:
     """The valid, normalised overrides of one settings mapping."""
     if raw is None:
@@ -470,7 +460,7 @@ def payer_key(name: str) -> str:
     return name.strip().casefold()
 
 
-def _check_payers(raw: Any, path: str, problems: _Problems) -> dict[str, dict[str, Any]]:
+def _check_payers(raw: Any, path: str, problems: Problems) -> dict[str, dict[str, Any]]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
@@ -506,7 +496,7 @@ class _Parsed:
 
 
 def _parse(data: Any, source: str) -> _Parsed:
-    problems = _Problems()
+    problems = Problems()
     parsed = _Parsed({}, {}, {}, {}, {}, {})
     if data is None:
         data = {}
@@ -554,10 +544,7 @@ def _parse(data: Any, source: str) -> _Parsed:
         parsed.practice_payers[pid] = _check_payers(body.get("payers"), f"{path}.payers", problems)
         parsed.practice_sections[pid] = {k: body[k] for k in RESERVED_PRACTICE_KEYS if k in body}
 
-    if problems.items:
-        count = len(problems.items)
-        head = f"invalid configuration ({source}): {count} problem{'s' if count > 1 else ''}"
-        raise SettingsError(head + "\n  - " + "\n  - ".join(problems.items))
+    problems.raise_if_any(f"invalid configuration ({source})")
     return parsed
 
 

@@ -16,7 +16,6 @@ import importlib.util
 import json
 import os
 import secrets
-import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -25,25 +24,16 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from servers import POSTGRES_HOST, REDIS_HOST, reachable
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.airflow]
 
 REPO = Path(__file__).resolve().parents[2]
-POSTGRES_HOST = os.environ.get("METAUDIT_TEST_PG_HOST", "127.0.0.1")
-REDIS_HOST = os.environ.get("METAUDIT_TEST_REDIS_HOST", "127.0.0.1")
 # A database number of its own: flushing it touches nothing else on the server.
 BROKER_URL = f"redis://{REDIS_HOST}:6379/5"
 AS_OF = date(2026, 3, 2)
 PRACTICES = 6
 RUN_TIMEOUT_S = 360
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _load_harness() -> ModuleType:
@@ -60,9 +50,9 @@ def _load_harness() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def harness() -> ModuleType:
-    if not _reachable(REDIS_HOST, 6379):
+    if not reachable(REDIS_HOST, 6379):
         pytest.skip(f"needs Redis on {REDIS_HOST}:6379 as Celery broker (not reachable)")
-    if not _reachable(POSTGRES_HOST, 5432):
+    if not reachable(POSTGRES_HOST, 5432):
         pytest.skip(f"needs PostgreSQL on {POSTGRES_HOST}:5432 (not reachable)")
     pytest.importorskip("airflow.providers.celery", reason="needs apache-airflow-providers-celery")
     return _load_harness()

@@ -22,7 +22,6 @@ import email.policy
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,9 +32,10 @@ from urllib.parse import quote
 
 import pandas as pd
 import pytest
+from builders import ORPHAN_SESSION, demo_source_fixture
 from sendgrid_double import Recorded, Reply, SendGridDouble, error_reply
 
-from metaudit.demo import GenerationReport, generate
+from metaudit.demo import GenerationReport
 from metaudit.mail.outbox import DIGEST, Outbox
 from metaudit.results import ResultsStore, default_url
 
@@ -43,7 +43,6 @@ pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = date(2026, 3, 31)
-ORPHAN_SESSION = "SE99999999"
 PRACTICES = ["PR0001", "PR0002", "PR0003"]
 PACKET_KEY = "dag-test-packet-key-0123456789"
 API_KEY = "SG.dag-test-key-that-must-never-leak"
@@ -182,24 +181,8 @@ def mail_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> GenerationReport:
-    """Three practices with every defect, and a session of a client that does not exist."""
-    report = generate(
-        str(tmp_path_factory.mktemp("demo") / "practice.sqlite"),
-        as_of=AS_OF,
-        sessions=3000,
-        practices=3,
-        progress=False,
-    )
-    assert report.database is not None
-    with sqlite3.connect(report.database) as conn:
-        conn.execute(
-            "INSERT INTO sessions SELECT ?, 'CL-GONE', staff_id, session_date, status, "
-            "timed_minutes, client_response, notes, signed_at FROM sessions LIMIT 1",
-            (ORPHAN_SESSION,),
-        )
-    return report
+# The demo source: three practices, every defect, and a session of a client that does not exist.
+demo = demo_source_fixture(as_of=AS_OF, sessions=3000, practices=3)
 
 
 @pytest.fixture(scope="module")
@@ -291,15 +274,15 @@ def _alert_posts(requests: list[Recorded]) -> list[dict[str, Any]]:
     return [r.json for r in requests if r.json["custom_args"].get("kind") == "alert"]
 
 
-@pytest.fixture(scope="module")
-def first_run(
+def _nightly_run(
     airflow_home: Path,
+    data: Path,
     demo: GenerationReport,
-    tmp_path_factory: pytest.TempPathFactory,
     double: PracticeDouble,
     mail_config: Path,
 ) -> dict[str, Any]:
-    data = tmp_path_factory.mktemp("data")
+    """One run of the date without conf on ``data``, mailing through the double, and what it
+    left: the run, the results store's contents, the mail it sent, the outbox and the packets."""
     sent_before = len(double.requests)
     run = run_dag(airflow_home, data, demo, sendgrid=double.host, config=mail_config)
     store = ResultsStore(default_url(data))
@@ -316,6 +299,18 @@ def first_run(
 
 
 @pytest.fixture(scope="module")
+def first_run(
+    airflow_home: Path,
+    demo: GenerationReport,
+    tmp_path_factory: pytest.TempPathFactory,
+    double: PracticeDouble,
+    mail_config: Path,
+) -> dict[str, Any]:
+    """The first run of the date, on a fresh data folder."""
+    return _nightly_run(airflow_home, tmp_path_factory.mktemp("data"), demo, double, mail_config)
+
+
+@pytest.fixture(scope="module")
 def rerun(
     first_run: dict[str, Any],
     airflow_home: Path,
@@ -324,19 +319,7 @@ def rerun(
     mail_config: Path,
 ) -> dict[str, Any]:
     """The same date again, as the next night's retry or an admin's rerun would."""
-    data = first_run["data"]
-    sent_before = len(double.requests)
-    run = run_dag(airflow_home, data, demo, sendgrid=double.host, config=mail_config)
-    store = ResultsStore(default_url(data))
-    snapshot = contents(store)
-    store.close()
-    return {
-        "run": run,
-        "contents": snapshot,
-        "requests": double.requests[sent_before:],
-        "outbox": _outbox_files(data),
-        "packets": _packet_files(data),
-    }
+    return _nightly_run(airflow_home, first_run["data"], demo, double, mail_config)
 
 
 @pytest.fixture(scope="module")

@@ -10,22 +10,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from builders import audit, clean_records, find
+from builders import Records, audit, by_id, clean_records, find, ids
 
 from metaudit.settings import Settings
-
-Finding = dict[str, Any]
-Records = dict[str, list[dict[str, Any]]]
-
-
-def ids(findings: list[Finding], rule_id: str) -> set[str]:
-    """Entity ids of one rule's findings."""
-    return {f["entity_id"] for f in findings if f["rule_id"] == rule_id}
-
-
-def by_id(findings: list[Finding], rule_id: str) -> dict[str, Finding]:
-    """One rule's findings keyed by entity id."""
-    return {f["entity_id"]: f for f in findings if f["rule_id"] == rule_id}
 
 
 def claim(records: Records, claim_id: str) -> dict[str, Any]:

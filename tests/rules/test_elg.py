@@ -14,25 +14,19 @@ from datetime import date
 from typing import Any
 
 import pytest
-from builders import audit, clean_records, find
-
-Finding = dict[str, Any]
-Records = dict[str, list[dict[str, Any]]]
+from builders import (
+    Finding,
+    Records,
+    add_client_without_sessions,
+    audit,
+    clean_records,
+    find,
+    ids,
+    only,
+)
 
 ALL_CLAIMS = {"CLM-1", "CLM-2", "CLM-3", "CLM-4"}
 ALL_LINES = {f"L-{n}" for n in range(1, 9)}
-
-
-def ids(findings: list[Finding], rule_id: str) -> set[str]:
-    """Entity ids of one rule's findings."""
-    return {f["entity_id"] for f in findings if f["rule_id"] == rule_id}
-
-
-def only(findings: list[Finding], rule_id: str) -> Finding:
-    """The single finding of a rule."""
-    hits = [f for f in findings if f["rule_id"] == rule_id]
-    assert len(hits) == 1, hits
-    return hits[0]
 
 
 def of(findings: list[Finding], rule_id: str, entity_id: str) -> Finding:
@@ -53,24 +47,6 @@ def add_policy(records: Records, **changes: Any) -> None:
     records["eligibility_checks"].append(
         {**records["eligibility_checks"][0], "check_id": "EC-2", "policy_id": "POL-2"}
     )
-
-
-def add_client_without_sessions(records: Records) -> None:
-    records["clients"].append(
-        {
-            "client_id": "CL-2",
-            "practice_id": "PR-1",
-            "first_name": "Lee",
-            "last_name": "Park",
-            "date_of_birth": date(1960, 2, 2),
-            "status": "active",
-        }
-    )
-
-
-@pytest.fixture(scope="module")
-def clean_findings() -> list[Finding]:
-    return audit(clean_records())
 
 
 @pytest.mark.parametrize("rule_id", [f"ELG-00{n}" for n in range(1, 10)])

@@ -12,21 +12,16 @@ from datetime import date
 from typing import Any
 
 import pytest
-from builders import NPI_PROVIDER_2, audit, clean_records, find
-
-Finding = dict[str, Any]
-
-
-def ids(findings: list[Finding], rule_id: str) -> set[str]:
-    """Entity ids of one rule's findings."""
-    return {f["entity_id"] for f in findings if f["rule_id"] == rule_id}
-
-
-def only(findings: list[Finding], rule_id: str) -> Finding:
-    """The single finding of a rule."""
-    hits = [f for f in findings if f["rule_id"] == rule_id]
-    assert len(hits) == 1, hits
-    return hits[0]
+from builders import (
+    NPI_PROVIDER_2,
+    Finding,
+    add_client_without_sessions,
+    audit,
+    clean_records,
+    find,
+    ids,
+    only,
+)
 
 
 def referral(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -46,24 +41,6 @@ def add_provider(records: dict[str, list[dict[str, Any]]], credential: str) -> N
             "npi": NPI_PROVIDER_2,
         }
     )
-
-
-def add_client_without_sessions(records: dict[str, list[dict[str, Any]]]) -> None:
-    records["clients"].append(
-        {
-            "client_id": "CL-2",
-            "practice_id": "PR-1",
-            "first_name": "Lee",
-            "last_name": "Park",
-            "date_of_birth": date(1960, 2, 2),
-            "status": "active",
-        }
-    )
-
-
-@pytest.fixture(scope="module")
-def clean_findings() -> list[Finding]:
-    return audit(clean_records())
 
 
 @pytest.mark.parametrize("rule_id", [f"REF-00{n}" for n in range(1, 10)])

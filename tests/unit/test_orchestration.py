@@ -8,7 +8,6 @@ frames exactly and to give the same findings as auditing the whole source.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,9 +15,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from builders import ORPHAN_SESSION, demo_source_fixture
 
 from metaudit import orchestration
-from metaudit.demo import GenerationReport, generate
+from metaudit.demo import GenerationReport
 from metaudit.engine import check_typed, load_source
 from metaudit.errors import SettingsError
 from metaudit.findings import read_findings
@@ -26,27 +26,10 @@ from metaudit.results import ResultsStore
 from metaudit.snapshot import PartitionError, partition_of, read_partition, write_partitions
 
 AS_OF = date(2026, 3, 31)
-ORPHAN_SESSION = "SE99999999"
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> GenerationReport:
-    """Two practices with every defect, and a session of a client that does not exist."""
-    report = generate(
-        str(tmp_path_factory.mktemp("demo") / "practice.sqlite"),
-        as_of=AS_OF,
-        sessions=400,
-        practices=2,
-        progress=False,
-    )
-    assert report.database is not None
-    with sqlite3.connect(report.database) as conn:
-        conn.execute(
-            "INSERT INTO sessions SELECT ?, 'CL-GONE', staff_id, session_date, status, "
-            "timed_minutes, client_response, notes, signed_at FROM sessions LIMIT 1",
-            (ORPHAN_SESSION,),
-        )
-    return report
+# The demo source: two practices, every defect, and a session of a client that does not exist.
+demo = demo_source_fixture(as_of=AS_OF, sessions=400, practices=2)
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +199,8 @@ def test_stages_store_every_finding_and_a_damaged_practice_fails_alone(
         orchestration.persist_practice(store_url, "r1", validated)
     summary = orchestration.finish_run(store_url, "r1", extracted_ok=True)
     assert "PR0001:" in summary and "(no practice): 1 findings" in summary
+    # Every practice finished: the date's partitions (copies of the records) are gone.
+    assert not orchestration.snapshot_dir("2026-03-31").exists()
 
     store = ResultsStore(store_url)
     stored = [f for p in ("PR0001", "PR0002") for f in store.findings(AS_OF, p)]
@@ -269,6 +254,8 @@ def test_stages_store_every_finding_and_a_damaged_practice_fails_alone(
     )
     with pytest.raises(orchestration.PracticesFailedError, match=r"practice\(s\) PR0002;"):
         orchestration.finish_run(store_url, "r2", extracted_ok=True)
+    # A practice failed: the partitions stay so that its tasks can be cleared and retried.
+    assert Path(work[0]["partition"]).is_dir()
 
     status = {r["practice_id"]: r for r in store.practice_runs(AS_OF)}
     assert (status["PR0001"]["status"], status["PR0001"]["run_id"]) == ("success", "r2")
@@ -284,6 +271,30 @@ def test_stages_store_every_finding_and_a_damaged_practice_fails_alone(
     run = store.run("r2")
     assert run is not None and (run["status"], run["failed_practices"]) == ("failed", ["PR0002"])
     store.close()
+
+
+def test_old_partitions_are_removed_and_the_keep_days_are_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import time
+
+    for day in ("2026-03-01", "2026-03-20", "2026-03-31"):
+        (tmp_path / day / "PR0001").mkdir(parents=True)
+    old = time.time() - 8 * 86_400
+    os.utime(tmp_path / "2026-03-01", (old, old))
+    removed = orchestration.retire_snapshots("2026-03-31", keep_own=True, root=tmp_path)
+    assert removed == [tmp_path / "2026-03-01"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2026-03-20", "2026-03-31"]
+    monkeypatch.setenv("METAUDIT_SNAPSHOT_KEEP_DAYS", "0")
+    orchestration.retire_snapshots("2026-03-31", keep_own=True, root=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["2026-03-31"]
+    orchestration.retire_snapshots("2026-03-31", keep_own=False, root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    assert orchestration.retire_snapshots("2026-03-31", keep_own=False, root=tmp_path / "x") == []
+    monkeypatch.setenv("METAUDIT_SNAPSHOT_KEEP_DAYS", "a week")
+    with pytest.raises(SettingsError, match="METAUDIT_SNAPSHOT_KEEP_DAYS must be a whole number"):
+        orchestration.retire_snapshots("2026-03-31", keep_own=False, root=tmp_path)
 
 
 def test_finish_of_a_run_that_never_got_past_plan_says_so(tmp_path: Path) -> None:

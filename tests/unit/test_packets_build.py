@@ -349,7 +349,7 @@ def test_a_failure_mid_build_leaves_no_packet_and_keeps_the_old_one(built, tmp_p
         raise OSError("disk full")
 
     with monkeypatch.context() as patch:
-        patch.setattr("metaudit.packets.archive.os.fsync", broken_fsync)
+        patch.setattr("metaudit.findings.os.fsync", broken_fsync)
         with pytest.raises(PacketBuildError, match="disk full"):
             build_client_packets(
                 built.material,

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from metaudit.frames import Frame
+
 # Arrow-fast replacements of isin / Index.get_indexer / map for string ids,
 # shared by every family (pandas hashes Arrow-backed strings as Python objects).
 from metaudit.quality import is_in, lookup, positions
@@ -15,6 +17,31 @@ __all__ = ["is_in", "lookup", "positions"]
 if TYPE_CHECKING:
     from metaudit.settings import Settings
     from metaudit.view import AuditView
+
+
+def entity_frame(
+    name: str,
+    entity_type: str,
+    rows: pd.DataFrame,
+    id_column: str,
+    facts: list[str],
+) -> Frame:
+    """Build a Frame: entity_id, practice_id, client_id, then the fact columns.
+
+    ``id_column`` names the column of ``rows`` that identifies the entity. The view's
+    client_id is already NA where the clients row is missing (reading 8).
+    """
+    rows = rows.reset_index(drop=True)
+    data = pd.DataFrame(
+        {
+            "entity_id": rows[id_column].astype("string"),
+            "practice_id": rows["practice_id"].astype("string"),
+            "client_id": rows["client_id"].astype("string"),
+        }
+    )
+    for fact in facts:
+        data[fact] = rows[fact]
+    return Frame(name, entity_type, data)
 
 
 def norm_code(values: pd.Series) -> pd.Series:

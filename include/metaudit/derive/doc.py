@@ -52,30 +52,6 @@ def _lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
     return values.reindex(pd.Index(keys)).set_axis(keys.index)
 
 
-def _frame(
-    name: str,
-    entity_type: str,
-    rows: pd.DataFrame,
-    id_column: str,
-    facts: list[str],
-) -> Frame:
-    """Build a Frame: entity_id, practice_id, client_id, then the fact columns.
-
-    The view's client_id is already NA where the clients row is missing (reading 8).
-    """
-    rows = rows.reset_index(drop=True)
-    data = pd.DataFrame(
-        {
-            "entity_id": rows[id_column].astype("string"),
-            "practice_id": rows["practice_id"].astype("string"),
-            "client_id": rows["client_id"].astype("string"),
-        }
-    )
-    for fact in facts:
-        data[fact] = rows[fact]
-    return Frame(name, entity_type, data)
-
-
 def _with_client(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows whose client_id is known: pandas merges match NA keys with each other."""
     return frame[frame["client_id"].notna()]
@@ -139,7 +115,7 @@ def _client_first_session(view: AuditView) -> Frame:
 
     rows["complete_intake_id"] = _lookup(rows["client_id"], complete_intake).astype("string")
     rows["initial_assessment_id"] = _lookup(rows["client_id"], initial_id).astype("string")
-    return _frame(
+    return common.entity_frame(
         "doc_client",
         "client",
         rows,
@@ -162,7 +138,7 @@ def _initial_assessment(view: AuditView) -> Frame:
     rows["outcome_measure_count"] = _child_counts(
         rows["assessment_id"], view.tables["outcome_measures"]["assessment_id"]
     )
-    return _frame(
+    return common.entity_frame(
         "doc_initial_assessment",
         "assessment",
         rows,
@@ -187,7 +163,7 @@ def _completed_session(view: AuditView, settings: Settings) -> Frame:
     _add_session_log(view, sessions)
     _add_signature(view, sessions, settings)
     _add_specialist(view, sessions, settings)
-    return _frame(
+    return common.entity_frame(
         "doc_session",
         "session",
         sessions,
@@ -330,7 +306,7 @@ def _plan_of_exercise(view: AuditView) -> Frame:
         plans[f"{term}_term_goal_count"] = _child_counts(
             key, goals["poe_id"], goals["term"] == term
         )
-    return _frame(
+    return common.entity_frame(
         "doc_poe",
         "poe",
         plans,
@@ -354,7 +330,7 @@ def _plan_of_exercise(view: AuditView) -> Frame:
 def _goal(view: AuditView) -> Frame:
     """Every goal with what makes it measurable."""
     goals = view.tables["goals"]
-    return _frame(
+    return common.entity_frame(
         "doc_goal", "goal", goals, "goal_id", ["instrument", "target_value", "target_date"]
     )
 
@@ -375,7 +351,9 @@ def _session_language(view: AuditView, settings: Settings) -> Frame:
     """Every session in the view, of any status, with whether its notes stay in scope."""
     sessions = view.tables["sessions"].copy()
     sessions["notes_within_scope"] = _in_scope(sessions, ["notes"], settings)
-    return _frame("doc_session_notes", "session", sessions, "session_id", ["notes_within_scope"])
+    return common.entity_frame(
+        "doc_session_notes", "session", sessions, "session_id", ["notes_within_scope"]
+    )
 
 
 def _assessment_language(view: AuditView, settings: Settings) -> Frame:
@@ -384,7 +362,7 @@ def _assessment_language(view: AuditView, settings: Settings) -> Frame:
     assessments["notes_within_scope"] = _in_scope(
         assessments, ["notes", "functional_deficits"], settings
     )
-    return _frame(
+    return common.entity_frame(
         "doc_assessment_notes",
         "assessment",
         assessments,
@@ -425,7 +403,7 @@ def _reassessment_report(view: AuditView, settings: Settings) -> Frame:
     reassessments["progress_report_id"] = _lookup(reassessments["assessment_id"], report).astype(
         "string"
     )
-    return _frame(
+    return common.entity_frame(
         "doc_reassessment",
         "assessment",
         reassessments,

@@ -48,30 +48,6 @@ def _lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
     return values.reindex(keys.to_numpy()).set_axis(keys.index)
 
 
-def _frame(
-    name: str,
-    entity_type: str,
-    rows: pd.DataFrame,
-    id_column: str,
-    facts: list[str],
-) -> Frame:
-    """Build a Frame: entity_id, practice_id, client_id, then the fact columns.
-
-    The view's client_id is already NA where the clients row is missing (reading 8).
-    """
-    rows = rows.reset_index(drop=True)
-    data = pd.DataFrame(
-        {
-            "entity_id": rows[id_column].astype("string"),
-            "practice_id": rows["practice_id"].astype("string"),
-            "client_id": rows["client_id"].astype("string"),
-        }
-    )
-    for fact in facts:
-        data[fact] = rows[fact]
-    return Frame(name, entity_type, data)
-
-
 def _assessment_dates(view: AuditView) -> pd.DataFrame:
     """Dated assessments of kind initial or reassessment whose client is known."""
     dates = common.assessment_dates(view)
@@ -131,7 +107,7 @@ def _session_after_assessment(view: AuditView, settings: Settings) -> Frame:
     rows["latest_assessment_on"] = latest["latest_assessment_on"].to_numpy()
     interval = _days(settings.column(rows, "reassessment_interval_days"))
     rows["reassessment_due_on"] = (rows["latest_assessment_on"] + interval).astype("datetime64[ns]")
-    return _frame(
+    return common.entity_frame(
         "rea_session",
         "session",
         rows,
@@ -167,7 +143,7 @@ def _active_client(view: AuditView, settings: Settings) -> Frame:
         rows["reassessment_due_on"] >= as_of
     )
     rows["reassessment_notice_until"] = (rows["as_of"] + notice).astype("datetime64[ns]")
-    return _frame(
+    return common.entity_frame(
         "rea_client",
         "client",
         rows,
@@ -197,7 +173,7 @@ def _reassessment(view: AuditView) -> Frame:
     )
     counts = np.bincount(position[position >= 0], minlength=len(rows))
     rows["outcome_measure_count"] = pd.Series(counts, index=rows.index, dtype="Int64")
-    return _frame(
+    return common.entity_frame(
         "rea_reassessment",
         "assessment",
         rows,
@@ -273,7 +249,7 @@ def _client_progress(view: AuditView) -> Frame:
     rows = _existing_clients(view).merge(per_client.reset_index(), on="client_id", how="inner")
     rows["shared_instrument_count"] = rows["shared_instrument_count"].astype("Int64")
     rows["improved_instrument_count"] = rows["improved_instrument_count"].astype("Int64")
-    return _frame(
+    return common.entity_frame(
         "rea_client_progress",
         "client",
         rows,

@@ -32,6 +32,7 @@ from email.utils import formataddr, getaddresses, parseaddr
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from metaudit.errors import Problems
 from metaudit.mail.errors import MailConfigError
 
 if TYPE_CHECKING:
@@ -124,16 +125,6 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-class _Problems:
-    """Every problem found, so that one error names them all."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, path: str, problem: str) -> None:
-        self.items.append(f"{path}: {problem}")
-
-
 def normalise_address(value: Any) -> str | None:
     """``"Name <user@host>"`` or ``user@host`` in canonical form, None when not an address."""
     if not isinstance(value, str) or not value.strip():
@@ -155,7 +146,7 @@ def address_of(recipient: str) -> str:
     return parseaddr(recipient)[1].lower()
 
 
-def _address(value: Any, path: str, problems: _Problems) -> str | None:
+def _address(value: Any, path: str, problems: Problems) -> str | None:
     out = normalise_address(value)
     if out is None:
         problems.add(
@@ -164,7 +155,7 @@ def _address(value: Any, path: str, problems: _Problems) -> str | None:
     return out
 
 
-def _addresses(value: Any, path: str, problems: _Problems) -> tuple[str, ...]:
+def _addresses(value: Any, path: str, problems: Problems) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
@@ -183,7 +174,7 @@ def _addresses(value: Any, path: str, problems: _Problems) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _url(value: Any, path: str, problems: _Problems) -> str | None:
+def _url(value: Any, path: str, problems: Problems) -> str | None:
     if value is None:
         return None
     ok = isinstance(value, str) and not any(ch.isspace() for ch in value.strip())
@@ -201,7 +192,7 @@ def _url(value: Any, path: str, problems: _Problems) -> str | None:
     return value.strip().rstrip("/")
 
 
-def _bool(value: Any, path: str, problems: _Problems, default: bool) -> bool:
+def _bool(value: Any, path: str, problems: Problems, default: bool) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
@@ -211,7 +202,7 @@ def _bool(value: Any, path: str, problems: _Problems, default: bool) -> bool:
 
 
 def _number(
-    value: Any, path: str, problems: _Problems, default: float, *, minimum: float, whole: bool
+    value: Any, path: str, problems: Problems, default: float, *, minimum: float, whole: bool
 ) -> float:
     if value is None:
         return default
@@ -226,7 +217,7 @@ def _number(
     return float(value)
 
 
-def _categories(value: Any, path: str, problems: _Problems) -> tuple[str, ...]:
+def _categories(value: Any, path: str, problems: Problems) -> tuple[str, ...]:
     if value is None:
         return MailConfig.categories
     # SendGrid allows 10 categories of at most 255 characters on a message; two are ours.
@@ -247,9 +238,7 @@ def _categories(value: Any, path: str, problems: _Problems) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _mapping(
-    value: Any, path: str, keys: tuple[str, ...], problems: _Problems
-) -> Mapping[str, Any]:
+def _mapping(value: Any, path: str, keys: tuple[str, ...], problems: Problems) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -261,7 +250,7 @@ def _mapping(
     return value
 
 
-def _practice(pid: str, section: Mapping[str, Any], problems: _Problems) -> PracticeMail:
+def _practice(pid: str, section: Mapping[str, Any], problems: Problems) -> PracticeMail:
     path = f"practices.{pid}"
     name = section.get("name")
     if name is not None and (
@@ -293,7 +282,7 @@ def mail_config_from_sections(
 
     Raises :class:`~metaudit.mail.errors.MailConfigError` naming every bad key.
     """
-    problems = _Problems()
+    problems = Problems()
     top = _mapping(email, "email", _TOP_KEYS, problems)
 
     def num(key: str, minimum: float, whole: bool = False) -> float:
@@ -334,10 +323,7 @@ def mail_config_from_sections(
         retry_earlier_days=int(num("retry_earlier_days", 0, whole=True)),
         practices=practices,
     )
-    if problems.items:
-        count = len(problems.items)
-        head = f"invalid email configuration ({source}): {count} problem{'s' if count > 1 else ''}"
-        raise MailConfigError(head + "\n  - " + "\n  - ".join(problems.items))
+    problems.raise_if_any(f"invalid email configuration ({source})", MailConfigError)
     return config
 
 

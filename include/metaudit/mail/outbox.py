@@ -24,13 +24,10 @@ States::
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
@@ -38,6 +35,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+# The outbox writes through the project's one atomic write (temporary file, fsync, rename,
+# folder fsync); the name stays for the callers of this module.
+from metaudit.findings import write_atomic_bytes as write_durable
 from metaudit.mail.errors import OutboxError
 
 log = logging.getLogger(__name__)
@@ -125,37 +125,6 @@ def check_as_of(as_of: str) -> str:
     if day.isoformat() != as_of:
         raise OutboxError(f"as_of must be a date YYYY-MM-DD, got {as_of!r}")
     return as_of
-
-
-def _fsync_dir(path: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.EBADF):  # some filesystems cannot fsync a dir
-            raise
-    finally:
-        os.close(fd)
-
-
-def write_durable(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (temporary file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 class Outbox:

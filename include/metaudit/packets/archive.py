@@ -11,15 +11,14 @@ never half of one.
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from datetime import date
-from pathlib import Path
 from urllib.parse import quote
 
+# Packets are written through the project's one atomic write, re-exported for packets.build.
+from metaudit.findings import write_atomic_bytes as write_atomic_bytes
 from metaudit.packets.errors import PacketError
 
 # Regular files, rw-r--r--, made on a Unix system.
@@ -48,21 +47,6 @@ def _check_member(path: str) -> None:
     parts = path.split("/")
     if path.startswith("/") or any(part in {"", ".", ".."} for part in parts) or "\\" in path:
         raise PacketError(f"not a safe path inside a packet: {path!r}")
-
-
-def write_atomic_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def safe_id(value: str, what: str) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -26,10 +25,10 @@ import pandas as pd
 
 from metaudit import rulebook
 from metaudit.derive import FAMILIES
-from metaudit.errors import MetAuditError, SettingsError
+from metaudit.errors import MetAuditError
 from metaudit.findings import Finding, read_findings, sort_findings, to_csv
 from metaudit.packets import render
-from metaudit.packets.archive import safe_id, write_atomic_bytes, zip_bytes
+from metaudit.packets.archive import write_atomic_bytes, zip_bytes
 from metaudit.packets.content import (
     DEFAULT_ACTIVITY_DAYS,
     FAIL,
@@ -47,6 +46,15 @@ from metaudit.packets.content import (
     suites_of,
 )
 from metaudit.packets.errors import PacketBuildError, PacketError
+from metaudit.packets.layout import (
+    PACKETS_DIR_ENV as PACKETS_DIR_ENV,
+)
+from metaudit.packets.layout import (
+    PacketOptions,
+    client_packet_path,
+    packet_options,
+    practice_packet_path,
+)
 from metaudit.packets.signing import (
     MANIFEST_NAME,
     build_manifest,
@@ -62,73 +70,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PACKETS_DIR_ENV = "METAUDIT_PACKETS_DIR"
-_SETTINGS_KEYS = {"dir", "activity_days"}
 # Errors one client's packet may raise without stopping the others' (each is
 # logged with its traceback and reported in PacketBuildError at the end).
 _CLIENT_ERRORS = (MetAuditError, ValueError, TypeError, LookupError, ArithmeticError, OSError)
-
-
-# ---------------------------------------------------------------------------
-# Options and paths
-
-
-@dataclass(frozen=True)
-class PacketOptions:
-    """Where packets go and which clients get one."""
-
-    packets_dir: Path
-    activity_days: int = DEFAULT_ACTIVITY_DAYS
-
-
-def packet_options(
-    settings: Settings | None = None, packets_dir: Path | str | None = None
-) -> PacketOptions:
-    """The packet options: ``packets_dir`` if given, else the configuration's ``packets.dir``,
-    else ``METAUDIT_PACKETS_DIR``, else ``<data folder>/packets``; ``packets.activity_days``
-    (default 31) from the configuration."""
-    section: Mapping[str, Any] = {}
-    if settings is not None:
-        raw = settings.sections.get("packets") or {}
-        if not isinstance(raw, Mapping):
-            raise SettingsError("packets: must be a mapping with 'dir' and/or 'activity_days'")
-        section = raw
-    unknown = sorted(set(section) - _SETTINGS_KEYS)
-    if unknown:
-        raise SettingsError(
-            f"packets: unknown key(s) {', '.join(unknown)}; allowed: dir, activity_days"
-        )
-    days = section.get("activity_days", DEFAULT_ACTIVITY_DAYS)
-    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-        raise SettingsError(
-            f"packets.activity_days must be a whole number of days >= 1, got {days!r}"
-        )
-    if packets_dir is None:
-        configured = section.get("dir")
-        if configured is not None and not isinstance(configured, str):
-            raise SettingsError(f"packets.dir must be a folder path, got {configured!r}")
-        packets_dir = configured or os.environ.get(PACKETS_DIR_ENV) or None
-    if packets_dir is None:
-        from metaudit.orchestration import data_dir
-
-        packets_dir = data_dir() / "packets"
-    return PacketOptions(packets_dir=Path(packets_dir), activity_days=days)
-
-
-def client_packet_path(packets_dir: Path, practice_id: str, as_of: str, client_id: str) -> Path:
-    """``<packets_dir>/<practice_id>/<as_of>/<client_id>.zip``."""
-    return (
-        packets_dir
-        / safe_id(practice_id, "practice id")
-        / date.fromisoformat(as_of).isoformat()
-        / f"{safe_id(client_id, 'client id')}.zip"
-    )
-
-
-def practice_packet_path(packets_dir: Path, practice_id: str, as_of: str) -> Path:
-    """``<packets_dir>/<practice_id>/practice-<YYYY-MM>.zip`` (the month of ``as_of``)."""
-    month = date.fromisoformat(as_of).strftime("%Y-%m")
-    return packets_dir / safe_id(practice_id, "practice id") / f"practice-{month}.zip"
 
 
 # ---------------------------------------------------------------------------

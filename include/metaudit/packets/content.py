@@ -37,11 +37,11 @@ from metaudit.findings import Finding
 from metaudit.frames import Frame
 from metaudit.npi import is_valid_npi
 from metaudit.packets.errors import PacketError
+from metaudit.packets.layout import DEFAULT_ACTIVITY_DAYS as DEFAULT_ACTIVITY_DAYS
 
 if TYPE_CHECKING:
     from metaudit.view import AuditView
 
-DEFAULT_ACTIVITY_DAYS = 31
 # How many findings' sentences the cover shows for one rule; findings.csv has all.
 COVER_MESSAGES_PER_RULE = 3
 

@@ -1,6 +1,6 @@
 """The results store's tables (SQLAlchemy models); Alembic migrations create them.
 
-Six tables, each keyed the way a rerun must find its own rows again:
+Eight tables, each keyed the way a rerun must find its own rows again:
 
 - ``audit_runs``: one row per Airflow run (run id, as-of date, the practices it
   planned, its status, the practices that failed, extract timings).
@@ -19,6 +19,11 @@ Six tables, each keyed the way a rerun must find its own rows again:
   store, so a rerun of an earlier date keeps it consistent.
 - ``alerts``: task failures recorded by the failure callback for the admins;
   ``notified_at`` is set by whatever delivers them.
+- ``packet_downloads``: every packet served by the packets page (who, when,
+  which file, its size and SHA-256, whether it verified), written before the
+  first byte is sent.
+- ``packet_rebuilds``: every packet rebuild an admin asked for from the page,
+  with the Airflow run it triggered or the error that stopped it.
 
 ``practice_id`` is NULL for findings that name no practice, so those rows are
 keyed by a surrogate id and the store keeps (as-of, practice, fingerprint)
@@ -47,6 +52,7 @@ VERSION_TABLE = "metaudit_alembic_version"
 PRACTICE_ID = sa.String(64)
 RUN_ID = sa.String(250)
 FINGERPRINT = sa.String(400)
+USER_NAME = sa.String(250)
 
 
 class Base(DeclarativeBase):
@@ -149,3 +155,34 @@ class Alert(Base):
     error: Mapped[str] = mapped_column(sa.Text)
     log_url: Mapped[str | None] = mapped_column(sa.String(1000))
     notified_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class PacketDownload(Base):
+    __tablename__ = "packet_downloads"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    downloaded_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+    user_name: Mapped[str] = mapped_column(USER_NAME)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    practice_id: Mapped[str] = mapped_column(PRACTICE_ID, index=True)
+    client_id: Mapped[str | None] = mapped_column(sa.String(64))
+    period: Mapped[str] = mapped_column(sa.String(10))  # as-of date, or YYYY-MM
+    packet: Mapped[str] = mapped_column(sa.String(500))  # path below the packets folder
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    verified: Mapped[bool] = mapped_column(sa.Boolean)
+    remote_addr: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class PacketRebuild(Base):
+    __tablename__ = "packet_rebuilds"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    requested_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+    user_name: Mapped[str] = mapped_column(USER_NAME)
+    practice_id: Mapped[str] = mapped_column(PRACTICE_ID)
+    client_id: Mapped[str | None] = mapped_column(sa.String(64))
+    as_of: Mapped[date] = mapped_column(sa.Date)
+    dag_run_id: Mapped[str | None] = mapped_column(RUN_ID)
+    status: Mapped[str] = mapped_column(sa.String(16))  # triggered | failed
+    error: Mapped[str | None] = mapped_column(sa.Text)

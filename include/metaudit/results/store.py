@@ -25,7 +25,7 @@ from sqlalchemy.exc import ArgumentError
 
 from metaudit.digest import PracticeDigest, TrackedFinding
 from metaudit.errors import SettingsError
-from metaudit.findings import Finding
+from metaudit.findings import FIELDS, Finding
 from metaudit.results.models import VERSION_TABLE, Base
 
 log = logging.getLogger(__name__)
@@ -36,20 +36,15 @@ PRACTICE_RUNS = Base.metadata.tables["practice_runs"]
 FINDINGS = Base.metadata.tables["findings"]
 HISTORY = Base.metadata.tables["finding_history"]
 ALERTS = Base.metadata.tables["alerts"]
+DOWNLOADS = Base.metadata.tables["packet_downloads"]
+REBUILDS = Base.metadata.tables["packet_rebuilds"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Keeps two processes from migrating one PostgreSQL database at the same time.
 _PG_MIGRATION_LOCK = 727_100_001
 _BATCH = 500
-_FINDING_FIELDS = (
-    "rule_id",
-    "severity",
-    "entity_type",
-    "entity_id",
-    "client_id",
-    "message",
-    "due_date",
-)
+# A finding's columns besides its key (as-of date, practice, fingerprint).
+_FINDING_FIELDS = tuple(f for f in FIELDS if f not in ("as_of", "practice_id", "fingerprint"))
 _HISTORY_FIELDS = (
     "rule_id",
     "severity",
@@ -477,7 +472,7 @@ class ResultsStore:
         ).group_by(occurrences.c.fingerprint, occurrences.c.stretch)
         latest: dict[str, tuple[date, date]] = {}
         for fingerprint, first, last in conn.execute(query):
-            first, last = _as_date(first), _as_date(last)
+            first, last = as_date(first), as_date(last)
             if fingerprint not in latest or last > latest[fingerprint][1]:
                 latest[fingerprint] = (first, last)
         return latest
@@ -586,7 +581,7 @@ class ResultsStore:
             ).mappings()
             by_date: dict[date, dict[str, Finding]] = {day: {} for day in wanted}
             for row in rows:
-                by_date[_as_date(row["as_of"])][row["fingerprint"]] = _finding(row)
+                by_date[as_date(row["as_of"])][row["fingerprint"]] = _finding(row)
             name = conn.execute(
                 sa.select(PRACTICES.c.name).where(PRACTICES.c.practice_id == practice_id)
             ).scalar()
@@ -642,26 +637,20 @@ class ResultsStore:
         log_url: str | None = None,
     ) -> int:
         """Record a task failure for the admins; return the alert's id."""
-        table = ALERTS
-        with self._transaction() as conn:
-            result = conn.execute(
-                table.insert().values(
-                    created_at=_now(),
-                    dag_id=dag_id,
-                    run_id=run_id,
-                    task_id=task_id,
-                    map_index=map_index,
-                    try_number=try_number,
-                    practice_id=practice_id,
-                    as_of=as_of,
-                    error=error[:4000],
-                    log_url=log_url,
-                    notified_at=None,
-                )
-            )
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
+        return self._insert(
+            ALERTS,
+            created_at=_now(),
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=task_id,
+            map_index=map_index,
+            try_number=try_number,
+            practice_id=practice_id,
+            as_of=as_of,
+            error=error[:4000],
+            log_url=log_url,
+            notified_at=None,
+        )
 
     def alerts(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Recorded alerts (of one run, or all), oldest first."""
@@ -671,6 +660,102 @@ class ResultsStore:
             query = query.where(table.c.run_id == run_id)
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
+
+    def _insert(self, table: sa.Table, **values: Any) -> int:
+        """Insert one row; return its generated id."""
+        with self._transaction() as conn:
+            key = conn.execute(table.insert().values(**values)).inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    # -- packet access trail ------------------------------------------------------------
+
+    def record_download(
+        self,
+        *,
+        user_name: str,
+        kind: str,
+        practice_id: str,
+        client_id: str | None,
+        period: str,
+        packet: str,
+        size: int,
+        sha256: str,
+        verified: bool,
+        remote_addr: str | None = None,
+    ) -> int:
+        """Record a packet served to a user (before it is sent); return the row's id."""
+        return self._insert(
+            DOWNLOADS,
+            downloaded_at=_now(),
+            user_name=user_name,
+            kind=kind,
+            practice_id=practice_id,
+            client_id=client_id,
+            period=period,
+            packet=packet,
+            size=size,
+            sha256=sha256,
+            verified=verified,
+            remote_addr=remote_addr,
+        )
+
+    def downloads(
+        self, *, practice_id: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Recorded downloads, newest first (one page), and how many there are in all."""
+        return self._page(DOWNLOADS, DOWNLOADS.c.downloaded_at, practice_id, limit, offset)
+
+    def record_rebuild(
+        self,
+        *,
+        user_name: str,
+        practice_id: str,
+        client_id: str | None,
+        as_of: date,
+        dag_run_id: str | None,
+        error: str | None = None,
+    ) -> int:
+        """Record a rebuild an admin asked for: the run it triggered, or why it did not."""
+        return self._insert(
+            REBUILDS,
+            requested_at=_now(),
+            user_name=user_name,
+            practice_id=practice_id,
+            client_id=client_id,
+            as_of=as_of,
+            dag_run_id=dag_run_id,
+            status="failed" if error else "triggered",
+            error=error[:4000] if error else None,
+        )
+
+    def rebuilds(
+        self, *, practice_id: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Recorded rebuild requests, newest first (one page), and how many in all."""
+        return self._page(REBUILDS, REBUILDS.c.requested_at, practice_id, limit, offset)
+
+    def _page(
+        self,
+        table: sa.Table,
+        when: sa.Column[Any],
+        practice_id: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        where = [] if practice_id is None else [table.c.practice_id == practice_id]
+        query = (
+            sa.select(table)
+            .where(*where)
+            .order_by(when.desc(), table.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        count = sa.select(sa.func.count()).select_from(table).where(*where)
+        with self.engine.connect() as conn:
+            rows = [dict(row) for row in conn.execute(query).mappings()]
+            total = int(conn.execute(count).scalar_one())
+        return rows, total
 
     def table_contents(self, name: str, exclude: Sequence[str] = ()) -> list[tuple[Any, ...]]:
         """Every row of one store table, sorted, without the named columns (for checks)."""
@@ -719,7 +804,7 @@ def _finding_rows(
 def _finding(row: Any) -> Finding:
     due = row["due_date"]
     return Finding(
-        as_of=_as_date(row["as_of"]).isoformat(),
+        as_of=as_date(row["as_of"]).isoformat(),
         practice_id=row["practice_id"],
         rule_id=row["rule_id"],
         severity=row["severity"],
@@ -727,7 +812,7 @@ def _finding(row: Any) -> Finding:
         entity_id=row["entity_id"],
         client_id=row["client_id"],
         message=row["message"],
-        due_date=_as_date(due).isoformat() if due is not None else None,
+        due_date=as_date(due).isoformat() if due is not None else None,
     )
 
 
@@ -741,7 +826,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _as_date(value: Any) -> date:
+def as_date(value: Any) -> date:
     # Aggregates over a Date column come back as text on SQLite.
     if isinstance(value, datetime):
         return value.date()

@@ -1,0 +1,239 @@
+"""The packets on disk, as the packets page lists them: find, filter, page, verify.
+
+The folder layout (:mod:`metaudit.packets.layout`) is the index: practice
+folders, then as-of date folders, then one zip per client, plus one
+``practice-YYYY-MM.zip`` per practice and month. A listing reads only the
+folders its filter needs (the practices the user may see, the as-of date asked
+for), so a year of nightly packets does not make every page scan everything.
+
+Folder and file names are ids, percent-encoded when they hold other characters
+than letters, digits, ``.``, ``_`` and ``-``. A name that does not encode back
+to itself (a stray file, a hand-made folder) is not a packet and is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import unquote
+
+from metaudit.packets.archive import safe_id
+from metaudit.packets.errors import PacketError
+from metaudit.packets.layout import client_packet_path, practice_packet_path
+
+CLIENT = "client"
+PRACTICE = "practice"
+_MONTH_FILE = re.compile(r"practice-(\d{4}-\d{2})\.zip")
+_DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@dataclass(frozen=True)
+class PacketEntry:
+    """One packet file: what it is (from its place in the folder) and its size and time."""
+
+    kind: str  # CLIENT or PRACTICE
+    practice_id: str
+    client_id: str | None  # client packets only
+    as_of: str | None  # client packets: the as-of date of the folder
+    month: str | None  # practice packets: YYYY-MM
+    path: Path
+    size: int
+    modified: datetime
+    mtime_ns: int
+
+    @property
+    def relative(self) -> str:
+        """The path below the packets folder (ids only: no PHI)."""
+        if self.kind == CLIENT:
+            return f"{safe_id(self.practice_id, 'practice id')}/{self.as_of}/{self.path.name}"
+        return f"{safe_id(self.practice_id, 'practice id')}/{self.path.name}"
+
+    @property
+    def period(self) -> str:
+        """The as-of date of a client packet, the month of a practice packet."""
+        return (self.as_of if self.kind == CLIENT else self.month) or ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a packet verifies under the deployment's key, and why not."""
+
+    intact: bool
+    detail: str
+
+
+def _decoded(name: str) -> str | None:
+    """The id a file or folder name stands for, or None when the name is not one we write."""
+    value = unquote(name)
+    try:
+        return value if safe_id(value, "id") == name else None
+    except PacketError:
+        return None
+
+
+def _entry(
+    path: Path, kind: str, practice_id: str, client_id: str | None, period: str
+) -> PacketEntry | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:  # removed by a rebuild between listing and stat
+        return None
+    return PacketEntry(
+        kind=kind,
+        practice_id=practice_id,
+        client_id=client_id,
+        as_of=period if kind == CLIENT else None,
+        month=period if kind == PRACTICE else None,
+        path=path,
+        size=stat.st_size,
+        modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+        mtime_ns=stat.st_mtime_ns,
+    )
+
+
+def _scandir(folder: Path) -> Iterator[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            yield from entries
+    except (FileNotFoundError, NotADirectoryError):
+        return
+
+
+class PacketCatalog:
+    """The packets below one folder."""
+
+    def __init__(self, packets_dir: Path) -> None:
+        self.packets_dir = Path(packets_dir)
+
+    def practices(self) -> list[str]:
+        """Practice ids that have a packet folder."""
+        found = []
+        for item in _scandir(self.packets_dir):
+            if item.is_dir(follow_symlinks=False):
+                practice_id = _decoded(item.name)
+                if practice_id is not None:
+                    found.append(practice_id)
+        return sorted(found)
+
+    def as_of_dates(self, practice_ids: Iterable[str]) -> list[str]:
+        """The as-of dates with client packets of any of these practices, newest first."""
+        dates: set[str] = set()
+        for practice_id in practice_ids:
+            for item in _scandir(self._practice_dir(practice_id)):
+                if item.is_dir(follow_symlinks=False) and _is_date(item.name):
+                    dates.add(item.name)
+        return sorted(dates, reverse=True)
+
+    def find(
+        self,
+        practice_ids: Iterable[str],
+        *,
+        client_id: str | None = None,
+        as_of: str | None = None,
+        kind: str | None = None,
+    ) -> list[PacketEntry]:
+        """Packets of these practices matching the filter: newest period first, then by
+        practice, practice packet before client packets, then by client."""
+        found: list[PacketEntry] = []
+        for practice_id in sorted(set(practice_ids)):
+            folder = self._practice_dir(practice_id)
+            for item in _scandir(folder):
+                if item.is_dir(follow_symlinks=False):
+                    if kind == PRACTICE or not _is_date(item.name):
+                        continue
+                    if as_of is not None and item.name != as_of:
+                        continue
+                    found.extend(self._client_packets(practice_id, item.name, client_id))
+                elif item.is_file(follow_symlinks=False) and kind != CLIENT and client_id is None:
+                    match = _MONTH_FILE.fullmatch(item.name)
+                    if match is None:
+                        continue
+                    if as_of is not None and not as_of.startswith(match.group(1)):
+                        continue
+                    entry = _entry(Path(item.path), PRACTICE, practice_id, None, match.group(1))
+                    if entry is not None:
+                        found.append(entry)
+        found.sort(key=lambda e: (e.kind != PRACTICE, e.client_id or ""))
+        found.sort(key=lambda e: e.practice_id)
+        found.sort(key=lambda e: e.period, reverse=True)
+        return found
+
+    def _client_packets(
+        self, practice_id: str, as_of: str, client_id: str | None
+    ) -> Iterator[PacketEntry]:
+        folder = self._practice_dir(practice_id) / as_of
+        if client_id is not None:
+            entry = self.client_packet(practice_id, as_of, client_id)
+            if entry is not None:
+                yield entry
+            return
+        for item in _scandir(folder):
+            if not (item.is_file(follow_symlinks=False) and item.name.endswith(".zip")):
+                continue
+            client = _decoded(item.name[: -len(".zip")])
+            if client is None:
+                continue
+            entry = _entry(Path(item.path), CLIENT, practice_id, client, as_of)
+            if entry is not None:
+                yield entry
+
+    def client_packet(self, practice_id: str, as_of: str, client_id: str) -> PacketEntry | None:
+        """The client's packet of that as-of date, or None when there is none."""
+        path = client_packet_path(self.packets_dir, practice_id, as_of, client_id)
+        return self._existing(path, CLIENT, practice_id, client_id, as_of)
+
+    def practice_packet(self, practice_id: str, month: str) -> PacketEntry | None:
+        """The practice's packet of that month (YYYY-MM), or None when there is none."""
+        path = practice_packet_path(self.packets_dir, practice_id, f"{month}-01")
+        return self._existing(path, PRACTICE, practice_id, None, month)
+
+    def _existing(
+        self, path: Path, kind: str, practice_id: str, client_id: str | None, period: str
+    ) -> PacketEntry | None:
+        # The path is built from validated, encoded ids; a symlink planted in the folder
+        # could still point elsewhere, so only regular files inside the folder count.
+        if path.is_symlink() or not path.is_file():
+            return None
+        if not path.resolve().is_relative_to(self.packets_dir.resolve()):
+            return None
+        return _entry(path, kind, practice_id, client_id, period)
+
+    def _practice_dir(self, practice_id: str) -> Path:
+        return self.packets_dir / safe_id(practice_id, "practice id")
+
+
+def _is_date(name: str) -> bool:
+    if not _DATE_DIR.fullmatch(name):
+        return False
+    try:
+        date.fromisoformat(name)
+    except ValueError:
+        return False
+    return True
+
+
+def verdict(entry: PacketEntry, key: bytes) -> Verdict:
+    """Check a packet against its manifest (cached while the file is unchanged)."""
+    return _verdict(str(entry.path), entry.size, entry.mtime_ns, key)
+
+
+@lru_cache(maxsize=4096)
+def _verdict(path: str, size: int, mtime_ns: int, key: bytes) -> Verdict:
+    # size and mtime_ns are part of the cache key: a rebuilt or altered file is checked again.
+    from metaudit.packets.verify import verify_packet
+
+    try:
+        result = verify_packet(Path(path), key)
+    except PacketError as exc:
+        return Verdict(False, str(exc))
+    if result.intact:
+        demo = " (demo key)" if result.manifest.get("demo_key") else ""
+        return Verdict(True, f"verified: {result.files_checked} files, signature valid{demo}")
+    shown = "; ".join(result.problems[:3])
+    more = f" (+{len(result.problems) - 3} more)" if len(result.problems) > 3 else ""
+    return Verdict(False, f"does not verify: {shown}{more}")

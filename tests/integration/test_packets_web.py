@@ -1,0 +1,547 @@
+"""The packets pages inside Airflow's own API app (FastAPI TestClient): routes and access rules.
+
+The app is Airflow's real API server app with our plugin loaded from plugins/,
+SimpleAuthManager users, and tokens issued by that auth manager; only Airflow's
+REST API call of a rebuild is answered by a stand-in transport.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from builders import write_signed_packet
+from servers import airflow_api_env
+
+from metaudit.packets.layout import client_packet_path
+
+pytestmark = [pytest.mark.airflow]
+
+KEY = "a-deployment-secret-for-the-web-tests"
+AS_OF = "2026-03-31"
+CONFIG = """
+access:
+  admins: [dana]
+practices:
+  "PR-1":
+    packet_viewers: [owner1]
+  "PR-2":
+    packet_viewers: [owner2]
+"""
+USERS = "owner1:viewer,owner2:viewer,nobody:viewer,dana:viewer,root:admin"
+
+
+def _write_packet(
+    packets: Path, practice_id: str, as_of: str, client_id: str | None, key: str = KEY
+) -> Path:
+    return write_signed_packet(packets, practice_id, as_of, client_id, key.encode())
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Airflow's API app with the plugin, a packets folder, a configuration, a results store."""
+    tmp = tmp_path_factory.mktemp("web")
+    packets = tmp / "packets"
+    for client in ("CL-1", "CL-2", "CL-3"):
+        _write_packet(packets, "PR-1", AS_OF, client)
+    _write_packet(packets, "PR-1", "2026-03-30", "CL-1")
+    _write_packet(packets, "PR-1", AS_OF, None)
+    _write_packet(packets, "PR-2", AS_OF, "CL-9")
+    _write_packet(packets, "<b>odd</b>", AS_OF, "CL/../1")
+    tampered = _write_packet(packets, "PR-1", AS_OF, "CL-4", key="somebody-elses-key-0123456789")
+    # Not packets: a stray file, a folder that is no id we would write, a bad date folder.
+    (packets / "README.txt").write_text("not a packet")
+    (packets / "PR-1" / "notes.txt").write_text("not a packet")
+    (packets / "PR-1" / "2026-02-30").mkdir()
+    (packets / "PR%2").mkdir()
+    env = airflow_api_env(
+        tmp, users=USERS, jwt_secret="jwt-secret-of-the-web-tests-" + "x" * 40, packet_key=KEY
+    )
+    Path(env["METAUDIT_CONFIG"]).write_text(CONFIG)
+    Path(env["AIRFLOW_HOME"]).mkdir()
+    database = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    migrate = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        from airflow import settings
+
+        # Airflow may already be imported in this worker with another database: point
+        # its ORM at this test's database, and back afterwards.
+        old = settings.SQL_ALCHEMY_CONN, settings.SQL_ALCHEMY_CONN_ASYNC
+        settings.SQL_ALCHEMY_CONN = database
+        settings.SQL_ALCHEMY_CONN_ASYNC = database.replace("sqlite://", "sqlite+aiosqlite://", 1)
+        settings.reconfigure_orm()
+        try:
+            from airflow.api_fastapi.app import create_app, get_auth_manager
+            from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+            from fastapi.testclient import TestClient
+
+            app = create_app(apps="core")
+            plugin_app = next(
+                route.app for route in app.routes if getattr(route, "path", None) == "/metaudit"
+            )
+            manager = get_auth_manager()
+
+            def token(name: str) -> str:
+                role = dict(u.split(":") for u in USERS.split(","))[name]
+                return manager.generate_jwt(SimpleAuthManagerUser(username=name, role=role))
+
+            with TestClient(app, base_url="http://airflow.test") as client:
+                yield {
+                    "client": client,
+                    "token": token,
+                    "packets": packets,
+                    "tampered": tampered,
+                    "plugin_app": plugin_app,
+                }
+        finally:
+            settings.SQL_ALCHEMY_CONN, settings.SQL_ALCHEMY_CONN_ASYNC = old
+            settings.reconfigure_orm()
+
+
+def _as(site: dict[str, Any], user: str | None, **headers: str) -> dict[str, str]:
+    if user is not None:
+        headers["Authorization"] = f"Bearer {site['token'](user)}"
+    return headers
+
+
+def _get(site: dict[str, Any], path: str, user: str | None = None, **params: Any) -> httpx.Response:
+    response: httpx.Response = site["client"].get(
+        path, params=params, headers=_as(site, user), follow_redirects=False
+    )
+    return response
+
+
+def _download(site: dict[str, Any], user: str, practice_id: str, client_id: str) -> httpx.Response:
+    """Ask, as ``user``, for the client packet of AS_OF."""
+    return _get(
+        site,
+        "/metaudit/packets/download",
+        user,
+        practice_id=practice_id,
+        as_of=AS_OF,
+        client_id=client_id,
+    )
+
+
+def _listed(site: dict[str, Any], user: str, **params: Any) -> list[dict[str, Any]]:
+    response = _get(site, "/metaudit/api/packets", user, **params)
+    assert response.status_code == 200, response.text
+    packets: list[dict[str, Any]] = response.json()["packets"]
+    return packets
+
+
+def _context(site: dict[str, Any]) -> Any:
+    return site["plugin_app"].state.metaudit.get()
+
+
+# ------------------------------------------------------------------------ authentication
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/metaudit/packets",
+        "/metaudit/api/packets",
+        "/metaudit/downloads",
+        "/metaudit/static/metaudit.css",
+        f"/metaudit/packets/download?practice_id=PR-1&as_of={AS_OF}&client_id=CL-1",
+    ],
+)
+def test_anonymous_requests_get_401(site, path):
+    response = site["client"].get(path, follow_redirects=False)
+    assert response.status_code == 401
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+def test_an_anonymous_browser_is_sent_to_airflows_login_and_back(site):
+    response = site["client"].get(
+        "/metaudit/packets?practice_id=PR-1",
+        headers={"Accept": "text/html,application/xhtml+xml"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == (
+        "/auth/login?next=%2Fmetaudit%2Fpackets%3Fpractice_id%3DPR-1"
+    )
+
+
+def test_a_forged_token_is_refused(site):
+    forged = site["token"]("root")[:-4] + "AAAA"
+    response = site["client"].get(
+        "/metaudit/api/packets", headers={"Authorization": f"Bearer {forged}"}
+    )
+    assert response.status_code in (401, 403)
+
+
+def test_a_rebuild_post_without_a_user_is_refused(site):
+    response = site["client"].post(
+        "/metaudit/packets/rebuild",
+        data={"practice_id": "PR-1", "as_of": AS_OF},
+        headers={"Origin": "http://airflow.test"},
+    )
+    assert response.status_code == 401
+
+
+# ------------------------------------------------------------------------------ listing
+
+
+def test_an_owner_sees_only_the_practices_granted_to_them(site):
+    listed = _listed(site, "owner1")
+    assert {p["practice_id"] for p in listed} == {"PR-1"}
+    clients = sorted(p["client_id"] for p in listed if p["kind"] == "client")
+    assert clients == ["CL-1", "CL-1", "CL-2", "CL-3", "CL-4"]
+    assert [p["kind"] for p in listed].count("practice") == 1
+    assert {p["practice_id"] for p in _listed(site, "owner2")} == {"PR-2"}
+
+
+def test_newest_as_of_date_first_and_the_practice_packet_before_its_clients(site):
+    listed = _listed(site, "owner1")
+    assert [(p["as_of"] or p["month"], p["client_id"]) for p in listed] == [
+        ("2026-03-31", "CL-1"),
+        ("2026-03-31", "CL-2"),
+        ("2026-03-31", "CL-3"),
+        ("2026-03-31", "CL-4"),
+        ("2026-03-30", "CL-1"),
+        ("2026-03", None),
+    ]
+
+
+def test_each_packet_says_whether_it_verifies(site):
+    listed = {(p["as_of"], p["client_id"]): p for p in _listed(site, "owner1")}
+    assert listed[AS_OF, "CL-1"]["verifies"] is True
+    assert listed[AS_OF, "CL-1"]["verification"].startswith("verified")
+    bad = listed[AS_OF, "CL-4"]
+    assert bad["verifies"] is False
+    assert "signature" in bad["verification"]
+    assert all(p["size"] > 0 and p["modified"] for p in listed.values())
+
+
+def test_admins_by_role_and_by_name_see_every_practice(site):
+    for admin in ("root", "dana"):
+        practices = {p["practice_id"] for p in _listed(site, admin)}
+        assert practices == {"PR-1", "PR-2", "<b>odd</b>"}
+
+
+def test_a_user_granted_nothing_sees_nothing_and_is_told_why(site):
+    assert _listed(site, "nobody") == []
+    page = _get(site, "/metaudit/packets", "nobody")
+    assert page.status_code == 200
+    assert "not granted any practice" in page.text
+
+
+def test_filters_practice_client_as_of_and_kind(site):
+    assert {p["client_id"] for p in _listed(site, "root", client_id="CL-1")} == {"CL-1"}
+    assert len(_listed(site, "root", client_id="CL-1")) == 2
+    on_day = _listed(site, "root", as_of="2026-03-30")
+    # The date's client packets, and the practice packets of its month (month to date).
+    assert {(p["kind"], p["as_of"] or p["month"]) for p in on_day} == {
+        ("client", "2026-03-30"),
+        ("practice", "2026-03"),
+    }
+    assert {p["as_of"] for p in _listed(site, "root", as_of="2026-03-30", kind="client")} == {
+        "2026-03-30"
+    }
+    assert {p["kind"] for p in _listed(site, "root", kind="practice")} == {"practice"}
+    assert {p["practice_id"] for p in _listed(site, "root", practice_id="PR-2")} == {"PR-2"}
+
+
+def test_paging(site):
+    packets = site["packets"]
+    for n in range(60):
+        _write_packet(packets, "PR-2", "2026-03-29", f"CL-{100 + n}")
+    first = _get(site, "/metaudit/api/packets", "owner2", as_of="2026-03-29").json()
+    second = _get(site, "/metaudit/api/packets", "owner2", as_of="2026-03-29", page=2).json()
+    assert (first["total"], first["pages"], len(first["packets"])) == (60, 2, 50)
+    assert len(second["packets"]) == 10
+    assert not {p["client_id"] for p in first["packets"]} & {
+        p["client_id"] for p in second["packets"]
+    }
+    page = _get(site, "/metaudit/packets", "owner2", as_of="2026-03-29")
+    assert 'rel="next"' in page.text and "page=2" in page.text
+    assert _get(site, "/metaudit/api/packets", "owner2", page=0).status_code == 422
+
+
+def test_the_page_lists_rows_with_download_links_and_escapes_ids(site):
+    page = _get(site, "/metaudit/packets", "root")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<table id="packets">' in page.text
+    assert 'class="download" href="/metaudit/packets/download?practice_id=PR-1' in page.text
+    # An id is data, never markup.
+    assert "<b>odd</b>" not in page.text
+    assert "&lt;b&gt;odd&lt;/b&gt;" in page.text
+    assert page.text.count('<form class="rebuild"') >= 5
+    owner = _get(site, "/metaudit/packets", "owner1")
+    assert '<form class="rebuild"' not in owner.text
+    assert "/metaudit/downloads" not in owner.text
+
+
+def test_security_headers(site):
+    page = _get(site, "/metaudit/packets", "owner1")
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'self'" in csp
+    assert "script-src" not in csp  # no script may run at all
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["cache-control"] == "no-store"
+    css = _get(site, "/metaudit/static/metaudit.css", "owner1")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+
+
+# ------------------------------------------------------------------------ access rules
+
+
+def test_another_practices_listing_is_refused(site):
+    assert _get(site, "/metaudit/packets", "owner1", practice_id="PR-2").status_code == 403
+    assert _get(site, "/metaudit/api/packets", "owner1", practice_id="PR-2").status_code == 403
+
+
+def test_another_practices_packet_is_refused_whether_it_exists_or_not(site):
+    for client in ("CL-9", "CL-NOPE"):
+        response = _download(site, "owner1", "PR-2", client)
+        assert response.status_code == 403
+    month = _get(site, "/metaudit/packets/download", "owner1", practice_id="PR-2", month="2026-03")
+    assert month.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"practice_id": "PR-1", "as_of": "2026-13-01", "client_id": "CL-1"},
+        {"practice_id": "PR-1", "as_of": "20260331", "client_id": "CL-1"},
+        {"practice_id": "PR-1", "as_of": AS_OF, "client_id": "CL\n1"},
+        {"practice_id": "PR-1", "as_of": AS_OF, "client_id": "C" * 65},
+        {"practice_id": "PR-1", "as_of": AS_OF},
+        {"practice_id": "PR-1", "month": "2026-3"},
+        {"practice_id": "PR-1", "month": "2026-03", "client_id": "CL-1"},
+    ],
+)
+def test_malformed_requests_are_rejected(site, params):
+    assert _get(site, "/metaudit/packets/download", "root", **params).status_code == 422
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"practice_id": "../PR-2", "as_of": AS_OF, "client_id": "CL-9"},
+        {"practice_id": "PR-1", "as_of": AS_OF, "client_id": "../../PR-2/2026-03-31/CL-9"},
+        {"practice_id": "..", "as_of": AS_OF, "client_id": "README.txt"},
+        {"practice_id": "PR-1", "as_of": AS_OF, "client_id": "CL-NOPE"},
+    ],
+)
+def test_no_path_leaves_the_packets_folder(site, params):
+    # Ids are encoded into file names, so a traversal names a packet that does not exist.
+    assert _get(site, "/metaudit/packets/download", "root", **params).status_code == 404
+
+
+def test_a_symlink_planted_in_the_folder_is_not_served(site, tmp_path):
+    secret = tmp_path / "secret.zip"
+    secret.write_bytes(b"not for download")
+    link = client_packet_path(site["packets"], "PR-1", AS_OF, "CL-LINK")
+    link.symlink_to(secret)
+    try:
+        response = _download(site, "root", "PR-1", "CL-LINK")
+        assert response.status_code == 404
+        assert "CL-LINK" not in {p["client_id"] for p in _listed(site, "root")}
+    finally:
+        link.unlink()
+
+
+# ------------------------------------------------------------------------ downloads
+
+
+def test_a_download_streams_the_zip_and_is_recorded(site):
+    path = client_packet_path(site["packets"], "PR-1", AS_OF, "CL-2")
+    response = _download(site, "owner1", "PR-1", "CL-2")
+    assert response.status_code == 200
+    assert response.content == path.read_bytes()
+    assert response.headers["content-type"] == "application/zip"
+    assert response.headers["content-disposition"] == (
+        'attachment; filename="metaudit-PR-1-2026-03-31-CL-2.zip"'
+    )
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert response.headers["x-metaudit-sha256"] == sha256
+    rows, _ = _context(site).store.downloads(practice_id="PR-1")
+    row = next(r for r in rows if r["client_id"] == "CL-2")
+    assert (row["user_name"], row["kind"], row["period"], row["sha256"], row["verified"]) == (
+        "owner1",
+        "client",
+        AS_OF,
+        sha256,
+        True,
+    )
+    assert row["packet"] == "PR-1/2026-03-31/CL-2.zip"
+    assert row["size"] == path.stat().st_size
+
+
+def test_a_practice_packet_download(site):
+    response = _get(
+        site, "/metaudit/packets/download", "owner1", practice_id="PR-1", month="2026-03"
+    )
+    assert response.status_code == 200
+    rows, _ = _context(site).store.downloads(practice_id="PR-1")
+    assert rows[0]["kind"] == "practice" and rows[0]["period"] == "2026-03"
+
+
+def test_a_packet_that_does_not_verify_is_served_but_marked(site):
+    response = _download(site, "owner1", "PR-1", "CL-4")
+    assert response.status_code == 200
+    assert response.headers["x-metaudit-verified"] == "false"
+    rows, _ = _context(site).store.downloads(practice_id="PR-1")
+    assert rows[0]["client_id"] == "CL-4" and rows[0]["verified"] is False
+
+
+def test_no_trail_no_download(site, monkeypatch):
+    store = _context(site).store
+
+    def broken(**_: Any) -> int:
+        raise RuntimeError("results store is down")
+
+    monkeypatch.setattr(store, "record_download", broken)
+    response = _download(site, "owner1", "PR-1", "CL-1")
+    assert response.status_code == 503
+    assert b"PK" not in response.content
+    assert "could not be recorded" in response.json()["detail"]
+
+
+def test_the_trail_page_is_for_admins(site):
+    _download(site, "owner2", "PR-2", "CL-9")
+    assert _get(site, "/metaudit/downloads", "owner2").status_code == 403
+    page = _get(site, "/metaudit/downloads", "dana")
+    assert page.status_code == 200
+    assert '<table id="downloads">' in page.text
+    assert '<td class="user">owner2</td>' in page.text
+    sha256 = hashlib.sha256(
+        client_packet_path(site["packets"], "PR-2", AS_OF, "CL-9").read_bytes()
+    ).hexdigest()
+    assert sha256 in page.text
+    filtered = _get(site, "/metaudit/downloads", "dana", practice_id="PR-1")
+    assert '<td class="user">owner2</td>' not in filtered.text
+
+
+# ------------------------------------------------------------------------------ rebuild
+
+
+@pytest.fixture
+def airflow_api(site):
+    """Stands in for Airflow's REST API: records what the plugin asked, answers as told."""
+    calls: list[httpx.Request] = []
+    answer: dict[str, Any] = {"status": 200, "body": {"dag_run_id": "manual__2026-11-24T00:00"}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(answer["status"], json=answer["body"])
+
+    context = _context(site)
+    before = context.airflow_transport, context.airflow_api_url
+    context.airflow_transport = httpx.MockTransport(handler)
+    context.airflow_api_url = "http://airflow.internal:8080"
+    yield calls, answer
+    context.airflow_transport, context.airflow_api_url = before
+
+
+def _rebuild(site: dict[str, Any], user: str, **headers: str) -> httpx.Response:
+    response: httpx.Response = site["client"].post(
+        "/metaudit/packets/rebuild",
+        data={"practice_id": "PR-1", "as_of": AS_OF, "client_id": "CL-2"},
+        headers=_as(site, user, **headers),
+        follow_redirects=False,
+    )
+    return response
+
+
+def test_an_admin_rebuild_triggers_the_dag_as_that_user_and_is_recorded(site, airflow_api):
+    calls, _ = airflow_api
+    response = _rebuild(site, "dana", Origin="http://airflow.test")
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/metaudit/packets?practice_id=PR-1")
+    [call] = calls
+    assert call.method == "POST"
+    assert str(call.url) == (
+        "http://airflow.internal:8080/api/v2/dags/met_compliance_nightly/dagRuns"
+    )
+    assert call.headers["authorization"] == response.request.headers["authorization"]
+    body = json.loads(call.content)
+    assert body["conf"] == {"as_of": AS_OF, "practice_ids": ["PR-1"], "rebuild_packets": True}
+    assert "dana" in body["note"] and "CL-2" in body["note"]
+    rows, _ = _context(site).store.rebuilds()
+    assert (rows[0]["user_name"], rows[0]["status"], rows[0]["dag_run_id"]) == (
+        "dana",
+        "triggered",
+        "manual__2026-11-24T00:00",
+    )
+    page = _get(site, "/metaudit/downloads", "dana")
+    assert "manual__2026-11-24T00:00" in page.text
+
+
+def test_a_rebuild_airflow_refuses_is_recorded_as_failed(site, airflow_api):
+    _, answer = airflow_api
+    answer.update(status=403, body={"detail": "Forbidden"})
+    response = _rebuild(site, "root", Origin="http://airflow.test")
+    assert response.status_code == 303
+    assert "rebuild-failed" in response.headers["location"]
+    rows, _ = _context(site).store.rebuilds()
+    assert rows[0]["status"] == "failed" and "403" in rows[0]["error"]
+    page = site["client"].get(response.headers["location"], headers=_as(site, "root"))
+    assert "could not be triggered" in page.text
+
+
+def test_owners_and_cross_site_posts_cannot_rebuild(site, airflow_api):
+    calls, _ = airflow_api
+    before = _context(site).store.rebuilds()[1]
+    assert _rebuild(site, "owner1", Origin="http://airflow.test").status_code == 403
+    assert _rebuild(site, "dana", Origin="https://evil.example").status_code == 403
+    assert calls == []
+    assert _context(site).store.rebuilds()[1] == before
+
+
+# --------------------------------------------------------------------- DAG-run link
+
+
+def test_the_dag_run_tab_shows_that_runs_packets(site):
+    store = _context(site).store
+    store.start_run(
+        "scheduled__2026-03-30", "met_compliance_nightly", date(2026, 3, 30), [], {"PR-1": "One"}
+    )
+    page = _get(
+        site,
+        "/metaudit/packets",
+        "owner1",
+        dag_id="met_compliance_nightly",
+        run_id="scheduled__2026-03-30",
+    )
+    assert page.status_code == 200
+    assert "as of 2026-03-30" in page.text
+    assert 'data-as-of="2026-03-30"' in page.text
+    assert 'data-as-of="2026-03-31"' not in page.text
+    other = _get(site, "/metaudit/packets", "owner1", dag_id="some_other_dag", run_id="r1")
+    assert "not a MET Audit DAG" in other.text and 'class="packet"' not in other.text
+
+
+def test_airflow_lists_the_plugin_with_its_nav_entry_and_run_tab(site):
+    response = _get(site, "/api/v2/plugins", "root")
+    assert response.status_code == 200
+    [plugin] = [p for p in response.json()["plugins"] if p["name"] == "metaudit"]
+    views = {v["destination"]: v for v in plugin["external_views"]}
+    assert views["nav"]["href"] == "/metaudit/packets"
+    assert views["nav"]["url_route"] == "metaudit-packets"
+    assert "{RUN_ID}" in views["dag_run"]["href"]
+    assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/metaudit"]
