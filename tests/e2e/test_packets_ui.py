@@ -408,17 +408,7 @@ def test_airflow_navigation_shows_the_packets_page(
     # The entry sits in its category's menu (Browse, Admin ...) or, without one, in the bar.
     page = owner1_context.new_page()
     page.goto(metaudit_server.url("/"))
-    category = entry[0].get("category")
-    if category:
-        menu_button = page.get_by_role("button", name=str(category))
-        expect(menu_button).to_be_visible(timeout=VISIBLE_MS)
-        menu_button.click()
-        nav = page.get_by_role("menuitem", name="Audit packets")
-    else:
-        nav = page.get_by_role("link", name="Audit packets")
-    expect(nav).to_be_visible(timeout=VISIBLE_MS)
-    nav.click()
-    page.wait_for_url("**/plugin/metaudit-packets", timeout=VISIBLE_MS)
+    _follow_navigation(page, entry[0].get("category"), "Audit packets")
     frame = page.frame_locator("iframe")
     expect(frame.locator("table#packets")).to_be_visible(timeout=VISIBLE_MS)
     practices = set(
@@ -428,6 +418,37 @@ def test_airflow_navigation_shows_the_packets_page(
     )
     page.close()
     assert practices == {"PR0001"}, f"the embedded page shows {practices} to owner1"
+
+
+def _follow_navigation(page: Page, category: object, name: str) -> None:
+    """Open the UI's menu entry `name` (under `category`, if any) and land on its page.
+
+    The React UI may still be rendering its navigation when the menu opens: a click
+    during the menu's opening animation, or on an item that is re-rendered under it,
+    is lost (CI saw it once). So the click is retried from a fresh menu until the
+    address changes, and only the address is waited for, not the page's load event.
+    """
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import expect
+
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        if category:
+            page.keyboard.press("Escape")  # close a menu left open by the last try
+            menu_button = page.get_by_role("button", name=str(category))
+            expect(menu_button).to_be_visible(timeout=VISIBLE_MS)
+            menu_button.click()
+            nav = page.get_by_role("menuitem", name=name)
+        else:
+            nav = page.get_by_role("link", name=name)
+        expect(nav).to_be_visible(timeout=VISIBLE_MS)
+        nav.click()
+        try:
+            page.wait_for_url("**/plugin/metaudit-packets", timeout=10_000, wait_until="commit")
+            return
+        except PlaywrightError:
+            if attempt == attempts:
+                raise
 
 
 # ----------------------------------------------------------------------------- 7
