@@ -239,7 +239,7 @@ def _import_gx() -> None:
 
     from metaudit.gx import runner
 
-    runner._quiet_gx_logging()
+    runner.quiet_gx_logging()
     importlib.import_module("metaudit.gx.expectations")
 
 

@@ -133,6 +133,14 @@ def test_nightly_dag_runs_on_two_celery_workers(
     assert all(ti["external_executor_id"] for ti in mapped)
     hosts = {str(ti["hostname"]) for ti in mapped}
     assert hosts == set(cluster.worker_names), f"mapped tasks ran on {hosts}"
+    # Each worker imported the audit's libraries once at start (metaudit.celery_config),
+    # for the task processes it forks to inherit.
+    for worker in cluster.worker_names:
+        short = worker.split("@", 1)[0]
+        (component,) = [c for c in started if c.name == short]
+        output = component.log_path.read_text(encoding="utf-8", errors="replace")
+        assert "preloaded for the worker's task processes" in output, f"{short}:\n{output[-3000:]}"
+        assert "could not preload" not in output, f"{short}:\n{output[-3000:]}"
 
     # Each worker wrote the logs of the tasks it ran into its own AIRFLOW_HOME.
     for worker in cluster.worker_names:

@@ -45,6 +45,8 @@ DOCKERIGNORE = REPO / ".dockerignore"
 COMPOSE_SCHEMA = REPO / "tests" / "schemas" / "compose-spec.json"
 HELM_VALUES = REPO / "deploy" / "helm" / "values.yaml"
 DEPLOYMENT_DOC = REPO / "docs" / "deployment.md"
+# Airflow's Celery settings with the worker warm start (metaudit.celery_config).
+CELERY_CONFIG_OPTIONS = "metaudit.celery_config.CELERY_CONFIG"
 POSTGRES_HOST = os.environ.get("METAUDIT_TEST_PG_HOST", "127.0.0.1")
 
 AIRFLOW_SERVICES = {
@@ -285,6 +287,7 @@ def test_environment_configures_celery_postgres_and_redis(services):
     ):
         assert env[key], key
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "false"
+    assert env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == CELERY_CONFIG_OPTIONS
     # Every Airflow component shares one configuration (the x-airflow-common anchor).
     for name in AIRFLOW_SERVICES:
         shared = {k: v for k, v in env_of(services[name]).items() if k.startswith("AIRFLOW")}
@@ -844,6 +847,7 @@ def test_helm_values_run_our_image_of_the_pinned_airflow(helm_values):
     assert (
         helm_values["config"]["celery"]["worker_concurrency"] == env_of_compose_worker_concurrency()
     )
+    assert helm_values["config"]["celery"]["celery_config_options"] == CELERY_CONFIG_OPTIONS
 
 
 def env_of_compose_worker_concurrency() -> int:

@@ -176,7 +176,7 @@ def clear_suite_cache() -> None:
 
 @functools.cache
 def _load_suite_file(family: str, path: Path) -> ExpectationSuite:
-    _quiet_gx_logging()
+    quiet_gx_logging()
     import great_expectations as gx
 
     # Defining the classes registers them; GX would drop their types otherwise.
@@ -299,7 +299,7 @@ class _GxRuntime:
 _runtime_lock = threading.RLock()
 
 
-def _quiet_gx_logging() -> None:
+def quiet_gx_logging() -> None:
     """Keep GX's INFO chatter (on import and per context) out of task logs; an
     operator who set the ``great_expectations`` logger's level keeps theirs."""
     gx_logger = logging.getLogger("great_expectations")
@@ -309,7 +309,7 @@ def _quiet_gx_logging() -> None:
 
 @functools.cache
 def _gx_runtime() -> _GxRuntime:
-    _quiet_gx_logging()
+    quiet_gx_logging()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
