@@ -157,6 +157,10 @@ class ClusterError(RuntimeError):
     """The local cluster did not come up or a run did not finish in time."""
 
 
+class RunTimeoutError(ClusterError):
+    """A run was still going when its time was up (the cluster itself was fine)."""
+
+
 class LocalCeleryCluster:
     """Airflow under CeleryExecutor as real processes on this machine.
 
@@ -432,7 +436,7 @@ class LocalCeleryCluster:
                     return str(state)
                 self._check_alive()
                 if time.monotonic() > deadline:
-                    raise ClusterError(f"run {run_id} still {state!r} after {timeout:.0f}s")
+                    raise RunTimeoutError(f"run {run_id} still {state!r} after {timeout:.0f}s")
                 time.sleep(2)
         finally:
             engine.dispose()
@@ -584,6 +588,26 @@ class RoundResult:
     stages: dict[str, dict[str, float]]
     by_worker: dict[str, int]
     peak_rss_mb: dict[str, float]
+    # Practices whose four mapped tasks all succeeded, and when the last of them ended
+    # (seconds from the run being queued), in order: the round's throughput, also when
+    # it was cut short by --timeout.
+    practices_done_at_s: list[float] = field(default_factory=list)
+    practices_total: int = 0
+
+    def practices_per_hour(self) -> float:
+        """Practices fully audited per hour, from the first to the last one done (the
+        steady state after plan and extract)."""
+        done = self.practices_done_at_s
+        if len(done) < 2 or done[-1] <= done[0]:
+            return float("nan")
+        return (len(done) - 1) * 3600 / (done[-1] - done[0])
+
+    def done_at(self, share: float) -> float:
+        """Seconds from the trigger until ``share`` of the practices were fully audited."""
+        needed = max(1, round(share * self.practices_total))
+        if len(self.practices_done_at_s) < needed:
+            return float("nan")
+        return self.practices_done_at_s[needed - 1]
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float:
@@ -597,11 +621,16 @@ def summarize_round(
     tis: list[dict[str, Any]],
     sampler: MemorySampler,
 ) -> RoundResult:
-    """Stage times, worker spread and peak memory of a finished run."""
+    """Stage times, worker spread and peak memory of a run; of a run cut short, of the
+    tasks that finished (a stage's ``count``), the others counted as ``unfinished``."""
     stages: dict[str, dict[str, float]] = {}
     peaks: dict[str, float] = {}
     by_worker: dict[str, int] = {}
+    practice_ends: dict[int, list[datetime | None]] = {}
     for ti in tis:
+        if ti["map_index"] >= 0:
+            ended = ti["end_date"] if ti["state"] == "success" else None
+            practice_ends.setdefault(ti["map_index"], []).append(ended)
         stage = stages.setdefault(
             ti["task_id"],
             {
@@ -613,6 +642,9 @@ def summarize_round(
                 "done_at_s": 0.0,
             },
         )
+        if ti["end_date"] is None:
+            stage["unfinished"] = stage.get("unfinished", 0) + 1
+            continue
         duration = float(ti["duration"] or 0.0)
         stage["count"] += 1
         stage["failed"] += ti["state"] != "success"
@@ -630,7 +662,13 @@ def summarize_round(
             host = str(ti["hostname"])
             by_worker[host] = by_worker.get(host, 0) + 1
     for stage in stages.values():
-        stage["mean_s"] = stage["sum_s"] / stage["count"]
+        stage["mean_s"] = stage["sum_s"] / stage["count"] if stage["count"] else float("nan")
+    mapped_stages = 4  # validate, persist, notify, build_packets
+    done_at = sorted(
+        _seconds(run["queued_at"], max(ends))  # type: ignore[type-var]
+        for ends in practice_ends.values()
+        if len(ends) == mapped_stages and all(ends)
+    )
     starts = [ti["start_date"] for ti in tis if ti["start_date"]]
     ends = [ti["end_date"] for ti in tis if ti["end_date"]]
     return RoundResult(
@@ -642,6 +680,8 @@ def summarize_round(
         stages=stages,
         by_worker=by_worker,
         peak_rss_mb=peaks,
+        practices_done_at_s=done_at,
+        practices_total=len(practice_ends),
     )
 
 
@@ -674,15 +714,19 @@ def run_round(args: argparse.Namespace, workers: int, source: Path, root: Path) 
             run_id = f"bench_{workers}w_{uuid.uuid4().hex[:6]}"
             with MemorySampler(cluster.worker_pids()) as sampler:
                 cluster.trigger(run_id, {"as_of": args.as_of})
-                state = cluster.wait_for_run(run_id, timeout=args.timeout)
+                try:
+                    state = cluster.wait_for_run(run_id, timeout=args.timeout)
+                except RunTimeoutError as exc:
+                    # Cut short: the figures of what finished still measure throughput.
+                    log.warning("%s; measuring what finished", exc)
+                    state = "timed out"
             if state != "success":
                 log.warning("run %s ended %s\n%s", run_id, state, cluster.logs_tail())
+            run = cluster.run_row(run_id)
+            if state == "timed out":
+                run = {**run, "state": f"timed out after {args.timeout:.0f} s"}
             return summarize_round(
-                workers,
-                args.concurrency,
-                cluster.run_row(run_id),
-                cluster.task_instances(run_id),
-                sampler,
+                workers, args.concurrency, run, cluster.task_instances(run_id), sampler
             )
 
 
@@ -699,10 +743,16 @@ def show(result: RoundResult) -> str:
         lines.append(
             f"   {name:<28}{int(s['count']):>6}{int(s['failed']):>7}{s['sum_s']:>10.1f}"
             f"{s['mean_s']:>9.1f}{s['max_s']:>9.1f}{s['done_at_s']:>11.1f}{s['peak_rss_mb']:>13.0f}"
+            + (f"  ({int(s['unfinished'])} unfinished)" if s.get("unfinished") else "")
         )
     lines.append(
         "   mapped tasks per worker: "
         + ", ".join(f"{k}: {v}" for k, v in sorted(result.by_worker.items()))
+    )
+    lines.append(
+        f"   practices fully audited: {len(result.practices_done_at_s)} of "
+        f"{result.practices_total}; {result.practices_per_hour():.0f} per hour; "
+        + ", ".join(f"{share:.0%} at {result.done_at(share):.0f} s" for share in (0.25, 0.5, 1.0))
     )
     return "\n".join(lines)
 
@@ -767,8 +817,14 @@ def main() -> int:
         sys.stdout.write(show(result) + "\n")
         sys.stdout.flush()
         results.append(result)
-    if args.json:
-        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=1, default=str))
+        if args.json:  # after every round: a later round may be cut short or killed
+            args.json.write_text(
+                json.dumps(
+                    [{**r.__dict__, "practices_per_hour": r.practices_per_hour()} for r in results],
+                    indent=1,
+                    default=str,
+                )
+            )
     if len(results) >= 2 and all(r.state == "success" for r in results):
         base = results[0]
         for r in results[1:]:
