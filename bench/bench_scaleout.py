@@ -360,6 +360,9 @@ class LocalCeleryCluster:
 
     def stop(self, grace: float = 20) -> None:
         """End every process this cluster started (its whole session): SIGTERM, then SIGKILL."""
+        # A running task's process leaves its worker's process group (Airflow's supervisor
+        # makes it a group of its own): found now, killed last, or it runs on orphaned.
+        descendants = _descendants([c.process.pid for c in self.components])
         for component in reversed(self.components):
             _signal_group(component.process, signal.SIGTERM)
         deadline = time.monotonic() + grace
@@ -372,6 +375,9 @@ class LocalCeleryCluster:
             _signal_group(component.process, signal.SIGKILL)
             if component.process.poll() is None:
                 component.process.wait(timeout=10)
+        for process in descendants:
+            with suppress(Exception):  # psutil.NoSuchProcess and the like: already gone
+                process.kill()
         self.components.clear()
 
     def __enter__(self) -> LocalCeleryCluster:
@@ -508,6 +514,17 @@ def _http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _descendants(pids: list[int]) -> list[Any]:
+    """Every live descendant process of ``pids`` (psutil.Process objects)."""
+    import psutil
+
+    found: list[Any] = []
+    for pid in pids:
+        with suppress(psutil.Error):
+            found.extend(psutil.Process(pid).children(recursive=True))
+    return found
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -29,8 +29,9 @@ failure does not stop the others.
    client with activity and one per practice and month, under
    `data/packets/<practice>/`.
 4. `finish`: stores the findings without a practice under practice NULL,
-   logs a per-practice summary, and fails the run naming the practices that
-   failed in any stage, after all the others finished.
+   posts the admin alerts SendGrid refused or could not take earlier (still
+   pending in the outbox), logs a per-practice summary, and fails the run
+   naming the practices that failed in any stage, after all the others finished.
 
 **Rerun** a date or a practice from the trigger form: set `as_of` and, if you
 like, `practice_ids`. A rerun does not send an email that went out already
@@ -307,17 +308,21 @@ def met_compliance_nightly() -> None:
 
     @task(trigger_rule="all_done")
     def finish(extracted: list[dict[str, str]] | None) -> str:
-        """Store the findings that name no practice, log the per-practice summary, and fail
-        the run naming the practices that failed (after all others finished)."""
+        """Store the findings that name no practice, post admin alerts SendGrid refused
+        earlier, log the per-practice summary, and fail the run naming the practices that
+        failed (after all others finished)."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from metaudit import orchestration
 
+        api_key, host = orchestration.sendgrid_credentials()
         try:
             return orchestration.finish_run(
                 orchestration.results_url(),
                 get_current_context()["run_id"],
                 extracted_ok=extracted is not None,
+                api_key=api_key,
+                host=host,
             )
         except orchestration.RunIncompleteError as exc:
             raise AirflowFailException(str(exc)) from exc

@@ -609,10 +609,18 @@ def describe_error(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {exc}" if exc is not None else "task failed"
 
 
-def finish_run(store_url: str, run_id: str, *, extracted_ok: bool) -> str:
+def finish_run(
+    store_url: str,
+    run_id: str,
+    *,
+    extracted_ok: bool,
+    api_key: str | None = None,
+    host: str | None = None,
+) -> str:
     """Store the run-level findings that name no practice (when this run's extract wrote
-    them), mark the run finished, and return a per-practice summary; raise
-    PracticesFailedError naming the practices that did not finish."""
+    them), mark the run finished, post the admin alerts still pending (with a SendGrid
+    ``api_key``), and return a per-practice summary; raise PracticesFailedError naming
+    the practices that did not finish."""
     from metaudit.findings import read_findings
     from metaudit.results import ResultsStore
 
@@ -641,6 +649,15 @@ def finish_run(store_url: str, run_id: str, *, extracted_ok: bool) -> str:
     finally:
         store.close()
     summary = summarize(rows, run_id)
+    if api_key:
+        try:
+            pending = resend_pending_alerts(store_url, outcome.as_of, api_key=api_key, host=host)
+        except _with_database_errors() as exc:
+            # The run's own outcome must still be reported; the alerts stay in the outbox.
+            log.exception("could not post the pending admin alerts")
+            pending = [describe_error(exc)]
+        if pending:
+            summary += f"\n{len(pending)} admin alert mail(s) still pending in the outbox"
     log.info("run %s as of %s:\n%s", run_id, outcome.as_of, summary)
     retire_snapshots(outcome.as_of.isoformat(), keep_own=bool(outcome.failed))
     if outcome.failed:
@@ -742,7 +759,7 @@ def _record_alert(ti: Any, practice_id: str | None, error: str) -> tuple[int | N
                 dag_id=ti.dag_id,
                 run_id=ti.run_id,
                 task_id=ti.task_id,
-                map_index=int(getattr(ti, "map_index", -1) or -1),
+                map_index=_map_index(ti),
                 try_number=getattr(ti, "try_number", None),
                 practice_id=practice_id,
                 as_of=as_of,
@@ -759,12 +776,15 @@ def _record_alert(ti: Any, practice_id: str | None, error: str) -> tuple[int | N
     return alert_id, as_of
 
 
+def _map_index(ti: Any) -> int:
+    """A task instance's map index; -1 for a task that is not mapped (None or absent)."""
+    index = getattr(ti, "map_index", None)
+    return -1 if index is None else int(index)
+
+
 def alert_key(ti: Any) -> str:
     """The outbox key of a failed task's alert: one mail per run, task, map index and try."""
-    return (
-        f"{ti.run_id}.{ti.task_id}.{int(getattr(ti, 'map_index', -1) or -1)}"
-        f".try{getattr(ti, 'try_number', None) or 0}"
-    )
+    return f"{ti.run_id}.{ti.task_id}.{_map_index(ti)}.try{getattr(ti, 'try_number', None) or 0}"
 
 
 def alert_text(
@@ -864,19 +884,55 @@ def _mail_alert(
 def _mark_alert_notified(alert_id: int) -> None:
     """Set the alert's ``notified_at``: the mail went out (or, without a key, to the outbox)."""
     from metaudit.results import ResultsStore
-    from metaudit.results.store import ALERTS
 
     try:
         store = ResultsStore(results_url())
         try:
-            with store.engine.begin() as conn:
-                conn.execute(
-                    ALERTS.update().where(ALERTS.c.id == alert_id).values(notified_at=_now())
-                )
+            store.mark_alert_notified(alert_id)
         finally:
             store.close()
     except _with_database_errors():
         log.exception("could not mark alert %s notified", alert_id)
+
+
+def resend_pending_alerts(
+    store_url: str,
+    as_of: date,
+    *,
+    api_key: str,
+    host: str | None = None,
+    config: str | None = None,
+) -> list[str]:
+    """Post the admin alerts SendGrid refused or could not take, of ``as_of`` and the
+    ``email.retry_earlier_days`` days before (:func:`metaudit.mail.post_pending_alerts`),
+    and mark those that went out notified. Returns the errors of those still pending.
+
+    The run's last task calls it: an alert is mailed once, from a failing task's
+    callback, and would otherwise never reach the admins after a refusal.
+    """
+    from types import SimpleNamespace
+
+    from metaudit import mail
+    from metaudit.results import ResultsStore
+    from metaudit.settings import Settings
+
+    mail_config = mail.load_mail_config(Settings.load(config))
+    sent, failed = mail.post_pending_alerts(
+        mail_config, as_of=as_of.isoformat(), api_key=api_key, host=host, outbox_dir=outbox_dir()
+    )
+    if sent:
+        keys = {result.name for result in sent}
+        store = ResultsStore.open(store_url)
+        try:
+            for row in store.alerts(notified=False):
+                if alert_key(SimpleNamespace(**row)) in keys:
+                    store.mark_alert_notified(int(row["id"]))
+        finally:
+            store.close()
+        log.info("posted %d pending admin alert(s): %s", len(sent), sorted(keys))
+    for exc in failed:
+        log.error("an admin alert is still pending in the outbox: %s", exc)
+    return [str(exc) for exc in failed]
 
 
 def _run_date(context: Mapping[str, Any]) -> date:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,7 @@ from metaudit.mail.errors import (
     MailRejectedError,
     MailUnavailableError,
 )
-from metaudit.mail.notify import alert_admins_email, notify_practice
+from metaudit.mail.notify import alert_admins_email, notify_practice, post_pending_alerts
 from metaudit.mail.outbox import DIGEST, SENT, Outbox
 from metaudit.mail.sendgrid_client import to_sendgrid_payload
 
@@ -396,3 +396,62 @@ def test_admin_alerts_take_the_same_path(tmp_path: Path, double: SendGridDouble)
     record = Outbox(tmp_path).load("alert", AS_OF, "scheduled__2026-03-31T04:30:00+00:00")
     assert record is not None and record.state == SENT
     assert Outbox(tmp_path).load(DIGEST, AS_OF, PRACTICE) is None
+
+
+def test_a_refused_alert_is_posted_by_a_later_run(tmp_path: Path, double: SendGridDouble) -> None:
+    key = "manual__2026-03-31.practice.validate.0.try3"
+    double.script(error_reply(401, "The provided authorization grant is invalid"))
+    with pytest.raises(MailRejectedError):
+        alert_admins_email(
+            "practice.validate failed for PR0002",
+            "practice PR0002: ContractError",
+            mail_config(),
+            key=key,
+            as_of=AS_OF,
+            api_key=API_KEY,
+            host=double.host,
+            outbox_dir=tmp_path,
+        )
+    outbox = Outbox(tmp_path)
+    record = outbox.load("alert", AS_OF, key)
+    assert record is not None and record.state == "pending"
+    assert outbox.names("alert", AS_OF) == [key]
+
+    # The next day's run (the key fixed): the refused alert goes out, as it was built.
+    sent, failed = post_pending_alerts(
+        mail_config(), as_of="2026-04-01", api_key=API_KEY, host=double.host, outbox_dir=tmp_path
+    )
+    assert failed == []
+    assert [(r.name, r.as_of, r.status) for r in sent] == [(key, AS_OF, "sent")]
+    assert double.requests[-1].json["subject"] == "[MET Audit] practice.validate failed for PR0002"
+    loaded = outbox.load("alert", AS_OF, key)
+    assert loaded is not None and loaded.state == SENT
+    # Nothing pending any more: nothing posted again.
+    again = post_pending_alerts(
+        mail_config(), as_of="2026-04-01", api_key=API_KEY, host=double.host, outbox_dir=tmp_path
+    )
+    assert again == ([], [])
+    assert len(double.requests) == 2
+
+
+def test_a_pending_alert_older_than_the_retry_window_is_left_alone(
+    tmp_path: Path, double: SendGridDouble
+) -> None:
+    double.script(error_reply(403, "sender not verified"))
+    with pytest.raises(MailRejectedError):
+        alert_admins_email(
+            "extract failed",
+            "SourceUnavailableError",
+            mail_config(),
+            key="k1",
+            as_of=AS_OF,
+            api_key=API_KEY,
+            host=double.host,
+            outbox_dir=tmp_path,
+        )
+    window = mail_config().retry_earlier_days
+    later = (date.fromisoformat(AS_OF) + timedelta(days=window + 1)).isoformat()
+    assert post_pending_alerts(
+        mail_config(), as_of=later, api_key=API_KEY, host=double.host, outbox_dir=tmp_path
+    ) == ([], [])
+    assert len(double.requests) == 1

@@ -553,3 +553,78 @@ def test_an_alert_never_raises_when_mail_cannot_go_out(
     # The store unreachable too: still nothing raised.
     monkeypatch.setattr(orchestration, "results_url", lambda: "not a database url")
     orchestration.alert_admins({"ti": _failed_ti(try_number=3), "exception": None})
+
+
+def test_finish_posts_a_refused_alert_and_marks_it_notified(
+    persisted: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from sendgrid_double import SendGridDouble, error_reply
+
+    store_url = persisted["store_url"]
+    monkeypatch.setattr(orchestration, "results_url", lambda: store_url)
+    config = tmp_path / "ok.yaml"
+    config.write_text(
+        'email:\n  sender: "MET Audit <audit@example.org>"\n  admins: [ops@example.org]\n'
+        "  timeout_seconds: 2\n  max_attempts: 1\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("METAUDIT_CONFIG", str(config))
+    double = SendGridDouble()
+    double.start()
+    try:
+        monkeypatch.setattr(orchestration, "sendgrid_credentials", lambda: ("SG.key", double.host))
+        double.script(error_reply(401, "The provided authorization grant is invalid"))
+        orchestration.alert_admins({"ti": _failed_ti(map_index=0), "exception": None})
+        store = ResultsStore(store_url)
+        (alert,) = store.alerts("r1")
+        store.close()
+        assert alert["notified_at"] is None and alert["map_index"] == 0
+
+        # The key is fixed; the run's last task posts the alert that waited in the outbox
+        # (and still fails the run: the practice failed).
+        with pytest.raises(orchestration.PracticesFailedError):
+            orchestration.finish_run(
+                store_url, "r1", extracted_ok=False, api_key="SG.key", host=double.host
+            )
+        assert len(double.requests) == 2
+        assert double.requests[-1].json["subject"].startswith("[MET Audit] practice.notify failed")
+    finally:
+        double.stop()
+    store = ResultsStore(store_url)
+    (alert,) = store.alerts("r1")
+    store.close()
+    assert alert["notified_at"] is not None
+    assert orchestration.alert_key(_failed_ti(map_index=0)).endswith(".practice.notify.0.try1")
+
+
+def test_finish_reports_alerts_still_pending(
+    persisted: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store_url = persisted["store_url"]
+    monkeypatch.setattr(orchestration, "results_url", lambda: store_url)
+    config = tmp_path / "ok.yaml"
+    config.write_text(
+        'email:\n  sender: "MET Audit <audit@example.org>"\n  admins: [ops@example.org]\n'
+        "  timeout_seconds: 1\n  max_attempts: 1\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("METAUDIT_CONFIG", str(config))
+    # SendGrid unreachable (nothing listens there), when the alert is mailed and at finish.
+    monkeypatch.setattr(
+        orchestration, "sendgrid_credentials", lambda: ("SG.key", "http://127.0.0.1:9")
+    )
+    orchestration.alert_admins({"ti": _failed_ti(), "exception": None})
+    caplog.set_level("INFO", logger="metaudit.orchestration")
+    with pytest.raises(orchestration.PracticesFailedError):
+        orchestration.finish_run(
+            store_url, "r1", extracted_ok=False, api_key="SG.key", host="http://127.0.0.1:9"
+        )
+    summary = caplog.text
+    assert "1 admin alert mail(s) still pending in the outbox" in summary
+    store = ResultsStore(store_url)
+    (alert,) = store.alerts("r1")
+    store.close()
+    assert alert["notified_at"] is None

@@ -8,8 +8,8 @@
 - :mod:`metaudit.mail.outbox`: one durable record per (practice, as-of date).
 - :mod:`metaudit.mail.sendgrid_client`: the v3 payload and the posting client
   (timeouts, retries).
-- :mod:`metaudit.mail.notify`: what the DAG calls, :func:`notify_practice` and
-  :func:`alert_admins_email`.
+- :mod:`metaudit.mail.notify`: what the DAG calls, :func:`notify_practice`,
+  :func:`alert_admins_email` and :func:`post_pending_alerts`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from metaudit.mail.notify import (
     alert_admins_email,
     credentials_from_connection,
     notify_practice,
+    post_pending_alerts,
 )
 
 __all__ = [
@@ -54,4 +55,5 @@ __all__ = [
     "load_mail_config",
     "mail_config_from_sections",
     "notify_practice",
+    "post_pending_alerts",
 ]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -298,27 +298,72 @@ def _deliver(
         return _post(record, ctx)
 
 
-def _retry_earlier(
-    practice_id: str, as_of: str, days: int, ctx: _Context
+def _post_pending(
+    kind: str, records: Iterable[tuple[str, str]], ctx: _Context
 ) -> tuple[list[DeliveryResult], list[Exception]]:
-    """Post the practice's mails of the previous ``days`` days that are still pending."""
+    """Post the messages of the ``(as_of, name)`` records that are still pending, each
+    under its lock, as they were built; what SendGrid still refuses stays pending."""
     done: list[DeliveryResult] = []
     failed: list[Exception] = []
-    today = date.fromisoformat(as_of)
-    for back in range(days, 0, -1):
-        day = (today - timedelta(days=back)).isoformat()
-        if not ctx.outbox.paths(DIGEST, day, practice_id).record.exists():
+    for day, name in records:
+        if not ctx.outbox.paths(kind, day, name).record.exists():
             continue
-        with ctx.outbox.locked(DIGEST, day, practice_id):
-            record = ctx.outbox.load(DIGEST, day, practice_id)
+        with ctx.outbox.locked(kind, day, name):
+            record = ctx.outbox.load(kind, day, name)
             if record is None or record.state != PENDING or record.message is None:
                 continue
-            log.info("practice %s: posting the pending email of %s", practice_id, day)
+            log.info("%s %s: posting the pending email of %s", kind, name, day)
             try:
                 done.append(_post(record, ctx))
             except MailDeliveryError as exc:
                 failed.append(exc)
     return done, failed
+
+
+def _days_before(as_of: str, days: int, *, including: bool = False) -> list[str]:
+    """The ``days`` dates before ``as_of`` (and ``as_of`` itself), oldest first."""
+    today = date.fromisoformat(as_of)
+    return [(today - timedelta(days=back)).isoformat() for back in range(days, -int(including), -1)]
+
+
+def _retry_earlier(
+    practice_id: str, as_of: str, days: int, ctx: _Context
+) -> tuple[list[DeliveryResult], list[Exception]]:
+    """Post the practice's mails of the previous ``days`` days that are still pending."""
+    return _post_pending(DIGEST, ((day, practice_id) for day in _days_before(as_of, days)), ctx)
+
+
+def post_pending_alerts(
+    mail_config: MailConfig,
+    *,
+    as_of: str,
+    api_key: str,
+    host: str | None = None,
+    outbox_dir: str | Path,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+    now: Callable[[], datetime] = _utcnow,
+) -> tuple[list[DeliveryResult], list[Exception]]:
+    """Post the admin alerts of ``as_of`` and the ``retry_earlier_days`` days before it
+    that SendGrid refused or could not take (still ``pending`` in the outbox).
+
+    An alert is mailed from a failing task's callback, once: without this, an alert
+    SendGrid refused (a wrong key, a sender not verified yet) would never reach the
+    admins. Returns what was sent and what failed again (those stay pending).
+    """
+    ctx = _Context(
+        Outbox(outbox_dir),
+        _mailer(mail_config, api_key, host, sleep, clock),
+        mail_config.sandbox_mode,
+        False,
+        now,
+    )
+    records = [
+        (day, name)
+        for day in _days_before(as_of, max(mail_config.retry_earlier_days, 0), including=True)
+        for name in ctx.outbox.names(ALERT, day)
+    ]
+    return _post_pending(ALERT, records, ctx)
 
 
 def notify_practice(

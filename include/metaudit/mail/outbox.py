@@ -127,6 +127,16 @@ def check_as_of(as_of: str) -> str:
     return as_of
 
 
+def _read_record(path: Path) -> OutboxRecord:
+    """A record file; a damaged record is an error, never ignored."""
+    try:
+        return OutboxRecord.from_json(path.read_text(encoding="utf-8"))
+    except (ValueError, TypeError) as exc:
+        raise OutboxError(
+            f"outbox record {path} cannot be read ({exc}); move it aside to start it afresh"
+        ) from exc
+
+
 class Outbox:
     """The outbox folder: load, save and lock records, write their .eml files."""
 
@@ -172,16 +182,9 @@ class Outbox:
     def load(self, kind: str, as_of: str, name: str) -> OutboxRecord | None:
         """The record, or None when there is none; a damaged record is an error, never ignored."""
         path = self.paths(kind, as_of, name).record
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        if not path.exists():
             return None
-        try:
-            record = OutboxRecord.from_json(text)
-        except (ValueError, TypeError) as exc:
-            raise OutboxError(
-                f"outbox record {path} cannot be read ({exc}); move it aside to start it afresh"
-            ) from exc
+        record = _read_record(path)
         if (record.kind, record.name, record.as_of) != (kind, name, as_of):
             raise OutboxError(
                 f"outbox record {path} belongs to {record.kind} {record.name!r} on {record.as_of}"
@@ -205,6 +208,13 @@ class Outbox:
         """Drop a message that will not be sent (the record stays, as ``skipped``)."""
         self.paths(record.kind, record.as_of, record.name).eml.unlink(missing_ok=True)
         record.eml = None
+
+    def names(self, kind: str, as_of: str) -> list[str]:
+        """The names (practice ids or alert keys) of ``kind``'s records on ``as_of``."""
+        folder = self.paths(kind, as_of, "x").record.parent
+        if not folder.is_dir():
+            return []
+        return [_read_record(path).name for path in sorted(folder.glob("*.json"))]
 
     def eml_files(self, as_of: str) -> list[Path]:
         """The practices' .eml files of one as-of date (alerts aside), for ``make demo`` to show."""

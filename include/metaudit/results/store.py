@@ -652,14 +652,26 @@ class ResultsStore:
             notified_at=None,
         )
 
-    def alerts(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        """Recorded alerts (of one run, or all), oldest first."""
+    def alerts(
+        self, run_id: str | None = None, *, notified: bool | None = None
+    ) -> list[dict[str, Any]]:
+        """Recorded alerts (of one run, or all; only those mailed, or not, when
+        ``notified`` is given), oldest first."""
         table = ALERTS
         query = sa.select(table).order_by(table.c.id)
         if run_id is not None:
             query = query.where(table.c.run_id == run_id)
+        if notified is not None:
+            query = query.where(
+                table.c.notified_at.is_not(None) if notified else table.c.notified_at.is_(None)
+            )
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
+
+    def mark_alert_notified(self, alert_id: int) -> None:
+        """Record that the alert's mail went out (or, without a SendGrid key, to the outbox)."""
+        with self._transaction() as conn:
+            conn.execute(ALERTS.update().where(ALERTS.c.id == alert_id).values(notified_at=_now()))
 
     def _insert(self, table: sa.Table, **values: Any) -> int:
         """Insert one row; return its generated id."""
