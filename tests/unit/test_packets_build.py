@@ -431,3 +431,27 @@ def test_cli_builds_packets_only_with_a_key_or_in_the_demo(built, tmp_path, monk
     monkeypatch.setenv(KEY_ENV, DEMO_PACKET_KEY.decode())
     assert main(["verify", str(packet)]) == 0
     assert "demo key" in capsys.readouterr().out
+
+
+def test_a_practice_without_findings_gets_its_packets(tmp_path):
+    # The common case in a real network: nothing failed all month. (Found by the
+    # scale-out benchmark: an empty month table of object columns made the rule counts
+    # select columns instead of rows.)
+    from metaudit.engine import check_typed, load_source
+    from metaudit.settings import Settings
+
+    db = write_sqlite(clean_records(), tmp_path / "clean.sqlite")
+    typed = load_source(db, AS_OF)
+    assert check_typed(typed, AS_OF, ["PR-1"], Settings.from_dict({})).findings == []
+    summary = build_practice_packets(
+        db, "PR-1", AS_OF, packets_dir=tmp_path / "p", key=KEY, typed=typed
+    )
+    assert summary["client_packets"] == 1
+    practice_zip = Path(summary["practice_packet"])
+    check = verify_packet(practice_zip, KEY)
+    assert check.intact, check.problems
+    entries = _entries(practice_zip)
+    rules = list(csv.DictReader(io.StringIO(entries["rules.csv"].decode())))
+    assert len(rules) == len(rulebook.RULES)
+    assert {(r["open_on_as_of"], r["seen_in_month"]) for r in rules} == {("0", "0")}
+    assert list(csv.DictReader(io.StringIO(entries["findings_month.csv"].decode()))) == []

@@ -399,7 +399,10 @@ def month_findings_table(month: Mapping[str, Sequence[Finding]], as_of: str) -> 
         rows.append(row)
     from metaudit.findings import FIELDS
 
-    return pd.DataFrame(rows, columns=[*FIELDS, *MONTH_EXTRA_FIELDS])
+    table = pd.DataFrame(rows, columns=[*FIELDS, *MONTH_EXTRA_FIELDS])
+    # A month without findings gives an empty table of object columns; indexing by an
+    # empty object column would select columns, not rows.
+    return table.astype({"open_on_as_of": bool})
 
 
 def practice_packet_files(
@@ -423,7 +426,7 @@ def practice_packet_files(
         columns=[f for f in ClientPacketSummary.__dataclass_fields__ if f != "state"],
     )
     month_table = month_findings_table(month, as_of)
-    open_counts = month_table[month_table["open_on_as_of"]].groupby("rule_id").size()
+    open_counts = month_table.loc[month_table["open_on_as_of"]].groupby("rule_id").size()
     seen_counts = month_table.groupby("rule_id").size()
     rule_counts = pd.DataFrame(
         [
