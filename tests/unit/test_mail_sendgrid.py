@@ -61,6 +61,101 @@ def test_sandbox_mode_and_no_recipients() -> None:
         to_sendgrid_payload(OutgoingEmail("s", "h", "t", (), "a@example.org"))
 
 
+UNICODE_EMAIL = {
+    "sender": "Zoë Müller <audit@example.org>",
+    "reply_to": '"Müller, Zoë" <desk@example.org>',
+    "admins": ["Þórdís Ólafsdóttir <ops@example.org>"],
+}
+UNICODE_LEADS = ["José Ñúñez <jose@riverside.example>", "Ирина <irina@riverside.example>"]
+
+
+def _unicode_config():  # type: ignore[no-untyped-def]
+    from metaudit.mail.config import load_mail_config
+    from metaudit.settings import Settings
+
+    settings = Settings.from_dict(
+        {"email": UNICODE_EMAIL, "practices": {"PR0001": {"compliance_leads": UNICODE_LEADS}}}
+    )
+    return load_mail_config(settings)
+
+
+def test_configured_unicode_names_stay_plain_text() -> None:
+    config = _unicode_config()
+    assert config.sender == "Zoë Müller <audit@example.org>"
+    assert config.reply_to == '"Müller, Zoë" <desk@example.org>'
+    assert config.admins == ("Þórdís Ólafsdóttir <ops@example.org>",)
+    assert config.for_practice("PR0001").recipients == tuple(UNICODE_LEADS)
+
+
+def test_unicode_names_reach_the_payload_as_plain_text() -> None:
+    config = _unicode_config()
+    message = OutgoingEmail(
+        subject="s",
+        html="h",
+        text="t",
+        to=config.for_practice("PR0001").recipients,
+        sender=config.sender or "",
+        reply_to=config.reply_to,
+    )
+    payload = to_sendgrid_payload(message)
+    assert payload["from"] == {"name": "Zoë Müller", "email": "audit@example.org"}
+    assert payload["reply_to"] == {"name": "Müller, Zoë", "email": "desk@example.org"}
+    assert payload["personalizations"][0]["to"] == [
+        {"name": "José Ñúñez", "email": "jose@riverside.example"},
+        {"name": "Ирина", "email": "irina@riverside.example"},
+    ]
+
+
+def test_encoded_words_from_earlier_records_are_decoded_for_sendgrid() -> None:
+    """Outbox records written before names were kept plain hold RFC 2047 encoded words."""
+    from email.utils import formataddr
+
+    old = OutgoingEmail(
+        "s",
+        "h",
+        "t",
+        (formataddr(("José Ñúñez", "jose@riverside.example")),),
+        formataddr(("Zoë Müller", "audit@example.org")),
+    )
+    assert old.sender.startswith("=?utf-8?")
+    payload = to_sendgrid_payload(old)
+    assert payload["from"] == {"name": "Zoë Müller", "email": "audit@example.org"}
+    assert payload["personalizations"][0]["to"] == [
+        {"name": "José Ñúñez", "email": "jose@riverside.example"}
+    ]
+
+
+def test_the_eml_file_encodes_the_same_names_in_its_headers() -> None:
+    """A mail header is where RFC 2047 belongs: the .eml carries encoded words that any
+    mail program decodes back to the configured names."""
+    from datetime import UTC, datetime
+    from email import message_from_bytes, policy
+
+    from metaudit.mail.eml import render_eml
+
+    config = _unicode_config()
+    message = OutgoingEmail(
+        subject="s",
+        html="h",
+        text="t",
+        to=config.for_practice("PR0001").recipients,
+        sender=config.sender or "",
+        reply_to=config.reply_to,
+    )
+    raw = render_eml(message, date=datetime(2026, 3, 31, 5, tzinfo=UTC))
+    headers = raw.split(b"\r\n\r\n", 1)[0]
+    assert headers.isascii(), "the .eml headers must be 7-bit (encoded words)"
+    assert b"=?utf-8?" in headers
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert [(a.display_name, a.addr_spec) for a in parsed["From"].addresses] == [
+        ("Zoë Müller", "audit@example.org")
+    ]
+    assert [(a.display_name, a.addr_spec) for a in parsed["Reply-To"].addresses] == [
+        ("Müller, Zoë", "desk@example.org")
+    ]
+    assert [a.display_name for a in parsed["To"].addresses] == ["José Ñúñez", "Ирина"]
+
+
 def test_sendgrid_error_text() -> None:
     body = b'{"errors":[{"message":"The from address does not match a verified Sender Identity.","field":"from","help":null}]}'
     assert _sendgrid_detail(body) == (

@@ -28,7 +28,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.utils import formataddr, getaddresses, parseaddr
+from email.header import decode_header, make_header
+from email.utils import getaddresses, parseaddr
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -41,6 +42,11 @@ if TYPE_CHECKING:
 # Local part and domain with a dot; deliberately loose (SendGrid validates for real),
 # but strict on what could break a header: blanks, commas, angle brackets, line breaks.
 _ADDRESS = re.compile(r"^[^@\s,<>\"]+@[^@\s,<>\"]+\.[^@\s,<>\".]+$")
+
+# Characters that make a display name a quoted string, and those escaped inside it
+# (as email.utils.formataddr has them).
+_NAME_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+_NAME_ESCAPES = re.compile(r'[\\"]')
 
 DEFAULT_SENDER = "MET Audit <met-audit@localhost.invalid>"
 DEFAULT_AIRFLOW_BASE_URL = "http://localhost:8080"
@@ -138,7 +144,35 @@ def normalise_address(value: Any) -> str | None:
     name, address = found[0]
     if not _ADDRESS.match(address):
         return None
-    return formataddr((name, address)) if name else address
+    name = plain_display_name(name)
+    if not name:
+        return address
+    # email.utils.formataddr, less its RFC 2047 encoding of non-ASCII names: SendGrid's
+    # JSON takes the name as plain text, and the .eml writer (email.message, policy SMTP)
+    # encodes its headers itself. Quoted only where the syntax needs it ("Lead, Jo").
+    if _NAME_SPECIALS.search(name):
+        name = '"' + _NAME_ESCAPES.sub(r"\\\g<0>", name) + '"'
+    return f"{name} <{address}>"
+
+
+def plain_display_name(name: str) -> str:
+    """A display name as plain text: RFC 2047 encoded words (``=?utf-8?b?...?=``) decoded.
+
+    Addresses written before names were kept as plain text (outbox records of earlier
+    days) or typed that way into the configuration still give the real name.
+    """
+    if "=?" not in name:
+        return name
+    try:
+        return str(make_header(decode_header(name)))
+    except (ValueError, LookupError):  # a malformed word or an unknown charset: as written
+        return name
+
+
+def split_address(recipient: str) -> tuple[str, str]:
+    """The plain-text display name (``""`` when none) and the address of ``"Name <user@host>"``."""
+    name, address = parseaddr(recipient)
+    return plain_display_name(name), address
 
 
 def address_of(recipient: str) -> str:

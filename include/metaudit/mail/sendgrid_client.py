@@ -30,9 +30,9 @@ import time
 import urllib.error
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.utils import parseaddr
 from typing import Any
 
+from metaudit.mail.config import split_address
 from metaudit.mail.content import OutgoingEmail
 from metaudit.mail.errors import MailRejectedError, MailUnavailableError
 
@@ -45,7 +45,12 @@ RATE_LIMIT_MARGIN = 1.0
 
 
 def _recipient(value: str) -> tuple[str, str | None]:
-    name, address = parseaddr(value)
+    """(address, name) for SendGrid's email object: the name as plain text, None when absent.
+
+    SendGrid's JSON ``name`` is not a mail header: an RFC 2047 encoded word there would
+    reach the inbox as ``=?utf-8?b?...?=``, so any such word is decoded first.
+    """
+    name, address = split_address(value)
     return address, (name or None)
 
 
