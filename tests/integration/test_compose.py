@@ -2,8 +2,10 @@
 
 - docker-compose.yaml: interpolated the way Compose does it (from .env.example),
   validated against the current Compose Specification JSON schema
-  (../shared/reference/compose/; skipped with the reason without it), then its services, images, mounts, environment, connections,
-  health checks and start order asserted.
+  (../shared/reference/compose/; skipped with the reason without it), its
+  durations and port specs read as Compose reads them, then its services,
+  images, mounts, environment, connections, health checks and start order
+  asserted.
 - Dockerfile and .dockerignore: the Airflow and Python versions match
   requirements.txt and pyproject.toml; the pinned requirements and the package
   are installed at build time; everything the build copies is in the context.
