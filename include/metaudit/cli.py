@@ -142,7 +142,8 @@ def _progress(message: str) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from metaudit.engine import run_check
-    from metaudit.findings import write_findings
+    from metaudit.findings import write_atomic, write_findings
+    from metaudit.paths import private_dir
     from metaudit.settings import Settings
 
     settings = Settings.load(args.config)
@@ -154,13 +155,14 @@ def _check(args: argparse.Namespace) -> int:
         settings=settings,
         progress=_progress,
     )
-    args.out.mkdir(parents=True, exist_ok=True)
+    private_dir(args.out)
     jsonl, csv_path = write_findings(result.findings, args.out)
     validation_dir = args.out / "validation"
-    validation_dir.mkdir(exist_ok=True)
     for family, validation in result.validations.items():
-        (validation_dir / f"{family.lower()}.json").write_text(
-            json.dumps(validation.results, indent=1, sort_keys=True, allow_nan=False)
+        # GX results quote raw values of the records: written owner-only.
+        write_atomic(
+            validation_dir / f"{family.lower()}.json",
+            json.dumps(validation.results, indent=1, sort_keys=True, allow_nan=False),
         )
     counts: dict[str, int] = {}
     for finding in result.findings:

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from metaudit.paths import private_dir
+
 FIELDS = (
     "as_of",
     "practice_id",
@@ -110,7 +112,8 @@ def write_atomic_bytes(path: Path, data: bytes) -> None:
     flushed and fsynced, renamed over ``path``, then the folder fsynced so the rename
     survives a crash. On any failure the temporary file is removed and the old file stays.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Owner-only: mkstemp creates the file 0600, and missing folders are made 0700.
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import unquote
 
 from metaudit.packets.archive import safe_id
 from metaudit.packets.errors import PacketError
 from metaudit.packets.layout import client_packet_path, practice_packet_path
+from metaudit.paths import id_of_name
 
 CLIENT = "client"
 PRACTICE = "practice"
@@ -69,11 +69,7 @@ class Verdict:
 
 def _decoded(name: str) -> str | None:
     """The id a file or folder name stands for, or None when the name is not one we write."""
-    value = unquote(name)
-    try:
-        return value if safe_id(value, "id") == name else None
-    except PacketError:
-        return None
+    return id_of_name(name)
 
 
 def _entry(
