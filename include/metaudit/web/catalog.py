@@ -24,10 +24,9 @@ from pathlib import Path
 from metaudit.packets.archive import safe_id
 from metaudit.packets.errors import PacketError
 from metaudit.packets.layout import client_packet_path, practice_packet_path
+from metaudit.packets.verify import CLIENT, PRACTICE, PacketPlace
 from metaudit.paths import id_of_name
 
-CLIENT = "client"
-PRACTICE = "practice"
 _MONTH_FILE = re.compile(r"practice-(\d{4}-\d{2})\.zip")
 _DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -213,22 +212,35 @@ def _is_date(name: str) -> bool:
     return True
 
 
+def place_of(entry: PacketEntry) -> PacketPlace:
+    """What the page and the download claim a packet is: where it was found."""
+    return PacketPlace(
+        kind=entry.kind,
+        practice_id=entry.practice_id,
+        client_id=entry.client_id,
+        as_of=entry.as_of,
+        month=entry.month,
+    )
+
+
 def verdict(entry: PacketEntry, key: bytes) -> Verdict:
-    """Check a packet against its manifest (cached while the file is unchanged)."""
-    return _verdict(str(entry.path), entry.size, entry.mtime_ns, key)
+    """Check a packet against its manifest and its place, as ``metaudit verify`` does
+    (the same function); cached while the file is unchanged, so a listing reads a packet
+    once per change, in chunks."""
+    return _verdict(str(entry.path), entry.size, entry.mtime_ns, key, place_of(entry))
 
 
 @lru_cache(maxsize=4096)
-def _verdict(path: str, size: int, mtime_ns: int, key: bytes) -> Verdict:
+def _verdict(path: str, size: int, mtime_ns: int, key: bytes, place: PacketPlace) -> Verdict:
     # size and mtime_ns are part of the cache key: a rebuilt or altered file is checked again.
     from metaudit.packets.verify import verify_packet
 
     try:
-        result = verify_packet(Path(path), key)
+        result = verify_packet(Path(path), key, place=place)
     except PacketError as exc:
         return Verdict(False, str(exc))
     if result.intact:
-        demo = " (demo key)" if result.manifest.get("demo_key") else ""
+        demo = " (demo key: proves nothing)" if result.demo_key else ""
         return Verdict(True, f"verified: {result.files_checked} files, signature valid{demo}")
     shown = "; ".join(result.problems[:3])
     more = f" (+{len(result.problems) - 3} more)" if len(result.problems) > 3 else ""
