@@ -20,8 +20,9 @@ from metaudit.web.catalog import PacketCatalog
 
 log = logging.getLogger(__name__)
 
-# Where the packets page calls Airflow's REST API to trigger a rebuild. Default: the
-# API server's own [api] base_url, else the address the request came in on.
+# Where the packets page calls Airflow's REST API to trigger a rebuild with the user's
+# token. Default: the API server's own [api] base_url; without either, rebuilds fail
+# (the address is never taken from the request: its Host header is the client's).
 AIRFLOW_API_URL_ENV = "METAUDIT_AIRFLOW_API_URL"
 
 
