@@ -227,9 +227,7 @@ def _practice_packet(root: Path, practice_id: str, as_of: str) -> Path:
     return path
 
 
-def test_a_packet_copied_over_another_clients_packet_does_not_verify(
-    tmp_path, monkeypatch, capsys
-):
+def test_a_packet_copied_over_another_clients_packet_does_not_verify(tmp_path, monkeypatch, capsys):
     root = tmp_path / "packets"
     theirs = _laid_out(root, "PR0002", "CL000237")
     mine = _laid_out(root, "PR0001", "CL000255")
