@@ -79,13 +79,28 @@ def to_jsonl(findings: Iterable[Finding]) -> str:
     )
 
 
+# A spreadsheet runs a cell that begins with one of these as a formula (OWASP, "CSV
+# Injection"); text from a source record may begin so.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a string that begins like a formula gets a
+    leading ``'`` (the value stays readable; JSON outputs keep the exact value). Numbers
+    are left as they are: ``-3`` is a number, not a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def to_csv(findings: Iterable[Finding]) -> str:
+    """Findings as CSV (the columns of the JSONL, header row), cells neutralised."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
     for finding in findings:
         row = finding.to_dict()
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        writer.writerow({k: "" if v is None else csv_cell(v) for k, v in row.items()})
     return buffer.getvalue()
 
 
