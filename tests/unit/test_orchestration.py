@@ -628,3 +628,19 @@ def test_finish_reports_alerts_still_pending(
     (alert,) = store.alerts("r1")
     store.close()
     assert alert["notified_at"] is None
+
+
+def test_partitions_are_owner_only_whatever_the_umask(typed, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        root = tmp_path / "snapshots" / AS_OF.isoformat()
+        folder = write_partitions(typed, ["PR0001"], AS_OF.isoformat(), root)["PR0001"]
+    finally:
+        os.umask(old)
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert modes == {0o600}
+    for item in (folder, root, root.parent):
+        assert stat.S_IMODE(item.stat().st_mode) == 0o700, item
