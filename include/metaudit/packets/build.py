@@ -594,6 +594,11 @@ def build_practice_packets(
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """A packet's manifest as stored (not verified: use verify_packet for that)."""
+    from metaudit.packets.verify import MAX_MANIFEST_BYTES
+
     with zipfile.ZipFile(path) as archive:
-        data: dict[str, Any] = json.loads(archive.read(MANIFEST_NAME))
+        if archive.getinfo(MANIFEST_NAME).file_size > MAX_MANIFEST_BYTES:
+            raise PacketError(f"{path}: {MANIFEST_NAME} is larger than {MAX_MANIFEST_BYTES} bytes")
+        with archive.open(MANIFEST_NAME) as handle:
+            data: dict[str, Any] = json.loads(handle.read(MAX_MANIFEST_BYTES + 1))
     return data
