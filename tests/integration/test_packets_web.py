@@ -646,3 +646,26 @@ def test_a_rebuild_never_sends_the_token_to_the_requests_host(site, airflow_api)
     rows, _ = context.store.rebuilds()
     assert rows[0]["status"] == "failed"
     assert "no Airflow API address is configured" in rows[0]["error"]
+
+
+def test_a_planted_zip_bomb_costs_the_listing_no_memory(site):
+    import tracemalloc
+    import zipfile
+
+    planted = client_packet_path(site["packets"], "PR-1", AS_OF, "CL-6")
+    with zipfile.ZipFile(planted, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        listed = {"path": "cover.pdf", "size": 64 * 1024 * 1024, "sha256": "00"}
+        archive.writestr("manifest.json", json.dumps({"signature": "00", "files": [listed]}))
+        with archive.open("cover.pdf", "w", force_zip64=True) as member:
+            for _ in range(64):
+                member.write(bytes(1024 * 1024))
+    tracemalloc.start()
+    try:
+        rows = {r["client_id"]: r for r in _listed(site, "owner1", as_of=AS_OF)}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        planted.unlink()
+    assert rows["CL-6"]["verifies"] is False
+    assert "signature does not match" in rows["CL-6"]["verification"]
+    assert peak < 16 * 1024 * 1024, f"the listing peaked at {peak} bytes"
