@@ -669,3 +669,32 @@ def test_a_planted_zip_bomb_costs_the_listing_no_memory(site):
     assert rows["CL-6"]["verifies"] is False
     assert "signature does not match" in rows["CL-6"]["verification"]
     assert peak < 16 * 1024 * 1024, f"the listing peaked at {peak} bytes"
+
+
+def test_a_download_judges_the_bytes_it_serves(site):
+    # The listing verified the genuine file; the packet of another date swapped in with
+    # the same size and time keeps the listing's cached verdict, not the download's.
+    packets = site["packets"]
+    genuine = _write_packet(packets, "PR-1", AS_OF, "CL-7")
+    size = genuine.stat().st_size
+    for day in range(1, 29):  # a date whose packet compresses to the very same size
+        other = _write_packet(packets, "PR-1", f"2026-02-{day:02d}", "CL-7")
+        if other.stat().st_size == size:
+            break
+        other.unlink()
+    try:
+        listed = {r["client_id"]: r for r in _listed(site, "owner1", as_of=AS_OF)}
+        assert listed["CL-7"]["verifies"] is True
+        stat = genuine.stat()
+        data = other.read_bytes()
+        assert len(data) == stat.st_size
+        genuine.write_bytes(data)
+        os.utime(genuine, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        response = _download(site, "owner1", "PR-1", "CL-7")
+        assert response.content == data
+        assert response.headers["x-metaudit-verified"] == "false"
+    finally:
+        genuine.unlink()
+        other.unlink()
+        for folder in (packets / "PR-1").glob("2026-02-*"):
+            folder.rmdir()

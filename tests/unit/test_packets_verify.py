@@ -416,6 +416,10 @@ def test_the_demo_key_is_refused_outside_the_demo(tmp_path, monkeypatch, capsys)
     with pytest.raises(PacketKeyError, match="published demo key"):
         resolve_key(None)
     assert resolve_key(None, demo=True) == (DEMO_PACKET_KEY, True)
+    # `metaudit packets` refuses before reading the source.
+    missing = str(tmp_path / "no-such-source.sqlite")
+    assert main(["packets", "--source", missing, "--out", str(tmp_path / "p")]) == 2
+    assert "published demo key" in capsys.readouterr().err
     path = _packet(tmp_path, key=DEMO_PACKET_KEY)
     assert main(["verify", str(path)]) == 1
     assert "proves nothing" in capsys.readouterr().err

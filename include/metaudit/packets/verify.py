@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import os
 import re
@@ -139,12 +140,15 @@ def verify_packet(
     *,
     place: PacketPlace | None = None,
     demo: bool | None = None,
+    data: bytes | None = None,
 ) -> Verification:
     """Check ``path`` against its manifest with ``key`` (default ``METAUDIT_PACKET_KEY``).
 
     ``place`` is what the packet is claimed to be (default: what its path says under
     the packets layout, if it is laid out so); the manifest must say the same.
     ``demo`` (default: METAUDIT_DEMO=1) is whether a demo signature may count.
+    ``data``, when given, is the packet's bytes as read from ``path`` (a download
+    checks exactly the bytes it serves).
 
     Raises PacketKeyError without a key and PacketError when the file cannot be
     opened at all; every other problem lands in ``Verification.problems``.
@@ -155,16 +159,18 @@ def verify_packet(
 
         demo = demo_mode()
     result = Verification(packet=str(path))
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise PacketError(f"no such packet file: {path}")
     if place is None:
         place = place_of_path(path)
+    raw: IO[bytes] = io.BytesIO(data) if data is not None else path.open("rb")
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(raw)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raw.close()
         result.problems.append(f"not a readable zip archive ({exc})")
         return result
-    with archive, path.open("rb") as raw:
+    with archive, raw:
         entries = archive.infolist()
         if len(entries) > MAX_ENTRIES:
             result.problems.append(

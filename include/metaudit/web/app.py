@@ -46,7 +46,14 @@ from starlette.responses import StreamingResponse
 from metaudit.errors import SettingsError
 from metaudit.orchestration import DAG_ID
 from metaudit.web.access import Viewer, viewer_of
-from metaudit.web.catalog import CLIENT, PRACTICE, PacketEntry, Verdict, verdict
+from metaudit.web.catalog import (
+    CLIENT,
+    PRACTICE,
+    PacketEntry,
+    Verdict,
+    served_verdict,
+    verdict,
+)
 from metaudit.web.context import AIRFLOW_API_URL_ENV, ContextHolder, WebContext
 
 log = logging.getLogger(__name__)
@@ -502,7 +509,13 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
             raise HTTPException(404, "no such packet")
         data = entry.path.read_bytes()
         sha256 = hashlib.sha256(data).hexdigest()
-        check = _verdict(ctx, entry)
+        # The served bytes themselves are judged: X-MetAudit-Verified and the trail say
+        # what this copy is, even if the file changed since the listing.
+        check = (
+            served_verdict(entry, data, sha256, ctx.packet_key)
+            if ctx.packet_key is not None
+            else _verdict(ctx, entry)
+        )
         try:
             ctx.store.record_download(
                 user_name=who.name,

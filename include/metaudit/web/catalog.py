@@ -230,13 +230,33 @@ def verdict(entry: PacketEntry, key: bytes) -> Verdict:
     return _verdict(str(entry.path), entry.size, entry.mtime_ns, key, place_of(entry))
 
 
+def served_verdict(entry: PacketEntry, data: bytes, sha256: str, key: bytes) -> Verdict:
+    """The verdict of the very bytes a download serves (a file swapped after the listing
+    is judged as it is sent), cached by their SHA-256."""
+    place = place_of(entry)
+    cached = _served.get((sha256, key, place))
+    if cached is None:
+        cached = _checked(entry.path, key, place, data)
+        if len(_served) >= 4096:
+            _served.clear()
+        _served[sha256, key, place] = cached
+    return cached
+
+
+_served: dict[tuple[str, bytes, PacketPlace], Verdict] = {}
+
+
 @lru_cache(maxsize=4096)
 def _verdict(path: str, size: int, mtime_ns: int, key: bytes, place: PacketPlace) -> Verdict:
     # size and mtime_ns are part of the cache key: a rebuilt or altered file is checked again.
+    return _checked(Path(path), key, place, None)
+
+
+def _checked(path: Path, key: bytes, place: PacketPlace, data: bytes | None) -> Verdict:
     from metaudit.packets.verify import verify_packet
 
     try:
-        result = verify_packet(Path(path), key, place=place)
+        result = verify_packet(path, key, place=place, data=data)
     except PacketError as exc:
         return Verdict(False, str(exc))
     if result.intact:
