@@ -426,3 +426,25 @@ def test_the_demo_key_is_refused_outside_the_demo(tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("METAUDIT_DEMO", "1")
     assert main(["verify", str(path)]) == 0
     assert "demo key: proves nothing" in capsys.readouterr().out
+
+
+def test_the_dags_packet_build_refuses_the_demo_key_outside_the_demo(monkeypatch):
+    from metaudit.packets import build_practice_packets
+
+    monkeypatch.delenv("METAUDIT_DEMO", raising=False)
+    with pytest.raises(PacketKeyError, match="published demo key"):
+        build_practice_packets(None, "PR-1", AS_OF, key=DEMO_PACKET_KEY, demo=False)
+
+
+def test_an_encrypted_entry_is_named_not_a_crash(tmp_path):
+    path = _packet(tmp_path)
+    raw = bytearray(path.read_bytes())
+    # Set the "encrypted" flag of every entry, local headers and central directory.
+    for signature_bytes, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = raw.find(signature_bytes)
+        while at != -1:
+            raw[at + flag_at] |= 0x01
+            at = raw.find(signature_bytes, at + 4)
+    path.write_bytes(bytes(raw))
+    problems = verify_packet(path, KEY).problems
+    assert problems and problems[0].startswith("manifest.json: unreadable")

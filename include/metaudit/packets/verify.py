@@ -289,7 +289,7 @@ def _read_manifest(archive: zipfile.ZipFile, result: Verification) -> dict[str, 
         ValueError,
         OSError,
         NotImplementedError,
-        RecursionError,
+        RuntimeError,  # an encrypted entry, a recursion too deep for json
     ) as exc:
         result.problems.append(f"{MANIFEST_NAME}: unreadable ({exc})")
         return None
@@ -413,7 +413,8 @@ def _check_file(
         # A flipped byte in compressed data fails zip's own CRC check first.
         result.problems.append(f"{name}: altered (unreadable: {exc})")
         return
-    except NotImplementedError as exc:
+    except (NotImplementedError, RuntimeError) as exc:
+        # An unsupported compression method, or an encrypted entry: not what we write.
         result.problems.append(f"{name}: unreadable ({exc})")
         return
     reasons = []
