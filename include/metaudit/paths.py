@@ -18,7 +18,6 @@ A low-level module: it imports nothing else of the project.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -96,14 +95,3 @@ def private_tree(root: Path) -> Path:
         if not item.is_symlink():
             make_private(item)
     return Path(root)
-
-
-def write_private_text(path: Path, text: str) -> Path:
-    """Write a small text file created 0600 (not atomic: for files inside a folder that is
-    itself renamed into place)."""
-    private_dir(Path(path).parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), PRIVATE_FILE_MODE)
-        handle.write(text)
-    return Path(path)

@@ -53,7 +53,7 @@ PRACTICE = "practice"
 MAX_ENTRIES = 10_000
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 _CHUNK = 64 * 1024
-_MONTH_FILE = re.compile(r"practice-(\d{4}-\d{2})\.zip")
+MONTH_FILE = re.compile(r"practice-(\d{4}-\d{2})\.zip")
 _DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -81,13 +81,13 @@ class PacketPlace:
 def place_of_path(path: Path) -> PacketPlace | None:
     """The place a path claims under the packets layout (``<practice>/<as_of>/<client>.zip``
     or ``<practice>/practice-<YYYY-MM>.zip``), or None when it is not laid out so."""
-    month = _MONTH_FILE.fullmatch(path.name)
+    month = MONTH_FILE.fullmatch(path.name)
     if month is not None:
         practice_id = id_of_name(path.parent.name)
         if practice_id is not None:
             return PacketPlace(PRACTICE, practice_id, month=month.group(1))
         return None
-    if path.suffix != ".zip" or not _is_date(path.parent.name):
+    if path.suffix != ".zip" or not is_date_folder(path.parent.name):
         return None
     client_id = id_of_name(path.name[: -len(".zip")])
     practice_id = id_of_name(path.parent.parent.name)
@@ -96,7 +96,8 @@ def place_of_path(path: Path) -> PacketPlace | None:
     return PacketPlace(CLIENT, practice_id, client_id=client_id, as_of=path.parent.name)
 
 
-def _is_date(name: str) -> bool:
+def is_date_folder(name: str) -> bool:
+    """Whether a folder name is an as-of date folder of the packets layout (YYYY-MM-DD)."""
     if not _DATE_DIR.fullmatch(name):
         return False
     try:

@@ -14,21 +14,23 @@ to itself (a stray file, a hand-made folder) is not a packet and is skipped.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
 from metaudit.packets.archive import safe_id
 from metaudit.packets.errors import PacketError
 from metaudit.packets.layout import client_packet_path, practice_packet_path
-from metaudit.packets.verify import CLIENT, PRACTICE, PacketPlace
+from metaudit.packets.verify import (
+    CLIENT,
+    MONTH_FILE,
+    PRACTICE,
+    PacketPlace,
+    is_date_folder,
+)
 from metaudit.paths import id_of_name
-
-_MONTH_FILE = re.compile(r"practice-(\d{4}-\d{2})\.zip")
-_DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ class PacketCatalog:
         dates: set[str] = set()
         for practice_id in practice_ids:
             for item in _scandir(self._practice_dir(practice_id)):
-                if item.is_dir(follow_symlinks=False) and _is_date(item.name):
+                if item.is_dir(follow_symlinks=False) and is_date_folder(item.name):
                     dates.add(item.name)
         return sorted(dates, reverse=True)
 
@@ -139,13 +141,13 @@ class PacketCatalog:
             folder = self._practice_dir(practice_id)
             for item in _scandir(folder):
                 if item.is_dir(follow_symlinks=False):
-                    if kind == PRACTICE or not _is_date(item.name):
+                    if kind == PRACTICE or not is_date_folder(item.name):
                         continue
                     if as_of is not None and item.name != as_of:
                         continue
                     found.extend(self._client_packets(practice_id, item.name, client_id))
                 elif item.is_file(follow_symlinks=False) and kind != CLIENT and client_id is None:
-                    match = _MONTH_FILE.fullmatch(item.name)
+                    match = MONTH_FILE.fullmatch(item.name)
                     if match is None:
                         continue
                     if as_of is not None and not as_of.startswith(match.group(1)):
@@ -200,16 +202,6 @@ class PacketCatalog:
 
     def _practice_dir(self, practice_id: str) -> Path:
         return self.packets_dir / safe_id(practice_id, "practice id")
-
-
-def _is_date(name: str) -> bool:
-    if not _DATE_DIR.fullmatch(name):
-        return False
-    try:
-        date.fromisoformat(name)
-    except ValueError:
-        return False
-    return True
 
 
 def place_of(entry: PacketEntry) -> PacketPlace:
