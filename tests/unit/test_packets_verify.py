@@ -448,3 +448,17 @@ def test_an_encrypted_entry_is_named_not_a_crash(tmp_path):
     path.write_bytes(bytes(raw))
     problems = verify_packet(path, KEY).problems
     assert problems and problems[0].startswith("manifest.json: unreadable")
+
+
+def test_the_place_of_a_path_follows_the_packets_layout(tmp_path):
+    from metaudit.packets.verify import CLIENT, PRACTICE, PacketPlace, place_of_path
+
+    root = tmp_path / "packets"
+    assert place_of_path(root / "PR%201" / "2026-03-31" / "practice-2026-03.zip") == (
+        PacketPlace(CLIENT, "PR 1", client_id="practice-2026-03", as_of="2026-03-31")
+    )
+    assert place_of_path(root / "PR-1" / "practice-2026-03.zip") == PacketPlace(
+        PRACTICE, "PR-1", month="2026-03"
+    )
+    for loose in ("download.zip", "PR-1/notes.zip", "PR-1/2026-02-30/CL-1.zip", "x/y/CL 1.zip"):
+        assert place_of_path(root / loose) is None, loose

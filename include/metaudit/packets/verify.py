@@ -81,19 +81,21 @@ class PacketPlace:
 def place_of_path(path: Path) -> PacketPlace | None:
     """The place a path claims under the packets layout (``<practice>/<as_of>/<client>.zip``
     or ``<practice>/practice-<YYYY-MM>.zip``), or None when it is not laid out so."""
+    if path.suffix != ".zip":
+        return None
+    if is_date_folder(path.parent.name):
+        # A client packet's folder is its as-of date (checked first: a client id may
+        # itself look like "practice-2026-03").
+        client_id = id_of_name(path.name[: -len(".zip")])
+        practice_id = id_of_name(path.parent.parent.name)
+        if client_id is None or practice_id is None:
+            return None
+        return PacketPlace(CLIENT, practice_id, client_id=client_id, as_of=path.parent.name)
     month = MONTH_FILE.fullmatch(path.name)
-    if month is not None:
-        practice_id = id_of_name(path.parent.name)
-        if practice_id is not None:
-            return PacketPlace(PRACTICE, practice_id, month=month.group(1))
+    practice_id = id_of_name(path.parent.name)
+    if month is None or practice_id is None:
         return None
-    if path.suffix != ".zip" or not is_date_folder(path.parent.name):
-        return None
-    client_id = id_of_name(path.name[: -len(".zip")])
-    practice_id = id_of_name(path.parent.parent.name)
-    if client_id is None or practice_id is None:
-        return None
-    return PacketPlace(CLIENT, practice_id, client_id=client_id, as_of=path.parent.name)
+    return PacketPlace(PRACTICE, practice_id, month=month.group(1))
 
 
 def is_date_folder(name: str) -> bool:
