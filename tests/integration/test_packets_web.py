@@ -698,3 +698,23 @@ def test_a_download_judges_the_bytes_it_serves(site):
         other.unlink()
         for folder in (packets / "PR-1").glob("2026-02-*"):
             folder.rmdir()
+
+
+def test_the_pages_refuse_the_demo_key_outside_the_demo(site, monkeypatch):
+    from metaudit.packets.signing import DEMO_PACKET_KEY
+    from metaudit.web.context import load_context
+
+    monkeypatch.setenv("METAUDIT_PACKET_KEY", DEMO_PACKET_KEY.decode())
+    monkeypatch.delenv("METAUDIT_DEMO", raising=False)
+    loaded = load_context()
+    try:
+        assert loaded.packet_key is None
+        assert "published demo key" in (loaded.packet_key_problem or "")
+    finally:
+        loaded.store.close()
+    monkeypatch.setenv("METAUDIT_DEMO", "1")
+    demo = load_context()
+    try:
+        assert demo.packet_key == DEMO_PACKET_KEY
+    finally:
+        demo.store.close()

@@ -219,7 +219,8 @@ def _download_url(entry: PacketEntry) -> str:
 
 def _verdict(ctx: WebContext, entry: PacketEntry) -> Verdict:
     if ctx.packet_key is None:
-        return Verdict(False, "cannot verify: the deployment's packet key is not configured")
+        why = ctx.packet_key_problem or "the deployment's packet key is not configured"
+        return Verdict(False, f"cannot verify: {why}")
     return verdict(entry, ctx.packet_key)
 
 
