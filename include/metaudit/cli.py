@@ -70,10 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         help="check an audit packet against its manifest",
         description="Check an audit packet against its signed manifest. The key is read from "
-        "the environment variable METAUDIT_PACKET_KEY. Exit 0 when intact, 1 when a file is "
-        "missing, added or altered or the signature does not match, 2 when it cannot check.",
+        "the environment variable METAUDIT_PACKET_KEY. The manifest must name the practice, "
+        "client and as-of date (or month) the packet is taken for: the ones given here, else "
+        "those of its place in the packets folder (<practice>/<as_of>/<client>.zip or "
+        "<practice>/practice-<YYYY-MM>.zip). A demo signature proves nothing and counts only "
+        "in the demo (METAUDIT_DEMO=1). Exit 0 when intact, 1 when a file is missing, added "
+        "or altered, the signature does not match or the packet belongs elsewhere, 2 when it "
+        "cannot check.",
     )
     verify.add_argument("packet", type=Path)
+    verify.add_argument("--practice", default=None, metavar="ID", help="the packet's practice")
+    verify.add_argument(
+        "--client", default=None, metavar="ID", help="the client of a client packet"
+    )
+    verify.add_argument(
+        "--as-of", type=_date, default=None, help="the as-of date of a client packet"
+    )
+    verify.add_argument(
+        "--month", default=None, metavar="YYYY-MM", help="the month of a practice packet"
+    )
 
     packets = sub.add_parser(
         "packets",
@@ -142,7 +157,8 @@ def _progress(message: str) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from metaudit.engine import run_check
-    from metaudit.findings import write_findings
+    from metaudit.findings import write_atomic, write_findings
+    from metaudit.paths import private_dir
     from metaudit.settings import Settings
 
     settings = Settings.load(args.config)
@@ -154,13 +170,14 @@ def _check(args: argparse.Namespace) -> int:
         settings=settings,
         progress=_progress,
     )
-    args.out.mkdir(parents=True, exist_ok=True)
+    private_dir(args.out)
     jsonl, csv_path = write_findings(result.findings, args.out)
     validation_dir = args.out / "validation"
-    validation_dir.mkdir(exist_ok=True)
     for family, validation in result.validations.items():
-        (validation_dir / f"{family.lower()}.json").write_text(
-            json.dumps(validation.results, indent=1, sort_keys=True, allow_nan=False)
+        # GX results quote raw values of the records: written owner-only.
+        write_atomic(
+            validation_dir / f"{family.lower()}.json",
+            json.dumps(validation.results, indent=1, sort_keys=True, allow_nan=False),
         )
     counts: dict[str, int] = {}
     for finding in result.findings:
@@ -194,9 +211,24 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from metaudit.errors import SettingsError
     from metaudit.packets import verify_packet
+    from metaudit.packets.verify import CLIENT, PRACTICE, PacketPlace
 
-    check = verify_packet(args.packet)
+    place = None
+    if args.practice or args.client or args.as_of or args.month:
+        if args.practice and args.client and args.as_of and not args.month:
+            place = PacketPlace(
+                CLIENT, args.practice, client_id=args.client, as_of=args.as_of.isoformat()
+            )
+        elif args.practice and args.month and not (args.client or args.as_of):
+            place = PacketPlace(PRACTICE, args.practice, month=args.month)
+        else:
+            raise SettingsError(
+                "say what the packet is: --practice, --client and --as-of for a client "
+                "packet, or --practice and --month for a practice packet"
+            )
+    check = verify_packet(args.packet, place=place)
     if check.intact:
         print(check.summary())
         return EXIT_OK

@@ -149,19 +149,22 @@ def _packet_lines(packets_dir: Path, practice_id: str, as_of: str) -> tuple[list
 
 def _verify_hint(packet: Path) -> str:
     """How to check a packet, with the key it was signed with when that is the demo key."""
+    from metaudit.orchestration import DEMO_ENV
     from metaudit.packets import DEMO_PACKET_KEY, KEY_ENV
     from metaudit.packets.build import read_manifest
 
     command = shown(Path(sys.executable).parent / "metaudit")
     if read_manifest(packet).get("demo_key"):
-        key = DEMO_PACKET_KEY.decode("ascii")
+        # Only `make demo` prints the demo key, and only with METAUDIT_DEMO=1: outside the
+        # demo, `verify` refuses demo signatures (anybody can make one).
+        env = f"{DEMO_ENV}=1 {KEY_ENV}={DEMO_PACKET_KEY.decode('ascii')}"
         note = "signed with the published demo key, which proves nothing outside the demo"
     else:
-        key = "<the deployment's packet key>"
+        env = f"{KEY_ENV}=<the deployment's packet key>"
         note = f"signed with the key from connection met_packet_key or {KEY_ENV}"
     return (
         f"  Check a packet ({note}):\n"
-        f"      {KEY_ENV}={key} {command} verify {shown(packet)}\n"
+        f"      {env} {command} verify {shown(packet)}\n"
         "  Open an email: any .eml above opens in a mail program.\n"
     )
 

@@ -111,7 +111,8 @@ def render_rules_md() -> str:
                 "",
                 f"**{rule.title}** ({rule.severity}; reported on: {', '.join(rule.entity_types)})",
                 "",
-                f"- What it means: {rule.meaning}",
+                f"- What it means: {rule.meaning}"
+                + (f" For example: {rule.example}" if rule.example else ""),
                 f"- How to fix: {rule.fix}",
             ]
             if rule.settings:

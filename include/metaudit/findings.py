@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from metaudit.paths import private_dir
+
 FIELDS = (
     "as_of",
     "practice_id",
@@ -77,13 +79,28 @@ def to_jsonl(findings: Iterable[Finding]) -> str:
     )
 
 
+# A spreadsheet runs a cell that begins with one of these as a formula (OWASP, "CSV
+# Injection"); text from a source record may begin so.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a string that begins like a formula gets a
+    leading ``'`` (the value stays readable; JSON outputs keep the exact value). Numbers
+    are left as they are: ``-3`` is a number, not a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def to_csv(findings: Iterable[Finding]) -> str:
+    """Findings as CSV (the columns of the JSONL, header row), cells neutralised."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
     for finding in findings:
         row = finding.to_dict()
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        writer.writerow({k: "" if v is None else csv_cell(v) for k, v in row.items()})
     return buffer.getvalue()
 
 
@@ -110,7 +127,8 @@ def write_atomic_bytes(path: Path, data: bytes) -> None:
     flushed and fsynced, renamed over ``path``, then the folder fsynced so the rename
     survives a crash. On any failure the temporary file is removed and the old file stays.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Owner-only: mkstemp creates the file 0600, and missing folders are made 0700.
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -91,12 +91,19 @@ class RunNotPlannedError(RunIncompleteError):
 class PracticesFailedError(RunIncompleteError):
     """Some practices of a run did not finish; the others did."""
 
-    def __init__(self, run_id: str, failed: Sequence[str]) -> None:
+    def __init__(
+        self, run_id: str, failed: Sequence[str], stages: Mapping[str, str] | None = None
+    ) -> None:
         self.failed = sorted(failed)
+        self.stages = dict(stages or {})
+        where = "; ".join(
+            f"{practice_id} at {self.stages.get(practice_id, 'an unknown stage')}"
+            for practice_id in self.failed
+        )
         super().__init__(
             f"run {run_id}: audit failed for practice(s) {', '.join(self.failed)}; "
-            "the other practices finished (see the failed tasks' logs and the results "
-            "store's alerts)"
+            f"the other practices finished. Failed: {where} (see the failed tasks' logs and "
+            "the results store's alerts)"
         )
 
 
@@ -641,6 +648,7 @@ def finish_run(
             )
             orphans = len(findings)
         store.finish_run(run_id, outcome.failed, orphans)
+        stages = failed_stages(store, run_id, outcome.failed)
         rows = [
             r
             for r in store.practice_runs(outcome.as_of)
@@ -661,8 +669,23 @@ def finish_run(
     log.info("run %s as of %s:\n%s", run_id, outcome.as_of, summary)
     retire_snapshots(outcome.as_of.isoformat(), keep_own=bool(outcome.failed))
     if outcome.failed:
-        raise PracticesFailedError(run_id, outcome.failed)
+        raise PracticesFailedError(run_id, outcome.failed, stages)
     return summary
+
+
+def failed_stages(store: Any, run_id: str, failed: Sequence[str]) -> dict[str, str]:
+    """Where each failed practice of the run failed: its task and the error's type (the
+    type only: a foreign error's message may quote a record), from the run's alerts."""
+    wanted = set(failed)
+    stages: dict[str, str] = {}
+    for alert in store.alerts(run_id):  # oldest first: the last failure wins
+        practice_id = alert.get("practice_id")
+        if practice_id in wanted:
+            kind = str(alert.get("error") or "").split(":", 1)[0].strip() or "error"
+            stages[practice_id] = f"{alert['task_id']} ({kind})"
+    for practice_id in wanted - set(stages):
+        stages[practice_id] = "no task of its own (it never ran: see the extract task's log)"
+    return stages
 
 
 def snapshot_keep_days() -> int:
@@ -787,6 +810,16 @@ def alert_key(ti: Any) -> str:
     return f"{ti.run_id}.{ti.task_id}.{_map_index(ti)}.try{getattr(ti, 'try_number', None) or 0}"
 
 
+def _own_error(exception: BaseException | None) -> MetAuditError | None:
+    """The project's own error in an exception's chain of causes, if any."""
+    seen = 0
+    while exception is not None and seen < 10:
+        if isinstance(exception, MetAuditError):
+            return exception
+        exception, seen = exception.__cause__, seen + 1
+    return None
+
+
 def alert_text(
     ti: Any,
     practice_id: str | None,
@@ -802,10 +835,13 @@ def alert_text(
     """
     who = f" for practice {practice_id}" if practice_id else ""
     subject = f"{ti.task_id} failed{who} (run {ti.run_id})"
+    own = _own_error(exception)
     if exception is None:
         error = "task failed (no error was handed to the callback)"
-    elif isinstance(exception, MetAuditError):
-        error = describe_error(exception)
+    elif own is not None:
+        # Ours, or Airflow's wrapper of ours (the finish task raises AirflowFailException
+        # from PracticesFailedError): its message names practices and stages only.
+        error = describe_error(own)
     else:
         error = f"{type(exception).__name__} (its message is in the task log)"
     lines = [

@@ -89,6 +89,9 @@ class Rule:
     message: str
     missing_default: str = ""
     settings: tuple[str, ...] = ()
+    # An illustration for the documentation (docs/rules.md) only: never mailed, since an
+    # example code can match a client's own diagnosis. Emails carry no ICD-10 code at all.
+    example: str = ""
 
     @property
     def entity_type(self) -> str:
@@ -797,8 +800,10 @@ def _rules() -> tuple[Rule, ...]:
             meaning=(
                 "The ICD-10-CM code is not a valid billable code on the claim's earliest "
                 "service date: it is malformed, unknown, or a category that needs more "
-                "characters (M54.5 has not been billable since 2021-10-01, while M54.50 is)."
+                "characters."
             ),
+            # Docs only: an email citing a code would let a reader guess a client's diagnosis.
+            example="M54.5 has not been billable since 2021-10-01, while M54.50 is.",
             fix=(
                 "Replace the code with the complete, billable ICD-10-CM code that matches the "
                 "referral's diagnosis."

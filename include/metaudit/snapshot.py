@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from metaudit.errors import MetAuditError
 from metaudit.findings import Finding, read_findings, to_jsonl, write_atomic
+from metaudit.paths import id_name, private_dir, private_tree
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,9 +52,8 @@ class PartitionError(MetAuditError):
 
 
 def safe_name(practice_id: str) -> str:
-    """A folder name for a practice id (ids are not PHI, but may hold odd characters)."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in practice_id)
-    return cleaned.strip(".") or "_"
+    """The folder name of a practice id: the project's one encoding of ids into names."""
+    return id_name(practice_id, "practice id")
 
 
 def partition_of(typed: TypedSource, practice_id: str) -> TypedSource:
@@ -87,9 +87,9 @@ def write_partition(part: TypedSource, practice_id: str, as_of: str, folder: Pat
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(folder.parent)
     building = folder.parent / f".{folder.name}.building-{uuid.uuid4().hex[:8]}"
-    building.mkdir()
+    building.mkdir(mode=0o700)
     try:
         tables: dict[str, Any] = {}
         for name, frame in part.tables.items():
@@ -115,6 +115,8 @@ def write_partition(part: TypedSource, practice_id: str, as_of: str, folder: Pat
             "tables": tables,
         }
         (building / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        # Health records: owner-only, whatever pyarrow and the umask made of them.
+        private_tree(building)
         _swap_into_place(building, folder)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)

@@ -545,3 +545,176 @@ def test_airflow_lists_the_plugin_with_its_nav_entry_and_run_tab(site):
     assert views["nav"]["url_route"] == "metaudit-packets"
     assert "{RUN_ID}" in views["dag_run"]["href"]
     assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/metaudit"]
+
+
+# ------------------------------------------------------- issue 12: tamper evidence, CSRF
+
+
+def test_a_packet_copied_over_another_practices_packet_is_not_verified(site):
+    packets = site["packets"]
+    theirs = _write_packet(packets, "PR-2", AS_OF, "CL-8")
+    planted = client_packet_path(packets, "PR-1", AS_OF, "CL-5")
+    planted.write_bytes(theirs.read_bytes())
+    try:
+        row = {r["client_id"]: r for r in _listed(site, "owner1", as_of=AS_OF)}["CL-5"]
+        assert row["verifies"] is False and "belongs elsewhere" in row["verification"]
+        response = _download(site, "owner1", "PR-1", "CL-5")
+        assert response.status_code == 200
+        assert response.headers["x-metaudit-verified"] == "false"
+        # The page and `metaudit verify` agree.
+        env = {**os.environ, "METAUDIT_PACKET_KEY": KEY}
+        verify = subprocess.run(
+            [str(Path(sys.executable).parent / "metaudit"), "verify", str(planted)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert verify.returncode == 1 and "belongs elsewhere" in verify.stderr
+    finally:
+        planted.unlink()
+        theirs.unlink()
+
+
+def _cookie_post(site: dict[str, Any], user: str, **headers: str) -> httpx.Response:
+    """A rebuild form post that the UI's cookie authenticates (as a browser sends it)."""
+    client = site["client"]
+    client.cookies.set("_token", site["token"](user))
+    try:
+        response: httpx.Response = client.post(
+            "/metaudit/packets/rebuild",
+            data={"practice_id": "PR-1", "as_of": AS_OF},
+            headers=headers,
+            follow_redirects=False,
+        )
+    finally:
+        client.cookies.clear()
+    return response
+
+
+@pytest.mark.parametrize("authorization", ["Basic Zm9vOmJhcg==", "Bearer ", "Bearer"])
+def test_a_cookie_rebuild_with_a_stray_authorization_header_needs_the_same_origin(
+    site, airflow_api, authorization
+):
+    calls, _ = airflow_api
+    response = _cookie_post(site, "dana", Authorization=authorization)
+    assert response.status_code == 403, response.text
+    assert calls == []
+    # From the page itself, the cookie's rebuild goes through, with the cookie's token.
+    response = _cookie_post(site, "dana", Authorization=authorization, Origin="http://airflow.test")
+    assert response.status_code == 303
+    assert calls[0].headers["authorization"].startswith("Bearer ey")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://evil.example"},
+    ],
+)
+def test_cross_site_downloads_and_rebuilds_are_refused(site, airflow_api, headers):
+    calls, _ = airflow_api
+    store = _context(site).store
+    before = store.downloads()[1]
+    response = site["client"].get(
+        "/metaudit/packets/download",
+        params={"practice_id": "PR-1", "as_of": AS_OF, "client_id": "CL-1"},
+        headers=_as(site, "owner1", **headers),
+    )
+    assert response.status_code == 403 and "another" in response.text
+    assert store.downloads()[1] == before
+    assert _rebuild(site, "dana", **headers).status_code == 403
+    assert calls == []
+    # Same origin, or a link opened directly, still downloads.
+    for fine in ({"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}, {}):
+        ok = site["client"].get(
+            "/metaudit/packets/download",
+            params={"practice_id": "PR-1", "as_of": AS_OF, "client_id": "CL-1"},
+            headers=_as(site, "owner1", **fine),
+        )
+        assert ok.status_code == 200
+
+
+def test_a_rebuild_never_sends_the_token_to_the_requests_host(site, airflow_api):
+    calls, _ = airflow_api
+    context = _context(site)
+    context.airflow_api_url = None  # neither METAUDIT_AIRFLOW_API_URL nor [api] base_url
+    response = _rebuild(site, "dana", Host="127.0.0.1:9", Origin="http://127.0.0.1:9")
+    assert response.status_code == 303 and "rebuild-failed" in response.headers["location"]
+    assert calls == []
+    rows, _ = context.store.rebuilds()
+    assert rows[0]["status"] == "failed"
+    assert "no Airflow API address is configured" in rows[0]["error"]
+
+
+def test_a_planted_zip_bomb_costs_the_listing_no_memory(site):
+    import tracemalloc
+    import zipfile
+
+    planted = client_packet_path(site["packets"], "PR-1", AS_OF, "CL-6")
+    with zipfile.ZipFile(planted, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        listed = {"path": "cover.pdf", "size": 64 * 1024 * 1024, "sha256": "00"}
+        archive.writestr("manifest.json", json.dumps({"signature": "00", "files": [listed]}))
+        with archive.open("cover.pdf", "w", force_zip64=True) as member:
+            for _ in range(64):
+                member.write(bytes(1024 * 1024))
+    tracemalloc.start()
+    try:
+        rows = {r["client_id"]: r for r in _listed(site, "owner1", as_of=AS_OF)}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        planted.unlink()
+    assert rows["CL-6"]["verifies"] is False
+    assert "signature does not match" in rows["CL-6"]["verification"]
+    assert peak < 16 * 1024 * 1024, f"the listing peaked at {peak} bytes"
+
+
+def test_a_download_judges_the_bytes_it_serves(site):
+    # The listing verified the genuine file; the packet of another date swapped in with
+    # the same size and time keeps the listing's cached verdict, not the download's.
+    packets = site["packets"]
+    genuine = _write_packet(packets, "PR-1", AS_OF, "CL-7")
+    size = genuine.stat().st_size
+    for day in range(1, 29):  # a date whose packet compresses to the very same size
+        other = _write_packet(packets, "PR-1", f"2026-02-{day:02d}", "CL-7")
+        if other.stat().st_size == size:
+            break
+        other.unlink()
+    try:
+        listed = {r["client_id"]: r for r in _listed(site, "owner1", as_of=AS_OF)}
+        assert listed["CL-7"]["verifies"] is True
+        stat = genuine.stat()
+        data = other.read_bytes()
+        assert len(data) == stat.st_size
+        genuine.write_bytes(data)
+        os.utime(genuine, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        response = _download(site, "owner1", "PR-1", "CL-7")
+        assert response.content == data
+        assert response.headers["x-metaudit-verified"] == "false"
+    finally:
+        genuine.unlink()
+        other.unlink()
+        for folder in (packets / "PR-1").glob("2026-02-*"):
+            folder.rmdir()
+
+
+def test_the_pages_refuse_the_demo_key_outside_the_demo(site, monkeypatch):
+    from metaudit.packets.signing import DEMO_PACKET_KEY
+    from metaudit.web.context import load_context
+
+    monkeypatch.setenv("METAUDIT_PACKET_KEY", DEMO_PACKET_KEY.decode())
+    monkeypatch.delenv("METAUDIT_DEMO", raising=False)
+    loaded = load_context()
+    try:
+        assert loaded.packet_key is None
+        assert "published demo key" in (loaded.packet_key_problem or "")
+    finally:
+        loaded.store.close()
+    monkeypatch.setenv("METAUDIT_DEMO", "1")
+    demo = load_context()
+    try:
+        assert demo.packet_key == DEMO_PACKET_KEY
+    finally:
+        demo.store.close()

@@ -252,8 +252,23 @@ def test_stages_store_every_finding_and_a_damaged_practice_fails_alone(
             "task": SimpleNamespace(op_kwargs={"work": {"practice_id": "PR0002"}}),
         }
     )
-    with pytest.raises(orchestration.PracticesFailedError, match=r"practice\(s\) PR0002;"):
+    with pytest.raises(
+        orchestration.PracticesFailedError, match=r"practice\(s\) PR0002;"
+    ) as finished:
         orchestration.finish_run(store_url, "r2", extracted_ok=True)
+    # The finish alert names the failed practices and where each one failed, though the
+    # DAG's finish task hands Airflow an AirflowFailException made from this error.
+    assert "PR0002 at practice.validate (PartitionError)" in str(finished.value)
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        raise AirflowFailException(str(finished.value)) from finished.value
+    except AirflowFailException as wrapped:
+        _, text = orchestration.alert_text(
+            SimpleNamespace(**{**vars(ti), "task_id": "finish"}), None, AS_OF, wrapped, None
+        )
+    assert "PR0002 at practice.validate (PartitionError)" in text
+    assert "its message is in the task log" not in text
     # A practice failed: the partitions stay so that its tasks can be cleared and retried.
     assert Path(work[0]["partition"]).is_dir()
 
@@ -628,3 +643,19 @@ def test_finish_reports_alerts_still_pending(
     (alert,) = store.alerts("r1")
     store.close()
     assert alert["notified_at"] is None
+
+
+def test_partitions_are_owner_only_whatever_the_umask(typed, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        root = tmp_path / "snapshots" / AS_OF.isoformat()
+        folder = write_partitions(typed, ["PR0001"], AS_OF.isoformat(), root)["PR0001"]
+    finally:
+        os.umask(old)
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert modes == {0o600}
+    for item in (folder, root, root.parent):
+        assert stat.S_IMODE(item.stat().st_mode) == 0o700, item

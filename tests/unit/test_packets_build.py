@@ -425,10 +425,11 @@ def test_cli_builds_packets_only_with_a_key_or_in_the_demo(built, tmp_path, monk
     assert KEY_ENV in capsys.readouterr().err and not out.exists()
     assert main([*args, "--demo"]) == 0
     packet = out / "PR-1" / "2026-03-31" / "CL-1.zip"
-    check = verify_packet(packet, DEMO_PACKET_KEY)
+    check = verify_packet(packet, DEMO_PACKET_KEY, demo=True)
     assert check.intact and check.manifest["demo_key"] is True
     assert "DEMO PACKET" in _cover_text(_entries(packet)["cover.pdf"])
     monkeypatch.setenv(KEY_ENV, DEMO_PACKET_KEY.decode())
+    monkeypatch.setenv("METAUDIT_DEMO", "1")
     assert main(["verify", str(packet)]) == 0
     assert "demo key" in capsys.readouterr().out
 

@@ -241,3 +241,36 @@ def test_packet_options_read_the_configuration_and_refuse_unknown_keys(tmp_path,
         packet_options(Settings.from_dict({"packets": {"folder": "x"}}))
     with pytest.raises(SettingsError, match="activity_days"):
         packet_options(Settings.from_dict({"packets": {"activity_days": 0}}))
+
+
+def test_csv_cells_that_begin_like_a_formula_are_neutralised_and_json_stays_exact():
+    import csv
+    import io
+    import json
+
+    from metaudit.findings import Finding, to_csv, to_jsonl
+    from metaudit.packets.render import render_csv
+
+    hostile = ['=HYPERLINK("http://evil.example","x")', "+1+cmd|' /C calc'!A0", "=1+2"]
+    hostile += ["@SUM(A1)", "-2+3", "\tx"]
+    rows = pd.DataFrame({"name": hostile, "score": [-3] * len(hostile)})
+    cells = list(csv.reader(io.StringIO(render_csv(rows, ["name", "score"]).decode())))
+    carriage = pd.DataFrame({"name": ["\rx"]})
+    assert render_csv(carriage, ["name"]) == b"name\n'\rx\n"
+    assert [row[0] for row in cells[1:]] == ["'" + value for value in hostile]
+    assert {row[1] for row in cells[1:]} == {"-3"}  # a negative number is no formula
+    finding = Finding(
+        as_of="2026-03-31",
+        practice_id="=PR",
+        rule_id="DOC-001",
+        severity="warning",
+        entity_type="session",
+        entity_id="+S1",
+        client_id="@CL",
+        message="plain",
+    )
+    [row] = list(csv.DictReader(io.StringIO(to_csv([finding]))))
+    assert (row["practice_id"], row["entity_id"], row["client_id"]) == ("'=PR", "'+S1", "'@CL")
+    assert row["fingerprint"] == "'DOC-001|session|+S1"[1:]  # begins with D: unchanged
+    exact = json.loads(to_jsonl([finding]))
+    assert (exact["practice_id"], exact["entity_id"], exact["client_id"]) == ("=PR", "+S1", "@CL")

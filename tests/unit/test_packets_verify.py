@@ -189,3 +189,276 @@ def test_building_needs_a_key_except_in_the_demo(monkeypatch):
     assert resolve_key(None) == (KEY, False)
     assert resolve_key(None, demo=True) == (KEY, False)  # a real key wins in the demo too
     assert resolve_key(OTHER_KEY) == (OTHER_KEY, False)
+
+
+# ------------------------------------------------------------ issue 12: tamper evidence
+
+
+def _laid_out(
+    root: Path, practice_id: str, client_id: str, as_of: str = "2026-03-31", key: bytes = KEY
+) -> Path:
+    """A client packet where the packets layout puts it: <root>/<practice>/<as_of>/<client>.zip."""
+    files = dict(FILES)
+    manifest = build_manifest(
+        files, kind="client", as_of=as_of, practice_id=practice_id, client_id=client_id, key=key
+    )
+    files["manifest.json"] = manifest_bytes(manifest)
+    path = root / practice_id / as_of / f"{client_id}.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(zip_bytes(files, AS_OF))
+    return path
+
+
+def _practice_packet(root: Path, practice_id: str, as_of: str) -> Path:
+    files = dict(FILES)
+    manifest = build_manifest(
+        files,
+        kind="practice",
+        as_of=as_of,
+        practice_id=practice_id,
+        client_id=None,
+        key=KEY,
+        extra={"period": as_of[:7]},
+    )
+    files["manifest.json"] = manifest_bytes(manifest)
+    path = root / practice_id / f"practice-{as_of[:7]}.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(zip_bytes(files, AS_OF))
+    return path
+
+
+def test_a_packet_copied_over_another_clients_packet_does_not_verify(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "packets"
+    theirs = _laid_out(root, "PR0002", "CL000237")
+    mine = _laid_out(root, "PR0001", "CL000255")
+    assert verify_packet(mine, KEY).intact and verify_packet(theirs, KEY).intact
+    mine.write_bytes(theirs.read_bytes())
+    problems = verify_packet(mine, KEY).problems
+    assert len(problems) == 2
+    assert "practice 'PR0002'" in problems[0] and "PR0001" in problems[0]
+    assert "client 'CL000237'" in problems[1] and "CL000255" in problems[1]
+    monkeypatch.setenv(KEY_ENV, KEY.decode())
+    assert main(["verify", str(mine)]) == 1
+    assert "belongs elsewhere" in capsys.readouterr().err
+    # Out of its folder (a download), the claim is given on the command line.
+    loose = tmp_path / "download.zip"
+    loose.write_bytes(theirs.read_bytes())
+    assert main(["verify", str(loose)]) == 0
+    capsys.readouterr()
+    claim = ["--practice", "PR0001", "--client", "CL000255", "--as-of", "2026-03-31"]
+    assert main(["verify", str(loose), *claim]) == 1
+    assert "belongs elsewhere" in capsys.readouterr().err
+    assert main(["verify", str(loose), "--practice", "PR0001"]) == 2
+
+
+def test_a_packet_moved_to_another_date_or_month_does_not_verify(tmp_path):
+    root = tmp_path / "packets"
+    earlier = _laid_out(root, "PR0001", "CL1", as_of="2026-03-30")
+    later = root / "PR0001" / "2026-03-31" / "CL1.zip"
+    later.parent.mkdir(parents=True)
+    later.write_bytes(earlier.read_bytes())
+    assert [p.split(",")[0] for p in verify_packet(later, KEY).problems] == [
+        "manifest.json: signed for as-of date '2026-03-30'"
+    ]
+    march = _practice_packet(root, "PR0001", "2026-03-31")
+    assert verify_packet(march, KEY).intact
+    april = root / "PR0001" / "practice-2026-04.zip"
+    april.write_bytes(march.read_bytes())
+    problems = verify_packet(april, KEY).problems
+    assert problems and all("belongs elsewhere" in p for p in problems)
+    # A client packet is not a practice packet.
+    as_practice = root / "PR0001" / "practice-2026-03.zip"
+    as_practice.write_bytes(earlier.read_bytes())
+    assert "kind 'client'" in verify_packet(as_practice, KEY).problems[0]
+
+
+def test_packets_without_rebuild_do_not_keep_a_packet_copied_from_elsewhere(tmp_path):
+    from metaudit.packets.build import _kept
+
+    root = tmp_path / "packets"
+    theirs = _laid_out(root, "PR0002", "CL000237")
+    mine = _laid_out(root, "PR0001", "CL000255")
+    assert _kept(mine, KEY, False) is not None
+    mine.write_bytes(theirs.read_bytes())
+    assert _kept(mine, KEY, False) is None
+
+
+def _peak_bytes(action: object) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        action()  # type: ignore[operator]
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+BOMB_SIZE = 64 * 1024 * 1024
+
+
+def _bomb_zip(path: Path, manifest: bytes, name: str = "cover.pdf") -> None:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", manifest)
+        with archive.open(name, "w", force_zip64=True) as member:
+            block = bytes(1024 * 1024)
+            for _ in range(BOMB_SIZE // len(block)):
+                member.write(block)
+
+
+def test_a_zip_bomb_under_a_forged_manifest_is_not_inflated(tmp_path):
+    path = tmp_path / "bomb.zip"
+    forged = build_manifest(
+        {"cover.pdf": bytes(BOMB_SIZE)},
+        kind="client",
+        as_of="2026-03-31",
+        practice_id="PR-1",
+        client_id="CL-1",
+        key=OTHER_KEY,
+    )
+    _bomb_zip(path, manifest_bytes(forged))
+    assert path.stat().st_size < BOMB_SIZE // 100
+    problems: list[str] = []
+    peak = _peak_bytes(lambda: problems.extend(verify_packet(path, KEY).problems))
+    assert [p.split(" (")[0] for p in problems] == ["manifest.json: signature does not match"]
+    assert peak < 8 * 1024 * 1024, f"peak {peak} bytes"
+
+
+def test_a_member_larger_than_the_manifest_says_is_not_read(tmp_path):
+    path = tmp_path / "bomb.zip"
+    genuine = build_manifest(
+        {"cover.pdf": FILES["cover.pdf"]},
+        kind="client",
+        as_of="2026-03-31",
+        practice_id="PR-1",
+        client_id="CL-1",
+        key=KEY,
+    )
+    _bomb_zip(path, manifest_bytes(genuine))
+    problems: list[str] = []
+    peak = _peak_bytes(lambda: problems.extend(verify_packet(path, KEY).problems))
+    assert problems == [
+        f"cover.pdf: altered (size {BOMB_SIZE}, manifest says {len(FILES['cover.pdf'])}; not read)"
+    ]
+    assert peak < 8 * 1024 * 1024, f"peak {peak} bytes"
+
+
+def test_a_large_genuine_member_is_hashed_in_chunks(tmp_path):
+    path = tmp_path / "big.zip"
+    big = bytes(BOMB_SIZE)
+    genuine = build_manifest(
+        {"cover.pdf": big},
+        kind="client",
+        as_of="2026-03-31",
+        practice_id="PR-1",
+        client_id="CL-1",
+        key=KEY,
+    )
+    del big
+    _bomb_zip(path, manifest_bytes(genuine))
+    check: list[object] = []
+    peak = _peak_bytes(lambda: check.append(verify_packet(path, KEY)))
+    assert check[0].intact  # type: ignore[attr-defined]
+    assert peak < 8 * 1024 * 1024, f"peak {peak} bytes"
+
+
+def test_an_oversized_manifest_and_too_many_entries_are_refused_unread(tmp_path):
+    from metaudit.packets.verify import MAX_ENTRIES, MAX_MANIFEST_BYTES
+
+    path = tmp_path / "fat.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", b" " * (MAX_MANIFEST_BYTES + 1))
+    assert verify_packet(path, KEY).problems == [
+        f"manifest.json: {MAX_MANIFEST_BYTES + 1} bytes; a manifest has at most "
+        f"{MAX_MANIFEST_BYTES} (not read)"
+    ]
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as archive:
+        for number in range(MAX_ENTRIES + 1):
+            archive.writestr(f"f{number}", b"")
+    assert verify_packet(many, KEY).problems == [
+        f"the zip has {MAX_ENTRIES + 1} entries; a packet has at most {MAX_ENTRIES}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", ["../evil/", "records/", "../evil.txt", "/etc/passwd", "C:/x.txt", "records\\x.csv"]
+)
+def test_unlisted_and_unsafe_entries_do_not_verify(tmp_path, name):
+    path = _packet(tmp_path)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(zipfile.ZipInfo(name), b"")
+    problems = verify_packet(path, KEY).problems
+    assert problems and any("not a safe name" in p for p in problems), problems
+
+
+def test_data_prepended_appended_or_in_a_comment_does_not_verify(tmp_path):
+    path = _packet(tmp_path)
+    genuine = path.read_bytes()
+    path.write_bytes(b"#!/bin/sh\necho run me\n" + genuine)
+    problems = verify_packet(path, KEY).problems
+    assert problems == ["22 bytes before the first entry that no entry holds (added)"]
+    path.write_bytes(genuine)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.comment = b"not covered by any hash"
+    assert verify_packet(path, KEY).problems == ["the zip has a comment (23 bytes, added)"]
+    path.write_bytes(genuine + b"trailing")
+    assert verify_packet(path, KEY).problems == [
+        "the zip does not end with its end record (data appended)"
+    ]
+
+
+def test_the_demo_key_is_refused_outside_the_demo(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("METAUDIT_DEMO", raising=False)
+    with pytest.raises(PacketKeyError, match="published demo key"):
+        resolve_key(DEMO_PACKET_KEY)
+    monkeypatch.setenv(KEY_ENV, DEMO_PACKET_KEY.decode())
+    with pytest.raises(PacketKeyError, match="published demo key"):
+        resolve_key(None)
+    assert resolve_key(None, demo=True) == (DEMO_PACKET_KEY, True)
+    # `metaudit packets` refuses before reading the source.
+    missing = str(tmp_path / "no-such-source.sqlite")
+    assert main(["packets", "--source", missing, "--out", str(tmp_path / "p")]) == 2
+    assert "published demo key" in capsys.readouterr().err
+    path = _packet(tmp_path, key=DEMO_PACKET_KEY)
+    assert main(["verify", str(path)]) == 1
+    assert "proves nothing" in capsys.readouterr().err
+    monkeypatch.setenv("METAUDIT_DEMO", "1")
+    assert main(["verify", str(path)]) == 0
+    assert "demo key: proves nothing" in capsys.readouterr().out
+
+
+def test_the_dags_packet_build_refuses_the_demo_key_outside_the_demo(monkeypatch):
+    from metaudit.packets import build_practice_packets
+
+    monkeypatch.delenv("METAUDIT_DEMO", raising=False)
+    with pytest.raises(PacketKeyError, match="published demo key"):
+        build_practice_packets(None, "PR-1", AS_OF, key=DEMO_PACKET_KEY, demo=False)
+
+
+def test_an_encrypted_entry_is_named_not_a_crash(tmp_path):
+    path = _packet(tmp_path)
+    raw = bytearray(path.read_bytes())
+    # Set the "encrypted" flag of every entry, local headers and central directory.
+    for signature_bytes, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = raw.find(signature_bytes)
+        while at != -1:
+            raw[at + flag_at] |= 0x01
+            at = raw.find(signature_bytes, at + 4)
+    path.write_bytes(bytes(raw))
+    problems = verify_packet(path, KEY).problems
+    assert problems and problems[0].startswith("manifest.json: unreadable")
+
+
+def test_the_place_of_a_path_follows_the_packets_layout(tmp_path):
+    from metaudit.packets.verify import CLIENT, PRACTICE, PacketPlace, place_of_path
+
+    root = tmp_path / "packets"
+    assert place_of_path(root / "PR%201" / "2026-03-31" / "practice-2026-03.zip") == (
+        PacketPlace(CLIENT, "PR 1", client_id="practice-2026-03", as_of="2026-03-31")
+    )
+    assert place_of_path(root / "PR-1" / "practice-2026-03.zip") == PacketPlace(
+        PRACTICE, "PR-1", month="2026-03"
+    )
+    for loose in ("download.zip", "PR-1/notes.zip", "PR-1/2026-02-30/CL-1.zip", "x/y/CL 1.zip"):
+        assert place_of_path(root / loose) is None, loose

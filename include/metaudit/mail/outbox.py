@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
@@ -39,6 +39,7 @@ from typing import Any
 # folder fsync); the name stays for the callers of this module.
 from metaudit.findings import write_atomic_bytes as write_durable
 from metaudit.mail.errors import OutboxError
+from metaudit.paths import IdNameError, id_name, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +108,12 @@ class RecordPaths:
 
 
 def safe_name(value: str) -> str:
-    """A file name for an id: letters, digits, ``-_.`` kept; anything else replaced and the
-    name made unique with a short hash (two ids must never share a file)."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in value).strip(".")
-    if cleaned == value and cleaned:
-        return cleaned
-    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:10]
-    return f"{cleaned[:80] or 'id'}-{digest}"
+    """The file name of an id: the project's one encoding of ids into names (two ids never
+    share a file)."""
+    try:
+        return id_name(value)
+    except IdNameError as exc:
+        raise OutboxError(str(exc)) from None
 
 
 def check_as_of(as_of: str) -> str:
@@ -160,9 +160,10 @@ class Outbox:
     def locked(self, kind: str, as_of: str, name: str) -> Generator[None]:
         """Hold the record's lock; wait up to ``lock_timeout`` seconds for another holder."""
         lock_path = self.paths(kind, as_of, name).lock
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(lock_path.parent)
         deadline = time.monotonic() + self.lock_timeout
-        with lock_path.open("a+b") as handle:
+        # Created owner-only like every file of the outbox.
+        with os.fdopen(os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600), "a+b") as handle:
             while True:
                 try:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

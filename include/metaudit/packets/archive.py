@@ -11,21 +11,19 @@ never half of one.
 from __future__ import annotations
 
 import io
-import re
 import zipfile
 from collections.abc import Mapping
 from datetime import date
-from urllib.parse import quote
 
 # Packets are written through the project's one atomic write, re-exported for packets.build.
 from metaudit.findings import write_atomic_bytes as write_atomic_bytes
 from metaudit.packets.errors import PacketError
+from metaudit.paths import IdNameError, id_name
 
 # Regular files, rw-r--r--, made on a Unix system.
 _FILE_MODE = 0o100644 << 16
 _UNIX = 3
 _COMPRESS_LEVEL = 6
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def zip_bytes(files: Mapping[str, bytes], stamp: date) -> bytes:
@@ -50,18 +48,8 @@ def _check_member(path: str) -> None:
 
 
 def safe_id(value: str, what: str) -> str:
-    """An id as a file or folder name: kept as it is when it is plain, else percent-encoded.
-
-    Names hold ids only, never a client's name. Encoding (rather than replacing odd
-    characters) keeps two different ids from ever sharing a file name.
-    """
-    text = str(value)
-    if not text:
-        raise PacketError(f"{what} is empty: it cannot name a packet file")
-    if _SAFE_NAME.fullmatch(text):
-        return text
-    encoded = quote(text, safe="")
-    # A leading dot would hide the file; a leading dash reads as an option.
-    if encoded[0] in ".-":
-        encoded = f"%{ord(encoded[0]):02X}{encoded[1:]}"
-    return encoded
+    """An id as a file or folder name (:func:`metaudit.paths.id_name`), as a PacketError."""
+    try:
+        return id_name(value, what)
+    except IdNameError as exc:
+        raise PacketError(f"{exc}: it cannot name a packet file") from None

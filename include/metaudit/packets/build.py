@@ -320,7 +320,7 @@ def build_client_packets(
         relative = f"{path.parent.name}/{path.name}"
         try:
             if path.exists() and not rebuild:
-                kept = _kept(path, key)
+                kept = _kept(path, key, demo_key)
                 if kept is not None:
                     summaries.append(_summary_of(client_id, relative, *kept, state="kept"))
                     continue
@@ -351,9 +351,11 @@ def build_client_packets(
     return summaries
 
 
-def _kept(path: Path, key: bytes) -> tuple[bytes, dict[str, Any]] | None:
-    """An existing packet's bytes and manifest when it verifies under ``key``; else None."""
-    check = verify_packet(path, key)
+def _kept(path: Path, key: bytes, demo_key: bool) -> tuple[bytes, dict[str, Any]] | None:
+    """An existing packet's bytes and manifest when it verifies under ``key`` where it sits
+    (its manifest names this practice, client and date); else None."""
+    # The key was resolved for this build: the demo key only reaches here in the demo.
+    check = verify_packet(path, key, demo=demo_key)
     if not check.intact:
         log.warning("rebuilding %s: %s", path, "; ".join(check.problems))
         return None
@@ -592,6 +594,11 @@ def build_practice_packets(
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """A packet's manifest as stored (not verified: use verify_packet for that)."""
+    from metaudit.packets.verify import MAX_MANIFEST_BYTES
+
     with zipfile.ZipFile(path) as archive:
-        data: dict[str, Any] = json.loads(archive.read(MANIFEST_NAME))
+        if archive.getinfo(MANIFEST_NAME).file_size > MAX_MANIFEST_BYTES:
+            raise PacketError(f"{path}: {MANIFEST_NAME} is larger than {MAX_MANIFEST_BYTES} bytes")
+        with archive.open(MANIFEST_NAME) as handle:
+            data: dict[str, Any] = json.loads(handle.read(MAX_MANIFEST_BYTES + 1))
     return data

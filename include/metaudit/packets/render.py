@@ -25,6 +25,7 @@ from xml.sax.saxutils import escape as xml_escape
 import pandas as pd
 
 from metaudit import rulebook
+from metaudit.findings import csv_cell
 from metaudit.packets.content import (
     FAIL,
     NOT_APPLICABLE,
@@ -79,15 +80,22 @@ def heading(column: str) -> str:
 
 
 def render_csv(rows: pd.DataFrame, columns: Sequence[str]) -> bytes:
-    """Rows as CSV (header row, ``\\n`` line ends, UTF-8)."""
+    """Rows as CSV (header row, ``\\n`` line ends, UTF-8); text that begins like a
+    spreadsheet formula is neutralised (:func:`metaudit.findings.csv_cell`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow([csv_cell(column) for column in columns])
     if len(rows):
         data = rows[list(columns)].astype(object)
         for record in data.itertuples(index=False, name=None):
-            writer.writerow([cell_text(value, for_csv=True) for value in record])
+            writer.writerow([_csv_value(value) for value in record])
     return buffer.getvalue().encode("utf-8")
+
+
+def _csv_value(value: Any) -> str:
+    text = cell_text(value, for_csv=True)
+    # Only text is neutralised: a negative number is no formula.
+    return str(csv_cell(text)) if isinstance(value, str) else text
 
 
 def render_json(data: Any) -> bytes:

@@ -37,7 +37,8 @@ def resolve_key(key: bytes | str | None = None, *, demo: bool = False) -> tuple[
     """The signing key and whether it is the demo key.
 
     An explicit ``key`` wins, then ``METAUDIT_PACKET_KEY``; with neither, the
-    demo key when ``demo`` is set, else PacketKeyError.
+    demo key when ``demo`` is set, else PacketKeyError. The published demo key is
+    refused outside the demo, however it is given: anybody can sign with it.
     """
     chosen: bytes | str | None = key if key else os.environ.get(KEY_ENV) or None
     if chosen is None:
@@ -52,6 +53,12 @@ def resolve_key(key: bytes | str | None = None, *, demo: bool = False) -> tuple[
     if len(raw) < MIN_KEY_LENGTH:
         raise PacketKeyError(
             f"the packet signing key is {len(raw)} bytes long; use at least {MIN_KEY_LENGTH}"
+        )
+    if raw == DEMO_PACKET_KEY and not demo:
+        raise PacketKeyError(
+            f"the packet signing key is the published demo key, which proves nothing: set "
+            f"{KEY_ENV} (or the DAG's packet key connection) to the deployment's own secret; "
+            "the demo key is accepted only in the demo (METAUDIT_DEMO=1)"
         )
     return raw, raw == DEMO_PACKET_KEY
 

@@ -1,25 +1,112 @@
-"""Check an audit packet against its signed manifest (``metaudit verify``).
+"""Check an audit packet against its signed manifest (``metaudit verify``, the packets pages).
 
-A packet is intact when its manifest's signature matches under the
-deployment's key and the zip holds exactly the files the manifest lists, each
-with the listed size and SHA-256. Every problem is collected, so one run names
-every file missing, added or altered.
+A packet is intact when
+
+- the zip is exactly its entries: nothing before the first entry, nothing
+  between entries, no zip comment, at most :data:`MAX_ENTRIES` entries, every
+  name a safe relative path (no absolute, ``..``, backslash or drive names),
+  no directory entries;
+- its manifest (at most :data:`MAX_MANIFEST_BYTES`) is signed under the
+  deployment's key, which is not the published demo key outside the demo;
+- the manifest says the packet is the one its place claims (kind, practice,
+  client, as-of date or month), when a place is given;
+- the zip holds exactly the files the manifest lists, each with the listed
+  size and SHA-256.
+
+Nothing is decompressed before the signature is checked, each entry's declared
+size is compared with the manifest before it is read, and contents are hashed
+in chunks: a zip bomb costs neither memory nor time. Every problem found is
+collected, so one run names every file missing, added or altered (a bad
+signature stops the check: an unsigned list proves nothing about the files).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
+import os
+import re
+import struct
 import zipfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from metaudit.packets.errors import PacketError
-from metaudit.packets.signing import MANIFEST_NAME, key_id, signature, verification_key
+from metaudit.packets.signing import (
+    DEMO_PACKET_KEY,
+    MANIFEST_NAME,
+    key_id,
+    signature,
+    verification_key,
+)
+from metaudit.paths import id_of_name
+
+CLIENT = "client"
+PRACTICE = "practice"
+# Far above what a packet holds (a few hundred files, a manifest of a few hundred KB).
+MAX_ENTRIES = 10_000
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+_CHUNK = 64 * 1024
+MONTH_FILE = re.compile(r"practice-(\d{4}-\d{2})\.zip")
+_DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+_END_SIGNATURE = b"PK\x05\x06"
+_END_SIZE = 22
+_DESCRIPTOR_SIGNATURE = b"PK\x07\x08"
+
+
+@dataclass(frozen=True)
+class PacketPlace:
+    """What a packet is claimed to be, by where it sits or how it is asked for."""
+
+    kind: str  # CLIENT or PRACTICE
+    practice_id: str
+    client_id: str | None = None  # client packets
+    as_of: str | None = None  # client packets: YYYY-MM-DD
+    month: str | None = None  # practice packets: YYYY-MM
+
+    def describe(self) -> str:
+        if self.kind == CLIENT:
+            return f"client {self.client_id}'s packet of practice {self.practice_id} as of {self.as_of}"
+        return f"practice {self.practice_id}'s packet for {self.month}"
+
+
+def place_of_path(path: Path) -> PacketPlace | None:
+    """The place a path claims under the packets layout (``<practice>/<as_of>/<client>.zip``
+    or ``<practice>/practice-<YYYY-MM>.zip``), or None when it is not laid out so."""
+    if path.suffix != ".zip":
+        return None
+    if is_date_folder(path.parent.name):
+        # A client packet's folder is its as-of date (checked first: a client id may
+        # itself look like "practice-2026-03").
+        client_id = id_of_name(path.name[: -len(".zip")])
+        practice_id = id_of_name(path.parent.parent.name)
+        if client_id is None or practice_id is None:
+            return None
+        return PacketPlace(CLIENT, practice_id, client_id=client_id, as_of=path.parent.name)
+    month = MONTH_FILE.fullmatch(path.name)
+    practice_id = id_of_name(path.parent.name)
+    if month is None or practice_id is None:
+        return None
+    return PacketPlace(PRACTICE, practice_id, month=month.group(1))
+
+
+def is_date_folder(name: str) -> bool:
+    """Whether a folder name is an as-of date folder of the packets layout (YYYY-MM-DD)."""
+    if not _DATE_DIR.fullmatch(name):
+        return False
+    try:
+        date.fromisoformat(name)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass
@@ -30,6 +117,7 @@ class Verification:
     problems: list[str] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
     files_checked: int = 0
+    demo_key: bool = False  # signed with the published demo key (proves nothing)
 
     @property
     def intact(self) -> bool:
@@ -41,7 +129,7 @@ class Verification:
         who = f"client {manifest.get('client_id')}" if manifest.get("client_id") else "practice"
         if manifest.get("period"):
             who += f" packet for {manifest['period']}"
-        demo = " (demo key: proves nothing)" if manifest.get("demo_key") else ""
+        demo = " (demo key: proves nothing)" if self.demo_key else ""
         return (
             f"{self.packet}: intact; {self.files_checked} files match the manifest, "
             f"signature valid (key {manifest.get('key_id')}){demo}; {who} of practice "
@@ -49,23 +137,55 @@ class Verification:
         )
 
 
-def verify_packet(path: Path, key: bytes | str | None = None) -> Verification:
+def verify_packet(
+    path: Path,
+    key: bytes | str | None = None,
+    *,
+    place: PacketPlace | None = None,
+    demo: bool | None = None,
+    data: bytes | None = None,
+) -> Verification:
     """Check ``path`` against its manifest with ``key`` (default ``METAUDIT_PACKET_KEY``).
+
+    ``place`` is what the packet is claimed to be (default: what its path says under
+    the packets layout, if it is laid out so); the manifest must say the same.
+    ``demo`` (default: METAUDIT_DEMO=1) is whether a demo signature may count.
+    ``data``, when given, is the packet's bytes as read from ``path`` (a download
+    checks exactly the bytes it serves).
 
     Raises PacketKeyError without a key and PacketError when the file cannot be
     opened at all; every other problem lands in ``Verification.problems``.
     """
     secret = verification_key(key)
+    if demo is None:
+        from metaudit.orchestration import demo_mode
+
+        demo = demo_mode()
     result = Verification(packet=str(path))
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise PacketError(f"no such packet file: {path}")
+    if place is None:
+        place = place_of_path(path)
+    raw: IO[bytes] = io.BytesIO(data) if data is not None else path.open("rb")
     try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+        archive = zipfile.ZipFile(raw)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raw.close()
         result.problems.append(f"not a readable zip archive ({exc})")
         return result
-    with archive:
-        names = [info.filename for info in archive.infolist() if not info.is_dir()]
+    with archive, raw:
+        entries = archive.infolist()
+        if len(entries) > MAX_ENTRIES:
+            result.problems.append(
+                f"the zip has {len(entries)} entries; a packet has at most {MAX_ENTRIES}"
+            )
+            return result
+        _check_layout(archive, entries, raw, result)
+        names = [info.filename for info in entries]
+        for name in names:
+            reason = _unsafe(name)
+            if reason:
+                result.problems.append(f"{name!r}: not a safe name in a packet ({reason})")
         for name, count in sorted(Counter(names).items()):
             if count > 1:
                 result.problems.append(f"{name}: stored {count} times in the zip (added)")
@@ -76,21 +196,94 @@ def verify_packet(path: Path, key: bytes | str | None = None) -> Verification:
         if manifest is None:
             return result
         result.manifest = manifest
-        _check_signature(manifest, secret, result)
+        if not _check_signature(manifest, secret, result):
+            # Nothing unsigned is trusted, not even the sizes: no member is read.
+            return result
+        _check_demo(manifest, secret, demo, result)
+        _check_place(manifest, place, result)
         listed = _listed_files(manifest, result)
-        present = set(names) - {MANIFEST_NAME}
-        for name in sorted(set(listed) - present):
+        present = {info.filename: info for info in entries if info.filename != MANIFEST_NAME}
+        for name in sorted(set(listed) - set(present)):
             result.problems.append(f"{name}: missing")
-        for name in sorted(present - set(listed)):
+        for name in sorted(set(present) - set(listed)):
             result.problems.append(f"{name}: added (not in the manifest)")
-        for name in sorted(present & set(listed)):
-            _check_file(archive, name, listed[name], result)
+        for name in sorted(set(present) & set(listed)):
+            _check_file(archive, present[name], listed[name], result)
     return result
 
 
+def _unsafe(name: str) -> str | None:
+    """Why an entry name is not one a packet may hold, or None."""
+    if name.endswith("/"):
+        return "a directory entry"
+    if "\\" in name:
+        return "a backslash"
+    if name.startswith("/"):
+        return "an absolute path"
+    if re.match(r"[A-Za-z]:", name):
+        return "a drive name"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "a control character"
+    if any(part in {"", ".", ".."} for part in name.split("/")):
+        return "an empty, '.' or '..' part"
+    return None
+
+
+def _check_layout(
+    archive: zipfile.ZipFile, entries: list[zipfile.ZipInfo], raw: IO[bytes], result: Verification
+) -> None:
+    """The file is its entries, back to back from byte 0, then the central directory and
+    an end record without comment: no bytes a reader could see that no hash covers."""
+    if archive.comment:
+        result.problems.append(f"the zip has a comment ({len(archive.comment)} bytes, added)")
+    size = raw.seek(0, os.SEEK_END)
+    comment = len(archive.comment)
+    raw.seek(max(0, size - _END_SIZE - comment))
+    end = raw.read(_END_SIZE)
+    if not (end.startswith(_END_SIGNATURE) and int.from_bytes(end[-2:], "little") == comment):
+        result.problems.append("the zip does not end with its end record (data appended)")
+    at = 0
+    for info in sorted(entries, key=lambda i: i.header_offset):
+        if info.header_offset != at:
+            where = "before the first entry" if at == 0 else f"before {info.filename}"
+            gap = info.header_offset - at
+            result.problems.append(f"{abs(gap)} bytes {where} that no entry holds (added)")
+            return
+        raw.seek(at)
+        header = raw.read(_LOCAL_HEADER.size)
+        if len(header) != _LOCAL_HEADER.size or not header.startswith(_LOCAL_SIGNATURE):
+            result.problems.append(f"{info.filename}: no local header where the zip says")
+            return
+        fields = _LOCAL_HEADER.unpack(header)
+        name_length, extra_length = fields[-2], fields[-1]
+        at += _LOCAL_HEADER.size + name_length + extra_length + info.compress_size
+        if info.flag_bits & 0x08:  # a data descriptor follows the data
+            raw.seek(at)
+            descriptor = raw.read(4)
+            at += 16 if descriptor == _DESCRIPTOR_SIGNATURE else 12
+            if info.file_size >= 0xFFFFFFFF or info.compress_size >= 0xFFFFFFFF:
+                at += 8
+    start_dir = getattr(archive, "start_dir", at)
+    if start_dir != at:
+        result.problems.append(
+            f"{abs(start_dir - at)} bytes between the last entry and the zip's directory (added)"
+        )
+
+
 def _read_manifest(archive: zipfile.ZipFile, result: Verification) -> dict[str, Any] | None:
+    info = archive.getinfo(MANIFEST_NAME)
+    if info.file_size > MAX_MANIFEST_BYTES:
+        result.problems.append(
+            f"{MANIFEST_NAME}: {info.file_size} bytes; a manifest has at most "
+            f"{MAX_MANIFEST_BYTES} (not read)"
+        )
+        return None
     try:
-        data = json.loads(archive.read(MANIFEST_NAME).decode("utf-8"))
+        with archive.open(info) as handle:
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise ValueError(f"longer than {MAX_MANIFEST_BYTES} bytes")
+        data = json.loads(raw.decode("utf-8"))
     except (
         zipfile.BadZipFile,
         zlib.error,
@@ -98,6 +291,8 @@ def _read_manifest(archive: zipfile.ZipFile, result: Verification) -> dict[str, 
         UnicodeDecodeError,
         ValueError,
         OSError,
+        NotImplementedError,
+        RuntimeError,  # an encrypted entry, a recursion too deep for json
     ) as exc:
         result.problems.append(f"{MANIFEST_NAME}: unreadable ({exc})")
         return None
@@ -107,16 +302,16 @@ def _read_manifest(archive: zipfile.ZipFile, result: Verification) -> dict[str, 
     return data
 
 
-def _check_signature(manifest: dict[str, Any], key: bytes, result: Verification) -> None:
+def _check_signature(manifest: dict[str, Any], key: bytes, result: Verification) -> bool:
     stored = manifest.get("signature")
     if not isinstance(stored, str):
         result.problems.append(f"{MANIFEST_NAME}: has no signature")
-        return
+        return False
     try:
         expected = signature(manifest, key)
     except (TypeError, ValueError) as exc:
         result.problems.append(f"{MANIFEST_NAME}: cannot be canonicalised ({exc})")
-        return
+        return False
     if not hmac.compare_digest(stored.lower(), expected):
         hint = ""
         if manifest.get("key_id") not in (None, key_id(key)):
@@ -124,6 +319,52 @@ def _check_signature(manifest: dict[str, Any], key: bytes, result: Verification)
         result.problems.append(
             f"{MANIFEST_NAME}: signature does not match (altered, or signed with another key{hint})"
         )
+        return False
+    return True
+
+
+def _check_demo(manifest: dict[str, Any], key: bytes, demo: bool, result: Verification) -> None:
+    """A signature under the published demo key proves nothing: it counts only in the demo."""
+    if key == DEMO_PACKET_KEY or manifest.get("demo_key") is True:
+        result.demo_key = True
+        if not demo:
+            result.problems.append(
+                f"{MANIFEST_NAME}: signed with the published demo key, which anybody can use: "
+                "the signature proves nothing (accepted only in the demo, METAUDIT_DEMO=1)"
+            )
+
+
+def _check_place(manifest: dict[str, Any], place: PacketPlace | None, result: Verification) -> None:
+    """The manifest must say the packet is what its place claims (a packet copied over
+    another one verifies only where it was built for)."""
+    if place is None:
+        return
+    claims: list[tuple[str, Any, Any]] = [
+        ("kind", manifest.get("kind"), place.kind),
+        ("practice", manifest.get("practice_id"), place.practice_id),
+    ]
+    if place.kind == CLIENT:
+        claims += [
+            ("client", manifest.get("client_id"), place.client_id),
+            ("as-of date", manifest.get("as_of"), place.as_of),
+        ]
+    else:
+        as_of = manifest.get("as_of")
+        claims += [
+            ("client", manifest.get("client_id"), None),
+            ("month", manifest.get("period"), place.month),
+            (
+                "as-of month",
+                as_of[:7] if isinstance(as_of, str) else as_of,
+                place.month,
+            ),
+        ]
+    for what, said, claimed in claims:
+        if said != claimed:
+            result.problems.append(
+                f"{MANIFEST_NAME}: signed for {what} {said!r}, but the packet is taken for "
+                f"{place.describe()} ({what} {claimed!r}): it belongs elsewhere"
+            )
 
 
 def _listed_files(manifest: dict[str, Any], result: Verification) -> dict[str, dict[str, Any]]:
@@ -137,6 +378,7 @@ def _listed_files(manifest: dict[str, Any], result: Verification) -> dict[str, d
             isinstance(row, dict)
             and isinstance(row.get("path"), str)
             and isinstance(row.get("size"), int)
+            and not isinstance(row.get("size"), bool)
             and isinstance(row.get("sha256"), str)
         ):
             result.problems.append(f"{MANIFEST_NAME}: malformed file entry {row!r}")
@@ -149,18 +391,39 @@ def _listed_files(manifest: dict[str, Any], result: Verification) -> dict[str, d
 
 
 def _check_file(
-    archive: zipfile.ZipFile, name: str, row: dict[str, Any], result: Verification
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, row: dict[str, Any], result: Verification
 ) -> None:
+    name = info.filename
+    if info.file_size != row["size"]:
+        # Declared by the zip's directory: known without decompressing a byte.
+        result.problems.append(
+            f"{name}: altered (size {info.file_size}, manifest says {row['size']}; not read)"
+        )
+        return
+    digest = hashlib.sha256()
+    size = 0
     try:
-        data = archive.read(name)
+        with archive.open(info) as handle:
+            # Never more than the manifest's size (+1 to notice more): a lying header
+            # cannot make the check inflate more than the signed size.
+            while size <= row["size"]:
+                chunk = handle.read(min(_CHUNK, row["size"] + 1 - size))
+                if not chunk:
+                    break
+                size += len(chunk)
+                digest.update(chunk)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
         # A flipped byte in compressed data fails zip's own CRC check first.
         result.problems.append(f"{name}: altered (unreadable: {exc})")
         return
+    except (NotImplementedError, RuntimeError) as exc:
+        # An unsupported compression method, or an encrypted entry: not what we write.
+        result.problems.append(f"{name}: unreadable ({exc})")
+        return
     reasons = []
-    if len(data) != row["size"]:
-        reasons.append(f"size {len(data)}, manifest says {row['size']}")
-    if hashlib.sha256(data).hexdigest() != row["sha256"].lower():
+    if size != row["size"]:
+        reasons.append(f"size {size}, manifest says {row['size']}")
+    if digest.hexdigest() != row["sha256"].lower():
         reasons.append("SHA-256 differs from the manifest")
     if reasons:
         result.problems.append(f"{name}: altered ({'; '.join(reasons)})")

@@ -10,6 +10,7 @@ never duplicates them; rows that did not change are not touched at all.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from bisect import bisect_right
 from collections import Counter
@@ -26,6 +27,7 @@ from sqlalchemy.exc import ArgumentError
 from metaudit.digest import PracticeDigest, TrackedFinding
 from metaudit.errors import SettingsError
 from metaudit.findings import FIELDS, Finding
+from metaudit.paths import PRIVATE_FILE_MODE, private_dir
 from metaudit.results.models import VERSION_TABLE, Base
 
 log = logging.getLogger(__name__)
@@ -104,13 +106,23 @@ def engine_for(url: str | sa.URL) -> sa.Engine:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database or ""
-        if database not in {"", ":memory:"}:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if database not in {"", ":memory:"} and not database.startswith("file:"):
+            _private_sqlite(Path(database))
         # Practices persist in parallel: wait for the writer lock instead of failing.
         connect_args["timeout"] = 60
     elif backend in {"postgresql", "mysql", "mariadb"}:
         connect_args["connect_timeout"] = 10
     return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+
+
+def _private_sqlite(path: Path) -> None:
+    """Create the SQLite file owner-only before SQLAlchemy opens it (SQLite would create it
+    with the umask's 0644), and make an existing one owner-only: it holds the download
+    trail and the findings. SQLite gives its journal the database file's permissions."""
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
+    if path.stat().st_mode & 0o777 != PRIVATE_FILE_MODE:
+        path.chmod(PRIVATE_FILE_MODE)
 
 
 def migrate(engine: sa.Engine) -> str:

@@ -46,8 +46,15 @@ from starlette.responses import StreamingResponse
 from metaudit.errors import SettingsError
 from metaudit.orchestration import DAG_ID
 from metaudit.web.access import Viewer, viewer_of
-from metaudit.web.catalog import CLIENT, PRACTICE, PacketEntry, Verdict, verdict
-from metaudit.web.context import ContextHolder, WebContext
+from metaudit.web.catalog import (
+    CLIENT,
+    PRACTICE,
+    PacketEntry,
+    Verdict,
+    served_verdict,
+    verdict,
+)
+from metaudit.web.context import AIRFLOW_API_URL_ENV, ContextHolder, WebContext
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +154,14 @@ async def _airflow_user(request: Request) -> Any:
     from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
 
     credentials = await bearer_scheme(request)
+    # Airflow takes a bearer token over the cookie; remember which one authenticated, so
+    # the cross-site checks are skipped only for a real bearer token (a Basic header or an
+    # empty Bearer leaves the cookie, which a browser sends cross-site, in charge).
+    request.state.metaudit_bearer = (
+        credentials.credentials
+        if credentials and credentials.scheme.lower() == "bearer" and credentials.credentials
+        else None
+    )
     try:
         return await get_user(request, None, credentials)
     except HTTPException as exc:
@@ -204,7 +219,8 @@ def _download_url(entry: PacketEntry) -> str:
 
 def _verdict(ctx: WebContext, entry: PacketEntry) -> Verdict:
     if ctx.packet_key is None:
-        return Verdict(False, "cannot verify: the deployment's packet key is not configured")
+        why = ctx.packet_key_problem or "the deployment's packet key is not configured"
+        return Verdict(False, f"cannot verify: {why}")
     return verdict(entry, ctx.packet_key)
 
 
@@ -327,33 +343,49 @@ def listing_of_request(
 Listing = Annotated[_Listing, Depends(listing_of_request)]
 
 
-def _api_base(ctx: WebContext, request: Request) -> str:
-    base = ctx.airflow_api_url or str(request.base_url)
-    return base.rstrip("/")
+def _api_base(ctx: WebContext) -> str | None:
+    """Where the rebuild posts the user's token: the configured address only, never one
+    taken from the request (its Host header is the client's to choose)."""
+    return ctx.airflow_api_url.rstrip("/") if ctx.airflow_api_url else None
 
 
 def _user_token(request: Request) -> str | None:
+    """The token that authenticated the request: its bearer token, else the UI's cookie."""
     from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
 
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+    bearer: str | None = getattr(request.state, "metaudit_bearer", None)
+    return bearer or request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+
+
+def _own_origin(request: Request, address: str) -> bool:
+    got = urlsplit(address)
+    here = urlsplit(str(request.base_url))
+    return (got.scheme, got.netloc) == (here.scheme, here.netloc)
+
+
+def _not_cross_site(request: Request) -> None:
+    """Refuse a request a browser sent from another site with the UI's cookie: downloads
+    (a GET that writes the trail) and every state-changing route. Browsers send both
+    headers; scripts with their own token send neither and pass."""
+    site = request.headers.get("sec-fetch-site", "").lower()
+    if site in {"cross-site", "same-site"}:
+        raise HTTPException(403, f"refused: the request came from another site ({site})")
+    origin = request.headers.get("origin")
+    if origin and not _own_origin(request, origin):
+        raise HTTPException(403, "refused: the request came from another origin")
 
 
 def _same_origin(request: Request) -> None:
     """Refuse a cross-site form post (the UI's cookie would otherwise ride along)."""
-    origin = request.headers.get("origin") or request.headers.get("referer")
-    if origin:
-        got = urlsplit(origin)
-        here = urlsplit(str(request.base_url))
-        if (got.scheme, got.netloc) == (here.scheme, here.netloc):
-            return
-    elif request.headers.get("authorization"):
-        # Browsers send Origin with every cross-origin POST; a request with neither Origin
-        # nor Referer is a script, and one with its own bearer token carries no ambient
-        # cookie to abuse.
+    _not_cross_site(request)
+    if getattr(request.state, "metaudit_bearer", None):
+        # Its own bearer token authenticated it: there is no ambient cookie to abuse.
         return
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if origin and _own_origin(request, origin):
+        return
+    # Browsers send Origin with every cross-origin POST; one without Origin or Referer
+    # that relies on the cookie is refused too.
     raise HTTPException(403, "a rebuild must be asked for from the packets page itself")
 
 
@@ -453,6 +485,7 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
         client_id: str | None = None,
         month: str | None = None,
     ) -> Response:
+        _not_cross_site(request)
         practice = _check_id(practice_id, "practice_id")
         client = _check_id(client_id, "client_id")
         day = _check_date(as_of)
@@ -477,7 +510,13 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
             raise HTTPException(404, "no such packet")
         data = entry.path.read_bytes()
         sha256 = hashlib.sha256(data).hexdigest()
-        check = _verdict(ctx, entry)
+        # The served bytes themselves are judged: X-MetAudit-Verified and the trail say
+        # what this copy is, even if the file changed since the listing.
+        check = (
+            served_verdict(entry, data, sha256, ctx.packet_key)
+            if ctx.packet_key is not None
+            else _verdict(ctx, entry)
+        )
         try:
             ctx.store.record_download(
                 user_name=who.name,
@@ -601,7 +640,19 @@ async def _trigger_rebuild(
     """Trigger the nightly DAG through Airflow's REST API as the user; (run id, error)."""
     import httpx
 
+    base = _api_base(ctx)
+    if base is None:
+        log.error(
+            "rebuild of %s as of %s not triggered: no Airflow API address", practice_id, as_of
+        )
+        return None, (
+            f"no Airflow API address is configured: set {AIRFLOW_API_URL_ENV} or [api] base_url "
+            "(AIRFLOW__API__BASE_URL) on the API server; the rebuild never sends your token to "
+            "an address taken from the request"
+        )
     token = _user_token(request)
+    if not token:
+        return None, "no token to trigger the DAG with: sign in again"
     body = {
         "logical_date": None,
         "conf": {"as_of": as_of, "practice_ids": [practice_id], "rebuild_packets": True},
@@ -610,7 +661,7 @@ async def _trigger_rebuild(
             + (f" (client {client_id})" if client_id else "")
         ),
     }
-    url = f"{_api_base(ctx, request)}/api/v2/dags/{DAG_ID}/dagRuns"
+    url = f"{base}/api/v2/dags/{DAG_ID}/dagRuns"
     try:
         async with httpx.AsyncClient(transport=ctx.airflow_transport, timeout=30) as client:
             response = await client.post(

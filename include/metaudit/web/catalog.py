@@ -14,22 +14,23 @@ to itself (a stray file, a hand-made folder) is not a packet and is skipped.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import unquote
 
 from metaudit.packets.archive import safe_id
 from metaudit.packets.errors import PacketError
 from metaudit.packets.layout import client_packet_path, practice_packet_path
-
-CLIENT = "client"
-PRACTICE = "practice"
-_MONTH_FILE = re.compile(r"practice-(\d{4}-\d{2})\.zip")
-_DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
+from metaudit.packets.verify import (
+    CLIENT,
+    MONTH_FILE,
+    PRACTICE,
+    PacketPlace,
+    is_date_folder,
+)
+from metaudit.paths import id_of_name
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,7 @@ class Verdict:
 
 def _decoded(name: str) -> str | None:
     """The id a file or folder name stands for, or None when the name is not one we write."""
-    value = unquote(name)
-    try:
-        return value if safe_id(value, "id") == name else None
-    except PacketError:
-        return None
+    return id_of_name(name)
 
 
 def _entry(
@@ -125,7 +122,7 @@ class PacketCatalog:
         dates: set[str] = set()
         for practice_id in practice_ids:
             for item in _scandir(self._practice_dir(practice_id)):
-                if item.is_dir(follow_symlinks=False) and _is_date(item.name):
+                if item.is_dir(follow_symlinks=False) and is_date_folder(item.name):
                     dates.add(item.name)
         return sorted(dates, reverse=True)
 
@@ -144,13 +141,13 @@ class PacketCatalog:
             folder = self._practice_dir(practice_id)
             for item in _scandir(folder):
                 if item.is_dir(follow_symlinks=False):
-                    if kind == PRACTICE or not _is_date(item.name):
+                    if kind == PRACTICE or not is_date_folder(item.name):
                         continue
                     if as_of is not None and item.name != as_of:
                         continue
                     found.extend(self._client_packets(practice_id, item.name, client_id))
                 elif item.is_file(follow_symlinks=False) and kind != CLIENT and client_id is None:
-                    match = _MONTH_FILE.fullmatch(item.name)
+                    match = MONTH_FILE.fullmatch(item.name)
                     if match is None:
                         continue
                     if as_of is not None and not as_of.startswith(match.group(1)):
@@ -207,32 +204,55 @@ class PacketCatalog:
         return self.packets_dir / safe_id(practice_id, "practice id")
 
 
-def _is_date(name: str) -> bool:
-    if not _DATE_DIR.fullmatch(name):
-        return False
-    try:
-        date.fromisoformat(name)
-    except ValueError:
-        return False
-    return True
+def place_of(entry: PacketEntry) -> PacketPlace:
+    """What the page and the download claim a packet is: where it was found."""
+    return PacketPlace(
+        kind=entry.kind,
+        practice_id=entry.practice_id,
+        client_id=entry.client_id,
+        as_of=entry.as_of,
+        month=entry.month,
+    )
 
 
 def verdict(entry: PacketEntry, key: bytes) -> Verdict:
-    """Check a packet against its manifest (cached while the file is unchanged)."""
-    return _verdict(str(entry.path), entry.size, entry.mtime_ns, key)
+    """Check a packet against its manifest and its place, as ``metaudit verify`` does
+    (the same function); cached while the file is unchanged, so a listing reads a packet
+    once per change, in chunks."""
+    return _verdict(str(entry.path), entry.size, entry.mtime_ns, key, place_of(entry))
+
+
+def served_verdict(entry: PacketEntry, data: bytes, sha256: str, key: bytes) -> Verdict:
+    """The verdict of the very bytes a download serves (a file swapped after the listing
+    is judged as it is sent), cached by their SHA-256."""
+    place = place_of(entry)
+    cached = _served.get((sha256, key, place))
+    if cached is None:
+        cached = _checked(entry.path, key, place, data)
+        if len(_served) >= 4096:
+            _served.clear()
+        _served[sha256, key, place] = cached
+    return cached
+
+
+_served: dict[tuple[str, bytes, PacketPlace], Verdict] = {}
 
 
 @lru_cache(maxsize=4096)
-def _verdict(path: str, size: int, mtime_ns: int, key: bytes) -> Verdict:
+def _verdict(path: str, size: int, mtime_ns: int, key: bytes, place: PacketPlace) -> Verdict:
     # size and mtime_ns are part of the cache key: a rebuilt or altered file is checked again.
+    return _checked(Path(path), key, place, None)
+
+
+def _checked(path: Path, key: bytes, place: PacketPlace, data: bytes | None) -> Verdict:
     from metaudit.packets.verify import verify_packet
 
     try:
-        result = verify_packet(Path(path), key)
+        result = verify_packet(path, key, place=place, data=data)
     except PacketError as exc:
         return Verdict(False, str(exc))
     if result.intact:
-        demo = " (demo key)" if result.manifest.get("demo_key") else ""
+        demo = " (demo key: proves nothing)" if result.demo_key else ""
         return Verdict(True, f"verified: {result.files_checked} files, signature valid{demo}")
     shown = "; ".join(result.problems[:3])
     more = f" (+{len(result.problems) - 3} more)" if len(result.problems) > 3 else ""

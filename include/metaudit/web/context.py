@@ -20,8 +20,9 @@ from metaudit.web.catalog import PacketCatalog
 
 log = logging.getLogger(__name__)
 
-# Where the packets page calls Airflow's REST API to trigger a rebuild. Default: the
-# API server's own [api] base_url, else the address the request came in on.
+# Where the packets page calls Airflow's REST API to trigger a rebuild with the user's
+# token. Default: the API server's own [api] base_url; without either, rebuilds fail
+# (the address is never taken from the request: its Host header is the client's).
 AIRFLOW_API_URL_ENV = "METAUDIT_AIRFLOW_API_URL"
 
 
@@ -34,6 +35,8 @@ class WebContext:
     store: Any  # metaudit.results.ResultsStore (imported lazily: SQLAlchemy models)
     packet_key: bytes | None
     airflow_api_url: str | None = None
+    # Why there is no packet key (none set, too short, the demo key outside the demo).
+    packet_key_problem: str | None = None
     # Tests put an httpx transport here to stand in for Airflow's REST API.
     airflow_transport: Any = None
 
@@ -75,12 +78,13 @@ def load_context() -> WebContext:
     packets_dir = packet_options(settings).packets_dir
     store = ResultsStore.open(results_url(lookup=_server_connection))
     key: bytes | None
+    problem = None
     try:
         # As the packets are signed: the connection, else METAUDIT_PACKET_KEY, else (demo
         # only) the published demo key.
         key, _ = resolve_key(packet_key(lookup=_server_connection), demo=demo_mode())
     except PacketKeyError as exc:
-        key = None
+        key, problem = None, str(exc)
         log.warning("the packets page cannot verify packets: %s", exc)
     log.info("packets page: packets in %s, configuration %s", packets_dir, settings.source)
     return WebContext(
@@ -89,6 +93,7 @@ def load_context() -> WebContext:
         store=store,
         packet_key=key,
         airflow_api_url=_airflow_api_url(),
+        packet_key_problem=problem,
     )
 
 
