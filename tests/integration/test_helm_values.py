@@ -571,3 +571,13 @@ def test_helm_values_share_one_data_volume_between_all_components(ours: dict[str
     config_dir = Path(env["METAUDIT_CONFIG"]).parent.as_posix()
     assert "configMap" in volumes[mounts[config_dir]]
     assert env["METAUDIT_EXPECTATIONS_DIR"] == "/opt/airflow/expectations"
+
+
+def test_the_rebuild_posts_to_a_configured_api_address(merged: dict[str, Any]) -> None:
+    """The packets page's rebuild refuses to run without an API address of the deployment's
+    own (it never follows the request's Host header): the api-server is given its in-cluster
+    service address."""
+    env = {item["name"]: item.get("value") for item in merged["apiServer"]["env"]}
+    address = env.get("METAUDIT_AIRFLOW_API_URL") or merged["config"].get("api", {}).get("base_url")
+    assert address, "the api-server needs METAUDIT_AIRFLOW_API_URL or [api] base_url"
+    assert address.startswith("http://met-audit-api-server:"), address
