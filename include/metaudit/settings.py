@@ -376,7 +376,7 @@ def _check_timezone(value: Any, path: str, problems: Problems) -> str | None:
     name = value.strip()
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder
         hint = _did_you_mean(name, sorted(zoneinfo.available_timezones()))
         problems.add(path, f"unknown time zone{hint}, got {_show(value)}")
         return None
