@@ -328,10 +328,14 @@ def extract(
     run-level findings that name no practice (:func:`unattributed_path`). Returns one work
     item per practice: its id, the as-of date and its partition's folder."""
     from metaudit.engine import load_source
+    from metaudit.settings import Settings
     from metaudit.snapshot import unattributed_findings, write_partitions, write_unattributed
 
     timings: dict[str, float] = {}
-    typed = load_source(source, as_of, timings)
+    # The configuration (METAUDIT_CONFIG) bounds each statement and lock wait: a table
+    # locked by a reload ends this try with SourceUnavailableError, which is retried.
+    timeout = Settings.load(None).statement_timeout_s
+    typed = load_source(source, as_of, timings, timeout)
     started = time.perf_counter()
     day = as_of.isoformat()
     folder = snapshot_dir(day)

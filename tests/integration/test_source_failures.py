@@ -1,0 +1,205 @@
+"""Every way a source can fail ends the check with a clear error naming the source
+and the table (exit 2 from the command, never a traceback); a locked table ends the
+read at the statement timeout; the audit can neither write to nor create a source."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from builders import AS_OF, clean_records, write_records, write_sqlite
+
+from metaudit.engine import load_source
+from metaudit.errors import SourceUnavailableError
+from metaudit.source import _bulk_reader, create_engine
+
+SHORT_TIMEOUT_S = 1.0
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "metaudit.cli", *args], capture_output=True, text=True, check=False
+    )
+
+
+def _assert_cannot_run(proc: subprocess.CompletedProcess[str], *named: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for text in named:
+        assert text in proc.stderr, proc.stderr
+
+
+# -- damaged and vanished files -------------------------------------------------------
+
+
+def test_a_damaged_sqlite_file_exits_2_with_a_clear_message(tmp_path: Path) -> None:
+    path = write_sqlite(clean_records(), tmp_path / "source.sqlite")
+    data = bytearray(path.read_bytes())
+    # Keep the header and the schema page, damage every page after it.
+    page = int.from_bytes(data[16:18], "big")
+    data[2 * page :] = b"\xa5" * (len(data) - 2 * page)
+    path.write_bytes(bytes(data))
+    proc = _cli("check", "--source", str(path), "--as-of", "2026-03-31", "--out", str(tmp_path))
+    _assert_cannot_run(proc, str(path))
+    assert "table '" in proc.stderr or "schema" in proc.stderr
+
+
+def test_a_file_that_is_not_a_database_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "source.sqlite"
+    path.write_bytes(b"this is not an SQLite file at all" * 200)
+    proc = _cli("check", "--source", str(path), "--out", str(tmp_path / "out"))
+    _assert_cannot_run(proc, str(path))
+
+
+def test_the_bulk_reader_never_creates_a_vanished_sqlite_source(tmp_path: Path) -> None:
+    gone = tmp_path / "vanished.sqlite"
+    url = sa.URL.create("sqlite", database=f"file:{gone}?mode=ro", query={"uri": "true"})
+    with pytest.raises(SourceUnavailableError), _bulk_reader(url):
+        pass
+    assert not gone.exists()
+
+
+def test_sqlite_source_is_read_only_on_every_reader(tmp_path: Path) -> None:
+    path = write_sqlite(clean_records(), tmp_path / "odd name.sqlite")
+    engine = create_engine(path)
+    try:
+        with pytest.raises(sa.exc.OperationalError, match="readonly"), engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM sessions"))
+        with _bulk_reader(engine.url) as read, pytest.raises(Exception, match="readonly"):
+            read("DELETE FROM sessions")
+    finally:
+        engine.dispose()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 5
+
+
+# -- locked tables ----------------------------------------------------------------------
+
+
+def test_a_locked_sqlite_source_ends_at_the_busy_timeout(tmp_path: Path) -> None:
+    path = write_sqlite(clean_records(), tmp_path / "source.sqlite")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(SourceUnavailableError) as caught:
+            load_source(path, AS_OF, statement_timeout_s=SHORT_TIMEOUT_S)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    message = str(caught.value)
+    assert str(path) in message and "locked" in message
+    assert f"timeout {SHORT_TIMEOUT_S:g} s" in message
+
+
+def _hold_lock_then_read(url: str, lock_sql: str, begin_sql: str | None = None) -> str:
+    """Lock ``sessions`` in another connection, read with a short timeout; the message."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    conn = engine.connect()
+    try:
+        if begin_sql:
+            conn.exec_driver_sql(begin_sql)
+        conn.exec_driver_sql(lock_sql)
+        with pytest.raises(SourceUnavailableError) as caught:
+            load_source(url, AS_OF, statement_timeout_s=SHORT_TIMEOUT_S)
+        return str(caught.value)
+    finally:
+        conn.rollback()
+        conn.close()
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_locked_postgres_table_ends_at_the_lock_timeout_naming_it(postgres_url: str) -> None:
+    write_records(clean_records(), postgres_url)
+    message = _hold_lock_then_read(postgres_url, "LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+    assert "'sessions'" in message and "lock timeout" in message
+    assert f"timeout {SHORT_TIMEOUT_S:g} s" in message
+
+
+@pytest.mark.mariadb
+def test_a_locked_mariadb_table_ends_at_the_lock_timeout_naming_it(mariadb_url: str) -> None:
+    write_records(clean_records(), mariadb_url)
+    message = _hold_lock_then_read(mariadb_url, "LOCK TABLES sessions WRITE")
+    assert "'sessions'" in message
+    assert f"timeout {SHORT_TIMEOUT_S:g} s" in message
+
+
+# -- read-only servers --------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_postgres_source_is_read_only_on_every_reader(postgres_url: str) -> None:
+    write_records(clean_records(), postgres_url)
+    engine = create_engine(postgres_url)
+    try:
+        with pytest.raises(sa.exc.DBAPIError, match="read-only"), engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM sessions"))
+        with _bulk_reader(engine.url) as read, pytest.raises(Exception, match="read-only"):
+            read("DELETE FROM sessions")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.mariadb
+def test_mariadb_source_is_read_only(mariadb_url: str) -> None:
+    write_records(clean_records(), mariadb_url)
+    engine = create_engine(mariadb_url)
+    try:
+        with pytest.raises(sa.exc.DBAPIError, match="READ ONLY"), engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM sessions"))
+    finally:
+        engine.dispose()
+
+
+# -- servers that refuse or vanish ----------------------------------------------------------
+
+
+def test_connection_refused_exits_2_naming_the_source(tmp_path: Path) -> None:
+    proc = _cli(
+        "check",
+        "--source",
+        "postgresql+psycopg://auditor:secret@127.0.0.1:1/practice",
+        "--out",
+        str(tmp_path),
+    )
+    _assert_cannot_run(proc, "127.0.0.1:1/practice")
+    assert "secret" not in proc.stderr
+
+
+@pytest.mark.postgres
+def test_a_source_dropped_mid_read_is_a_clear_error_naming_the_table(postgres_url: str) -> None:
+    write_records(clean_records(), postgres_url)
+    engine = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    holder = engine.connect()
+    holder.exec_driver_sql("BEGIN")
+    holder.exec_driver_sql("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = sa.create_engine(
+        postgres_url.rsplit("/", 1)[0] + "/postgres", poolclass=sa.pool.NullPool
+    )
+
+    def drop_while_reading() -> None:
+        # The read waits on sessions; the database is dropped under it meanwhile.
+        time.sleep(1.0)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+
+    dropper = threading.Thread(target=drop_while_reading)
+    dropper.start()
+    try:
+        with pytest.raises(SourceUnavailableError) as caught:
+            load_source(postgres_url, AS_OF, statement_timeout_s=30)
+    finally:
+        dropper.join()
+        with contextlib.suppress(sa.exc.DBAPIError):  # its connection went with the database
+            holder.close()
+        engine.dispose()
+        admin.dispose()
+    assert "'sessions'" in str(caught.value)
