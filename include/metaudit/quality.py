@@ -220,23 +220,27 @@ def _parse_date(text: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
     shape_ok = head.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False)
     parsed = pd.to_datetime(head.where(shape_ok), format="%Y-%m-%d", errors="coerce")
     readable = parsed.notna() & tail_ok & _in_typed_range(parsed)
-    return parsed.where(readable).astype("datetime64[ns]"), readable
+    return parsed.where(readable).astype("datetime64[us]"), readable
 
 
 def _parse_timestamp(text: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
-    # ISO 8601; a timestamp without an offset is UTC (data contract).
+    # ISO 8601; a timestamp without an offset is UTC (data contract). It starts with a
+    # four-digit year: "12" is not read as the year 12.
     parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-    readable = parsed.notna() & _in_typed_range(parsed)
-    return parsed.where(readable).astype("datetime64[ns, UTC]"), readable
+    year_first = _flag(text.str.match(r"\d{4}"))
+    readable = parsed.notna() & year_first & _in_typed_range(parsed)
+    return parsed.where(readable).astype("datetime64[us, UTC]"), readable
+
+
+# Every calendar date from 0001-01-01 to 9999-12-31 is readable (rulebook reading 21):
+# the typed frames hold microseconds (pandas' nanoseconds end in 2262).
+_FIRST_MOMENT = pd.Timestamp("0001-01-01T00:00:00")
+_LAST_MOMENT = pd.Timestamp("9999-12-31T23:59:59.999999")
 
 
 def _in_typed_range(parsed: pd.Series) -> pd.Series:
-    """Whether a parsed moment fits the typed frames' nanosecond dates (years 1678..2261).
-
-    pandas parses "0001-01-01", or "12" as an ISO year, at a coarser unit; such a
-    value cannot be held as a date of the audit, so it is unreadable, not a crash.
-    """
-    first, last = pd.Timestamp.min, pd.Timestamp.max
+    """Whether a parsed moment lies within 0001-01-01..9999-12-31 (UTC for timestamps)."""
+    first, last = _FIRST_MOMENT, _LAST_MOMENT
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
         first, last = first.tz_localize("UTC"), last.tz_localize("UTC")
     return parsed.between(first, last).fillna(False).astype(bool)

@@ -140,3 +140,58 @@ def test_huge_minutes_are_unreadable_not_negative(tmp_path: Path) -> None:
     findings = audit(records)
     dq3 = {f["entity_id"] for f in findings if f["rule_id"] == "DQ-003"}
     assert dq3 == {f"session_services:{service['session_id']}"}
+
+
+# -- extreme dates (reading 21) ---------------------------------------------------------
+
+
+def test_a_never_expiring_certification_is_current_not_unreadable() -> None:
+    from builders import audit
+
+    records = clean_records()
+    find(records, "staff", staff_id="ST-1")["certification_expires_on"] = "9999-12-31"
+    assert audit(records) == []
+
+
+@pytest.mark.parametrize("stored", ["0001-01-01", "1066-10-14", "1677-09-21"])
+def test_a_certification_that_expired_long_ago_is_simply_expired(stored: str) -> None:
+    from builders import audit
+
+    records = clean_records()
+    find(records, "staff", staff_id="ST-1")["certification_expires_on"] = stored
+    found = {f["rule_id"] for f in audit(records)}
+    assert "DQ-003" not in found and "DOC-010" in found
+
+
+def test_far_future_dates_are_later_than_the_as_of_date_in_every_dated_column() -> None:
+    from builders import audit
+
+    records = clean_records()
+    # A far-future session does not exist yet (as a session dated tomorrow would not).
+    future = clean_records()
+    find(future, "sessions", session_id="S-5")["session_date"] = "2026-05-01"
+    find(records, "sessions", session_id="S-5")["session_date"] = "9999-12-31"
+    find(records, "referrals", referral_id="RF-1")["valid_until"] = "9999-12-31"
+    expected = audit(future)
+    found = audit(records)
+    assert "DQ-003" not in {f["rule_id"] for f in found}
+    assert [(f["rule_id"], f["entity_id"]) for f in found] == [
+        (f["rule_id"], f["entity_id"]) for f in expected
+    ]
+
+
+def test_timestamps_reach_the_ends_of_the_calendar() -> None:
+    import pandas as pd
+
+    from metaudit.contract import TABLES
+    from metaudit.quality import parse_column
+
+    column = TABLES["sessions"].column("signed_at")
+    raw = pd.Series(
+        ["9999-12-31T12:00:00Z", "0001-01-02T00:00:00", "12", "2026-03-01T10:00:00+02:00"],
+        dtype="string",
+    )
+    values, unreadable = parse_column(raw, column)
+    assert unreadable.tolist() == [False, False, True, False]
+    assert values.iloc[0] == pd.Timestamp("9999-12-31T12:00:00Z")
+    assert values.iloc[3] == pd.Timestamp("2026-03-01T08:00:00Z")
