@@ -184,3 +184,34 @@ def test_any_value_in_one_practice_never_stops_the_check_or_touches_another(
             f for f in findings if f["rule_id"] == "DQ-003" and f["entity_id"] == f"{table}:{key}"
         ]
         assert named and column in named[0]["message"], (table, column, value, findings)
+
+
+def test_metaudit_check_audits_the_other_practice_exactly_beside_broken_rows(
+    tmp_path: Path,
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "source.sqlite"
+    path.write_bytes(_clean_source_bytes())
+    _store(path, "sessions", "S-2", "notes", b"\xff\xfe broken")
+    _store(path, "insurance_policies", "POL-1", "timely_filing_days", "9223372036854775808")
+    _store(path, "practices", "PR-1", "timezone", "America")
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "metaudit.cli", "check", "--source", str(path)),
+            *("--as-of", AS_OF.isoformat(), "--out", str(tmp_path / "out")),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = (tmp_path / "out" / "findings.jsonl").read_text(encoding="utf-8").splitlines()
+    findings = [json.loads(line) for line in lines]
+    assert [(f["practice_id"], f["rule_id"], f["entity_id"]) for f in findings] == [
+        ("PR-1", "DQ-003", "insurance_policies:POL-1"),
+        ("PR-1", "DQ-003", "practices:PR-1"),
+        ("PR-1", "DQ-003", "sessions:S-2"),
+    ]
