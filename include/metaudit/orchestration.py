@@ -256,11 +256,13 @@ def run_link(base_url: str | None, run_id: str, dag_id: str = DAG_ID) -> str | N
 # -- stages ---------------------------------------------------------------------------------
 
 
-def read_practices(source: str) -> dict[str, str]:
-    """Practice id -> name, as the source's practices table has them."""
-    from metaudit.source import read_tables
+def read_practices(source: str, statement_timeout_s: float | None = None) -> dict[str, str]:
+    """Practice id -> name, as the source's practices table has them (each statement and
+    lock wait bounded by ``statement_timeout_s``, default the setting's default)."""
+    from metaudit.source import DEFAULT_STATEMENT_TIMEOUT_S, read_tables
 
-    raw = read_tables(source, tables=["practices"]).tables["practices"]
+    timeout = statement_timeout_s or DEFAULT_STATEMENT_TIMEOUT_S
+    raw = read_tables(source, ["practices"], timeout).tables["practices"]
     names: dict[str, str] = {}
     for practice_id, name in zip(raw["practice_id"], raw["name"], strict=True):
         key = str(practice_id).strip() if isinstance(practice_id, str) else ""
@@ -297,8 +299,9 @@ def plan_run(
 ) -> dict[str, Any]:
     """Resolve the practices of a run and record the run as running in the results store."""
     from metaudit.results import ResultsStore
+    from metaudit.settings import Settings
 
-    names = read_practices(source)
+    names = read_practices(source, Settings.load(None).statement_timeout_s)
     practice_ids = _choose(sorted(names), wanted)
     store = ResultsStore.open(store_url)
     try:

@@ -62,6 +62,12 @@ def redact(url: str | sa.URL) -> str:
         parsed = url if isinstance(url, sa.URL) else make_url(str(url))
     except ArgumentError:
         return "<unparseable URL>"
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database.startswith("file:"):
+        # The read-only URI this module built: name the file as the operator gave it.
+        from urllib.parse import unquote
+
+        return f"sqlite:///{unquote(database[len('file:') :].split('?', 1)[0])}"
     return parsed.render_as_string(hide_password=True)
 
 
@@ -212,8 +218,8 @@ def iter_tables(
 
 def _source_errors() -> tuple[type[Exception], ...]:
     """What a failing read raises: SQLAlchemy's errors (pandas wraps them in its own
-    DatabaseError) and ADBC's."""
-    return (SQLAlchemyError, pd.errors.DatabaseError, *_adbc_errors())
+    DatabaseError), ADBC's, and Arrow's while it decodes what the driver sent."""
+    return (SQLAlchemyError, pd.errors.DatabaseError, pa.ArrowException, *_adbc_errors())
 
 
 def _adbc_errors() -> tuple[type[Exception], ...]:
