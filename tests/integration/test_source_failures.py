@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -83,16 +84,42 @@ def test_sqlite_source_is_read_only_on_every_reader(tmp_path: Path) -> None:
 # -- locked tables ----------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _sqlite_locked_by_another_process(path: Path) -> Generator[None, None, None]:
+    """Hold an exclusive lock on the file from another process (as an ETL reload would).
+
+    SQLite's locks are POSIX advisory locks, which a process does not hold against
+    itself across two copies of the library (Python's and the ADBC driver's).
+    """
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "conn.execute('BEGIN EXCLUSIVE')\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(120)\n",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_locked_sqlite_source_ends_at_the_busy_timeout(tmp_path: Path) -> None:
     path = write_sqlite(clean_records(), tmp_path / "source.sqlite")
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
-        with pytest.raises(SourceUnavailableError) as caught:
-            load_source(path, AS_OF, statement_timeout_s=SHORT_TIMEOUT_S)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    with (
+        _sqlite_locked_by_another_process(path),
+        pytest.raises(SourceUnavailableError) as caught,
+    ):
+        load_source(path, AS_OF, statement_timeout_s=SHORT_TIMEOUT_S)
     message = str(caught.value)
     assert str(path) in message and "locked" in message
     assert f"timeout {SHORT_TIMEOUT_S:g} s" in message
@@ -203,3 +230,22 @@ def test_a_source_dropped_mid_read_is_a_clear_error_naming_the_table(postgres_ur
         engine.dispose()
         admin.dispose()
     assert "'sessions'" in str(caught.value)
+
+
+def test_the_sqlite_bulk_reader_waits_for_a_lock_up_to_the_busy_timeout(tmp_path: Path) -> None:
+    import adbc_driver_manager
+
+    path = write_sqlite(clean_records(), tmp_path / "source.sqlite")
+    engine = create_engine(path, SHORT_TIMEOUT_S)
+    try:
+        with _bulk_reader(engine.url, SHORT_TIMEOUT_S) as read:
+            with _sqlite_locked_by_another_process(path):
+                started = time.monotonic()
+                with pytest.raises(adbc_driver_manager.Error, match="locked"):
+                    read("SELECT session_id FROM sessions")
+                waited = time.monotonic() - started
+            assert len(read("SELECT session_id FROM sessions")) == 4  # free again
+    finally:
+        engine.dispose()
+    # Without a busy timeout SQLite gives up at once; with it, it waits about that long.
+    assert SHORT_TIMEOUT_S * 0.8 <= waited < SHORT_TIMEOUT_S * 10
