@@ -237,7 +237,7 @@ _TIMEOUT_WORDS = ("timeout", "timed out", "locked", "lock wait", "max_statement_
 def _timeout_hint(exc: BaseException, statement_timeout_s: float) -> str:
     """Name the statement timeout when the error says it ran out (or waited on a lock)."""
     text = str(getattr(exc, "orig", None) or exc).lower()
-    if any(word in text for word in _TIMEOUT_WORDS) or "cancel" in text:
+    if any(word in text for word in _TIMEOUT_WORDS):
         return (
             f" (statement/lock timeout {statement_timeout_s:g} s; the table may be locked "
             "by another session, e.g. a reload: retry later)"

@@ -209,27 +209,41 @@ def test_a_source_dropped_mid_read_is_a_clear_error_naming_the_table(postgres_ur
     holder.exec_driver_sql("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
     database = postgres_url.rsplit("/", 1)[1]
     admin = sa.create_engine(
-        postgres_url.rsplit("/", 1)[0] + "/postgres", poolclass=sa.pool.NullPool
+        postgres_url.rsplit("/", 1)[0] + "/postgres",
+        poolclass=sa.pool.NullPool,
+        isolation_level="AUTOCOMMIT",  # DROP DATABASE runs outside a transaction
     )
+    dropped: list[str] = []
 
     def drop_while_reading() -> None:
-        # The read waits on sessions; the database is dropped under it meanwhile.
-        time.sleep(1.0)
+        # Once the read waits on sessions' lock, the database is dropped under it.
+        waiting = sa.text(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = :name AND wait_event_type = 'Lock'"
+        )
         with admin.connect() as conn:
+            deadline = time.monotonic() + 60
+            while not conn.execute(waiting, {"name": database}).scalar():
+                assert time.monotonic() < deadline, "the read never waited on the lock"
+                time.sleep(0.05)
             conn.execute(sa.text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+        dropped.append(database)
 
     dropper = threading.Thread(target=drop_while_reading)
     dropper.start()
     try:
         with pytest.raises(SourceUnavailableError) as caught:
-            load_source(postgres_url, AS_OF, statement_timeout_s=30)
+            load_source(postgres_url, AS_OF, statement_timeout_s=120)
     finally:
         dropper.join()
         with contextlib.suppress(sa.exc.DBAPIError):  # its connection went with the database
             holder.close()
         engine.dispose()
         admin.dispose()
-    assert "'sessions'" in str(caught.value)
+    assert dropped == [database]
+    message = str(caught.value)
+    assert "'sessions'" in message and database in message
+    assert "statement/lock timeout" not in message  # the drop ended it, not the timeout
 
 
 def test_the_sqlite_bulk_reader_waits_for_a_lock_up_to_the_busy_timeout(tmp_path: Path) -> None:
