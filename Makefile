@@ -88,7 +88,7 @@ RUNTIME_DIRECT := "apache-airflow==3.3.2" "apache-airflow-providers-celery==3.26
     "sendgrid==6.12.5" "simple-icd-10-cm==1.5.0" "psycopg[binary]==3.3.9" "pymysql==1.2.4" \
     "adbc-driver-sqlite==1.13.0" "adbc-driver-postgresql==1.13.0" "pyarrow==26.0.1" \
     "alembic==1.20.1" tqdm pyyaml "reportlab==5.1.0" "matplotlib==3.11.2"
-DEV_DIRECT := pytest pytest-xdist ruff mypy types-PyYAML pypdf jsonschema
+DEV_DIRECT := pytest pytest-xdist ruff mypy types-PyYAML pypdf jsonschema "hypothesis==6.170.17"
 lock:
 	rm -rf /tmp/metaudit-lock && $(PYTHON) -m venv /tmp/metaudit-lock
 	/tmp/metaudit-lock/bin/pip install --quiet $(RUNTIME_DIRECT)

@@ -244,6 +244,7 @@ def _packets(args: argparse.Namespace) -> int:
     from metaudit.orchestration import list_practices
     from metaudit.packets import build_practice_packets
     from metaudit.packets.signing import resolve_key
+    from metaudit.settings import Settings
 
     if args.client and (not args.practice or len(args.practice) != 1):
         raise SettingsError("--client needs exactly one --practice")
@@ -251,7 +252,8 @@ def _packets(args: argparse.Namespace) -> int:
     as_of = args.as_of or date.today()
     practices = list_practices(str(args.source), args.practice)
     _progress(f"reading and typing the source as of {as_of.isoformat()}")
-    typed = load_source(args.source, as_of)
+    settings = Settings.load(args.config)
+    typed = load_source(args.source, as_of, statement_timeout_s=settings.statement_timeout_s)
     for practice_id in practices:
         _progress(f"practice {practice_id}: checking and building packets")
         summary = build_practice_packets(

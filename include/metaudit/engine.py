@@ -158,14 +158,19 @@ def _positions(column: pd.Series, entity_ids: list[str]) -> np.ndarray:
 
 
 def load_source(
-    source: str | Path | sa.URL, as_of: date, timings: dict[str, float] | None = None
+    source: str | Path | sa.URL,
+    as_of: date,
+    timings: dict[str, float] | None = None,
+    statement_timeout_s: float | None = None,
 ) -> TypedSource:
     """Read and type the whole source once, with its data-quality findings (DQ rules).
 
-    Raises ContractError or SourceUnavailableError when the source cannot be audited.
+    ``statement_timeout_s`` bounds each statement and lock wait of the read (default:
+    the setting ``source.statement_timeout_seconds``'s default). Raises ContractError or
+    SourceUnavailableError when the source cannot be audited.
     """
     from metaudit.quality import type_source
-    from metaudit.source import iter_tables
+    from metaudit.source import DEFAULT_STATEMENT_TIMEOUT_S, iter_tables
 
     timings = timings if timings is not None else {}
     use_fast_arrow_allocator()
@@ -174,7 +179,10 @@ def load_source(
     # Each table is typed as soon as it is read and its text let go, so the
     # whole source is never held twice (text and typed).
     typed = type_source(
-        reading.timed(iter_tables(source)), pd.Timestamp(as_of).strftime("%Y-%m-%d")
+        reading.timed(
+            iter_tables(source, None, statement_timeout_s or DEFAULT_STATEMENT_TIMEOUT_S)
+        ),
+        pd.Timestamp(as_of).strftime("%Y-%m-%d"),
     )
     timings["read"] = reading.seconds
     timings["type"] = time.perf_counter() - started - reading.seconds
@@ -317,8 +325,9 @@ def run_check(
     timings: dict[str, float] = {}
     warm_up = threading.Thread(target=_warm_up, name="metaudit-warm-up", daemon=True)
     warm_up.start()
+    timeout = settings.statement_timeout_s if settings is not None else None
     say("reading and typing the source (data-contract rules)")
-    typed = load_source(source, day, timings)
+    typed = load_source(source, day, timings, timeout)
     say("deriving the rule facts and validating the suites")
     warm_up.join()
     return _check(typed, day, practice_ids, settings, timings, release_source=True)

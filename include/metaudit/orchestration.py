@@ -263,11 +263,13 @@ def run_link(base_url: str | None, run_id: str, dag_id: str = DAG_ID) -> str | N
 # -- stages ---------------------------------------------------------------------------------
 
 
-def read_practices(source: str) -> dict[str, str]:
-    """Practice id -> name, as the source's practices table has them."""
-    from metaudit.source import read_tables
+def read_practices(source: str, statement_timeout_s: float | None = None) -> dict[str, str]:
+    """Practice id -> name, as the source's practices table has them (each statement and
+    lock wait bounded by ``statement_timeout_s``, default the setting's default)."""
+    from metaudit.source import DEFAULT_STATEMENT_TIMEOUT_S, read_tables
 
-    raw = read_tables(source, tables=["practices"]).tables["practices"]
+    timeout = statement_timeout_s or DEFAULT_STATEMENT_TIMEOUT_S
+    raw = read_tables(source, ["practices"], timeout).tables["practices"]
     names: dict[str, str] = {}
     for practice_id, name in zip(raw["practice_id"], raw["name"], strict=True):
         key = str(practice_id).strip() if isinstance(practice_id, str) else ""
@@ -304,8 +306,9 @@ def plan_run(
 ) -> dict[str, Any]:
     """Resolve the practices of a run and record the run as running in the results store."""
     from metaudit.results import ResultsStore
+    from metaudit.settings import Settings
 
-    names = read_practices(source)
+    names = read_practices(source, Settings.load(None).statement_timeout_s)
     practice_ids = _choose(sorted(names), wanted)
     store = ResultsStore.open(store_url)
     try:
@@ -335,10 +338,14 @@ def extract(
     run-level findings that name no practice (:func:`unattributed_path`). Returns one work
     item per practice: its id, the as-of date and its partition's folder."""
     from metaudit.engine import load_source
+    from metaudit.settings import Settings
     from metaudit.snapshot import unattributed_findings, write_partitions, write_unattributed
 
     timings: dict[str, float] = {}
-    typed = load_source(source, as_of, timings)
+    # The configuration (METAUDIT_CONFIG) bounds each statement and lock wait: a table
+    # locked by a reload ends this try with SourceUnavailableError, which is retried.
+    timeout = Settings.load(None).statement_timeout_s
+    typed = load_source(source, as_of, timings, timeout)
     started = time.perf_counter()
     day = as_of.isoformat()
     folder = snapshot_dir(day)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -74,14 +75,58 @@ def parse_column(raw: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
     parser judges each value on its own, so the result is the same as parsing
     every row.
     """
+    raw, not_utf8 = without_invalid_utf8(_as_string(raw))
     if column.type == TEXT and column.values is None:
-        return clean_text(raw), pd.Series(np.zeros(len(raw), dtype=bool), index=raw.index)
-    codes, distinct = pd.factorize(_as_string(raw))
+        return clean_text(raw), pd.Series(not_utf8, index=raw.index)
+    codes, distinct = pd.factorize(raw)
     values, bad = _parse_values(pd.Series(distinct, dtype="string"), column)
     typed = values.array.take(codes, allow_fill=True)
     # Code -1 (NULL) picks the appended False: a NULL is missing, not unreadable.
-    unreadable = np.append(bad.to_numpy(dtype=bool), False)[codes]
+    unreadable = np.append(bad.to_numpy(dtype=bool), False)[codes] | not_utf8
     return pd.Series(typed, index=raw.index), pd.Series(unreadable, index=raw.index)
+
+
+def without_invalid_utf8(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """(the text with every value that is not valid UTF-8 as NA, mask of those values).
+
+    Arrow strings must be UTF-8, but a reader hands SQLite's BLOBs over unchecked and
+    the first compute kernel that meets one raises (rulebook reading 21: unreadable).
+    Arrow validates a whole column in native code; only a column that fails is
+    searched, by halves, so the cost follows the bad values. Valid values stay exact.
+    """
+    strings = pa.array(raw.array)
+    chunks = strings.chunks if isinstance(strings, pa.ChunkedArray) else [strings]
+    bad: list[int] = []
+    start = 0
+    for chunk in chunks:
+        bad.extend(start + at for at in _invalid_utf8_positions(chunk))
+        start += len(chunk)
+    mask = np.zeros(len(raw), dtype=bool)
+    if not bad:
+        return raw, mask
+    mask[bad] = True
+    as_bytes = strings.cast(pa.large_binary() if _is_large(strings) else pa.binary())
+    kept = pc.if_else(pa.array(mask), pa.scalar(None, as_bytes.type), as_bytes)
+    cleaned = kept.cast(strings.type)
+    return pd.Series(pd.arrays.ArrowStringArray(cleaned), index=raw.index), mask
+
+
+def _is_large(strings: pa.Array | pa.ChunkedArray) -> bool:
+    return bool(pa.types.is_large_string(strings.type))
+
+
+def _invalid_utf8_positions(chunk: pa.Array) -> list[int]:
+    """Positions in ``chunk`` of values that are not valid UTF-8 (none: one native pass)."""
+    try:
+        chunk.validate(full=True)
+    except pa.ArrowInvalid:
+        if len(chunk) == 1:
+            return [0]
+        half = len(chunk) // 2
+        return _invalid_utf8_positions(chunk.slice(0, half)) + [
+            half + at for at in _invalid_utf8_positions(chunk.slice(half))
+        ]
+    return []
 
 
 def clean_text(raw: pd.Series) -> pd.Series:
@@ -123,9 +168,38 @@ def _parse_text(text: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
 
 
 def _parse_int(text: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
-    number = pd.to_numeric(text, errors="coerce")
-    integral = number.notna() & (number % 1 == 0)
-    return number.where(integral).astype("Int64"), integral
+    """Whole numbers of the signed 64-bit range (rulebook reading 21); 2.5, 1e30 and
+    9223372036854775808 are unreadable, never wrapped around."""
+    digits = _flag(text.str.fullmatch(r"[+-]?\d+"))
+    # Written as digits: exact, judged by length and (at 19 digits) by comparing text.
+    magnitude = text.where(digits).str.lstrip("+-").str.lstrip("0")
+    width = magnitude.str.len().fillna(99).to_numpy(dtype=np.int64)
+    negative = _flag(text.str.startswith("-"))
+    limit = pd.Series(np.where(negative, _INT64_MIN_DIGITS, _INT64_MAX_DIGITS), index=text.index)
+    within = _flag(magnitude <= limit.astype(_STRING))
+    fits = pd.Series(digits & ((width < 19) | ((width == 19) & within)), index=text.index)
+    # Arrow parses neither "+5" nor very long runs of zeros: the sign and the magnitude.
+    written = magnitude.mask(magnitude == "", "0")
+    written = written.mask(pd.Series(negative, index=text.index), "-" + written)
+    exact = pa.array(written.where(fits).astype(_STRING).array).cast(pa.int64())
+    number = pd.Series(pd.arrays.ArrowExtensionArray(exact), index=text.index).astype("Int64")
+    # Otherwise (15.0, 1e3): a float, readable when whole and inside the range.
+    other = pd.to_numeric(text.where(~digits), errors="coerce").astype("Float64")
+    whole = (other % 1 == 0) & (other >= -(2.0**63)) & (other < 2.0**63)
+    whole = whole.fillna(False).astype(bool)
+    number = number.mask(whole, other.where(whole).astype("Int64"))
+    return number, fits | whole
+
+
+_INT64_MAX_DIGITS = str(2**63 - 1)
+
+
+def _flag(mask: pd.Series) -> np.ndarray:
+    """A nullable boolean mask as numpy booleans, NA as False."""
+    return mask.fillna(False).to_numpy(dtype=bool)
+
+
+_INT64_MIN_DIGITS = str(2**63)
 
 
 def _parse_num(text: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
@@ -146,23 +220,27 @@ def _parse_date(text: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
     shape_ok = head.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False)
     parsed = pd.to_datetime(head.where(shape_ok), format="%Y-%m-%d", errors="coerce")
     readable = parsed.notna() & tail_ok & _in_typed_range(parsed)
-    return parsed.where(readable).astype("datetime64[ns]"), readable
+    return parsed.where(readable).astype("datetime64[us]"), readable
 
 
 def _parse_timestamp(text: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
-    # ISO 8601; a timestamp without an offset is UTC (data contract).
+    # ISO 8601; a timestamp without an offset is UTC (data contract). It starts with a
+    # four-digit year: "12" is not read as the year 12.
     parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-    readable = parsed.notna() & _in_typed_range(parsed)
-    return parsed.where(readable).astype("datetime64[ns, UTC]"), readable
+    year_first = _flag(text.str.match(r"\d{4}"))
+    readable = parsed.notna() & year_first & _in_typed_range(parsed)
+    return parsed.where(readable).astype("datetime64[us, UTC]"), readable
+
+
+# Every calendar date from 0001-01-01 to 9999-12-31 is readable (rulebook reading 21):
+# the typed frames hold microseconds (pandas' nanoseconds end in 2262).
+_FIRST_MOMENT = pd.Timestamp("0001-01-01T00:00:00")
+_LAST_MOMENT = pd.Timestamp("9999-12-31T23:59:59.999999")
 
 
 def _in_typed_range(parsed: pd.Series) -> pd.Series:
-    """Whether a parsed moment fits the typed frames' nanosecond dates (years 1678..2261).
-
-    pandas parses "0001-01-01", or "12" as an ISO year, at a coarser unit; such a
-    value cannot be held as a date of the audit, so it is unreadable, not a crash.
-    """
-    first, last = pd.Timestamp.min, pd.Timestamp.max
+    """Whether a parsed moment lies within 0001-01-01..9999-12-31 (UTC for timestamps)."""
+    first, last = _FIRST_MOMENT, _LAST_MOMENT
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
         first, last = first.tz_localize("UTC"), last.tz_localize("UTC")
     return parsed.between(first, last).fillna(False).astype(bool)
@@ -394,6 +472,31 @@ def key_duplicates(key: pd.Series) -> tuple[pd.Series, pd.Series]:
     return every, later
 
 
+# Columns naming an IANA time zone (rulebook reading 21: any other name is unreadable).
+_ZONE_COLUMNS = frozenset({("practices", "timezone")})
+
+
+def is_zone(name: object) -> bool:
+    """Whether ``name`` is an IANA time zone name this machine knows."""
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # Not only "not found": "America" is a folder (IsADirectoryError), a very long
+        # name is too long for a file name, "../x" is refused (ValueError).
+        return False
+    return True
+
+
+def _judge_zones(values: pd.Series, unreadable: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Zone names that are not IANA zones become NA and unreadable (few distinct values)."""
+    known = {zone: is_zone(zone) for zone in values.dropna().unique().tolist()}
+    foreign = values.map(lambda zone: known.get(zone, True) is False, na_action="ignore")
+    foreign = _flag(foreign.astype("boolean"))
+    return values.mask(foreign), unreadable | foreign
+
+
 def row_ids(table: Table, frame: pd.DataFrame) -> pd.Series:
     """``TABLE:KEY`` for every row (the owner's key for a table without one)."""
     key = frame[table.id_column].astype("string").fillna("")
@@ -407,6 +510,8 @@ def type_table(table: Table, raw: pd.DataFrame) -> TypedTable:
     missing = {}
     for column in table.columns:
         values, unreadable = parse_column(raw[column.name], column)
+        if (table.name, column.name) in _ZONE_COLUMNS:
+            values, unreadable = _judge_zones(values, unreadable)
         columns[column.name] = values
         bad[column.name] = unreadable
         if not column.nullable and not column.references:

@@ -307,7 +307,11 @@ PAYER_SETTINGS: frozenset[str] = frozenset(n for n, s in SETTINGS.items() if s.p
 # access); they are accepted here unvalidated and validated by their owners.
 RESERVED_TOP_LEVEL = ("email", "packets", "access")
 RESERVED_PRACTICE_KEYS = ("name", "compliance_leads", "email", "packet_viewers")
-TOP_LEVEL_KEYS = ("defaults", "practices", "payers", *RESERVED_TOP_LEVEL)
+TOP_LEVEL_KEYS = ("defaults", "practices", "payers", "source", *RESERVED_TOP_LEVEL)
+# How reading the source may take: one statement, or one wait for a lock (seconds).
+SOURCE_KEYS = ("statement_timeout_seconds",)
+DEFAULT_STATEMENT_TIMEOUT_SECONDS = 300.0
+MAX_STATEMENT_TIMEOUT_SECONDS = 86_400.0
 PRACTICE_KEYS = ("settings", "payers", *RESERVED_PRACTICE_KEYS)
 
 assert {f.name for f in dataclasses.fields(RuleSettings)} == set(SETTINGS), "settings drifted"
@@ -376,7 +380,7 @@ def _check_timezone(value: Any, path: str, problems: Problems) -> str | None:
     name = value.strip()
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder
         hint = _did_you_mean(name, sorted(zoneinfo.available_timezones()))
         problems.add(path, f"unknown time zone{hint}, got {_show(value)}")
         return None
@@ -493,6 +497,38 @@ class _Parsed:
     practice_payers: dict[str, dict[str, dict[str, Any]]]
     sections: dict[str, Any]
     practice_sections: dict[str, dict[str, Any]]
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_SECONDS
+
+
+def _check_source(body: Any, problems: Problems) -> float:
+    """The ``source`` section: ``statement_timeout_seconds`` (> 0, at most a day)."""
+    if body is None:
+        return DEFAULT_STATEMENT_TIMEOUT_SECONDS
+    if not isinstance(body, Mapping):
+        problems.add(
+            "source", f"must be a mapping with {', '.join(SOURCE_KEYS)}, got {_show(body)}"
+        )
+        return DEFAULT_STATEMENT_TIMEOUT_SECONDS
+    for key in body:
+        if key not in SOURCE_KEYS:
+            problems.add(
+                f"source.{key}",
+                f"unknown key{_did_you_mean(str(key), SOURCE_KEYS)}; keys: {', '.join(SOURCE_KEYS)}",
+            )
+    value = body.get("statement_timeout_seconds", DEFAULT_STATEMENT_TIMEOUT_SECONDS)
+    # YAML reads `yes` as true; bool is an int subclass but never a number of seconds.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value <= MAX_STATEMENT_TIMEOUT_SECONDS
+    ):
+        problems.add(
+            "source.statement_timeout_seconds",
+            f"must be a number of seconds > 0 and <= {MAX_STATEMENT_TIMEOUT_SECONDS:g}, "
+            f"got {_show(value)}",
+        )
+        return DEFAULT_STATEMENT_TIMEOUT_SECONDS
+    return float(value)
 
 
 def _parse(data: Any, source: str) -> _Parsed:
@@ -515,6 +551,7 @@ def _parse(data: Any, source: str) -> _Parsed:
     parsed.defaults = _check_settings(data.get("defaults"), "defaults", problems)
     parsed.payers = _check_payers(data.get("payers"), "payers", problems)
     parsed.sections = {k: data[k] for k in RESERVED_TOP_LEVEL if k in data}
+    parsed.statement_timeout_s = _check_source(data.get("source"), problems)
 
     practices = data.get("practices")
     if practices is not None and not isinstance(practices, Mapping):
@@ -646,6 +683,11 @@ class Settings:
     def practice_section(self, practice_id: str) -> dict[str, Any]:
         """The raw per-practice keys kept for later parts (name, compliance_leads ...)."""
         return dict(self._parsed.practice_sections.get(practice_id, {}))
+
+    @property
+    def statement_timeout_s(self) -> float:
+        """How long one statement reading the source may run or wait for a lock (seconds)."""
+        return self._parsed.statement_timeout_s
 
     @property
     def default_timezone(self) -> str:

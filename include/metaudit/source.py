@@ -29,10 +29,15 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from metaudit.contract import TABLES
 from metaudit.errors import ContractError, SourceUnavailableError
+from metaudit.settings import DEFAULT_STATEMENT_TIMEOUT_SECONDS
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10
+# How long one statement may run, or wait for a lock (an ETL reload holding a table),
+# before the read gives up with an error naming the table; the task's retry picks it up.
+# The setting source.statement_timeout_seconds changes it.
+DEFAULT_STATEMENT_TIMEOUT_S = DEFAULT_STATEMENT_TIMEOUT_SECONDS
 
 
 def source_url(source: str | Path | sa.URL) -> sa.URL:
@@ -57,32 +62,77 @@ def redact(url: str | sa.URL) -> str:
         parsed = url if isinstance(url, sa.URL) else make_url(str(url))
     except ArgumentError:
         return "<unparseable URL>"
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database.startswith("file:"):
+        # The read-only URI this module built: name the file as the operator gave it.
+        from urllib.parse import unquote
+
+        return f"sqlite:///{unquote(database[len('file:') :].split('?', 1)[0])}"
     return parsed.render_as_string(hide_password=True)
 
 
-def create_engine(source: str | Path | sa.URL) -> sa.Engine:
-    """An engine for the source with a connect timeout, so a dead host fails fast."""
+def create_engine(
+    source: str | Path | sa.URL, statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S
+) -> sa.Engine:
+    """An engine for the source: read-only, a connect timeout (a dead host fails fast)
+    and a statement and lock timeout (a locked table ends the read, not hangs it)."""
     url = source_url(source)
     connect_args: dict[str, Any] = {}
     backend = url.get_backend_name()
-    if backend == "postgresql" or backend in {"mysql", "mariadb"}:
+    millis = _millis(statement_timeout_s)
+    if backend == "postgresql":
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+        connect_args["options"] = _postgres_options(millis)
+    elif backend in {"mysql", "mariadb"}:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+        connect_args["init_command"] = _mariadb_session(statement_timeout_s)
     elif backend == "sqlite":
         database = url.database or ""
         if database not in {"", ":memory:"} and not Path(database).exists():
             raise SourceUnavailableError(f"source database file not found: {database}")
+        connect_args["timeout"] = statement_timeout_s  # the busy timeout, in seconds
         # Open read-only: the audit never writes to a practice database.
         if database not in {"", ":memory:"}:
-            url = sa.URL.create(
-                "sqlite", database=f"file:{database}?mode=ro", query={"uri": "true"}
-            )
+            url = sa.URL.create("sqlite", database=_sqlite_uri(database), query={"uri": "true"})
     try:
         return sa.create_engine(url, connect_args=connect_args, poolclass=sa.pool.NullPool)
     except (SQLAlchemyError, ImportError) as exc:
         raise SourceUnavailableError(f"cannot use source {redact(url)}: {exc}") from exc
 
 
-def check_contract(engine: sa.Engine) -> None:
+def _millis(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _postgres_options(millis: int) -> str:
+    """libpq ``options``: every transaction read-only, statements and lock waits bounded."""
+    return (
+        f"-c statement_timeout={millis} -c lock_timeout={millis} "
+        "-c default_transaction_read_only=on"
+    )
+
+
+def _mariadb_session(seconds: float) -> str:
+    """MariaDB's session settings: read-only transactions (``tx_read_only``, what
+    ``SET SESSION TRANSACTION READ ONLY`` sets, in a form one SET can combine),
+    statements and metadata and row lock waits bounded (lock waits in whole seconds)."""
+    wait = max(1, round(seconds))
+    return (
+        f"SET SESSION max_statement_time={seconds:g}, SESSION lock_wait_timeout={wait}, "
+        f"SESSION innodb_lock_wait_timeout={wait}, SESSION tx_read_only=1"
+    )
+
+
+def _sqlite_uri(database: str) -> str:
+    """An SQLite URI opening the file read-only, never creating it (``mode=ro``)."""
+    from urllib.parse import quote, unquote
+
+    if database.startswith("file:"):  # a URI already (this function's own, say)
+        database = unquote(database[len("file:") :].split("?", 1)[0])
+    return f"file:{quote(database)}?mode=ro"
+
+
+def check_contract(engine: sa.Engine, statement_timeout_s: float | None = None) -> None:
     """Raise ContractError naming every missing table and column at once."""
     try:
         inspector = sa.inspect(engine)
@@ -101,6 +151,7 @@ def check_contract(engine: sa.Engine) -> None:
     except SQLAlchemyError as exc:
         raise SourceUnavailableError(
             f"cannot read the schema of {redact(engine.url)}: {_first_line(exc)}"
+            f"{_timeout_hint(exc, statement_timeout_s or DEFAULT_STATEMENT_TIMEOUT_S)}"
         ) from exc
     if missing:
         raise ContractError(missing)
@@ -114,11 +165,15 @@ class RawTables:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def read_tables(source: str | Path | sa.URL, tables: Iterable[str] | None = None) -> RawTables:
+def read_tables(
+    source: str | Path | sa.URL,
+    tables: Iterable[str] | None = None,
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+) -> RawTables:
     """Check the contract, then read every contract table (or the named ones) as text."""
     result = RawTables(tables={})
     started = time.perf_counter()
-    for name, frame in iter_tables(source, tables):
+    for name, frame in iter_tables(source, tables, statement_timeout_s):
         result.tables[name] = frame
         result.seconds[name] = time.perf_counter() - started
         started = time.perf_counter()
@@ -126,23 +181,30 @@ def read_tables(source: str | Path | sa.URL, tables: Iterable[str] | None = None
 
 
 def iter_tables(
-    source: str | Path | sa.URL, tables: Iterable[str] | None = None
+    source: str | Path | sa.URL,
+    tables: Iterable[str] | None = None,
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
 ) -> Iterator[tuple[str, pd.DataFrame]]:
     """Check the contract, then yield every contract table (or the named ones) as text,
     one at a time, so that a caller can type a table and let its text go before the
-    next one arrives (the whole source as text is the size of the typed source)."""
-    engine = create_engine(source)
+    next one arrives (the whole source as text is the size of the typed source).
+
+    Every failure of the source (refused, gone, damaged, locked past the statement
+    timeout) is a SourceUnavailableError naming the source and the table.
+    """
+    engine = create_engine(source, statement_timeout_s)
     try:
-        check_contract(engine)
-        with _bulk_reader(engine.url) as reader:
+        check_contract(engine, statement_timeout_s)
+        with _bulk_reader(engine.url, statement_timeout_s) as reader:
             for name in tables or TABLES:
                 started = time.perf_counter()
                 sql = _select_as_text(name, engine.dialect, with_sentinel=reader is not None)
                 try:
                     frame = reader(sql) if reader else _read_with_pandas(engine, sql)
-                except SQLAlchemyError as exc:
+                except _source_errors() as exc:
                     raise SourceUnavailableError(
-                        f"cannot read table {name!r} from {redact(engine.url)}: {_first_line(exc)}"
+                        f"cannot read table {name!r} from {redact(engine.url)}: "
+                        f"{_first_line(exc)}{_timeout_hint(exc, statement_timeout_s)}"
                     ) from exc
                 frame = _normalise_frame(name, frame)
                 log.debug(
@@ -152,6 +214,35 @@ def iter_tables(
                 del frame  # the caller has typed it by now; do not hold it during the next read
     finally:
         engine.dispose()
+
+
+def _source_errors() -> tuple[type[Exception], ...]:
+    """What a failing read raises: SQLAlchemy's errors (pandas wraps them in its own
+    DatabaseError), ADBC's, and Arrow's while it decodes what the driver sent."""
+    return (SQLAlchemyError, pd.errors.DatabaseError, pa.ArrowException, *_adbc_errors())
+
+
+def _adbc_errors() -> tuple[type[Exception], ...]:
+    """ADBC's error base class (every driver's errors derive from it), when installed."""
+    try:
+        import adbc_driver_manager
+    except ImportError:
+        return ()
+    return (adbc_driver_manager.Error,)
+
+
+_TIMEOUT_WORDS = ("timeout", "timed out", "locked", "lock wait", "max_statement_time")
+
+
+def _timeout_hint(exc: BaseException, statement_timeout_s: float) -> str:
+    """Name the statement timeout when the error says it ran out (or waited on a lock)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    if any(word in text for word in _TIMEOUT_WORDS):
+        return (
+            f" (statement/lock timeout {statement_timeout_s:g} s; the table may be locked "
+            "by another session, e.g. a reload: retry later)"
+        )
+    return ""
 
 
 def _select_as_text(name: str, dialect: sa.Dialect, *, with_sentinel: bool) -> str:
@@ -173,52 +264,60 @@ SQLITE_BATCH_ROWS = 65_536
 
 
 @contextlib.contextmanager
-def _bulk_reader(url: sa.URL) -> Generator[Callable[[str], pd.DataFrame] | None, None, None]:
+def _bulk_reader(
+    url: sa.URL, statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S
+) -> Generator[Callable[[str], pd.DataFrame] | None, None, None]:
     """A function reading SQL into pandas through ADBC, or None when the dialect has none.
 
-    One ADBC connection serves every table of a read.
+    One ADBC connection serves every table of a read; it is opened read-only with the
+    same statement and lock timeouts as the SQLAlchemy engine (ADBC inherits none of
+    the engine's options). Its errors (``adbc_driver_manager.Error``) reach the caller.
     """
     backend = url.get_backend_name()
     if backend == "sqlite" and url.database not in (None, "", ":memory:"):
         import adbc_driver_sqlite.dbapi as adbc_sqlite
 
-        database = str(url.database)
-        if database.startswith("file:"):
-            database = database[len("file:") :].split("?", 1)[0]
+        try:
+            conn = adbc_sqlite.connect(_sqlite_uri(str(url.database)))
+            with conn.cursor() as cur:
+                cur.execute(f"PRAGMA busy_timeout = {_millis(statement_timeout_s)}")
+        except _adbc_errors() as exc:
+            raise SourceUnavailableError(
+                f"cannot read from {redact(url)}: {_first_line(exc)}"
+            ) from exc
 
-        with adbc_sqlite.connect(database) as conn:
+        def read_sqlite(sql: str) -> pd.DataFrame:
+            with conn.cursor() as cur:
+                cur.adbc_statement.set_options(
+                    **{"adbc.sqlite.query.batch_rows": str(SQLITE_BATCH_ROWS)}
+                )
+                cur.execute(sql)
+                # Drop the type-fixing sentinel row (see _select_as_text).
+                return _arrow_to_pandas(cur.fetch_arrow_table().slice(1))
 
-            def read_sqlite(sql: str) -> pd.DataFrame:
-                with conn.cursor() as cur:
-                    cur.adbc_statement.set_options(
-                        **{"adbc.sqlite.query.batch_rows": str(SQLITE_BATCH_ROWS)}
-                    )
-                    cur.execute(sql)
-                    # Drop the type-fixing sentinel row (see _select_as_text).
-                    return _arrow_to_pandas(cur.fetch_arrow_table().slice(1))
-
+        with conn:
             yield read_sqlite
         return
     if backend == "postgresql":
+        from urllib.parse import quote
+
         import adbc_driver_postgresql.dbapi as adbc_pg
 
         libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        # libpq decodes %20, not the "+" SQLAlchemy would write for a blank.
+        options = quote(_postgres_options(_millis(statement_timeout_s)), safe="")
+        libpq += ("&" if "?" in libpq else "?") + f"options={options}"
         try:
             conn = adbc_pg.connect(libpq)
-        except adbc_pg.Error as exc:  # type: ignore[attr-defined]
+        except _adbc_errors() as exc:
             raise SourceUnavailableError(
                 f"cannot read from {redact(url)}: {_first_line(exc)}"
             ) from exc
 
         def read_postgres(sql: str) -> pd.DataFrame:
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(sql)
-                    return _arrow_to_pandas(cur.fetch_arrow_table())
-            except adbc_pg.Error as exc:  # type: ignore[attr-defined]
-                raise SourceUnavailableError(
-                    f"cannot read from {redact(url)}: {_first_line(exc)}"
-                ) from exc
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return _arrow_to_pandas(cur.fetch_arrow_table())
 
         with conn:
             yield read_postgres
@@ -251,9 +350,11 @@ def _first_line(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-def ping(source: str | Path | sa.URL) -> None:
+def ping(
+    source: str | Path | sa.URL, statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S
+) -> None:
     """Connect once and run a trivial query; raise SourceUnavailableError when it fails."""
-    engine = create_engine(source)
+    engine = create_engine(source, statement_timeout_s)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))

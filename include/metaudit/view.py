@@ -13,12 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
 from metaudit.contract import PARENT_OF, TABLES
-from metaudit.quality import TypedSource, is_in
+from metaudit.quality import TypedSource, is_in, is_zone
 
 DEFAULT_TIMEZONE = "America/New_York"
 # Tables whose rows have children in PARENT_OF (children leave with them).
@@ -27,15 +26,13 @@ log = logging.getLogger(__name__)
 
 
 def _is_zone(zone: object) -> bool:
-    """Whether zone names an IANA time zone; an unknown one falls back to the default."""
-    if not isinstance(zone, str):
-        return False
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        log.warning("unknown time zone %r in practices; using the default", zone)
-        return False
-    return True
+    """Whether zone names an IANA time zone; an unknown one falls back to the default
+    (typing has named it already: DQ-003, rulebook reading 21)."""
+    if is_zone(zone):
+        return True
+    if isinstance(zone, str):
+        log.warning("unknown time zone %r in practices; using the default", zone[:64])
+    return False
 
 
 @dataclass

@@ -5,14 +5,15 @@ configuration once, at import), whose metadata database is migrated once for
 the module. The results store is the default one: results.sqlite in the data
 folder (METAUDIT_DATA_DIR).
 
-Four runs in all. The first three share one data folder and send the morning
+Five runs in all. The first three share one data folder and send the morning
 email through the real sendgrid client to a SendGrid test double on localhost
 (connection ``sendgrid_default``): the first run, a rerun of the date (nothing
 sent twice, packets kept), and a rerun with ``resend_email`` and
 ``rebuild_packets`` in which SendGrid refuses one practice's mail (that
 practice fails alone, the admins are alerted through the double). The fourth
 uses the embedded default (.eml files only) and damages one practice's
-partition.
+partition; the fifth reads a source where one practice's rows hold unreadable
+values (bytes that are not UTF-8, an int beyond 64 bits).
 """
 
 from __future__ import annotations
@@ -211,6 +212,7 @@ def run_dag(
     logical_date: str = "2026-03-31T00:00:00+00:00",
     sendgrid: str | None = None,
     config: Path | None = None,
+    source: Path | None = None,
 ) -> dict[str, Any]:
     args = {
         "dags": str(ROOT / "dags"),
@@ -220,7 +222,9 @@ def run_dag(
     }
     done = subprocess.run(
         [sys.executable, "-c", RUNNER, json.dumps(args)],
-        env=_airflow_env(home, data, Path(str(demo.database)), sendgrid=sendgrid, config=config),
+        env=_airflow_env(
+            home, data, source or Path(str(demo.database)), sendgrid=sendgrid, config=config
+        ),
         capture_output=True,
         text=True,
         timeout=600,
@@ -600,3 +604,39 @@ def test_a_practice_with_a_damaged_partition_fails_alone(
         for p in alert_mails
     ]
     assert any("Practice: PR0002" in t and "PartitionError" in t for t in texts)
+
+
+def test_unreadable_values_in_one_practice_never_stop_the_others(
+    airflow_home: Path, demo: GenerationReport, tmp_path: Path
+) -> None:
+    """Rulebook reading 21: DQ-003 for the rows, and the run goes on for every practice."""
+    import shutil
+    import sqlite3
+
+    source = tmp_path / "hostile.sqlite"
+    shutil.copyfile(str(demo.database), source)
+    with sqlite3.connect(source) as conn:
+        (session_id,) = conn.execute(
+            "SELECT s.session_id FROM sessions s JOIN clients c ON c.client_id = s.client_id "
+            "WHERE c.practice_id = 'PR0002' ORDER BY s.session_id LIMIT 1"
+        ).fetchone()
+        conn.execute(
+            "UPDATE sessions SET notes = ? WHERE session_id = ?", (b"\xff\xfe\xc3(", session_id)
+        )
+        conn.execute("UPDATE practices SET timezone = 'America' WHERE practice_id = 'PR0002'")
+    data = tmp_path / "data"
+    run = run_dag(
+        airflow_home,
+        data,
+        demo,
+        conf={"as_of": "2026-03-31", "practice_ids": ["PR0001", "PR0002"]},
+        logical_date="2026-04-03T00:00:00+00:00",
+        source=source,
+    )
+    assert run["state"] == "success", run["tasks"]
+    store = ResultsStore(default_url(data))
+    truth = [e for e in demo.expected if e.practice_id == "PR0001"]
+    assert sorted(map(_key, store.findings(AS_OF, "PR0001"))) == sorted(map(_key, truth))
+    dq3 = {f.entity_id for f in store.findings(AS_OF, "PR0002") if f.rule_id == "DQ-003"}
+    assert {f"sessions:{session_id}", "practices:PR0002"} <= dq3
+    store.close()

@@ -85,3 +85,56 @@ def test_unreachable_postgres_is_a_clear_error():
 def test_missing_sqlite_file_is_a_clear_error(tmp_path: Path):
     with pytest.raises(SourceUnavailableError, match="not found"):
         run_check(tmp_path / "absent.sqlite", as_of=AS_OF)
+
+
+def _hostile_records():
+    """Extreme and foreign values every server can hold in a text column (reading 21)."""
+    records = clean_records()
+    find(records, "staff", staff_id="ST-1")["certification_expires_on"] = "9999-12-31"
+    find(records, "referrals", referral_id="RF-1")["signed_on"] = "0001-01-01"
+    find(records, "insurance_policies", policy_id="POL-1")["timely_filing_days"] = "1e30"
+    records["session_services"][0]["minutes"] = "9223372036854775808"
+    find(records, "practices", practice_id="PR-1")["timezone"] = "America"
+    return records
+
+
+@pytest.fixture(scope="module")
+def sqlite_hostile(tmp_path_factory) -> list[dict]:
+    path = tmp_path_factory.mktemp("src") / "hostile.sqlite"
+    return _findings(write_sqlite(_hostile_records(), path))
+
+
+def test_sqlite_hostile_values_read_as_the_rulebook_says(sqlite_hostile):
+    dq3 = sorted(f["entity_id"] for f in sqlite_hostile if f["rule_id"] == "DQ-003")
+    minutes_row = "session_services:" + clean_records()["session_services"][0]["session_id"]
+    assert dq3 == sorted(["insurance_policies:POL-1", minutes_row, "practices:PR-1"])
+    assert not [f for f in sqlite_hostile if f["rule_id"] in {"DOC-010", "COD-009"}]
+
+
+@pytest.mark.postgres
+def test_postgres_hostile_values_give_the_same_findings_as_sqlite(postgres_url, sqlite_hostile):
+    assert _findings(write_records(_hostile_records(), postgres_url)) == sqlite_hostile
+
+
+@pytest.mark.mariadb
+def test_mariadb_hostile_values_give_the_same_findings_as_sqlite(mariadb_url, sqlite_hostile):
+    assert _findings(write_records(_hostile_records(), mariadb_url)) == sqlite_hostile
+
+
+def _far_dates_typed():
+    from datetime import date
+
+    records = clean_records()
+    find(records, "staff", staff_id="ST-1")["certification_expires_on"] = date(9999, 12, 31)
+    find(records, "referrals", referral_id="RF-1")["signed_on"] = date(1, 1, 1)
+    return records
+
+
+@pytest.mark.postgres
+def test_postgres_typed_far_dates_read_as_dates(postgres_url):
+    assert _findings(write_records(_far_dates_typed(), postgres_url, typed=True)) == []
+
+
+@pytest.mark.mariadb
+def test_mariadb_typed_far_dates_read_as_dates(mariadb_url):
+    assert _findings(write_records(_far_dates_typed(), mariadb_url, typed=True)) == []

@@ -540,3 +540,25 @@ def test_reading_a_configuration_needs_no_pandas() -> None:
     )
     env = {"PYTHONPATH": str(REPO_ROOT / "include")}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+def test_statement_timeout_defaults_to_300_seconds_and_can_be_set() -> None:
+    assert Settings.from_dict({}).statement_timeout_s == pytest.approx(300.0)
+    settings = Settings.from_dict({"source": {"statement_timeout_seconds": 2.5}})
+    assert settings.statement_timeout_s == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("bad", [0, -1, "300", True, 10**9, None])
+def test_a_bad_statement_timeout_is_named(bad: object) -> None:
+    with pytest.raises(SettingsError, match=r"source\.statement_timeout_seconds"):
+        Settings.from_dict({"source": {"statement_timeout_seconds": bad}})
+
+
+def test_an_unknown_source_key_is_named() -> None:
+    with pytest.raises(SettingsError, match=r"source\.timeout"):
+        Settings.from_dict({"source": {"timeout": 3}})
+
+
+def test_a_timezone_setting_naming_a_folder_is_an_error_not_a_crash() -> None:
+    with pytest.raises(SettingsError, match="default_timezone"):
+        Settings.from_dict({"defaults": {"default_timezone": "America"}})

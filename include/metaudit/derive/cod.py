@@ -120,7 +120,7 @@ def _code_ids(
 
 def _day_numbers(dates: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Days since 1970-01-01 and whether the date is known."""
-    days = dates.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+    days = dates.to_numpy(dtype="datetime64[us]").astype("datetime64[D]")
     known = ~np.isnat(days)
     return days.astype(np.int64), known
 
@@ -544,7 +544,7 @@ def _claim_diagnosis_facts(ctx: _Context) -> pd.DataFrame:
     on_record = _member(dx_key, np.concatenate([referral_key, condition_key]))
 
     earliest = _earliest_service_day(ctx)
-    claim_earliest = np.append(earliest, np.datetime64("NaT", "ns"))[ctx.dx_claim]
+    claim_earliest = np.append(earliest, np.datetime64("NaT", "us"))[ctx.dx_claim]
 
     picked = diagnoses.iloc[rows]
     data = _ids(picked, entity)
@@ -561,7 +561,7 @@ def _earliest_service_day(ctx: _Context) -> np.ndarray:
     known = (ctx.line_claim >= 0) & ctx.line_day_known
     np.minimum.at(earliest, ctx.line_claim[known], ctx.line_day[known])
     none = earliest == np.iinfo(np.int64).max
-    days = earliest.astype("datetime64[D]").astype("datetime64[ns]")
+    days = earliest.astype("datetime64[D]").astype("datetime64[us]")
     days[none] = np.datetime64("NaT")
     return days
 
@@ -612,7 +612,7 @@ def _client_date_facts(ctx: _Context) -> pd.DataFrame:
     day_text = pd.array(distinct_days.astype(str), dtype="string").take(day_codes)
     entity = source["client_id"].astype("string").reset_index(drop=True) + ":" + pd.Series(day_text)
     data = _ids(source, entity)
-    data["service_date"] = day.astype("datetime64[ns]")
+    data["service_date"] = day.astype("datetime64[us]")
     data["unit_rule"] = rule.array
     data["billed_units"] = pd.array(days["billed_units"].to_numpy(), dtype="Int64")
     data["supported_units"] = pd.array(supported, dtype="Int64")

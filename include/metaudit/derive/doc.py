@@ -250,13 +250,13 @@ def _signature_day(view: AuditView, sessions: pd.DataFrame, settings: Settings) 
         _lookup(sessions["practice_id"], zone_of).astype("string").fillna(settings.default_timezone)
     )
     signed_at = sessions["signed_at"]
-    day = pd.Series(pd.NaT, index=sessions.index, dtype="datetime64[ns]")
+    day = pd.Series(pd.NaT, index=sessions.index, dtype="datetime64[us]")
     signed = signed_at.notna()
     # One conversion per distinct zone, not per row: a network has few zones.
     for zone in zones[signed].unique():
         rows = signed & (zones == zone)
         local = signed_at[rows].dt.tz_convert(str(zone)).dt.tz_localize(None)
-        day[rows] = local.dt.normalize().astype("datetime64[ns]")
+        day[rows] = local.dt.normalize().astype("datetime64[us]")
     return day
 
 
@@ -267,10 +267,10 @@ def _add_signature(view: AuditView, sessions: pd.DataFrame, settings: Settings) 
     each compared with ``signature_due_on`` = session_date + note_signature_days.
     """
     allowed = _days(settings.column(sessions, "note_signature_days"))
-    sessions["signature_due_on"] = (sessions["session_date"] + allowed).astype("datetime64[ns]")
+    sessions["signature_due_on"] = (sessions["session_date"] + allowed).astype("datetime64[us]")
     sessions["note_signed_on"] = _signature_day(view, sessions, settings)
     unsigned = sessions["note_signed_on"].isna()
-    sessions["unsigned_as_of"] = pd.Series(pd.NaT, index=sessions.index, dtype="datetime64[ns]")
+    sessions["unsigned_as_of"] = pd.Series(pd.NaT, index=sessions.index, dtype="datetime64[us]")
     sessions.loc[unsigned, "unsigned_as_of"] = view.as_of
 
 
@@ -387,7 +387,7 @@ def _reassessment_report(view: AuditView, settings: Settings) -> Frame:
     reassessments = assessments[is_reassessment].copy()
     window = _days(settings.column(reassessments, "progress_report_days"))
     reassessments["report_due_on"] = (reassessments["assessed_on"] + window).astype(
-        "datetime64[ns]"
+        "datetime64[us]"
     )
     reassessments = reassessments[reassessments["report_due_on"] < view.as_of]
 

@@ -93,7 +93,7 @@ def _dates_by_key(
     Written with reindex so that an empty lookup still yields datetimes.
     """
     picked = dates.reindex(pd.Index(keys)).to_numpy()
-    return pd.Series(pd.to_datetime(picked)).astype("datetime64[ns]").array
+    return pd.Series(pd.to_datetime(picked)).astype("datetime64[us]").array
 
 
 def _claims_with_policy(view: AuditView) -> pd.DataFrame:
@@ -191,7 +191,7 @@ def _policy_frame(view: AuditView, claims: pd.DataFrame, visits: pd.DataFrame) -
     # whose lines are all undated or after D) bill no service date yet: then any
     # active check in the view, all dated on or before D, is in time.
     first_dates = pd.Series(_dates_by_key(first_service, billed_rows))
-    data["first_service_date"] = first_dates.fillna(view.as_of).astype("datetime64[ns]").array
+    data["first_service_date"] = first_dates.fillna(view.as_of).astype("datetime64[us]").array
     data["first_active_check_on"] = _dates_by_key(first_check, billed["policy_id"])
     return Frame("elg_policy", "policy", data)
 
@@ -258,7 +258,7 @@ def _authorization_frame(view: AuditView, settings: Settings, windows: pd.DataFr
     data["visits_left"] = visits_left.array
     data["visits_left_notice"] = left_notice.array
     data["end_date"] = rows["end_date"].array
-    data["end_notice_horizon"] = horizon.astype("datetime64[ns]").array
+    data["end_notice_horizon"] = horizon.astype("datetime64[us]").array
     data["due_date"] = rows["end_date"].dt.strftime("%Y-%m-%d").astype("string").array
     return Frame("elg_authorization", "authorization", data)
 

@@ -80,17 +80,17 @@ def _session_after_assessment(view: AuditView, settings: Settings) -> Frame:
         {
             "position": np.flatnonzero(judged),
             "client": session_client[judged],
-            "session_date": sessions["session_date"].astype("datetime64[ns]").to_numpy()[judged],
+            "session_date": sessions["session_date"].astype("datetime64[us]").to_numpy()[judged],
         }
     )
     right = pd.DataFrame(
         {
             "client": common.positions(clients, dates["client_id"]),
-            "latest_assessment_on": dates["assessed_on"].astype("datetime64[ns]").to_numpy(),
+            "latest_assessment_on": dates["assessed_on"].astype("datetime64[us]").to_numpy(),
         }
     )
     if left.empty:
-        latest = left.assign(latest_assessment_on=pd.Series(dtype="datetime64[ns]"))
+        latest = left.assign(latest_assessment_on=pd.Series(dtype="datetime64[us]"))
     else:
         # merge_asof finds, per session, the latest assessment date on or before it
         # (exact matches allowed) without a row per session and assessment pair.
@@ -106,7 +106,7 @@ def _session_after_assessment(view: AuditView, settings: Settings) -> Frame:
     rows = sessions.iloc[latest["position"].to_numpy()].copy()
     rows["latest_assessment_on"] = latest["latest_assessment_on"].to_numpy()
     interval = _days(settings.column(rows, "reassessment_interval_days"))
-    rows["reassessment_due_on"] = (rows["latest_assessment_on"] + interval).astype("datetime64[ns]")
+    rows["reassessment_due_on"] = (rows["latest_assessment_on"] + interval).astype("datetime64[us]")
     return common.entity_frame(
         "rea_session",
         "session",
@@ -133,16 +133,16 @@ def _active_client(view: AuditView, settings: Settings) -> Frame:
     latest = _assessment_dates(view).groupby("client_id")["assessed_on"].max()
     rows = clients[common.is_in(clients["client_id"], latest.index)].copy()
     rows["latest_assessment_on"] = _lookup(rows["client_id"], latest)
-    rows["latest_assessment_on"] = rows["latest_assessment_on"].astype("datetime64[ns]")
+    rows["latest_assessment_on"] = rows["latest_assessment_on"].astype("datetime64[us]")
     interval = _days(settings.column(rows, "reassessment_interval_days"))
     notice = _days(settings.column(rows, "reassessment_notice_days"))
     as_of = pd.Timestamp(view.as_of)
-    rows["as_of"] = pd.Series(as_of, index=rows.index).astype("datetime64[ns]")
-    rows["reassessment_due_on"] = (rows["latest_assessment_on"] + interval).astype("datetime64[ns]")
+    rows["as_of"] = pd.Series(as_of, index=rows.index).astype("datetime64[us]")
+    rows["reassessment_due_on"] = (rows["latest_assessment_on"] + interval).astype("datetime64[us]")
     rows["upcoming_reassessment_due_on"] = rows["reassessment_due_on"].where(
         rows["reassessment_due_on"] >= as_of
     )
-    rows["reassessment_notice_until"] = (rows["as_of"] + notice).astype("datetime64[ns]")
+    rows["reassessment_notice_until"] = (rows["as_of"] + notice).astype("datetime64[us]")
     return common.entity_frame(
         "rea_client",
         "client",

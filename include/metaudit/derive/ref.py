@@ -155,7 +155,7 @@ def _unrenewed_expiry(
     unrenewed = referrals["expiry"].where(judged)
     notice_days = settings.column(referrals, "referral_expiry_notice_days")
     horizon = as_of + pd.to_timedelta(notice_days.astype("float64"), unit="D")
-    return unrenewed, horizon.astype("datetime64[ns]").where(judged)
+    return unrenewed, horizon.astype("datetime64[us]").where(judged)
 
 
 def _referral_frame(view: AuditView, settings: Settings, referrals: pd.DataFrame) -> Frame:
