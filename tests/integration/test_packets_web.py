@@ -89,6 +89,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         settings.SQL_ALCHEMY_CONN = database
         settings.SQL_ALCHEMY_CONN_ASYNC = database.replace("sqlite://", "sqlite+aiosqlite://", 1)
         settings.reconfigure_orm()
+        # Likewise its plugins: another test of this worker may have loaded them (cached)
+        # from another folder, and the app would then have no /metaudit mount.
+        from airflow import plugins_manager
+
+        old_plugins = settings.PLUGINS_FOLDER
+        settings.PLUGINS_FOLDER = env["AIRFLOW__CORE__PLUGINS_FOLDER"]
+        plugins_manager._get_plugins.cache_clear()
+        plugins_manager.get_fastapi_plugins.cache_clear()
         try:
             from airflow.api_fastapi.app import create_app, get_auth_manager
             from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
@@ -115,6 +123,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         finally:
             settings.SQL_ALCHEMY_CONN, settings.SQL_ALCHEMY_CONN_ASYNC = old
             settings.reconfigure_orm()
+            settings.PLUGINS_FOLDER = old_plugins
+            plugins_manager._get_plugins.cache_clear()
+            plugins_manager.get_fastapi_plugins.cache_clear()
 
 
 def _as(site: dict[str, Any], user: str | None, **headers: str) -> dict[str, str]:
