@@ -245,7 +245,7 @@ def apportion(lines: pd.DataFrame, totals: np.ndarray, charges: np.ndarray) -> n
     if (
         totals.dtype == object
         or weight.dtype == object
-        or (np.abs(totals).max() * weight.max() >= _INT64_SAFE)
+        or int(np.abs(totals).max()) * int(weight.max()) >= _INT64_SAFE
     ):
         totals, weight, claim_weight = (
             totals.astype(object),
