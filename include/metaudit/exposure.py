@@ -58,6 +58,28 @@ MONEY_CLASSES = ("fix_before_billing", "in_flight", "recoupment_risk")
 # Claim status -> money class (position in MONEY_CLASSES); void is not in the view.
 CLASS_OF_STATUS = {"draft": 0, "submitted": 1, "denied": 1, "appealed": 1, "paid": 2}
 
+# What each class holds (rendered into docs/rules.md with TOUCHES and EXPOSURE_RULES).
+CLASS_MEANINGS: dict[str, str] = {
+    "fix_before_billing": "lines of draft claims: their charge",
+    "in_flight": "lines of submitted, denied and appealed claims: their charge",
+    "recoupment_risk": "lines of paid claims: the claim's paid_amount apportioned to its "
+    "lines by charge",
+}
+EXPOSURE_RULES: tuple[str, ...] = (
+    "Exposure is computed over the audit's own view of the records: lines dated after the "
+    "audit date are not counted, and void claims, with their lines, carry no exposure.",
+    "A paid claim's paid_amount is split over its lines (those in the view) in proportion "
+    "to their charges, to the cent by largest remainder (ties: by line_no, then line_id), "
+    "so the lines' shares add up to the paid amount exactly. Negative or unreadable "
+    "charges weigh 0; when all of a claim's lines weigh 0 the amount is split evenly.",
+    "An unreadable or missing charge or paid_amount counts 0. A line whose claim has no "
+    "readable status, or whose claim row is missing, is in no class and is not counted.",
+    "A line is counted once per finding, however many ways the finding reaches it; the "
+    "same line may count for several findings, so exposures of different findings do not "
+    "add up to the money billed.",
+    "A finding that touches no line is still listed, with zero exposure.",
+)
+
 # The lines a finding touches, per entity type (rendered into docs/rules.md).
 TOUCHES: dict[str, str] = {
     "claim_line": "the line itself",
@@ -66,7 +88,8 @@ TOUCHES: dict[str, str] = {
     "session": "the client's lines with the session's date as service date",
     "client_date": "the client's lines on that service date",
     "referral": "the client's lines whose service date the referral covers: referral_date "
-    "to its expiry (valid_until, else referral_date + the referral validity), both included",
+    "to its expiry (valid_until, else referral_date + `referral_validity_days`), both "
+    "included",
     "policy": "the lines of claims on that policy",
     "authorization": "the lines of claims on the authorization's policy with a service date "
     "from start_date to end_date, both included",
@@ -79,7 +102,8 @@ TOUCHES: dict[str, str] = {
     "day before the client's next plan starts, whichever comes first (open-ended when "
     "neither); a plan without a start_date governs no line",
     "goal": "the lines its plan of exercise governs",
-    "progress_report": "the lines the assessment it reports on governs (none without one)",
+    "progress_report": "(a `progress_reports` row of a DQ finding) the lines the assessment "
+    "it reports on governs; none without one",
     "row": "data-quality findings (DQ-*): the lines of the entity the row is, or belongs to "
     "(`claim_lines:L-1` as claim line L-1, `session_services:S-17` as session S-17, "
     "`insurance_policies:P-2` as policy P-2, ...); rows of practices, staff, providers, "

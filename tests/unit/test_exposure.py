@@ -106,6 +106,19 @@ def test_every_entity_type_of_the_rulebook_has_a_row_in_the_table():
     assert entity_types <= set(TOUCHES)
 
 
+def test_docs_rules_md_shows_the_exposure_table_and_classes():
+    from metaudit import docs_gen
+    from metaudit.exposure import CLASS_MEANINGS
+
+    text = (docs_gen.REPO_ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
+    assert "## Money at risk (exposure)" in text
+    for entity_type in TOUCHES:
+        assert f"\n| {entity_type} | " in text
+    for name in CLASS_MEANINGS:
+        assert f"\n| `{name}` | " in text
+    assert "void claims, with their lines, carry no exposure" in text
+
+
 def test_a_claim_line_touches_itself_only():
     (paid, draft) = exposure_of(clean_records(), ("claim_line", "L-1"), ("claim_line", "L-8"))
     assert money(paid) == cents(recoup=80, lines=1)
