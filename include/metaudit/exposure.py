@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from metaudit.contract import TABLES
 from metaudit.findings import write_atomic
-from metaudit.quality import positions, string_codes
+from metaudit.quality import positions
 
 if TYPE_CHECKING:
     from metaudit.findings import Finding
@@ -55,6 +57,7 @@ EXPOSURE_FIELDS = (
     "total",
 )
 MONEY_CLASSES = ("fix_before_billing", "in_flight", "recoupment_risk")
+MONEY_FIELDS = (*MONEY_CLASSES, "total")
 # Claim status -> money class (position in MONEY_CLASSES); void is not in the view.
 CLASS_OF_STATUS = {"draft": 0, "submitted": 1, "denied": 1, "appealed": 1, "paid": 2}
 
@@ -197,9 +200,11 @@ def line_money(view: AuditView) -> pd.DataFrame:
     claims = view.tables["claims"]
     lines = view.tables["claim_lines"]
     at = positions(claims["claim_id"], lines["claim_id"])
-    status = claims["status"].astype("string").array.take(at, allow_fill=True)
-    money_class = pd.Series(status, dtype="string").map(CLASS_OF_STATUS)
-    keep = (at >= 0) & money_class.notna().to_numpy()
+    class_of_claim = np.full(len(claims) + 1, -1, dtype=np.int8)  # last slot: no claim
+    for status, code in CLASS_OF_STATUS.items():
+        class_of_claim[:-1][claims["status"].eq(status).to_numpy(dtype=bool, na_value=False)] = code
+    money_class = class_of_claim[at]
+    keep = money_class >= 0
     at = at[keep]
     out = pd.DataFrame(
         {
@@ -209,7 +214,7 @@ def line_money(view: AuditView) -> pd.DataFrame:
             "policy_id": claims["policy_id"].astype("string").array.take(at),
             "service_date": lines["service_date"].array[keep],
             "line_no": lines["line_no"].array[keep],
-            "money_class": money_class.to_numpy()[keep].astype(np.int8),
+            "money_class": money_class[keep],
         }
     )
     charge = to_cents(lines["charge"][keep])
@@ -218,8 +223,13 @@ def line_money(view: AuditView) -> pd.DataFrame:
     is_paid = out["money_class"].to_numpy() == CLASS_OF_STATUS["paid"]
     if is_paid.any():
         claim_paid = to_cents(claims["paid_amount"])[at[is_paid]]
-        paid_lines = out.loc[is_paid, ["claim_id", "line_no", "line_id"]].reset_index(drop=True)
-        shares = apportion(paid_lines, claim_paid, charge[is_paid])
+        shares = apportion(
+            at[is_paid],
+            out["line_no"][is_paid],
+            out["line_id"][is_paid],
+            claim_paid,
+            charge[is_paid],
+        )
         if shares.dtype == object and paid.dtype != object:
             paid = paid.astype(object)
         paid[is_paid] = shares
@@ -248,24 +258,30 @@ def to_cents(values: pd.Series) -> np.ndarray:
     return np.array([int(c) for c in cents], dtype=object)
 
 
-def apportion(lines: pd.DataFrame, totals: np.ndarray, charges: np.ndarray) -> np.ndarray:
+def apportion(
+    claim: np.ndarray,
+    line_no: pd.Series,
+    line_id: pd.Series,
+    totals: np.ndarray,
+    charges: np.ndarray,
+) -> np.ndarray:
     """Split each claim's total over its lines in proportion to their charges, in cents.
 
-    ``lines`` has claim_id, line_no, line_id (one row per line), ``totals`` the claim's
-    total per line (the same value on every line of a claim), ``charges`` each line's
-    charge. Largest remainder: every line gets the floor of its exact share, and the
-    cents left over go one each to the lines with the largest remainders (ties: by
-    line_no, then line_id), so the shares add up to the total exactly. Negative or
-    unknown charges weigh 0; a claim whose lines all weigh 0 is split equally.
+    One entry per line: ``claim`` a non-negative integer code of its claim, its line_no
+    and line_id, ``totals`` the claim's total (the same on every line of a claim) and
+    ``charges`` the line's charge. Largest remainder: every line gets the floor of its
+    exact share, and the cents left over go one each to the lines with the largest
+    remainders (ties: by line_no, then line_id), so the shares add up to the total
+    exactly. Negative or unknown charges weigh 0; a claim whose lines all weigh 0 is
+    split equally.
     """
-    if not len(lines):
+    if not len(claim):
         return np.zeros(0, dtype=np.int64)
-    claim = pd.factorize(lines["claim_id"])[0]
+    size = int(claim.max()) + 1
     weight = np.where(charges > 0, charges, 0)
-    claim_weight = _sum_by(claim, weight, claim.max() + 1)
-    even = claim_weight[claim] == 0
-    weight = np.where(even, 1, weight)
-    claim_weight = _sum_by(claim, weight, claim.max() + 1)
+    claim_weight = _sum_by(claim, weight, size)
+    weight = np.where(claim_weight[claim] == 0, 1, weight)
+    claim_weight = _sum_by(claim, weight, size)
     if (
         totals.dtype == object
         or weight.dtype == object
@@ -279,25 +295,19 @@ def apportion(lines: pd.DataFrame, totals: np.ndarray, charges: np.ndarray) -> n
     product = totals * weight
     denominator = claim_weight[claim]
     base = product // denominator  # floors, also for a negative total
-    remainder = product - base * denominator
-    left = totals - _sum_by(claim, base, claim.max() + 1)[claim]
-    order = pd.DataFrame(
-        {
-            "claim": claim,
-            "remainder": remainder.astype(np.float64) / denominator.astype(np.float64),
-            "line_no": pd.to_numeric(lines["line_no"], errors="coerce").to_numpy(
-                dtype="float64", na_value=np.inf
-            ),
-            "line_id": lines["line_id"].astype("string").to_numpy(dtype=object, na_value=""),
-        }
-    )
-    order = order.sort_values(
-        ["claim", "remainder", "line_no", "line_id"],
-        ascending=[True, False, True, True],
-        kind="stable",
-    )
+    remainder = (product - base * denominator).astype(np.float64) / denominator.astype(np.float64)
+    left = totals - _sum_by(claim, base, size)[claim]
+    number = pd.to_numeric(line_no, errors="coerce").to_numpy(dtype="float64", na_value=np.inf)
+    # Arrow sorts the line ids in native code; their ranks break the last ties.
+    by_id = np.asarray(pc.sort_indices(pa.array(line_id.astype("string").array)))
+    id_rank = np.empty(len(by_id), dtype=np.int64)
+    id_rank[by_id] = np.arange(len(by_id))
+    order = np.lexsort((id_rank, number, -remainder, claim))
+    ordered_claim = claim[order]
+    starts = np.flatnonzero(np.r_[True, ordered_claim[1:] != ordered_claim[:-1]])
+    run = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
     rank = np.empty(len(order), dtype=np.int64)
-    rank[order.index.to_numpy()] = order.groupby("claim").cumcount().to_numpy()
+    rank[order] = run
     return base + (rank < left).astype(np.int64)
 
 
@@ -335,21 +345,39 @@ def touched_lines(
 
 
 class _LineIndex:
-    """The lines with integer codes for joining on claim, client and policy ids."""
+    """The lines grouped by claim, client and policy id, to join keys to lines.
+
+    Each column is encoded once (the lines sorted by code, with each code's start and
+    count), so a join costs the keys and the pairs found, not a pass over every line.
+    """
 
     def __init__(self, lines: pd.DataFrame) -> None:
         self.lines = lines
         self.service_date = lines["service_date"].to_numpy(dtype="datetime64[ns]")
+        self._groups: dict[str, tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _grouped(self, column: str) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
+        if column not in self._groups:
+            codes, uniques = pd.factorize(self.lines[column].astype("string"))
+            order = np.argsort(codes, kind="stable")  # NA (-1) first
+            counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+            starts = np.int64((codes < 0).sum()) + np.cumsum(counts) - counts
+            self._groups[column] = (pd.Series(uniques, dtype="string"), order, starts, counts)
+        return self._groups[column]
 
     def join(self, column: str, keys: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """(key row, line row) pairs where ``keys`` equals the lines' ``column``."""
-        (key_codes, line_codes), _ = string_codes(
-            pd.Series(keys, dtype="string"), self.lines[column].astype("string")
+        uniques, order, starts, counts = self._grouped(column)
+        at = positions(uniques, pd.Series(keys, dtype="string"))
+        key_rows = np.flatnonzero(at >= 0)
+        found = at[key_rows]
+        many = counts[found]
+        key = np.repeat(key_rows, many)
+        first = np.cumsum(many) - many
+        offset = (
+            np.repeat(starts[found], many) + np.arange(int(many.sum())) - np.repeat(first, many)
         )
-        left = pd.DataFrame({"code": key_codes, "key": np.arange(len(keys))})
-        right = pd.DataFrame({"code": line_codes, "line": np.arange(len(line_codes))})
-        pairs = left[left["code"] >= 0].merge(right[right["code"] >= 0], on="code")
-        return pairs["key"].to_numpy(), pairs["line"].to_numpy()
+        return key, order[offset]
 
     def within(
         self, column: str, keys: pd.Series, start: pd.Series, end: pd.Series
@@ -561,45 +589,63 @@ def format_cents(cents: int) -> str:
     return f"{sign}{whole}.{part:02d}"
 
 
-def exposure_rows(exposure: pd.DataFrame) -> Iterable[dict[str, Any]]:
-    """The rows of the exposure files: money as 2-place decimal text, ids as text or None."""
-    for record in exposure[list(EXPOSURE_FIELDS)].itertuples(index=False, name=None):
-        row = dict(zip(EXPOSURE_FIELDS, record, strict=True))
-        for name in (*MONEY_CLASSES, "total"):
-            row[name] = format_cents(row[name])
-        row["lines"] = int(row["lines"])
-        for name in ("practice_id", "client_id"):
-            if row[name] is None or row[name] is pd.NA:
-                row[name] = None
-        yield row
+def _decimal_text(cents: pd.Series) -> pd.Series:
+    """:func:`format_cents` over a column (int64 or Python ints), without a Python loop
+    per value in the common int64 case."""
+    values = cents.to_numpy()
+    if values.dtype == object:
+        return pd.Series([format_cents(v) for v in values], index=cents.index, dtype=object)
+    size = np.abs(values)
+    whole = pd.Series(size // 100, index=cents.index).astype(str)
+    part = pd.Series(size % 100, index=cents.index).astype(str).str.zfill(2)
+    sign = pd.Series(np.where(values < 0, "-", ""), index=cents.index)
+    return sign + whole + "." + part
+
+
+def exposure_text_columns(exposure: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each field of the exposure files as text (None for a missing id): money as
+    2-place decimals, ``lines`` as a whole number."""
+    columns: dict[str, pd.Series] = {}
+    for name in EXPOSURE_FIELDS:
+        column = exposure[name]
+        if name in MONEY_FIELDS:
+            columns[name] = _decimal_text(column)
+        elif name == "lines":
+            columns[name] = column.astype(np.int64).astype(str)
+        else:
+            text = column.astype(object)
+            columns[name] = text.where(text.notna(), None)
+    return columns
 
 
 def to_exposure_jsonl(exposure: pd.DataFrame) -> str:
     """JSON Lines; money as JSON numbers written with exactly 2 places (``150.00``)."""
-    out = []
-    money = {*MONEY_CLASSES, "total"}
-    for row in exposure_rows(exposure):
-        fields = [
-            f"{json.dumps(name)}: {row[name] if name in money else json.dumps(row[name], ensure_ascii=False)}"
-            for name in EXPOSURE_FIELDS
-        ]
-        out.append("{" + ", ".join(fields) + "}\n")
-    return "".join(out)
+    if not len(exposure):
+        return ""
+    columns = exposure_text_columns(exposure)
+    line = pd.Series("{", index=exposure.index)
+    for i, name in enumerate(EXPOSURE_FIELDS):
+        value = columns[name]
+        if name not in MONEY_FIELDS and name != "lines":
+            value = value.map(lambda v: json.dumps(v, ensure_ascii=False))
+        line = line + ("" if i == 0 else ", ") + json.dumps(name) + ": " + value
+    return "".join((line + "}\n").tolist())
 
 
-def csv_text(fieldnames: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
+def csv_text(fieldnames: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """The one CSV writer of the exposure file (header row, None as empty): the place to
     neutralise spreadsheet formulas in cells."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(fieldnames)
+    writer.writerows(rows)
     return buffer.getvalue()
 
 
 def to_exposure_csv(exposure: pd.DataFrame) -> str:
-    return csv_text(EXPOSURE_FIELDS, exposure_rows(exposure))
+    columns = exposure_text_columns(exposure)
+    rows = zip(*(columns[name].tolist() for name in EXPOSURE_FIELDS), strict=True)
+    return csv_text(EXPOSURE_FIELDS, rows)
 
 
 def write_exposure(exposure: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:

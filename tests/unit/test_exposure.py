@@ -337,15 +337,28 @@ def test_a_paid_claim_without_paid_amount_risks_nothing_and_unreadable_charges_c
 
 
 def _apportion(total_cents: int, charges: list[int]) -> list[int]:
-    lines = pd.DataFrame(
-        {
-            "claim_id": ["C"] * len(charges),
-            "line_no": list(range(1, len(charges) + 1)),
-            "line_id": [f"L{i}" for i in range(len(charges))],
-        }
+    count = len(charges)
+    shares = apportion(
+        np.zeros(count, dtype=np.int64),
+        pd.Series(range(1, count + 1)),
+        pd.Series([f"L{i}" for i in range(count)], dtype="string"),
+        np.full(count, total_cents, dtype=np.int64),
+        np.array(charges, dtype=np.int64),
     )
-    totals = np.full(len(charges), total_cents, dtype=np.int64)
-    return [int(v) for v in apportion(lines, totals, np.array(charges, dtype=np.int64))]
+    return [int(v) for v in shares]
+
+
+def test_apportion_splits_each_claim_apart_and_breaks_ties_by_line_no_then_line_id():
+    shares = apportion(
+        np.array([5, 2, 5, 2, 5]),
+        pd.Series([2, 1, 1, 1, 1]),
+        pd.Series(["B", "Y", "C", "X", "A"], dtype="string"),
+        np.array([200, 101, 200, 101, 200]),
+        np.array([100, 100, 100, 100, 100]),
+    )
+    # Claim 5: 66.67 each, 2 cents left: line_no 1 first (A, then C), B last.
+    # Claim 2: 50.5 each, 1 cent left: both line_no 1, so line id X before Y.
+    assert shares.tolist() == [66, 50, 67, 51, 67]
 
 
 @pytest.mark.parametrize(
