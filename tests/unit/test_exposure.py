@@ -300,6 +300,15 @@ def test_lines_after_the_as_of_date_carry_no_exposure():
     assert money(row) == cents(fix=150, lines=2)
 
 
+def test_lines_of_a_claim_of_unknown_status_or_without_a_claim_row_count_nowhere():
+    records = clean_records()
+    find(records, "claims", claim_id="CLM-3")["status"] = "lost in the mail"  # DQ-003
+    find(records, "claim_lines", line_id="L-8")["claim_id"] = "CLM-GONE"  # DQ-002
+    session3, session4 = exposure_of(records, ("session", "S-3"), ("session", "S-4"))
+    assert money(session3) == cents()
+    assert money(session4) == cents(fix=100, lines=1)
+
+
 def test_each_claim_status_lands_in_its_class():
     records = clean_records()
     find(records, "claims", claim_id="CLM-3")["status"] = "denied"
