@@ -135,10 +135,11 @@ def render_exposure_section() -> list[str]:
         "## Money at risk (exposure)",
         "",
         "Beside `findings.jsonl` and `findings.csv`, a run writes `exposure.jsonl` and "
-        "`exposure.csv`: one row per finding, keyed by its fingerprint, with "
-        f"{', '.join(f'`{name}`' for name in exposure.EXPOSURE_FIELDS)}. `lines` counts the "
+        "`exposure.csv`: one row per finding, in the findings' order and keyed by its "
+        f"fingerprint, with {', '.join(f'`{name}`' for name in exposure.EXPOSURE_FIELDS)}. `lines` counts the "
         "claim lines the finding puts at risk; the money columns are decimals with 2 places "
-        "(`total` is the sum of the three classes), by where the money stands:",
+        "(in JSON Lines, numbers written with both places, `150.00`; `total` is the sum of "
+        "the three classes), by where the money stands:",
         "",
         "| class | what it holds |",
         "|---|---|",

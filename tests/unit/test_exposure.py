@@ -396,6 +396,21 @@ def test_apportion_is_exact_past_what_int64_products_hold():
     assert shares == [333_333_333_333_334, 666_666_666_666_667]
 
 
+def test_huge_charges_stay_exact_to_the_cent_in_the_files():
+    records = clean_records()
+    find(records, "claim_lines", line_id="L-7")["charge"] = "1e20"
+    findings = [
+        Finding(AS_OF.isoformat(), "PR-1", "COD-008", "critical", "claim", "CLM-4", "CL-1", "m")
+    ]
+    frame = finding_exposure(_view(records), findings, Settings.load(None))
+    (row,) = frame.to_dict("records")
+    assert row["fix_before_billing"] == 10**22 + 5000
+    text = to_exposure_jsonl(frame)
+    assert '"fix_before_billing": 100000000000000000050.00' in text
+    assert json.loads(text, parse_float=Decimal)["total"] == Decimal("100000000000000000050.00")
+    assert ",100000000000000000050.00," in to_exposure_csv(frame)
+
+
 def test_cents_format_with_two_places():
     assert [format_cents(c) for c in (0, 5, -5, 1205, 100000, -123456)] == [
         "0.00",
