@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from metaudit.contract import TABLES
-from metaudit.findings import write_atomic
+from metaudit.findings import csv_cell, write_atomic
 from metaudit.quality import positions
 
 if TYPE_CHECKING:
@@ -133,8 +133,8 @@ ROW_ENTITY = {
     "goals": "goal",
     "progress_reports": "progress_report",
 }
-_OPEN_END = pd.Timestamp.max.normalize()
-_ONE_DAY = pd.Timedelta(days=1)
+# Typed dates are microsecond-based and reach 9999-12-31 (rulebook reading 21).
+_OPEN_END = np.datetime64("9999-12-31", "us")
 # Products of cents below this stay exact in int64; larger ones use Python integers.
 _INT64_SAFE = 2**62
 
@@ -353,7 +353,7 @@ class _LineIndex:
 
     def __init__(self, lines: pd.DataFrame) -> None:
         self.lines = lines
-        self.service_date = lines["service_date"].to_numpy(dtype="datetime64[ns]")
+        self.service_date = lines["service_date"].to_numpy(dtype="datetime64[us]")
         self._groups: dict[str, tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _grouped(self, column: str) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
@@ -384,8 +384,8 @@ class _LineIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Pairs where the key matches and start <= service_date <= end (NaT: none)."""
         key, line = self.join(column, keys)
-        first = pd.Series(start).to_numpy(dtype="datetime64[ns]")[key]
-        last = pd.Series(end).to_numpy(dtype="datetime64[ns]")[key]
+        first = pd.Series(start).to_numpy(dtype="datetime64[us]")[key]
+        last = pd.Series(end).to_numpy(dtype="datetime64[us]")[key]
         day = self.service_date[line]
         inside = (first <= day) & (day <= last)  # NaT compares False
         return key[inside], line[inside]
@@ -429,7 +429,7 @@ def _by_policy(view: AuditView, settings: Settings, ids: pd.Series, lines: _Line
 def _by_session(view: AuditView, settings: Settings, ids: pd.Series, lines: _LineIndex) -> Any:
     found, row = _rows(view, "sessions", ids)
     sessions = view.tables["sessions"]
-    day = sessions["session_date"].to_numpy(dtype="datetime64[ns]")[row]
+    day = sessions["session_date"].to_numpy(dtype="datetime64[us]")[row]
     client = pd.Series(sessions["client_id"].astype("string").array.take(row))
     key, line = lines.within("client_id", client, pd.Series(day), pd.Series(day))
     return found[key], line
@@ -447,8 +447,8 @@ def _by_referral(view: AuditView, settings: Settings, ids: pd.Series, lines: _Li
 
     found, row = _rows(view, "referrals", ids)
     referrals = view.tables["referrals"]
-    expiry = referral_expiry(view, settings).to_numpy(dtype="datetime64[ns]")[row]
-    start = referrals["referral_date"].to_numpy(dtype="datetime64[ns]")[row]
+    expiry = referral_expiry(view, settings).to_numpy(dtype="datetime64[us]")[row]
+    start = referrals["referral_date"].to_numpy(dtype="datetime64[us]")[row]
     client = pd.Series(referrals["client_id"].astype("string").array.take(row))
     key, line = lines.within("client_id", client, pd.Series(start), pd.Series(expiry))
     return found[key], line
@@ -460,8 +460,8 @@ def _by_authorization(
     found, row = _rows(view, "authorizations", ids)
     auths = view.tables["authorizations"]
     policy = pd.Series(auths["policy_id"].astype("string").array.take(row))
-    start = auths["start_date"].to_numpy(dtype="datetime64[ns]")[row]
-    end = auths["end_date"].to_numpy(dtype="datetime64[ns]")[row]
+    start = auths["start_date"].to_numpy(dtype="datetime64[us]")[row]
+    end = auths["end_date"].to_numpy(dtype="datetime64[us]")[row]
     key, line = lines.within("policy_id", policy, pd.Series(start), pd.Series(end))
     return found[key], line
 
@@ -475,7 +475,8 @@ def _governed(frame: pd.DataFrame, start: np.ndarray, own_end: np.ndarray | None
     distinct = starts.dropna().drop_duplicates().sort_values(["client", "start"])
     distinct["next"] = distinct.groupby("client")["start"].shift(-1)
     merged = starts.merge(distinct, on=["client", "start"], how="left")
-    last = (merged["next"] - _ONE_DAY).fillna(_OPEN_END).to_numpy(dtype="datetime64[ns]")
+    following = merged["next"].to_numpy(dtype="datetime64[us]")
+    last = np.where(np.isnat(following), _OPEN_END, following - np.timedelta64(1, "D"))
     if own_end is not None:
         last = np.where(np.isnat(own_end), last, np.minimum(last, own_end))
     return last
@@ -485,8 +486,8 @@ def poe_periods(view: AuditView) -> pd.DataFrame:
     """Each plan of exercise's client and the days it governs (start, last)."""
     if "exposure_poe_periods" not in view.cache:
         plans = view.tables["plans_of_exercise"]
-        start = plans["start_date"].to_numpy(dtype="datetime64[ns]")
-        end = plans["end_date"].to_numpy(dtype="datetime64[ns]")
+        start = plans["start_date"].to_numpy(dtype="datetime64[us]")
+        end = plans["end_date"].to_numpy(dtype="datetime64[us]")
         view.cache["exposure_poe_periods"] = pd.DataFrame(
             {
                 "client_id": plans["client_id"].astype("string").array,
@@ -502,7 +503,7 @@ def assessment_periods(view: AuditView) -> pd.DataFrame:
     """Each assessment's client and the days it governs (start, last)."""
     if "exposure_assessment_periods" not in view.cache:
         assessments = view.tables["assessments"]
-        day = assessments["assessed_on"].to_numpy(dtype="datetime64[ns]")
+        day = assessments["assessed_on"].to_numpy(dtype="datetime64[us]")
         dated = assessments["kind"].isin(["initial", "reassessment"]).fillna(False)
         dated = dated.to_numpy(dtype=bool)
         # Only assessment dates (initial, reassessment) end a period; a discharge governs
@@ -633,8 +634,8 @@ def to_exposure_jsonl(exposure: pd.DataFrame) -> str:
 
 
 def csv_text(fieldnames: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """The one CSV writer of the exposure file (header row, None as empty): the place to
-    neutralise spreadsheet formulas in cells."""
+    """The one CSV writer of the exposure file (header row, None as empty); its text
+    cells come neutralised (:func:`metaudit.findings.csv_cell`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(fieldnames)
@@ -644,6 +645,10 @@ def csv_text(fieldnames: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 def to_exposure_csv(exposure: pd.DataFrame) -> str:
     columns = exposure_text_columns(exposure)
+    # Ids are text a spreadsheet could take for a formula; counts and money are numbers.
+    for name in EXPOSURE_FIELDS:
+        if name not in MONEY_FIELDS and name != "lines":
+            columns[name] = pd.Series([csv_cell(v) for v in columns[name].tolist()], dtype=object)
     rows = zip(*(columns[name].tolist() for name in EXPOSURE_FIELDS), strict=True)
     return csv_text(EXPOSURE_FIELDS, rows)
 

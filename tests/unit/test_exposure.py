@@ -411,6 +411,26 @@ def test_huge_charges_stay_exact_to_the_cent_in_the_files():
     assert ",100000000000000000050.00," in to_exposure_csv(frame)
 
 
+def test_far_dates_mark_open_periods_without_overflow():
+    records = clean_records()
+    find(records, "plans_of_exercise", poe_id="POE-1")["end_date"] = date(9999, 12, 31)
+    find(records, "referrals", referral_id="RF-1")["valid_until"] = date(9999, 12, 31)
+    poe, referral = exposure_of(records, ("poe", "POE-1"), ("referral", "RF-1"))
+    assert money(poe) == {**ALL_LINES, "lines": 8}
+    assert money(referral) == {**ALL_LINES, "lines": 8}
+
+
+def test_csv_ids_that_look_like_formulas_are_neutralised_and_money_is_not():
+    frame = pd.DataFrame(
+        [["=1+1|row|x", "DQ-003", "PR-1", None, "row", "=1+1", 0, -5, 0, 0, -5]],
+        columns=list(EXPOSURE_FIELDS),
+    )
+    assert to_exposure_csv(frame).splitlines()[1] == (
+        "'=1+1|row|x,DQ-003,PR-1,,row,'=1+1,0,-0.05,0.00,0.00,-0.05"
+    )
+    assert '"entity_id": "=1+1"' in to_exposure_jsonl(frame)
+
+
 def test_cents_format_with_two_places():
     assert [format_cents(c) for c in (0, 5, -5, 1205, 100000, -123456)] == [
         "0.00",
