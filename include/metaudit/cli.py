@@ -157,6 +157,7 @@ def _progress(message: str) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from metaudit.engine import run_check
+    from metaudit.exposure import write_exposure
     from metaudit.findings import write_atomic, write_findings
     from metaudit.paths import private_dir
     from metaudit.settings import Settings
@@ -172,6 +173,8 @@ def _check(args: argparse.Namespace) -> int:
     )
     private_dir(args.out)
     jsonl, csv_path = write_findings(result.findings, args.out)
+    if result.exposure is not None:
+        write_exposure(result.exposure, args.out)
     validation_dir = args.out / "validation"
     for family, validation in result.validations.items():
         # GX results quote raw values of the records: written owner-only.

@@ -95,6 +95,7 @@ def render_rules_md() -> str:
         out.append(
             f"| [{rule.id}](#{rule.id.lower()}) | {rule.severity} | {entities} | {rule.title} |"
         )
+    out += render_exposure_section()
     for family, rules in rulebook.rules_by_family().items():
         out += ["", f"## {family}: {rulebook.FAMILIES[family]}"]
         for rule in rules:
@@ -123,6 +124,32 @@ def render_rules_md() -> str:
                 out.append(f"- Settings: {used}")
             out.append(f"- Example message: {sample}")
     return "\n".join(out) + "\n"
+
+
+def render_exposure_section() -> list[str]:
+    """The lines of the "Money at risk" section: classes, rules and the per-entity table."""
+    from metaudit import exposure
+
+    out = [
+        "",
+        "## Money at risk (exposure)",
+        "",
+        "Beside `findings.jsonl` and `findings.csv`, a run writes `exposure.jsonl` and "
+        "`exposure.csv`: one row per finding, in the findings' order and keyed by its "
+        f"fingerprint, with {', '.join(f'`{name}`' for name in exposure.EXPOSURE_FIELDS)}. `lines` counts the "
+        "claim lines the finding puts at risk; the money columns are decimals with 2 places "
+        "(in JSON Lines, numbers written with both places, `150.00`; `total` is the sum of "
+        "the three classes), by where the money stands:",
+        "",
+        "| class | what it holds |",
+        "|---|---|",
+    ]
+    out += [f"| `{name}` | {_cell(text)} |" for name, text in exposure.CLASS_MEANINGS.items()]
+    out += [""] + [f"- {rule}" for rule in exposure.EXPOSURE_RULES]
+    out += ["", "The lines a finding touches, by the entity it is reported on:", ""]
+    out += ["| entity | lines touched |", "|---|---|"]
+    out += [f"| {name} | {_cell(text)} |" for name, text in exposure.TOUCHES.items()]
+    return out
 
 
 def render_settings_table() -> str:

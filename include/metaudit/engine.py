@@ -43,6 +43,9 @@ class CheckResult:
     validations: dict[str, FamilyValidation] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     practice_ids: list[str] = field(default_factory=list)
+    # One row per finding, in the findings' order: the claim lines it puts at risk and
+    # their money (metaudit.exposure); None when not computed.
+    exposure: pd.DataFrame | None = None
 
 
 def derive_family(family: str, view: AuditView, settings: Settings) -> list[Frame]:
@@ -269,6 +272,7 @@ def _check(
 ) -> CheckResult:
     """check_typed; with ``release_source`` the typed tables are let go once the view
     is built (the caller has no further use for them)."""
+    from metaudit.exposure import finding_exposure
     from metaudit.settings import Settings
     from metaudit.view import build_view
 
@@ -297,6 +301,9 @@ def _check(
     started = time.perf_counter()
     ordered = sort_findings([*dq, *findings])
     timings["assemble"] = timings.get("assemble", 0.0) + time.perf_counter() - started
+    started = time.perf_counter()
+    exposure = finding_exposure(view, ordered, settings)
+    timings["exposure"] = time.perf_counter() - started
     practices = sorted(view.practices["practice_id"].dropna().astype(str).tolist())
     return CheckResult(
         as_of=view.as_of_iso,
@@ -304,6 +311,7 @@ def _check(
         validations=validations,
         seconds=timings,
         practice_ids=practices,
+        exposure=exposure,
     )
 
 

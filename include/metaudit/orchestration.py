@@ -383,8 +383,10 @@ def validate_practice(
     config: str | None = None,
 ) -> dict[str, str]:
     """Run the rulebook on one practice's partition; write its findings (JSON Lines and
-    CSV), GX validation results and stage timings. Returns ids and paths only."""
+    CSV), their exposure beside them, GX validation results and stage timings. Returns
+    ids and paths only."""
     from metaudit.engine import check_typed
+    from metaudit.exposure import write_exposure
     from metaudit.findings import write_atomic, write_findings
     from metaudit.settings import Settings
     from metaudit.snapshot import read_partition
@@ -405,6 +407,8 @@ def validate_practice(
     began = time.perf_counter()
     out_dir = results_dir(as_of, practice_id, out_root)
     jsonl, _ = write_findings(result.findings, out_dir)
+    if result.exposure is not None:
+        write_exposure(result.exposure, out_dir)
     for family, validation in result.validations.items():
         write_atomic(
             out_dir / "validation" / f"{family.lower()}.json",

@@ -8,6 +8,7 @@ frames exactly and to give the same findings as auditing the whole source.
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
@@ -188,6 +189,13 @@ def test_stages_store_every_finding_and_a_damaged_practice_fails_alone(
             "timings",
         }
         assert Path(validated["out_dir"], "findings.csv").exists()
+        # The exposure of every finding lies beside the findings, in their order.
+        findings = Path(validated["out_dir"], "findings.jsonl").read_text().splitlines()
+        exposure = Path(validated["out_dir"], "exposure.jsonl").read_text().splitlines()
+        assert [json.loads(e)["fingerprint"] for e in exposure] == [
+            json.loads(f)["fingerprint"] for f in findings
+        ]
+        assert Path(validated["out_dir"], "exposure.csv").exists()
         assert sorted(p.stem for p in Path(validated["out_dir"], "validation").iterdir()) == [
             "clm",
             "cod",
