@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from metaudit.errors import MetAuditError, SettingsError
 
 if TYPE_CHECKING:
+    from metaudit.digest import FindingExposure
     from metaudit.mail import MailConfig
     from metaudit.settings import Settings
 
@@ -438,14 +439,16 @@ def validate_practice(
 
 
 def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) -> dict[str, Any]:
-    """Store one practice's findings of the as-of date (replacing that date's), its status
-    and stage timings, and recompute its findings history. Returns ids and paths for the
-    stages after it (the partition and the audit's folder)."""
+    """Store one practice's findings of the as-of date (replacing that date's), their
+    exposure (the ``exposure.jsonl`` beside them, when the validate stage wrote one), its
+    status and stage timings, and recompute its findings history. Returns ids and paths
+    for the stages after it (the partition and the audit's folder)."""
     from metaudit.findings import read_findings
     from metaudit.results import ResultsStore
 
     practice_id = validated["practice_id"]
     findings = read_findings(Path(validated["findings"]))
+    exposure = stored_exposure(Path(validated["out_dir"]), Path(validated["partition"]))
     recorded = json.loads(Path(validated["timings"]).read_text(encoding="utf-8"))
     store = ResultsStore.open(store_url)
     try:
@@ -457,6 +460,7 @@ def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) 
             timings=recorded["stages"],
             results_dir=validated["out_dir"],
             started_at=datetime.fromisoformat(recorded["started_at"]),
+            exposure=exposure,
         )
     finally:
         store.close()
@@ -466,6 +470,40 @@ def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) 
         "findings": stored.findings,
         "partition": validated["partition"],
         "out_dir": validated["out_dir"],
+    }
+
+
+def stored_exposure(out_dir: Path, partition: Path) -> dict[str, FindingExposure]:
+    """The exposure of a practice's findings as the results store keeps it, by
+    fingerprint: read from ``exposure.jsonl`` in its results folder (empty when there is
+    none), each with the claim its record is (claim lines through the partition's
+    claim_lines)."""
+    from metaudit.digest import FindingExposure
+    from metaudit.exposure import claim_of_record, read_exposure
+    from metaudit.snapshot import read_partition_columns
+
+    path = out_dir / "exposure.jsonl"
+    if not path.exists():
+        log.warning("%s is missing: the findings are stored without their exposure", path)
+        return {}
+    rows = read_exposure(path)
+    claim_of_line: dict[str, str] = {}
+    if any(row["entity_type"] in ("claim_line", "row") for row in rows):
+        lines = read_partition_columns(partition, "claim_lines", ["line_id", "claim_id"])
+        claim_of_line = {
+            str(line): str(claim)
+            for line, claim in zip(lines["line_id"], lines["claim_id"], strict=True)
+            if line is not None and claim is not None
+        }
+    return {
+        row["fingerprint"]: FindingExposure(
+            lines=row["lines"],
+            fix_before_billing=row["fix_before_billing"],
+            in_flight=row["in_flight"],
+            recoupment_risk=row["recoupment_risk"],
+            claim_id=claim_of_record(row["entity_type"], row["entity_id"], claim_of_line),
+        )
+        for row in rows
     }
 
 
