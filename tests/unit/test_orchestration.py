@@ -353,6 +353,49 @@ def persisted(
     return {"store_url": store_url, "persisted": stored, "data": tmp_path}
 
 
+def test_persist_stores_the_exposure_beside_the_findings(
+    persisted: dict[str, Any], demo: GenerationReport
+) -> None:
+    import sqlite3
+
+    from metaudit.exposure import read_exposure
+
+    store = ResultsStore(persisted["store_url"])
+    rows = read_exposure(Path(persisted["persisted"]["out_dir"], "exposure.jsonl"))
+    stored = store.exposure(AS_OF, "PR0001")
+    findings = {f.fingerprint: f for f in store.findings(AS_OF, "PR0001")}
+    assert set(stored) == {r["fingerprint"] for r in rows} == set(findings)
+    for row in rows:
+        money = stored[row["fingerprint"]]
+        assert (
+            money.lines,
+            money.fix_before_billing,
+            money.in_flight,
+            money.recoupment_risk,
+            money.total,
+        ) == (
+            row["lines"],
+            row["fix_before_billing"],
+            row["in_flight"],
+            row["recoupment_risk"],
+            row["total"],
+        )
+    assert sum(m.total for m in stored.values()) > 0
+    # Each finding on a claim, claim line or claim diagnosis names its claim.
+    with sqlite3.connect(demo.database) as conn:
+        claim_of_line = dict(conn.execute("SELECT line_id, claim_id FROM claim_lines"))
+    on_lines = [f for f in findings.values() if f.entity_type == "claim_line"]
+    assert on_lines, "the demo's audit should find claim lines"
+    for f in on_lines:
+        assert stored[f.fingerprint].claim_id == claim_of_line[f.entity_id]
+    for f in findings.values():
+        if f.entity_type == "claim":
+            assert stored[f.fingerprint].claim_id == f.entity_id
+        elif f.entity_type in ("client", "session", "referral"):
+            assert stored[f.fingerprint].claim_id is None
+    store.close()
+
+
 def _plain_text(eml: Path) -> str:
     import email
     import email.policy
