@@ -35,10 +35,13 @@ from metaudit.exposure import (
     EXPOSURE_FIELDS,
     TOUCHES,
     apportion,
+    claim_of_record,
     finding_exposure,
     format_cents,
+    read_exposure,
     to_exposure_csv,
     to_exposure_jsonl,
+    write_exposure,
 )
 from metaudit.findings import Finding
 from metaudit.quality import type_source
@@ -561,3 +564,57 @@ def _add_other_client_claim(records: Records, day: date) -> None:
             charge=75.0,
         )
     )
+
+
+def test_exposure_jsonl_reads_back_to_exact_cents(tmp_path: Path):
+    frame = pd.DataFrame(
+        [
+            ["A|claim|C-1", "COD-008", "PR-1", "CL-1", "claim", "C-1", 2, 15000, 0, 5, 15005],
+            ["B|row|x", "DQ-003", "PR-1", None, "row", "claim_lines:L-1", 0, -5, 0, 0, -5],
+            [
+                "C|claim|C-2",
+                "COD-008",
+                "PR-1",
+                "CL-1",
+                "claim",
+                "C-2",
+                1,
+                10**22 + 1,
+                0,
+                0,
+                10**22 + 1,
+            ],
+        ],
+        columns=list(EXPOSURE_FIELDS),
+    )
+    write_exposure(frame, tmp_path)
+    rows = read_exposure(tmp_path / "exposure.jsonl")
+    assert [
+        (r["fingerprint"], r["lines"], r["fix_before_billing"], r["recoupment_risk"], r["total"])
+        for r in rows
+    ] == [
+        ("A|claim|C-1", 2, 15000, 5, 15005),
+        ("B|row|x", 0, -5, 0, -5),
+        ("C|claim|C-2", 1, 10**22 + 1, 0, 10**22 + 1),
+    ]
+    assert rows[1]["client_id"] is None and rows[1]["entity_id"] == "claim_lines:L-1"
+
+
+def test_exposure_jsonl_with_a_row_missing_a_field_is_refused(tmp_path: Path):
+    path = tmp_path / "exposure.jsonl"
+    path.write_text('{"fingerprint": "A", "lines": 1}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"exposure\.jsonl:1: exposure row without"):
+        read_exposure(path)
+
+
+def test_the_claim_a_finding_s_record_is():
+    lines = {"L-1": "C-9"}
+    assert claim_of_record("claim", "C-1", lines) == "C-1"
+    assert claim_of_record("claim_diagnosis", "C:2:1", lines) == "C:2"
+    assert claim_of_record("claim_line", "L-1", lines) == "C-9"
+    assert claim_of_record("claim_line", "L-404", lines) is None
+    assert claim_of_record("row", "claim_lines:L-1", lines) == "C-9"
+    assert claim_of_record("row", "claims:C-3", lines) == "C-3"
+    assert claim_of_record("row", "sessions:S-1", lines) is None
+    assert claim_of_record("session", "S-1", lines) is None
+    assert claim_of_record("client", "CL-1", lines) is None
