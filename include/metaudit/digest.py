@@ -39,6 +39,18 @@ class FindingExposure:
 
 
 @dataclass(frozen=True)
+class FilingDeadline:
+    """A draft claim's timely-filing deadline, with its lines' charges in cents."""
+
+    claim_id: str
+    client_id: str | None
+    earliest_service_date: str
+    timely_filing_days: int
+    deadline: str
+    charges: int
+
+
+@dataclass(frozen=True)
 class PracticeDigest:
     """One practice's findings on one as-of date, split the way a compliance lead reads them.
 
@@ -47,6 +59,8 @@ class PracticeDigest:
     ``due_soon``: notices whose due date falls within the coming week (these are
     also in new or still_open). ``exposure``: the money each finding of this
     as-of date puts at risk, by fingerprint (empty when none was stored).
+    ``filing_deadlines``: draft claims whose timely-filing deadline falls within the
+    coming week, soonest first.
     """
 
     practice_id: str
@@ -59,6 +73,7 @@ class PracticeDigest:
     run_url: str | None = None
     packets_url: str | None = None
     exposure: dict[str, FindingExposure] = field(default_factory=dict)
+    filing_deadlines: list[FilingDeadline] = field(default_factory=list)
 
     def exposure_of(self, finding: Finding) -> FindingExposure:
         """The finding's exposure; zero when none was stored for it."""

@@ -386,6 +386,7 @@ def validate_practice(
     """Run the rulebook on one practice's partition; write its findings (JSON Lines and
     CSV), their exposure beside them, GX validation results and stage timings. Returns
     ids and paths only."""
+    from metaudit.deadlines import write_deadlines
     from metaudit.engine import check_typed
     from metaudit.exposure import write_exposure
     from metaudit.findings import write_atomic, write_findings
@@ -410,6 +411,8 @@ def validate_practice(
     jsonl, _ = write_findings(result.findings, out_dir)
     if result.exposure is not None:
         write_exposure(result.exposure, out_dir)
+    if result.deadlines is not None:
+        write_deadlines(result.deadlines, out_dir)
     for family, validation in result.validations.items():
         write_atomic(
             out_dir / "validation" / f"{family.lower()}.json",
