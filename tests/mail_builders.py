@@ -96,10 +96,11 @@ def money_digest(name: str = "Riverside Medical Exercise") -> PracticeDigest:
     """The sample digest with exposure (integer cents), and draft claims failing critical
     rules: COD-001 on line LN000702 of draft claim CM000007 ($80.00), ELG-001 on draft
     claim CM000008 ($450.00); a warning on a draft claim and a critical finding on a
-    submitted claim, which are not to be fixed before billing."""
+    submitted claim, which are not to be fixed before billing; two draft claims to file
+    this week (CM000020 by 2026-04-01, CM000021 by 2026-04-05)."""
     from dataclasses import replace
 
-    from metaudit.digest import FindingExposure
+    from metaudit.digest import FilingDeadline, FindingExposure
 
     base = sample_digest(name)
     warning_claim = rule_with(
@@ -125,4 +126,10 @@ def money_digest(name: str = "Riverside Medical Exercise") -> PracticeDigest:
         by_id["CM000009"]: FindingExposure(2, 0, 60000, 0, "CM000009"),
         by_id["CM000010"]: FindingExposure(2, 9900, 0, 0, "CM000010"),
     }
-    return replace(base, new=new, still_open=still_open, exposure=exposure)
+    deadlines = [
+        FilingDeadline("CM000021", "CL000119", "2026-01-05", 90, "2026-04-05", 13200),
+        FilingDeadline("CM000020", "CL000118", "2026-01-01", 90, "2026-04-01", 9000),
+    ]
+    return replace(
+        base, new=new, still_open=still_open, exposure=exposure, filing_deadlines=deadlines
+    )

@@ -443,15 +443,19 @@ def validate_practice(
 
 def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) -> dict[str, Any]:
     """Store one practice's findings of the as-of date (replacing that date's), their
-    exposure (the ``exposure.jsonl`` beside them, when the validate stage wrote one), its
+    exposure (the ``exposure.jsonl`` beside them, when the validate stage wrote one), the
+    draft claims' filing deadlines (``filing_deadlines.jsonl``, likewise), its
     status and stage timings, and recompute its findings history. Returns ids and paths
     for the stages after it (the partition and the audit's folder)."""
+    from metaudit.deadlines import DEADLINES_FILE, read_deadlines
     from metaudit.findings import read_findings
     from metaudit.results import ResultsStore
 
     practice_id = validated["practice_id"]
     findings = read_findings(Path(validated["findings"]))
     exposure = stored_exposure(Path(validated["out_dir"]), Path(validated["partition"]))
+    deadlines_path = Path(validated["out_dir"], DEADLINES_FILE)
+    deadlines = read_deadlines(deadlines_path) if deadlines_path.exists() else []
     recorded = json.loads(Path(validated["timings"]).read_text(encoding="utf-8"))
     store = ResultsStore.open(store_url)
     try:
@@ -464,6 +468,7 @@ def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) 
             results_dir=validated["out_dir"],
             started_at=datetime.fromisoformat(recorded["started_at"]),
             exposure=exposure,
+            deadlines=deadlines,
         )
     finally:
         store.close()

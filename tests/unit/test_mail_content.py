@@ -360,6 +360,36 @@ def test_fix_before_billing_lists_the_draft_claims_failing_a_critical_rule(part:
     assert "CM000009" not in block and "CM000010" not in block
 
 
+@pytest.mark.parametrize("part", ["html", "text"])
+def test_filing_deadlines_of_the_week_come_soonest_first_with_ids_and_amounts(
+    part: str,
+) -> None:
+    email = build(money_digest())
+    assert email is not None
+    body = getattr(email, part)
+    plain = _unescape(body) if part == "html" else _unwrap(body)
+    heading = "Timely filing deadlines this week"
+    start = plain.index(heading if part == "html" else heading.upper())
+    block = plain[start : plain.index("New findings" if part == "html" else "NEW FINDINGS")]
+    if part == "html":
+        rows = ["2026-04-01 CM000020 CL000118 $90.00", "2026-04-05 CM000021 CL000119 $132.00"]
+    else:
+        rows = [
+            "2026-04-01 Claim CM000020 (client CL000118), $90.00",
+            "2026-04-05 Claim CM000021 (client CL000119), $132.00",
+        ]
+    assert _positions(block, *rows) == sorted(_positions(block, *rows))
+    # After the fix-before-billing block: the money first, then the deadlines.
+    assert plain.index("CM000008") < start
+
+
+def test_no_filing_block_without_deadlines() -> None:
+    digest = dataclasses.replace(money_digest(), filing_deadlines=[])
+    email = build(digest)
+    assert email is not None
+    assert "Timely filing" not in email.html and "TIMELY FILING" not in email.text
+
+
 def test_many_draft_claims_stay_under_100_kb_and_say_how_many_more() -> None:
     new = [
         tracked(finding("COD-001", f"LN{i:06d}", f"CL{i:06d}", entity_type="claim_line"))

@@ -8,7 +8,8 @@ client posts. Tests assert the content here, and the payload at the edge.
 What a compliance lead reads, in order: the money the open findings put at
 risk, per class (fix before billing, in flight, recoupment risk), the counts,
 links to the run and to the practice's audit packets, the draft claims that
-fail a critical rule (fix them before billing), the new findings (by severity,
+fail a critical rule (fix them before billing), the draft claims whose
+timely-filing deadline falls within the week, the new findings (by severity,
 grouped by rule with the rule's plain meaning and how to fix it, each record by
 its id), what is still open (per rule, with the oldest), what was resolved since
 the last run, and what comes due within the week. Within each severity, rules
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from metaudit.digest import FindingExposure, PracticeDigest, TrackedFinding
+from metaudit.digest import FilingDeadline, FindingExposure, PracticeDigest, TrackedFinding
 from metaudit.findings import SEVERITY_RANK, Finding
 from metaudit.rulebook import RULES, SEVERITY_MEANINGS, SEVERITY_ORDER, entity_label
 
@@ -66,6 +67,11 @@ MONEY_CLASS_LABELS = {
     "in_flight": "in flight",
     "recoupment_risk": "recoupment risk",
 }
+FILING_HEADING = "Timely filing deadlines this week"
+FILING_NOTE = (
+    "Draft claims not yet submitted whose filing limit (the policy's, else the payer's) "
+    "runs out within 7 days: submit them by the date."
+)
 MONEY_NOTE = (
     "Charges of the claim lines the open findings touch (paid claims: the paid amount); "
     "a line touched by several findings counts for each."
@@ -566,6 +572,7 @@ class _Parts:
     # The money parts: None and empty when the digest carries no exposure.
     money_totals: dict[str, int] | None = None
     draft_claims: list[DraftClaimItem] = field(default_factory=list)
+    filing_deadlines: list[FilingDeadline] = field(default_factory=list)
     exposure: Callable[[Finding], FindingExposure] | None = None
 
     def group_at_risk(self, group: RuleGroup) -> str | None:
@@ -612,6 +619,7 @@ def _parts(
         where_more=where,
         money_totals=exposure_totals(digest) if exposure else None,
         draft_claims=fix_before_billing(digest) if exposure else [],
+        filing_deadlines=sorted(digest.filing_deadlines, key=lambda d: (d.deadline, d.claim_id)),
         exposure=exposure,
     )
 
@@ -704,6 +712,30 @@ def _render_html(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
                 f"… and {_plural(hidden, 'more')}: {_e(p.where_more)}</td></tr>"
             )
 
+    if p.filing_deadlines:
+        rows.append(_section_heading(FILING_HEADING, FILING_NOTE))
+        draft_limit = _draft_limit(limit)
+        rows.append(
+            _table_html(
+                ("File by", "Claim", "Client", "Draft charges"),
+                (
+                    (
+                        f"<b>{_e(d.deadline)}</b>",
+                        _mono(d.claim_id),
+                        _mono(d.client_id),
+                        f"<b>{_e(money(d.charges))}</b>",
+                    )
+                    for d in p.filing_deadlines[:draft_limit]
+                ),
+                ("22%", "30%", "26%", "22%"),
+            )
+        )
+        if len(p.filing_deadlines) > draft_limit:
+            hidden = len(p.filing_deadlines) - draft_limit
+            rows.append(
+                f'<tr><td style="padding:0 24px 8px 24px;font-size:13px;color:{MUTED};">'
+                f"… and {_plural(hidden, 'more claim')}: {_e(p.where_more)}</td></tr>"
+            )
     if p.new_groups:
         rows.append(
             _section_heading("New findings", "First found in this run, most serious first.")
@@ -880,6 +912,19 @@ def _render_text(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
                 f"  ... and {_plural(len(p.draft_claims) - draft_limit, 'more')}: {p.where_more}"
             )
 
+    if p.filing_deadlines:
+        lines += _heading(FILING_HEADING)
+        lines += _wrap(FILING_NOTE)
+        lines.append("")
+        draft_limit = _draft_limit(limit)
+        for d in p.filing_deadlines[:draft_limit]:
+            client = f" (client {d.client_id})" if d.client_id else ""
+            lines += _wrap(
+                f"{d.deadline}  Claim {d.claim_id}{client}, {money(d.charges)}", "    ", "  - "
+            )
+        if len(p.filing_deadlines) > draft_limit:
+            hidden = len(p.filing_deadlines) - draft_limit
+            lines.append(f"  ... and {_plural(hidden, 'more claim')}: {p.where_more}")
     if p.new_groups:
         lines += _heading("New findings")
         current = None

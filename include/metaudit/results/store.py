@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError
 
-from metaudit.digest import FindingExposure, PracticeDigest, TrackedFinding
+from metaudit.digest import FilingDeadline, FindingExposure, PracticeDigest, TrackedFinding
 from metaudit.errors import SettingsError
 from metaudit.findings import FIELDS, Finding
 from metaudit.paths import PRIVATE_FILE_MODE, private_dir
@@ -38,6 +38,7 @@ PRACTICE_RUNS = Base.metadata.tables["practice_runs"]
 FINDINGS = Base.metadata.tables["findings"]
 HISTORY = Base.metadata.tables["finding_history"]
 EXPOSURE = Base.metadata.tables["finding_exposure"]
+DEADLINES = Base.metadata.tables["filing_deadlines"]
 ALERTS = Base.metadata.tables["alerts"]
 DOWNLOADS = Base.metadata.tables["packet_downloads"]
 REBUILDS = Base.metadata.tables["packet_rebuilds"]
@@ -55,6 +56,13 @@ EXPOSURE_FIELDS = (
     "in_flight",
     "recoupment_risk",
     "claim_id",
+)
+_DEADLINE_FIELDS = (
+    "client_id",
+    "earliest_service_date",
+    "timely_filing_days",
+    "deadline",
+    "charges",
 )
 _BIGINT_MAX = 2**63 - 1
 _HISTORY_FIELDS = (
@@ -299,19 +307,24 @@ class ResultsStore:
         results_dir: str | None = None,
         started_at: datetime | None = None,
         exposure: dict[str, FindingExposure] | None = None,
+        deadlines: Sequence[FilingDeadline] | None = None,
     ) -> StoredPractice:
         """Store one practice's findings of one as-of date (practice None: the run-level
         findings that name no practice), their exposure by fingerprint (none given: none
-        stored), its status, and recompute its history; one transaction, so a failure
-        leaves the store as it was."""
+        stored), the timely-filing deadlines of its draft claims, its status, and
+        recompute its history; one transaction, so a failure leaves the store as it was."""
         began = time.perf_counter()
         rows = _finding_rows(findings, as_of, practice_id)
         money = _exposure_rows(exposure or {}, rows, as_of, practice_id)
+        due = _deadline_rows(deadlines or (), as_of, practice_id)
         with self._transaction() as conn:
             inserted, updated, deleted = self._replace_rows(
                 conn, FINDINGS, _FINDING_FIELDS, as_of, practice_id, rows
             )
             self._replace_rows(conn, EXPOSURE, EXPOSURE_FIELDS, as_of, practice_id, money)
+            self._replace_rows(
+                conn, DEADLINES, _DEADLINE_FIELDS, as_of, practice_id, due, key="claim_id"
+            )
             counts = Counter(row["severity"] for row in rows.values())
             status = {
                 "run_id": run_id,
@@ -405,11 +418,13 @@ class ResultsStore:
         as_of: date,
         practice_id: str | None,
         rows: dict[str, dict[str, Any]],
+        key: str = "fingerprint",
     ) -> tuple[int, int, int]:
-        """Make one as-of date and practice's rows of a table keyed by fingerprint
-        (findings, their exposure) the given ones: UPSERT by key, the rest deleted."""
+        """Make one as-of date and practice's rows of a table keyed by ``key`` (findings
+        and their exposure by fingerprint, deadlines by claim) the given ones: UPSERT by
+        key, the rest deleted."""
         existing = {
-            row["fingerprint"]: row
+            row[key]: row
             for row in conn.execute(
                 sa.select(table).where(
                     table.c.as_of == as_of, _scope(table.c.practice_id, practice_id)
@@ -434,6 +449,48 @@ class ResultsStore:
         if new:
             conn.execute(table.insert(), new)
         return len(new), len(changed), len(gone)
+
+    def filing_deadlines(
+        self,
+        as_of: date,
+        practice_id: str | None,
+        *,
+        first: date | None = None,
+        last: date | None = None,
+    ) -> list[FilingDeadline]:
+        """The stored filing deadlines of one as-of date and practice (those from
+        ``first`` to ``last`` when given), soonest first, then by claim id."""
+        with self.engine.connect() as conn:
+            return self._deadlines(conn, as_of, practice_id, first, last)
+
+    def _deadlines(
+        self,
+        conn: sa.Connection,
+        as_of: date,
+        practice_id: str | None,
+        first: date | None,
+        last: date | None,
+    ) -> list[FilingDeadline]:
+        table = DEADLINES
+        query = sa.select(table).where(
+            table.c.as_of == as_of, _scope(table.c.practice_id, practice_id)
+        )
+        if first is not None:
+            query = query.where(table.c.deadline >= first)
+        if last is not None:
+            query = query.where(table.c.deadline <= last)
+        rows = conn.execute(query.order_by(table.c.deadline, table.c.claim_id)).mappings()
+        return [
+            FilingDeadline(
+                claim_id=row["claim_id"],
+                client_id=row["client_id"],
+                earliest_service_date=as_date(row["earliest_service_date"]).isoformat(),
+                timely_filing_days=row["timely_filing_days"],
+                deadline=as_date(row["deadline"]).isoformat(),
+                charges=row["charges"],
+            )
+            for row in rows
+        ]
 
     def exposure(self, as_of: date, practice_id: str | None) -> dict[str, FindingExposure]:
         """The stored exposure of one as-of date and practice's findings, by fingerprint."""
@@ -611,7 +668,8 @@ class ResultsStore:
 
         Relative to the practice's previous as-of date with results: ``new`` were
         not found then, ``still_open`` were, ``resolved`` were found then and not
-        now; ``due_soon`` are this date's findings due within ``due_within_days``.
+        now; ``due_soon`` are this date's findings due within ``due_within_days``, and
+        ``filing_deadlines`` the draft claims whose filing deadline falls within them.
         Raises LookupError when the store has no results for that practice and date.
         """
         table = FINDINGS
@@ -634,6 +692,9 @@ class ResultsStore:
                 sa.select(PRACTICES.c.name).where(PRACTICES.c.practice_id == practice_id)
             ).scalar()
             exposure = self._exposure(conn, as_of, practice_id)
+            deadlines = self._deadlines(
+                conn, as_of, practice_id, as_of, as_of + timedelta(days=due_within_days)
+            )
 
         now = by_date[as_of]
         before = by_date.get(previous, {}) if previous else {}
@@ -669,6 +730,7 @@ class ResultsStore:
             resolved=ordered(resolved),
             due_soon=sorted(due_soon, key=lambda t: (t.finding.due_date, t.finding.sort_key())),
             exposure=exposure,
+            filing_deadlines=deadlines,
         )
 
     # -- alerts -------------------------------------------------------------------------
@@ -890,6 +952,30 @@ def _exposure_rows(
             "practice_id": practice_id,
             "fingerprint": fingerprint,
             **values,
+        }
+    return rows
+
+
+def _deadline_rows(
+    deadlines: Sequence[FilingDeadline], as_of: date, practice_id: str | None
+) -> dict[str, dict[str, Any]]:
+    """The deadline rows to store, by claim id."""
+    rows: dict[str, dict[str, Any]] = {}
+    for item in deadlines:
+        if abs(item.charges) > _BIGINT_MAX:
+            raise ValueError(
+                f"filing deadline of claim {item.claim_id}: charges of {item.charges} cents "
+                "are more than the store holds"
+            )
+        rows[item.claim_id] = {
+            "as_of": as_of,
+            "practice_id": practice_id,
+            "claim_id": item.claim_id,
+            "client_id": item.client_id,
+            "earliest_service_date": date.fromisoformat(item.earliest_service_date),
+            "timely_filing_days": item.timely_filing_days,
+            "deadline": date.fromisoformat(item.deadline),
+            "charges": item.charges,
         }
     return rows
 

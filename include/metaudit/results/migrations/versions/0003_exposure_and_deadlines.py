@@ -1,4 +1,5 @@
-"""Exposure: the money each stored finding puts at risk, beside the findings.
+"""Exposure (the money each stored finding puts at risk) and the draft claims'
+timely-filing deadlines, beside the findings.
 
 Revision ID: 0003
 Revises: 0002
@@ -40,6 +41,27 @@ def upgrade() -> None:
         ),
     )
 
+    op.create_table(
+        "filing_deadlines",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("as_of", sa.Date(), nullable=False),
+        sa.Column("practice_id", PRACTICE_ID, nullable=True),
+        sa.Column("claim_id", sa.String(64), nullable=False),
+        sa.Column("client_id", sa.String(64), nullable=True),
+        sa.Column("earliest_service_date", sa.Date(), nullable=False),
+        sa.Column("timely_filing_days", sa.Integer(), nullable=False),
+        sa.Column("deadline", sa.Date(), nullable=False),
+        sa.Column("charges", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_filing_deadlines"),
+        sa.UniqueConstraint(
+            "as_of",
+            "practice_id",
+            "claim_id",
+            name="uq_filing_deadlines_as_of_practice_id_claim_id",
+        ),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("filing_deadlines")
     op.drop_table("finding_exposure")
