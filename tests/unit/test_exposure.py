@@ -27,10 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from builders import AS_OF, Records, _to_text, clean_records, find, write_sqlite
+from builders import AS_OF, Records, audit_view, clean_records, find, write_sqlite
 
 from metaudit.cli import main
-from metaudit.contract import TABLES
 from metaudit.exposure import (
     EXPOSURE_FIELDS,
     TOUCHES,
@@ -44,28 +43,13 @@ from metaudit.exposure import (
     write_exposure,
 )
 from metaudit.findings import Finding
-from metaudit.quality import type_source
 from metaudit.rulebook import RULES
 from metaudit.settings import Settings
-from metaudit.view import build_view
 
 ALL_LINES = {"fix_before_billing": 15000, "in_flight": 15000, "recoupment_risk": 24000}
 
 
-def _view(records: Records, as_of: date = AS_OF) -> Any:
-    raw = {
-        name: pd.DataFrame(
-            [
-                {c.name: _to_text(row.get(c.name)) for c in table.columns}
-                for row in records.get(name, [])
-            ],
-            columns=list(table.column_names),
-            dtype=object,
-        )
-        for name, table in TABLES.items()
-    }
-    typed = type_source(raw, as_of.isoformat())
-    return build_view(typed, as_of)
+_view = audit_view
 
 
 def exposure_of(records: Records, *entities: tuple[str, str]) -> list[dict[str, Any]]:
