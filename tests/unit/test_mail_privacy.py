@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from metaudit.demo import vocab
-from metaudit.digest import FindingExposure, PracticeDigest, TrackedFinding
+from metaudit.digest import FilingDeadline, FindingExposure, PracticeDigest, TrackedFinding
 from metaudit.findings import Finding
 from metaudit.mail.content import OutgoingEmail, build_email
 from metaudit.mail.eml import render_eml
@@ -54,11 +54,25 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, li
     result = run_check(str(db), AS_OF)
     assert result.exposure is not None
     EXPOSURE.update(_exposure(result.exposure, db))
+    assert result.deadlines is not None
+    for row in result.deadlines.to_dict("records"):
+        DEADLINES.setdefault(row["practice_id"], []).append(
+            FilingDeadline(
+                row["claim_id"],
+                row["client_id"],
+                row["earliest_service_date"],
+                int(row["timely_filing_days"]),
+                row["deadline"],
+                int(row["charges"]),
+            )
+        )
     yield db, result.findings
 
 
 # The audit's exposure by fingerprint, as the results store gives it to the digest.
 EXPOSURE: dict[str, FindingExposure] = {}
+# The draft claims' filing deadlines per practice (all of them, not only the week's).
+DEADLINES: dict[str, list[FilingDeadline]] = {}
 
 
 def _exposure(frame: pd.DataFrame, db: Path) -> dict[str, FindingExposure]:
@@ -106,6 +120,7 @@ def _digests(findings: list[Finding], db: Path) -> list[PracticeDigest]:
                 resolved,
                 due,
                 exposure={f.fingerprint: EXPOSURE[f.fingerprint] for f in mine},
+                filing_deadlines=DEADLINES.get(pid, []),
             )
         )
     return out
@@ -197,6 +212,7 @@ def test_no_names_birth_dates_diagnoses_or_notes(audited: tuple[Path, list[Findi
     # too, as it reads when every claim found were still a draft.
     drafts = [_as_drafts(d) for d in digests]
     assert all("FIX BEFORE BILLING" in _email(d).text for d in drafts)
+    assert all("TIMELY FILING DEADLINES THIS WEEK" in _email(d).text for d in digests)
     digests += drafts
     leaks = _leaks(digests[0], phrases, words)
     assert leaks == [], f"{digests[0].practice_id}: {leaks[:10]}"

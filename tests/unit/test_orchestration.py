@@ -396,6 +396,18 @@ def test_persist_stores_the_exposure_beside_the_findings(
     store.close()
 
 
+def test_persist_stores_the_draft_claims_filing_deadlines(persisted: dict[str, Any]) -> None:
+    from metaudit.deadlines import DEADLINES_FILE, read_deadlines
+
+    written = read_deadlines(Path(persisted["persisted"]["out_dir"], DEADLINES_FILE))
+    assert written, "the demo has draft claims not yet submitted"
+    store = ResultsStore(persisted["store_url"])
+    assert store.filing_deadlines(AS_OF, "PR0001") == sorted(
+        written, key=lambda d: (d.deadline, d.claim_id)
+    )
+    store.close()
+
+
 def _plain_text(eml: Path) -> str:
     import email
     import email.policy

@@ -380,3 +380,29 @@ def test_exposure_of_a_finding_not_stored_is_refused(store: ResultsStore) -> Non
             exposure={"REF-009|client|C9": FindingExposure(1, 1, 0, 0)},
         )
     assert store.findings(D1, PRACTICE) == []
+
+
+def test_filing_deadlines_are_stored_and_the_digest_carries_those_of_the_week(
+    store: ResultsStore,
+) -> None:
+    from metaudit.digest import FilingDeadline
+
+    def due(claim: str, day: date) -> FilingDeadline:
+        return FilingDeadline(claim, "C1", "2026-01-01", 90, day.isoformat(), 15000)
+
+    week = [due("CLM-2", D1 + timedelta(days=7)), due("CLM-1", D1), due("CLM-3", D1)]
+    later = due("CLM-9", D1 + timedelta(days=8))
+    past = due("CLM-0", D1 - timedelta(days=1))
+    findings = [finding("REF-001", "C1", D1)]
+    store.persist_practice("run-1", D1, PRACTICE, findings, deadlines=[*week, later, past])
+    assert len(store.filing_deadlines(D1, PRACTICE)) == 5
+    # Within the week (the as-of date and the 7 days after it), soonest first, then by claim.
+    assert store.digest(PRACTICE, D1).filing_deadlines == [week[1], week[2], week[0]]
+    before = store.table_contents("filing_deadlines")
+    store.persist_practice("run-1", D1, PRACTICE, findings, deadlines=[*week, later, past])
+    assert store.table_contents("filing_deadlines") == before
+    # A rerun replaces the date's deadlines: a claim submitted since has none.
+    store.persist_practice("run-2", D1, PRACTICE, findings, deadlines=[week[0]])
+    assert store.digest(PRACTICE, D1).filing_deadlines == [week[0]]
+    store.persist_practice("run-3", D1, PRACTICE, findings)
+    assert store.filing_deadlines(D1, PRACTICE) == []
