@@ -383,6 +383,14 @@ def test_filing_deadlines_of_the_week_come_soonest_first_with_ids_and_amounts(
     assert plain.index("CM000008") < start
 
 
+def test_an_all_clear_practice_still_reads_its_filing_deadlines() -> None:
+    digest = dataclasses.replace(empty_digest(), filing_deadlines=money_digest().filing_deadlines)
+    email = build(digest)
+    assert email is not None
+    for body in (_unescape(email.html), email.text):
+        assert "All clear" in body and "CM000020" in body and "2026-04-01" in body
+
+
 def test_no_filing_block_without_deadlines() -> None:
     digest = dataclasses.replace(money_digest(), filing_deadlines=[])
     email = build(digest)
