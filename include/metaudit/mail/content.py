@@ -60,7 +60,6 @@ BRAND = "#1d3b5a"
 SEVERITY_COLOURS = {"critical": "#b42318", "warning": "#b54708", "notice": "#175cd3"}
 SEVERITY_TINTS = {"critical": "#fef3f2", "warning": "#fffaeb", "notice": "#eff8ff"}
 GOOD = "#067647"
-MONEY = "#1d3b5a"
 # The money classes of metaudit.exposure, as the email names them.
 MONEY_CLASS_LABELS = {
     "fix_before_billing": "fix before billing",
@@ -645,7 +644,7 @@ def _render_html(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
             '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
             'style="border-collapse:collapse;"><tr>'
             + "".join(
-                _tile(money(p.money_totals[name]), label, MONEY, "33%", 20)
+                _tile(money(p.money_totals[name]), label, BRAND, "33%", 20)
                 for name, label in MONEY_CLASS_LABELS.items()
             )
             + "</tr></table>"
