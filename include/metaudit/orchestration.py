@@ -488,7 +488,7 @@ def stored_exposure(out_dir: Path, partition: Path) -> dict[str, FindingExposure
     claim_lines)."""
     from metaudit.digest import FindingExposure
     from metaudit.exposure import claim_of_record, read_exposure
-    from metaudit.snapshot import read_partition_columns
+    from metaudit.snapshot import PartitionError, read_partition_columns
 
     path = out_dir / "exposure.jsonl"
     if not path.exists():
@@ -497,12 +497,18 @@ def stored_exposure(out_dir: Path, partition: Path) -> dict[str, FindingExposure
     rows = read_exposure(path)
     claim_of_line: dict[str, str] = {}
     if any(row["entity_type"] in ("claim_line", "row") for row in rows):
-        lines = read_partition_columns(partition, "claim_lines", ["line_id", "claim_id"])
-        claim_of_line = {
-            str(line): str(claim)
-            for line, claim in zip(lines["line_id"], lines["claim_id"], strict=True)
-            if line is not None and claim is not None
-        }
+        try:
+            lines = read_partition_columns(partition, "claim_lines", ["line_id", "claim_id"])
+        except PartitionError as exc:
+            # The money is all in exposure.jsonl; only the claims of line findings (for the
+            # email's fix-before-billing block) are lost, so the findings are still stored.
+            log.warning("%s; findings on claim lines are stored without their claim", exc)
+        else:
+            claim_of_line = {
+                str(line): str(claim)
+                for line, claim in zip(lines["line_id"], lines["claim_id"], strict=True)
+                if isinstance(line, str) and isinstance(claim, str)
+            }
     return {
         row["fingerprint"]: FindingExposure(
             lines=row["lines"],

@@ -722,3 +722,31 @@ def test_partitions_are_owner_only_whatever_the_umask(typed, tmp_path: Path) -> 
     assert modes == {0o600}
     for item in (folder, root, root.parent):
         assert stat.S_IMODE(item.stat().st_mode) == 0o700, item
+
+
+def test_persist_without_the_partition_stores_the_money_without_line_claims(
+    demo: GenerationReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    import shutil
+
+    monkeypatch.setenv("METAUDIT_DATA_DIR", str(tmp_path))
+    store_url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    source = str(demo.database)
+    orchestration.plan_run(
+        source, store_url, run_id="r1", dag_id="met", as_of=AS_OF, wanted=["PR0001"]
+    )
+    (work,) = orchestration.extract(source, AS_OF, ["PR0001"], store_url=store_url, run_id="r1")
+    validated = orchestration.validate_practice("PR0001", work["partition"], work["as_of"])
+    shutil.rmtree(work["partition"])
+    orchestration.persist_practice(store_url, "r1", validated)
+    assert "findings on claim lines are stored without their claim" in caplog.text
+    store = ResultsStore(store_url)
+    stored = store.exposure(AS_OF, "PR0001")
+    findings = store.findings(AS_OF, "PR0001")
+    assert set(stored) == {f.fingerprint for f in findings}
+    for f in findings:
+        if f.entity_type == "claim_line":
+            assert stored[f.fingerprint].claim_id is None
+        elif f.entity_type == "claim":
+            assert stored[f.fingerprint].claim_id == f.entity_id
+    store.close()
