@@ -473,6 +473,29 @@ def write_records(records: Records, url: str, *, typed: bool = False) -> str:
     return url
 
 
+def audit_view(records: Records, as_of: date = AS_OF) -> Any:
+    """The records typed and as the rules see them on ``as_of`` (an AuditView)."""
+    import pandas as pd
+
+    from metaudit.contract import TABLES
+    from metaudit.quality import type_source
+    from metaudit.view import build_view
+
+    raw = {
+        name: pd.DataFrame(
+            [
+                {c.name: _to_text(row.get(c.name)) for c in table.columns}
+                for row in records.get(name, [])
+            ],
+            columns=list(table.column_names),
+            dtype=object,
+        )
+        for name, table in TABLES.items()
+    }
+    typed = type_source(raw, as_of.isoformat())
+    return build_view(typed, as_of)
+
+
 def write_sqlite(records: Records, path: Path) -> Path:
     """Write the records to a contract-shaped SQLite file (text columns, no key constraints)."""
     write_records(records, f"sqlite:///{path}")

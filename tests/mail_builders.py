@@ -90,3 +90,46 @@ def sample_digest(name: str = "Riverside Medical Exercise") -> PracticeDigest:
 
 def empty_digest(name: str = "Riverside Medical Exercise") -> PracticeDigest:
     return PracticeDigest(practice_id=PRACTICE, practice_name=name, as_of=AS_OF)
+
+
+def money_digest(name: str = "Riverside Medical Exercise") -> PracticeDigest:
+    """The sample digest with exposure (integer cents), and draft claims failing critical
+    rules: COD-001 on line LN000702 of draft claim CM000007 ($80.00), ELG-001 on draft
+    claim CM000008 ($450.00); a warning on a draft claim and a critical finding on a
+    submitted claim, which are not to be fixed before billing; two draft claims to file
+    this week (CM000020 by 2026-04-01, CM000021 by 2026-04-05)."""
+    from dataclasses import replace
+
+    from metaudit.digest import FilingDeadline, FindingExposure
+
+    base = sample_digest(name)
+    warning_claim = rule_with(
+        "warning", exclude=tuple(r for r in RULES if RULES[r].entity_type != "claim")
+    )
+    draft_line = tracked(finding("COD-001", "LN000702", "CL000114", entity_type="claim_line"))
+    draft_claim = tracked(finding("ELG-001", "CM000008", "CL000115"))
+    submitted = tracked(finding("ELG-001", "CM000009", "CL000116"), "2026-03-15")
+    warned = tracked(finding(warning_claim, "CM000010", "CL000117"))
+    new = [*base.new, draft_line, draft_claim, warned]
+    still_open = [*base.still_open, submitted]
+    by_id = {t.finding.entity_id: t.finding.fingerprint for t in (*new, *still_open)}
+    exposure = {
+        # REF-002 on SE000201 outweighs SE000202, and REF-002 as a rule outweighs REF-001.
+        by_id["CL000101"]: FindingExposure(1, 0, 10000, 0),
+        by_id["SE000201"]: FindingExposure(2, 0, 0, 12550),
+        by_id["SE000202"]: FindingExposure(1, 0, 2500, 0),
+        by_id["RF000501"]: FindingExposure(3, 0, 30000, 0),
+        by_id["RF000502"]: FindingExposure(1, 0, 0, 500),
+        by_id["X000302"]: FindingExposure(1, 0, 7000, 0),
+        by_id["LN000702"]: FindingExposure(1, 8000, 0, 0, "CM000007"),
+        by_id["CM000008"]: FindingExposure(3, 45000, 0, 0, "CM000008"),
+        by_id["CM000009"]: FindingExposure(2, 0, 60000, 0, "CM000009"),
+        by_id["CM000010"]: FindingExposure(2, 9900, 0, 0, "CM000010"),
+    }
+    deadlines = [
+        FilingDeadline("CM000021", "CL000119", "2026-01-05", 90, "2026-04-05", 13200),
+        FilingDeadline("CM000020", "CL000118", "2026-01-01", 90, "2026-04-01", 9000),
+    ]
+    return replace(
+        base, new=new, still_open=still_open, exposure=exposure, filing_deadlines=deadlines
+    )

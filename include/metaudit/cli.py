@@ -156,6 +156,7 @@ def _progress(message: str) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from metaudit.deadlines import write_deadlines
     from metaudit.engine import run_check
     from metaudit.exposure import write_exposure
     from metaudit.findings import write_atomic, write_findings
@@ -175,6 +176,8 @@ def _check(args: argparse.Namespace) -> int:
     jsonl, csv_path = write_findings(result.findings, args.out)
     if result.exposure is not None:
         write_exposure(result.exposure, args.out)
+    if result.deadlines is not None:
+        write_deadlines(result.deadlines, args.out)
     validation_dir = args.out / "validation"
     for family, validation in result.validations.items():
         # GX results quote raw values of the records: written owner-only.

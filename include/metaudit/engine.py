@@ -46,6 +46,8 @@ class CheckResult:
     # One row per finding, in the findings' order: the claim lines it puts at risk and
     # their money (metaudit.exposure); None when not computed.
     exposure: pd.DataFrame | None = None
+    # The draft claims' timely-filing deadlines (metaudit.deadlines); None when not computed.
+    deadlines: pd.DataFrame | None = None
 
 
 def derive_family(family: str, view: AuditView, settings: Settings) -> list[Frame]:
@@ -272,6 +274,7 @@ def _check(
 ) -> CheckResult:
     """check_typed; with ``release_source`` the typed tables are let go once the view
     is built (the caller has no further use for them)."""
+    from metaudit.deadlines import filing_deadlines
     from metaudit.exposure import finding_exposure
     from metaudit.settings import Settings
     from metaudit.view import build_view
@@ -304,6 +307,9 @@ def _check(
     started = time.perf_counter()
     exposure = finding_exposure(view, ordered, settings)
     timings["exposure"] = time.perf_counter() - started
+    started = time.perf_counter()
+    deadlines = filing_deadlines(view, settings)
+    timings["deadlines"] = time.perf_counter() - started
     practices = sorted(view.practices["practice_id"].dropna().astype(str).tolist())
     return CheckResult(
         as_of=view.as_of_iso,
@@ -312,6 +318,7 @@ def _check(
         seconds=timings,
         practice_ids=practices,
         exposure=exposure,
+        deadlines=deadlines,
     )
 
 

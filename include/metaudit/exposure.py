@@ -660,3 +660,43 @@ def write_exposure(exposure: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
     write_atomic(jsonl_path, to_exposure_jsonl(exposure))
     write_atomic(csv_path, to_exposure_csv(exposure))
     return jsonl_path, csv_path
+
+
+def read_exposure(path: Path) -> list[dict[str, Any]]:
+    """Read an exposure.jsonl back: each row's fields, its money as integer cents and
+    ``lines`` as an int (the JSON numbers are read as decimals, so cents stay exact)."""
+    from decimal import Decimal
+
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            data = json.loads(line, parse_float=Decimal)
+            missing = [name for name in EXPOSURE_FIELDS if name not in data]
+            if missing:
+                raise ValueError(f"{path}:{number}: exposure row without {missing}")
+            for name in MONEY_FIELDS:
+                cents = Decimal(data[name]) * 100
+                if cents != cents.to_integral_value():
+                    raise ValueError(f"{path}:{number}: {name} {data[name]} is not whole cents")
+                data[name] = int(cents)
+            data["lines"] = int(data["lines"])
+            rows.append(data)
+    return rows
+
+
+def claim_of_record(entity_type: str, entity_id: str, claim_of_line: dict[str, str]) -> str | None:
+    """The claim a finding's record is or belongs to: a claim, a claim diagnosis
+    (CLAIM_ID:POINTER), a claim line (through ``claim_of_line``), or a data-quality row
+    of one of those tables; None for any other record."""
+    if entity_type == "row":
+        table, _, entity_id = entity_id.partition(":")
+        entity_type = ROW_ENTITY.get(table, "")
+    if entity_type == "claim":
+        return entity_id
+    if entity_type == "claim_diagnosis":
+        return entity_id.rsplit(":", 1)[0]
+    if entity_type == "claim_line":
+        return claim_of_line.get(entity_id)
+    return None

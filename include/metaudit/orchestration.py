@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from metaudit.errors import MetAuditError, SettingsError
 
 if TYPE_CHECKING:
+    from metaudit.digest import FindingExposure
     from metaudit.mail import MailConfig
     from metaudit.settings import Settings
 
@@ -385,6 +386,7 @@ def validate_practice(
     """Run the rulebook on one practice's partition; write its findings (JSON Lines and
     CSV), their exposure beside them, GX validation results and stage timings. Returns
     ids and paths only."""
+    from metaudit.deadlines import write_deadlines
     from metaudit.engine import check_typed
     from metaudit.exposure import write_exposure
     from metaudit.findings import write_atomic, write_findings
@@ -409,6 +411,8 @@ def validate_practice(
     jsonl, _ = write_findings(result.findings, out_dir)
     if result.exposure is not None:
         write_exposure(result.exposure, out_dir)
+    if result.deadlines is not None:
+        write_deadlines(result.deadlines, out_dir)
     for family, validation in result.validations.items():
         write_atomic(
             out_dir / "validation" / f"{family.lower()}.json",
@@ -438,14 +442,20 @@ def validate_practice(
 
 
 def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) -> dict[str, Any]:
-    """Store one practice's findings of the as-of date (replacing that date's), its status
-    and stage timings, and recompute its findings history. Returns ids and paths for the
-    stages after it (the partition and the audit's folder)."""
+    """Store one practice's findings of the as-of date (replacing that date's), their
+    exposure (the ``exposure.jsonl`` beside them, when the validate stage wrote one), the
+    draft claims' filing deadlines (``filing_deadlines.jsonl``, likewise), its
+    status and stage timings, and recompute its findings history. Returns ids and paths
+    for the stages after it (the partition and the audit's folder)."""
+    from metaudit.deadlines import DEADLINES_FILE, read_deadlines
     from metaudit.findings import read_findings
     from metaudit.results import ResultsStore
 
     practice_id = validated["practice_id"]
     findings = read_findings(Path(validated["findings"]))
+    exposure = stored_exposure(Path(validated["out_dir"]), Path(validated["partition"]))
+    deadlines_path = Path(validated["out_dir"], DEADLINES_FILE)
+    deadlines = read_deadlines(deadlines_path) if deadlines_path.exists() else []
     recorded = json.loads(Path(validated["timings"]).read_text(encoding="utf-8"))
     store = ResultsStore.open(store_url)
     try:
@@ -457,6 +467,8 @@ def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) 
             timings=recorded["stages"],
             results_dir=validated["out_dir"],
             started_at=datetime.fromisoformat(recorded["started_at"]),
+            exposure=exposure,
+            deadlines=deadlines,
         )
     finally:
         store.close()
@@ -466,6 +478,46 @@ def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) 
         "findings": stored.findings,
         "partition": validated["partition"],
         "out_dir": validated["out_dir"],
+    }
+
+
+def stored_exposure(out_dir: Path, partition: Path) -> dict[str, FindingExposure]:
+    """The exposure of a practice's findings as the results store keeps it, by
+    fingerprint: read from ``exposure.jsonl`` in its results folder (empty when there is
+    none), each with the claim its record is (claim lines through the partition's
+    claim_lines)."""
+    from metaudit.digest import FindingExposure
+    from metaudit.exposure import claim_of_record, read_exposure
+    from metaudit.snapshot import PartitionError, read_partition_columns
+
+    path = out_dir / "exposure.jsonl"
+    if not path.exists():
+        log.warning("%s is missing: the findings are stored without their exposure", path)
+        return {}
+    rows = read_exposure(path)
+    claim_of_line: dict[str, str] = {}
+    if any(row["entity_type"] in ("claim_line", "row") for row in rows):
+        try:
+            lines = read_partition_columns(partition, "claim_lines", ["line_id", "claim_id"])
+        except PartitionError as exc:
+            # The money is all in exposure.jsonl; only the claims of line findings (for the
+            # email's fix-before-billing block) are lost, so the findings are still stored.
+            log.warning("%s; findings on claim lines are stored without their claim", exc)
+        else:
+            claim_of_line = {
+                str(line): str(claim)
+                for line, claim in zip(lines["line_id"], lines["claim_id"], strict=True)
+                if isinstance(line, str) and isinstance(claim, str)
+            }
+    return {
+        row["fingerprint"]: FindingExposure(
+            lines=row["lines"],
+            fix_before_billing=row["fix_before_billing"],
+            in_flight=row["in_flight"],
+            recoupment_risk=row["recoupment_risk"],
+            claim_id=claim_of_record(row["entity_type"], row["entity_id"], claim_of_line),
+        )
+        for row in rows
     }
 
 

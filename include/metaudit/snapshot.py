@@ -181,6 +181,20 @@ def read_partition(folder: Path, practice_id: str | None = None) -> TypedSource:
     return TypedSource(tables=tables, unreadable=unreadable, findings=findings)
 
 
+def read_partition_columns(folder: Path, table: str, columns: list[str]) -> pd.DataFrame:
+    """A few columns of one table of a partition (without reading the rest)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        frame: pd.DataFrame = pq.read_table(
+            folder / f"{table}.parquet", columns=columns
+        ).to_pandas()
+    except (OSError, pa.ArrowException) as exc:
+        raise PartitionError(f"partition {folder}: table {table} unreadable: {exc}") from exc
+    return frame
+
+
 def write_unattributed(findings: list[Finding], path: Path) -> Path:
     """Write the run-level findings that name no practice (JSON Lines, atomically)."""
     write_atomic(path, to_jsonl(findings))

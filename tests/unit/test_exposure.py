@@ -27,42 +27,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from builders import AS_OF, Records, _to_text, clean_records, find, write_sqlite
+from builders import AS_OF, Records, audit_view, clean_records, find, write_sqlite
 
 from metaudit.cli import main
-from metaudit.contract import TABLES
 from metaudit.exposure import (
     EXPOSURE_FIELDS,
     TOUCHES,
     apportion,
+    claim_of_record,
     finding_exposure,
     format_cents,
+    read_exposure,
     to_exposure_csv,
     to_exposure_jsonl,
+    write_exposure,
 )
 from metaudit.findings import Finding
-from metaudit.quality import type_source
 from metaudit.rulebook import RULES
 from metaudit.settings import Settings
-from metaudit.view import build_view
 
 ALL_LINES = {"fix_before_billing": 15000, "in_flight": 15000, "recoupment_risk": 24000}
 
 
-def _view(records: Records, as_of: date = AS_OF) -> Any:
-    raw = {
-        name: pd.DataFrame(
-            [
-                {c.name: _to_text(row.get(c.name)) for c in table.columns}
-                for row in records.get(name, [])
-            ],
-            columns=list(table.column_names),
-            dtype=object,
-        )
-        for name, table in TABLES.items()
-    }
-    typed = type_source(raw, as_of.isoformat())
-    return build_view(typed, as_of)
+_view = audit_view
 
 
 def exposure_of(records: Records, *entities: tuple[str, str]) -> list[dict[str, Any]]:
@@ -561,3 +548,57 @@ def _add_other_client_claim(records: Records, day: date) -> None:
             charge=75.0,
         )
     )
+
+
+def test_exposure_jsonl_reads_back_to_exact_cents(tmp_path: Path):
+    frame = pd.DataFrame(
+        [
+            ["A|claim|C-1", "COD-008", "PR-1", "CL-1", "claim", "C-1", 2, 15000, 0, 5, 15005],
+            ["B|row|x", "DQ-003", "PR-1", None, "row", "claim_lines:L-1", 0, -5, 0, 0, -5],
+            [
+                "C|claim|C-2",
+                "COD-008",
+                "PR-1",
+                "CL-1",
+                "claim",
+                "C-2",
+                1,
+                10**22 + 1,
+                0,
+                0,
+                10**22 + 1,
+            ],
+        ],
+        columns=list(EXPOSURE_FIELDS),
+    )
+    write_exposure(frame, tmp_path)
+    rows = read_exposure(tmp_path / "exposure.jsonl")
+    assert [
+        (r["fingerprint"], r["lines"], r["fix_before_billing"], r["recoupment_risk"], r["total"])
+        for r in rows
+    ] == [
+        ("A|claim|C-1", 2, 15000, 5, 15005),
+        ("B|row|x", 0, -5, 0, -5),
+        ("C|claim|C-2", 1, 10**22 + 1, 0, 10**22 + 1),
+    ]
+    assert rows[1]["client_id"] is None and rows[1]["entity_id"] == "claim_lines:L-1"
+
+
+def test_exposure_jsonl_with_a_row_missing_a_field_is_refused(tmp_path: Path):
+    path = tmp_path / "exposure.jsonl"
+    path.write_text('{"fingerprint": "A", "lines": 1}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"exposure\.jsonl:1: exposure row without"):
+        read_exposure(path)
+
+
+def test_the_claim_a_finding_s_record_is():
+    lines = {"L-1": "C-9"}
+    assert claim_of_record("claim", "C-1", lines) == "C-1"
+    assert claim_of_record("claim_diagnosis", "C:2:1", lines) == "C:2"
+    assert claim_of_record("claim_line", "L-1", lines) == "C-9"
+    assert claim_of_record("claim_line", "L-404", lines) is None
+    assert claim_of_record("row", "claim_lines:L-1", lines) == "C-9"
+    assert claim_of_record("row", "claims:C-3", lines) == "C-3"
+    assert claim_of_record("row", "sessions:S-1", lines) is None
+    assert claim_of_record("session", "S-1", lines) is None
+    assert claim_of_record("client", "CL-1", lines) is None

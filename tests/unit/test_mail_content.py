@@ -8,8 +8,17 @@ from html.parser import HTMLParser
 from typing import ClassVar
 
 import pytest
-from mail_builders import AS_OF, PRACTICE, empty_digest, finding, sample_digest, tracked
+from mail_builders import (
+    AS_OF,
+    PRACTICE,
+    empty_digest,
+    finding,
+    money_digest,
+    sample_digest,
+    tracked,
+)
 
+from metaudit.digest import FindingExposure
 from metaudit.mail.content import (
     MAX_HTML_BYTES,
     OutgoingEmail,
@@ -17,7 +26,10 @@ from metaudit.mail.content import (
     build_email,
     build_subject,
     count_digest,
+    exposure_totals,
+    fix_before_billing,
     group_by_rule,
+    money,
 )
 from metaudit.rulebook import RULES
 
@@ -189,6 +201,227 @@ def test_due_soon_sorted_by_due_date_with_dates() -> None:
     )
 
 
+# ------------------------------------------------------------------ money
+
+
+def test_money_is_dollars_from_exact_cents() -> None:
+    assert money(0) == "$0.00"
+    assert money(123456) == "$1,234.56"
+    assert money(-5) == "-$0.05"
+    assert money(10**20 + 1) == "$1,000,000,000,000,000,000.01"
+
+
+def test_totals_per_class_sum_the_open_findings_exposure() -> None:
+    digest = money_digest()
+    # Open = new + still open; resolved findings carry no money in the totals.
+    assert exposure_totals(digest) == {
+        "fix_before_billing": 8000 + 45000 + 9900,
+        "in_flight": 10000 + 2500 + 30000 + 7000 + 60000,
+        "recoupment_risk": 12550 + 500,
+    }
+
+
+@pytest.mark.parametrize("part", ["html", "text"])
+def test_the_email_leads_with_the_money_per_class(part: str) -> None:
+    email = build(money_digest())
+    assert email is not None
+    body = getattr(email, part)
+    plain = _unescape(body) if part == "html" else _unwrap(body)
+    if part == "html":
+        assert "Money at risk $629.00 fix before billing $1,095.00 in flight $130.50 " in plain
+        first_count = "new critical"
+    else:
+        assert (
+            "Money at risk: $629.00 fix before billing | $1,095.00 in flight | "
+            "$130.50 recoupment risk" in plain
+        )
+        first_count = "5 new critical"
+    # Before the counts, the fix-before-billing block and every finding.
+    heading = "Fix before billing" if part == "html" else "FIX BEFORE BILLING"
+    new = "New findings" if part == "html" else "NEW FINDINGS"
+    body_start = plain.index("Records as of")  # after the HTML's preheader
+    positions = _positions(plain[body_start:], "Money at risk", first_count, heading, new)
+    assert positions == sorted(positions)
+
+
+def test_without_exposure_the_email_has_no_money_parts() -> None:
+    email = build()
+    assert email is not None
+    for body in (email.html, email.text):
+        assert "Money at risk" not in body and "at risk" not in body
+        assert "FIX BEFORE BILLING" not in body and "Draft claims that fail" not in body
+
+
+def test_within_each_severity_rules_and_records_come_by_exposure() -> None:
+    digest = money_digest()
+    groups = group_by_rule(digest.new, digest.exposure_of)
+    # Critical: ELG-001 $450.00, REF-002 $150.50, REF-001 $100.00, COD-001 $80.00;
+    # then warning: COD-009 $99.00, REF-007 $0.00; then notice.
+    assert [(g.severity, g.rule_id) for g in groups] == [
+        ("critical", "ELG-001"),
+        ("critical", "REF-002"),
+        ("critical", "REF-001"),
+        ("critical", "COD-001"),
+        ("warning", "COD-009"),
+        ("warning", "REF-007"),
+        ("notice", "REF-009"),
+    ]
+    ref002 = groups[1]
+    # SE000201 ($125.50) before SE000202 ($25.00); with the amounts swapped, the other way.
+    assert [t.finding.entity_id for t in ref002.items] == ["SE000201", "SE000202"]
+    swapped = dataclasses.replace(
+        digest,
+        exposure={
+            **digest.exposure,
+            digest.new[1].finding.fingerprint: FindingExposure(1, 0, 99999, 0),
+        },
+    )
+    (ref002,) = [
+        g for g in group_by_rule(swapped.new, swapped.exposure_of) if g.rule_id == "REF-002"
+    ]
+    assert [t.finding.entity_id for t in ref002.items] == ["SE000202", "SE000201"]
+
+
+def test_ties_in_exposure_keep_todays_order() -> None:
+    digest = money_digest()
+    flat = dataclasses.replace(digest, exposure=dict.fromkeys(digest.exposure, FindingExposure()))
+    today = group_by_rule(flat.new)
+    assert group_by_rule(flat.new, flat.exposure_of) == today
+    # Equal money: the order by rule id, and by due date, client and record id.
+    even = dataclasses.replace(
+        digest, exposure=dict.fromkeys(digest.exposure, FindingExposure(1, 0, 100, 0))
+    )
+    ordered = group_by_rule(even.new, even.exposure_of)
+    critical = [g.rule_id for g in ordered if g.severity == "critical"]
+    # REF-002 has two records of $1.00: ahead of the one-record rules.
+    assert critical == ["REF-002", "COD-001", "ELG-001", "REF-001"]
+    assert [t.finding.entity_id for t in ordered[0].items] == ["SE000201", "SE000202"]
+
+
+@pytest.mark.parametrize("part", ["html", "text"])
+def test_findings_in_the_email_come_by_exposure_with_their_amounts(part: str) -> None:
+    email = build(money_digest())
+    assert email is not None
+    body = getattr(email, part)
+    plain = _unescape(body) if part == "html" else _unwrap(body)
+    new_part = plain[plain.index("New findings" if part == "html" else "NEW FINDINGS") :]
+    order = _positions(
+        new_part,
+        "Claim CM000008 is billed",
+        "Session SE000201 took place",
+        "Session SE000202 took place",
+        "Client CL000101 has completed",
+        "Claim line LN000702 bills",
+    )
+    assert order == sorted(order)
+    for amount in ("$450.00 at risk", "$125.50 at risk", "$25.00 at risk", "$80.00 at risk"):
+        assert amount in new_part
+    # Still open: per rule, the rule's money; by it within each severity.
+    still = new_part[new_part.index("Still open" if part == "html" else "STILL OPEN") :]
+    if part == "html":
+        assert "ELG-001 Claim to a Medicare or Medicaid plan critical 1 $600.00" in still
+        assert "REF-006 Referral not signed critical 2 $305.00" in still
+    else:
+        assert "(critical): 1 record, $600.00 at risk, oldest Claim CM000009" in still
+        assert "(critical): 2 records, $305.00 at risk, oldest Referral RF000502" in still
+    assert still.index("ELG-001") < still.index("REF-006")
+
+
+@pytest.mark.parametrize("part", ["html", "text"])
+def test_fix_before_billing_lists_the_draft_claims_failing_a_critical_rule(part: str) -> None:
+    digest = money_digest()
+    items = fix_before_billing(digest)
+    # Critical findings on draft claims only: not the warning on a draft claim
+    # (CM000010), not the critical one on a submitted claim (CM000009).
+    assert [(i.claim_id, i.finding.rule_id, i.amount) for i in items] == [
+        ("CM000008", "ELG-001", 45000),
+        ("CM000007", "COD-001", 8000),
+    ]
+    email = build(digest)
+    assert email is not None
+    body = getattr(email, part)
+    plain = _unescape(body) if part == "html" else _unwrap(body)
+    start = plain.index("Fix before billing" if part == "html" else "FIX BEFORE BILLING")
+    block = plain[start : plain.index("New findings" if part == "html" else "NEW FINDINGS")]
+    if part == "html":
+        rows = [
+            "CM000008 ELG-001 Claim to a Medicare or Medicaid plan Claim CM000008 $450.00",
+            "CM000007 COD-001 CPT code outside the medical exercise codes "
+            "Claim line LN000702 $80.00",
+        ]
+    else:
+        rows = [
+            "Claim CM000008 [ELG-001] Claim to a Medicare or Medicaid plan: Claim CM000008, "
+            "$450.00",
+            "Claim CM000007 [COD-001] CPT code outside the medical exercise codes: "
+            "Claim line LN000702, $80.00",
+        ]
+    assert _positions(block, *rows) == sorted(_positions(block, *rows))
+    assert "CM000009" not in block and "CM000010" not in block
+
+
+@pytest.mark.parametrize("part", ["html", "text"])
+def test_filing_deadlines_of_the_week_come_soonest_first_with_ids_and_amounts(
+    part: str,
+) -> None:
+    email = build(money_digest())
+    assert email is not None
+    body = getattr(email, part)
+    plain = _unescape(body) if part == "html" else _unwrap(body)
+    heading = "Timely filing deadlines this week"
+    start = plain.index(heading if part == "html" else heading.upper())
+    block = plain[start : plain.index("New findings" if part == "html" else "NEW FINDINGS")]
+    if part == "html":
+        rows = ["2026-04-01 CM000020 CL000118 $90.00", "2026-04-05 CM000021 CL000119 $132.00"]
+    else:
+        rows = [
+            "2026-04-01 Claim CM000020 (client CL000118), $90.00",
+            "2026-04-05 Claim CM000021 (client CL000119), $132.00",
+        ]
+    assert _positions(block, *rows) == sorted(_positions(block, *rows))
+    # After the fix-before-billing block: the money first, then the deadlines.
+    assert plain.index("CM000008") < start
+
+
+def test_an_all_clear_practice_still_reads_its_filing_deadlines() -> None:
+    digest = dataclasses.replace(empty_digest(), filing_deadlines=money_digest().filing_deadlines)
+    email = build(digest)
+    assert email is not None
+    for body in (_unescape(email.html), email.text):
+        assert "All clear" in body and "CM000020" in body and "2026-04-01" in body
+
+
+def test_no_filing_block_without_deadlines() -> None:
+    digest = dataclasses.replace(money_digest(), filing_deadlines=[])
+    email = build(digest)
+    assert email is not None
+    assert "Timely filing" not in email.html and "TIMELY FILING" not in email.text
+
+
+def test_many_draft_claims_stay_under_100_kb_and_say_how_many_more() -> None:
+    new = [
+        tracked(finding("COD-001", f"LN{i:06d}", f"CL{i:06d}", entity_type="claim_line"))
+        for i in range(3000)
+    ]
+    exposure = {
+        t.finding.fingerprint: FindingExposure(1, 1000 + i, 0, 0, f"CM{i:06d}")
+        for i, t in enumerate(new)
+    }
+    digest = dataclasses.replace(
+        sample_digest(), new=new, still_open=[], due_soon=[], resolved=[], exposure=exposure
+    )
+    email = build(digest)
+    assert email is not None
+    assert len(email.html.encode("utf-8")) < MAX_HTML_BYTES
+    total = sum(1000 + i for i in range(3000))
+    assert money(total) in email.text and money(total) in email.html
+    # The largest first, and the rest counted.
+    block = email.text[email.text.index("FIX BEFORE BILLING") : email.text.index("NEW FINDINGS")]
+    assert block.index("CM002999") < block.index("CM002998")
+    assert re.search(r"\.\.\. and \d+ more", block)
+    assert "… and" in email.html[: email.html.index("New findings")]
+
+
 # ------------------------------------------------------------------ links
 
 
@@ -255,7 +488,11 @@ class _Balance(HTMLParser):
         self.stack.pop()
 
 
-@pytest.mark.parametrize("digest", [sample_digest(), empty_digest()], ids=["report", "all-clear"])
+@pytest.mark.parametrize(
+    "digest",
+    [sample_digest(), empty_digest(), money_digest()],
+    ids=["report", "all-clear", "with-money"],
+)
 def test_html_is_balanced_table_layout_with_inline_css(digest) -> None:  # type: ignore[no-untyped-def]
     email = build(digest)
     assert email is not None

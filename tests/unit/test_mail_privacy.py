@@ -14,10 +14,11 @@ from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from metaudit.demo import vocab
-from metaudit.digest import PracticeDigest, TrackedFinding
+from metaudit.digest import FilingDeadline, FindingExposure, PracticeDigest, TrackedFinding
 from metaudit.findings import Finding
 from metaudit.mail.content import OutgoingEmail, build_email
 from metaudit.mail.eml import render_eml
@@ -50,11 +51,50 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, li
 
     db = tmp_path_factory.mktemp("demo") / "demo.sqlite"
     generate(str(db), as_of=AS_OF, sessions=1500, practices=2, progress=False)
-    yield db, run_check(str(db), AS_OF).findings
+    result = run_check(str(db), AS_OF)
+    assert result.exposure is not None
+    EXPOSURE.update(_exposure(result.exposure, db))
+    assert result.deadlines is not None
+    for row in result.deadlines.to_dict("records"):
+        DEADLINES.setdefault(row["practice_id"], []).append(
+            FilingDeadline(
+                row["claim_id"],
+                row["client_id"],
+                row["earliest_service_date"],
+                int(row["timely_filing_days"]),
+                row["deadline"],
+                int(row["charges"]),
+            )
+        )
+    yield db, result.findings
+
+
+# The audit's exposure by fingerprint, as the results store gives it to the digest.
+EXPOSURE: dict[str, FindingExposure] = {}
+# The draft claims' filing deadlines per practice (all of them, not only the week's).
+DEADLINES: dict[str, list[FilingDeadline]] = {}
+
+
+def _exposure(frame: pd.DataFrame, db: Path) -> dict[str, FindingExposure]:
+    from metaudit.exposure import claim_of_record
+
+    with sqlite3.connect(db) as conn:
+        claim_of_line = dict(conn.execute("SELECT line_id, claim_id FROM claim_lines"))
+    return {
+        row.fingerprint: FindingExposure(
+            int(row.lines),
+            int(row.fix_before_billing),
+            int(row.in_flight),
+            int(row.recoupment_risk),
+            claim_of_record(row.entity_type, row.entity_id, claim_of_line),
+        )
+        for row in frame.itertuples()
+    }
 
 
 def _digests(findings: list[Finding], db: Path) -> list[PracticeDigest]:
-    """One digest per practice: half the findings new, half still open, a few resolved."""
+    """One digest per practice: half the findings new, half still open, a few resolved,
+    each with its exposure (so the money blocks are scanned too)."""
     with sqlite3.connect(db) as conn:
         names = dict(conn.execute("SELECT practice_id, name FROM practices"))
     as_of = AS_OF.isoformat()
@@ -70,7 +110,19 @@ def _digests(findings: list[Finding], db: Path) -> list[PracticeDigest]:
         still = [t for t in tracked if t.first_seen != as_of]
         resolved = [TrackedFinding(t.finding, "2026-02-01", as_of) for t in tracked[:5]]
         due = [t for t in tracked if t.finding.due_date and t.finding.due_date <= week]
-        out.append(PracticeDigest(pid, names.get(pid, pid), as_of, new, still, resolved, due))
+        out.append(
+            PracticeDigest(
+                pid,
+                names.get(pid, pid),
+                as_of,
+                new,
+                still,
+                resolved,
+                due,
+                exposure={f.fingerprint: EXPOSURE[f.fingerprint] for f in mine},
+                filing_deadlines=DEADLINES.get(pid, []),
+            )
+        )
     return out
 
 
@@ -156,6 +208,12 @@ def test_no_names_birth_dates_diagnoses_or_notes(audited: tuple[Path, list[Findi
     assert len(words) > 30 and len(phrases) > 100
     digests = _digests(findings, db)
     assert digests
+    # The demo bills few drafts with critical findings: scan the fix-before-billing block
+    # too, as it reads when every claim found were still a draft.
+    drafts = [_as_drafts(d) for d in digests]
+    assert all("FIX BEFORE BILLING" in _email(d).text for d in drafts)
+    assert all("TIMELY FILING DEADLINES THIS WEEK" in _email(d).text for d in digests)
+    digests += drafts
     leaks = _leaks(digests[0], phrases, words)
     assert leaks == [], f"{digests[0].practice_id}: {leaks[:10]}"
     for digest in digests[1:]:
@@ -190,6 +248,32 @@ def test_the_scan_catches_a_planted_name_code_and_note(audited: tuple[Path, list
 
 def _leaks(digest: PracticeDigest, phrases: set[str], words: set[str]) -> list[str]:
     """The forbidden phrases and whole words found anywhere in the digest's email."""
+    everything = _all_text(_email(digest))
+    # The rulebook's sentences are scanned too: an example code they cited (COD-003 once
+    # cited M54.5, the very header code the demo injects) lets a reader guess a diagnosis.
+    # The record ids are there: the mail is useful, not empty; so is the money.
+    assert digest.new[0].finding.entity_id in everything
+    assert "Money at risk" in everything
+    found = {p for p in phrases if p in everything}
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, sorted(words))) + r")(?![\w])")
+    found.update(m.group(1) for m in pattern.finditer(everything))
+    # No ICD-10 code at all, whether or not a record holds it.
+    found.update(ICD10_CODE.findall(everything))
+    return sorted(found)
+
+
+def _as_drafts(digest: PracticeDigest) -> PracticeDigest:
+    """The digest with the money of every finding on a claim moved to fix before billing."""
+    import dataclasses
+
+    moved = {
+        fp: FindingExposure(e.lines, e.total, 0, 0, e.claim_id) if e.claim_id else e
+        for fp, e in digest.exposure.items()
+    }
+    return dataclasses.replace(digest, exposure=moved)
+
+
+def _email(digest: PracticeDigest) -> OutgoingEmail:
     message = build_email(
         digest,
         ["lead@example.org"],
@@ -198,17 +282,7 @@ def _leaks(digest: PracticeDigest, phrases: set[str], words: set[str]) -> list[s
         sender="audit@example.org",
     )
     assert message is not None
-    everything = _all_text(message)
-    # The rulebook's sentences are scanned too: an example code they cited (COD-003 once
-    # cited M54.5, the very header code the demo injects) lets a reader guess a diagnosis.
-    # The record ids are there: the mail is useful, not empty.
-    assert digest.new[0].finding.entity_id in everything
-    found = {p for p in phrases if p in everything}
-    pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, sorted(words))) + r")(?![\w])")
-    found.update(m.group(1) for m in pattern.finditer(everything))
-    # No ICD-10 code at all, whether or not a record holds it.
-    found.update(ICD10_CODE.findall(everything))
-    return sorted(found)
+    return message
 
 
 def test_no_rule_text_that_is_mailed_cites_an_icd10_code() -> None:

@@ -14,7 +14,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from mail_builders import empty_digest, sample_digest
+from mail_builders import empty_digest, money_digest, sample_digest
 
 from metaudit.mail.content import PAGE, build_email
 
@@ -97,7 +97,11 @@ def _screenshot(html: str, tmp_path: Path) -> Path:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium: apt-get install chromium")
-@pytest.mark.parametrize("digest", [sample_digest(), empty_digest()], ids=["report", "all-clear"])
+@pytest.mark.parametrize(
+    "digest",
+    [sample_digest(), empty_digest(), money_digest()],
+    ids=["report", "all-clear", "with-money"],
+)
 def test_email_renders_non_blank_and_at_most_800_px_wide(digest, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     email = build_email(
         digest,

@@ -353,6 +353,61 @@ def persisted(
     return {"store_url": store_url, "persisted": stored, "data": tmp_path}
 
 
+def test_persist_stores_the_exposure_beside_the_findings(
+    persisted: dict[str, Any], demo: GenerationReport
+) -> None:
+    import sqlite3
+
+    from metaudit.exposure import read_exposure
+
+    store = ResultsStore(persisted["store_url"])
+    rows = read_exposure(Path(persisted["persisted"]["out_dir"], "exposure.jsonl"))
+    stored = store.exposure(AS_OF, "PR0001")
+    findings = {f.fingerprint: f for f in store.findings(AS_OF, "PR0001")}
+    assert set(stored) == {r["fingerprint"] for r in rows} == set(findings)
+    for row in rows:
+        money = stored[row["fingerprint"]]
+        assert (
+            money.lines,
+            money.fix_before_billing,
+            money.in_flight,
+            money.recoupment_risk,
+            money.total,
+        ) == (
+            row["lines"],
+            row["fix_before_billing"],
+            row["in_flight"],
+            row["recoupment_risk"],
+            row["total"],
+        )
+    assert sum(m.total for m in stored.values()) > 0
+    # Each finding on a claim, claim line or claim diagnosis names its claim.
+    with sqlite3.connect(demo.database) as conn:
+        claim_of_line = dict(conn.execute("SELECT line_id, claim_id FROM claim_lines"))
+    on_lines = [f for f in findings.values() if f.entity_type == "claim_line"]
+    assert on_lines, "the demo's audit should find claim lines"
+    for f in on_lines:
+        assert stored[f.fingerprint].claim_id == claim_of_line[f.entity_id]
+    for f in findings.values():
+        if f.entity_type == "claim":
+            assert stored[f.fingerprint].claim_id == f.entity_id
+        elif f.entity_type in ("client", "session", "referral"):
+            assert stored[f.fingerprint].claim_id is None
+    store.close()
+
+
+def test_persist_stores_the_draft_claims_filing_deadlines(persisted: dict[str, Any]) -> None:
+    from metaudit.deadlines import DEADLINES_FILE, read_deadlines
+
+    written = read_deadlines(Path(persisted["persisted"]["out_dir"], DEADLINES_FILE))
+    assert written, "the demo has draft claims not yet submitted"
+    store = ResultsStore(persisted["store_url"])
+    assert store.filing_deadlines(AS_OF, "PR0001") == sorted(
+        written, key=lambda d: (d.deadline, d.claim_id)
+    )
+    store.close()
+
+
 def _plain_text(eml: Path) -> str:
     import email
     import email.policy
@@ -667,3 +722,31 @@ def test_partitions_are_owner_only_whatever_the_umask(typed, tmp_path: Path) -> 
     assert modes == {0o600}
     for item in (folder, root, root.parent):
         assert stat.S_IMODE(item.stat().st_mode) == 0o700, item
+
+
+def test_persist_without_the_partition_stores_the_money_without_line_claims(
+    demo: GenerationReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    import shutil
+
+    monkeypatch.setenv("METAUDIT_DATA_DIR", str(tmp_path))
+    store_url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    source = str(demo.database)
+    orchestration.plan_run(
+        source, store_url, run_id="r1", dag_id="met", as_of=AS_OF, wanted=["PR0001"]
+    )
+    (work,) = orchestration.extract(source, AS_OF, ["PR0001"], store_url=store_url, run_id="r1")
+    validated = orchestration.validate_practice("PR0001", work["partition"], work["as_of"])
+    shutil.rmtree(work["partition"])
+    orchestration.persist_practice(store_url, "r1", validated)
+    assert "findings on claim lines are stored without their claim" in caplog.text
+    store = ResultsStore(store_url)
+    stored = store.exposure(AS_OF, "PR0001")
+    findings = store.findings(AS_OF, "PR0001")
+    assert set(stored) == {f.fingerprint for f in findings}
+    for f in findings:
+        if f.entity_type == "claim_line":
+            assert stored[f.fingerprint].claim_id is None
+        elif f.entity_type == "claim":
+            assert stored[f.fingerprint].claim_id == f.entity_id
+    store.close()

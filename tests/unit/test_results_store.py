@@ -86,7 +86,7 @@ def test_migrations_build_exactly_the_models(store: ResultsStore) -> None:
 
 def test_migrating_again_changes_nothing(store: ResultsStore) -> None:
     persist(store, D1, [finding("REF-001", "C1", D1)])
-    assert migrate(store.engine) == "0002"
+    assert migrate(store.engine) == "0003"
     assert len(store.findings(D1, PRACTICE)) == 1
 
 
@@ -104,7 +104,7 @@ def test_the_store_keeps_its_own_version_table_beside_another_alembic_project(
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == (
             "airflow-head"
         )
-        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0002"
+        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0003"
     store.close()
 
 
@@ -335,3 +335,74 @@ def test_alerts_are_recorded_for_the_admins(store: ResultsStore) -> None:
     (alert,) = store.alerts("run-0")
     assert alert["id"] == alert_id and alert["practice_id"] == PRACTICE
     assert alert["notified_at"] is None and alert["as_of"] == D1
+
+
+# -- exposure --------------------------------------------------------------------------------
+
+
+def test_exposure_is_stored_beside_the_findings_and_replaced_with_them(
+    store: ResultsStore,
+) -> None:
+    from metaudit.digest import FindingExposure
+
+    day1 = [finding("REF-001", "C1", D1), finding("REF-002", "C2", D1)]
+    money = {
+        day1[0].fingerprint: FindingExposure(2, 15000, 0, 4999, "CLM-1"),
+        day1[1].fingerprint: FindingExposure(1, 0, 2**40, 0),
+    }
+    store.persist_practice("run-1", D1, PRACTICE, day1, exposure=money)
+    assert store.exposure(D1, PRACTICE) == money
+    digest = store.digest(PRACTICE, D1)
+    assert digest.exposure_of(day1[0]).total == 19999
+    assert digest.exposure_of(day1[1]).in_flight == 2**40
+    before = store.table_contents("finding_exposure")
+    store.persist_practice("run-1", D1, PRACTICE, day1, exposure=money)
+    assert store.table_contents("finding_exposure") == before  # untouched, ids too
+    # A rerun without the second finding, and a changed amount on the first.
+    changed = {day1[0].fingerprint: FindingExposure(2, 100, 0, 0, "CLM-1")}
+    store.persist_practice("run-2", D1, PRACTICE, day1[:1], exposure=changed)
+    assert store.exposure(D1, PRACTICE) == changed
+    # A rerun without exposure stores none (no stale money).
+    store.persist_practice("run-3", D1, PRACTICE, day1[:1])
+    assert store.exposure(D1, PRACTICE) == {}
+    assert store.digest(PRACTICE, D1).exposure_of(day1[0]).total == 0
+
+
+def test_exposure_of_a_finding_not_stored_is_refused(store: ResultsStore) -> None:
+    from metaudit.digest import FindingExposure
+
+    with pytest.raises(ValueError, match="not among the findings"):
+        store.persist_practice(
+            "run-1",
+            D1,
+            PRACTICE,
+            [finding("REF-001", "C1", D1)],
+            exposure={"REF-009|client|C9": FindingExposure(1, 1, 0, 0)},
+        )
+    assert store.findings(D1, PRACTICE) == []
+
+
+def test_filing_deadlines_are_stored_and_the_digest_carries_those_of_the_week(
+    store: ResultsStore,
+) -> None:
+    from metaudit.digest import FilingDeadline
+
+    def due(claim: str, day: date) -> FilingDeadline:
+        return FilingDeadline(claim, "C1", "2026-01-01", 90, day.isoformat(), 15000)
+
+    week = [due("CLM-2", D1 + timedelta(days=7)), due("CLM-1", D1), due("CLM-3", D1)]
+    later = due("CLM-9", D1 + timedelta(days=8))
+    past = due("CLM-0", D1 - timedelta(days=1))
+    findings = [finding("REF-001", "C1", D1)]
+    store.persist_practice("run-1", D1, PRACTICE, findings, deadlines=[*week, later, past])
+    assert len(store.filing_deadlines(D1, PRACTICE)) == 5
+    # Within the week (the as-of date and the 7 days after it), soonest first, then by claim.
+    assert store.digest(PRACTICE, D1).filing_deadlines == [week[1], week[2], week[0]]
+    before = store.table_contents("filing_deadlines")
+    store.persist_practice("run-1", D1, PRACTICE, findings, deadlines=[*week, later, past])
+    assert store.table_contents("filing_deadlines") == before
+    # A rerun replaces the date's deadlines: a claim submitted since has none.
+    store.persist_practice("run-2", D1, PRACTICE, findings, deadlines=[week[0]])
+    assert store.digest(PRACTICE, D1).filing_deadlines == [week[0]]
+    store.persist_practice("run-3", D1, PRACTICE, findings)
+    assert store.filing_deadlines(D1, PRACTICE) == []

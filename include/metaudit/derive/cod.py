@@ -69,6 +69,8 @@ def derive(view: AuditView, settings: Settings) -> list[Frame]:
         Frame("cod_client_date", "client_date", _client_date_facts(ctx)),
         Frame("cod_claim", "claim", _claim_facts(ctx)),
     ]
+    # The filing deadlines of draft claims (metaudit.deadlines) reuse COD-009's inputs.
+    view.cache["cod_claim_facts"] = frames[-1].data
     log.debug("COD frames: %s", {f.name: len(f.data) for f in frames})
     return frames
 

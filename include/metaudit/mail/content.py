@@ -5,11 +5,17 @@ digest into an :class:`OutgoingEmail` (subject, HTML, plain text, recipients,
 SendGrid categories and custom args) that the outbox stores and the SendGrid
 client posts. Tests assert the content here, and the payload at the edge.
 
-What a compliance lead reads, in order: the counts, links to the run and to the
-practice's audit packets, the new findings (by severity, grouped by rule with
-the rule's plain meaning and how to fix it, each record by its id), what is
-still open (per rule, with the oldest), what was resolved since the last run,
-and what comes due within the week.
+What a compliance lead reads, in order: the money the open findings put at
+risk, per class (fix before billing, in flight, recoupment risk), the counts,
+links to the run and to the practice's audit packets, the draft claims that
+fail a critical rule (fix them before billing), the draft claims whose
+timely-filing deadline falls within the week, the new findings (by severity,
+grouped by rule with the rule's plain meaning and how to fix it, each record by
+its id), what is still open (per rule, with the oldest), what was resolved since
+the last run, and what comes due within the week. Within each severity, rules
+and their records come by exposure, largest first (ties in the order by rule
+id, and by due date, client and record id). The money parts appear when the
+digest carries exposure (the results store has it for the date).
 
 Minimum necessary: the email names records and clients by id only. Findings'
 messages are the rulebook's sentences, which carry ids, dates and static
@@ -26,12 +32,12 @@ import html
 import logging
 import textwrap
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from metaudit.digest import PracticeDigest, TrackedFinding
+from metaudit.digest import FilingDeadline, FindingExposure, PracticeDigest, TrackedFinding
 from metaudit.findings import SEVERITY_RANK, Finding
 from metaudit.rulebook import RULES, SEVERITY_MEANINGS, SEVERITY_ORDER, entity_label
 
@@ -40,6 +46,7 @@ log = logging.getLogger(__name__)
 DAG_ID = "met_compliance_nightly"
 MAX_HTML_BYTES = 100_000
 DUE_LIST_LIMIT = 50
+FIX_BEFORE_BILLING_LIMIT = 50
 RESOLVED_PER_RULE_LIMIT = 10
 SUBJECT_PREFIX = "[MET Audit]"
 TEXT_WIDTH = 76
@@ -53,6 +60,21 @@ BRAND = "#1d3b5a"
 SEVERITY_COLOURS = {"critical": "#b42318", "warning": "#b54708", "notice": "#175cd3"}
 SEVERITY_TINTS = {"critical": "#fef3f2", "warning": "#fffaeb", "notice": "#eff8ff"}
 GOOD = "#067647"
+# The money classes of metaudit.exposure, as the email names them.
+MONEY_CLASS_LABELS = {
+    "fix_before_billing": "fix before billing",
+    "in_flight": "in flight",
+    "recoupment_risk": "recoupment risk",
+}
+FILING_HEADING = "Timely filing deadlines this week"
+FILING_NOTE = (
+    "Draft claims not yet submitted whose filing limit (the policy's, else the payer's) "
+    "runs out within 7 days: submit them by the date."
+)
+MONEY_NOTE = (
+    "Charges of the claim lines the open findings touch (paid claims: the paid amount); "
+    "a line touched by several findings counts for each."
+)
 FONT = "Arial,Helvetica,sans-serif"
 MONO = "Consolas,Menlo,'Courier New',monospace"
 
@@ -134,6 +156,49 @@ def count_digest(digest: PracticeDigest) -> DigestCounts:
         open_by_severity=by_severity,
         due_soon=len(digest.due_soon),
         resolved=len(digest.resolved),
+    )
+
+
+def money(cents: int) -> str:
+    """Integer cents as dollars: 123456 -> "$1,234.56", -5 -> "-$0.05" (exact, no floats)."""
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(int(cents)), 100)
+    return f"{sign}${whole:,}.{part:02d}"
+
+
+def exposure_totals(digest: PracticeDigest) -> dict[str, int]:
+    """The open findings' (new and still open) exposure summed per money class, in cents."""
+    totals = dict.fromkeys(MONEY_CLASS_LABELS, 0)
+    for t in (*digest.new, *digest.still_open):
+        exposure = digest.exposure_of(t.finding)
+        for name in totals:
+            totals[name] += getattr(exposure, name)
+    return totals
+
+
+@dataclass(frozen=True)
+class DraftClaimItem:
+    """A draft claim failing a critical rule: the finding and its draft lines' charges."""
+
+    claim_id: str
+    finding: Finding
+    amount: int
+
+
+def fix_before_billing(digest: PracticeDigest) -> list[DraftClaimItem]:
+    """The open critical findings on draft claims (a claim, its line or diagnosis), with
+    the draft charges at risk: largest first, then by claim, rule and record id."""
+    items = []
+    for t in (*digest.new, *digest.still_open):
+        exposure = digest.exposure_of(t.finding)
+        if (
+            t.finding.severity == "critical"
+            and exposure.claim_id
+            and exposure.fix_before_billing > 0
+        ):
+            items.append(DraftClaimItem(exposure.claim_id, t.finding, exposure.fix_before_billing))
+    return sorted(
+        items, key=lambda i: (-i.amount, i.claim_id, i.finding.rule_id, i.finding.entity_id)
     )
 
 
@@ -249,10 +314,14 @@ def _item_key(t: TrackedFinding) -> tuple[str, str, str]:
     return (f.due_date or "9999-99-99", f.client_id or "", f.entity_id)
 
 
-def group_by_rule(items: Iterable[TrackedFinding]) -> list[RuleGroup]:
+def group_by_rule(
+    items: Iterable[TrackedFinding], exposure: Callable[[Finding], FindingExposure] | None = None
+) -> list[RuleGroup]:
     """Findings grouped by rule: severity first (critical, warning, notice), then rule id.
 
-    Within a rule, records come by due date, client id, then record id.
+    Within a rule, records come by due date, client id, then record id. With
+    ``exposure`` (a finding's money), rules of a severity come by the total exposure of
+    their records and records by their own, largest first; ties keep the order above.
     """
     by_rule: dict[str, list[TrackedFinding]] = defaultdict(list)
     for item in items:
@@ -269,6 +338,22 @@ def group_by_rule(items: Iterable[TrackedFinding]) -> list[RuleGroup]:
                 fix=fix,
                 items=tuple(sorted(members, key=_item_key)),
             )
+        )
+    if exposure is not None:
+
+        def at_risk(t: TrackedFinding) -> int:
+            return exposure(t.finding).total
+
+        groups = [
+            replace(g, items=tuple(sorted(g.items, key=lambda t: -at_risk(t)))) for g in groups
+        ]
+        return sorted(
+            groups,
+            key=lambda g: (
+                SEVERITY_RANK.get(g.severity, 9),
+                -sum(at_risk(t) for t in g.items),
+                g.rule_id,
+            ),
         )
     return sorted(groups, key=lambda g: (SEVERITY_RANK.get(g.severity, 9), g.rule_id))
 
@@ -341,12 +426,13 @@ def _section_heading(title: str, note: str = "") -> str:
     )
 
 
-def _tile(value: int, label: str, colour: str) -> str:
+def _tile(value: int | str, label: str, colour: str, width: str = "25%", size: int = 26) -> str:
     return _td(
-        f'<div style="font-size:26px;font-weight:bold;color:{colour};line-height:30px;">{value}</div>'
+        f'<div style="font-size:{size}px;font-weight:bold;color:{colour};line-height:30px;">'
+        f"{_e(str(value))}</div>"
         f'<div style="font-size:12px;color:{MUTED};">{_e(label)}</div>',
         f"padding:10px 6px;text-align:center;border:1px solid {RULE_LINE};background:#ffffff;",
-        width="25%",
+        width=width,
     )
 
 
@@ -357,7 +443,19 @@ def _more_line(hidden: int, where: str) -> str:
     )
 
 
-def _finding_rows(items: Sequence[TrackedFinding], limit: int, where: str) -> str:
+def _at_risk(exposure: FindingExposure | None) -> str | None:
+    """ "$1,234.56 at risk" for a finding with money at risk; None without."""
+    if exposure is None or not exposure.total:
+        return None
+    return f"{money(exposure.total)} at risk"
+
+
+def _finding_rows(
+    items: Sequence[TrackedFinding],
+    limit: int,
+    where: str,
+    exposure: Callable[[Finding], FindingExposure] | None = None,
+) -> str:
     rows = []
     for t in items[:limit]:
         f = t.finding
@@ -368,6 +466,9 @@ def _finding_rows(items: Sequence[TrackedFinding], limit: int, where: str) -> st
         )
         if f.due_date:
             meta.append(f"due <b>{_e(f.due_date)}</b>")
+        risk = _at_risk(exposure(f) if exposure else None)
+        if risk:
+            meta.append(f"<b>{_e(risk)}</b>")
         meta_html = (
             f'<div style="font-size:12px;color:{MUTED};margin-top:2px;">{" · ".join(meta)}</div>'
             if meta
@@ -382,7 +483,12 @@ def _finding_rows(items: Sequence[TrackedFinding], limit: int, where: str) -> st
     return "".join(rows)
 
 
-def _new_group_html(group: RuleGroup, limit: int, where: str) -> str:
+def _new_group_html(
+    group: RuleGroup,
+    limit: int,
+    where: str,
+    exposure: Callable[[Finding], FindingExposure] | None = None,
+) -> str:
     colour = SEVERITY_COLOURS.get(group.severity, MUTED)
     tint = SEVERITY_TINTS.get(group.severity, PAGE)
     explain = ""
@@ -408,7 +514,7 @@ def _new_group_html(group: RuleGroup, limit: int, where: str) -> str:
         f"</div>{explain}"
         '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
         'style="margin-top:8px;">'
-        f"{_finding_rows(group.items, limit, where)}</table>"
+        f"{_finding_rows(group.items, limit, where, exposure)}</table>"
         "</td></tr></table></td></tr>"
     )
 
@@ -462,6 +568,19 @@ class _Parts:
     run_link: str | None
     packets_link: str | None
     where_more: str
+    # The money parts: None and empty when the digest carries no exposure.
+    money_totals: dict[str, int] | None = None
+    draft_claims: list[DraftClaimItem] = field(default_factory=list)
+    filing_deadlines: list[FilingDeadline] = field(default_factory=list)
+    exposure: Callable[[Finding], FindingExposure] | None = None
+
+    def group_at_risk(self, group: RuleGroup) -> str | None:
+        """The rule's records' money at risk, as the email shows it; None without any."""
+        if self.exposure is None:
+            return None
+        exposure = self.exposure
+        total = sum(exposure(t.finding).total for t in group.items)
+        return money(total) if total else None
 
 
 def _parts(
@@ -484,18 +603,23 @@ def _parts(
             f"{counts.new_critical} new critical, {counts.new} new in all, {counts.open} open, "
             f"{counts.due_soon} due this week, {counts.resolved} resolved."
         )
+    exposure = digest.exposure_of if digest.exposure else None
     return _Parts(
         name=display_name(digest, practice_name),
         subject=build_subject(digest, practice_name),
         preheader=preheader,
         counts=counts,
-        new_groups=group_by_rule(digest.new),
-        open_groups=group_by_rule(digest.still_open),
+        new_groups=group_by_rule(digest.new, exposure),
+        open_groups=group_by_rule(digest.still_open, exposure),
         resolved_groups=group_by_rule(digest.resolved),
         due=due_items(digest),
         run_link=run_link,
         packets_link=packets_link,
         where_more=where,
+        money_totals=exposure_totals(digest) if exposure else None,
+        draft_claims=fix_before_billing(digest) if exposure else [],
+        filing_deadlines=sorted(digest.filing_deadlines, key=lambda d: (d.deadline, d.claim_id)),
+        exposure=exposure,
     )
 
 
@@ -512,6 +636,21 @@ def _render_html(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
         f'<div style="font-size:14px;color:#e4edf6;margin-top:2px;">Records as of {_e(digest.as_of)}</div>'
         "</td></tr>"
     )
+    if p.money_totals is not None and not c.nothing_to_report:
+        rows.append(
+            '<tr><td style="padding:18px 24px 0 24px;">'
+            f'<div style="font-size:13px;font-weight:bold;color:{INK};margin-bottom:6px;">'
+            "Money at risk</div>"
+            '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
+            'style="border-collapse:collapse;"><tr>'
+            + "".join(
+                _tile(money(p.money_totals[name]), label, BRAND, "33%", 20)
+                for name, label in MONEY_CLASS_LABELS.items()
+            )
+            + "</tr></table>"
+            f'<div style="font-size:12px;color:{MUTED};margin-top:6px;">{_e(MONEY_NOTE)}</div>'
+            "</td></tr>"
+        )
     if c.nothing_to_report:
         rows.append(
             '<tr><td style="padding:22px 24px;">'
@@ -542,7 +681,60 @@ def _render_html(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
         buttons.append(_button(p.packets_link, "Audit packets"))
     if buttons:
         rows.append(f'<tr><td style="padding:10px 24px 8px 24px;">{"".join(buttons)}</td></tr>')
+    if p.draft_claims:
+        rows.append(
+            _section_heading(
+                "Fix before billing",
+                "Draft claims that fail a critical rule: correct them before they are billed.",
+            )
+        )
+        draft_limit = _draft_limit(limit)
+        rows.append(
+            _table_html(
+                ("Claim", "Rule", "Record", "Draft charges"),
+                (
+                    (
+                        _mono(item.claim_id),
+                        f"{_mono(item.finding.rule_id)} {_e(_rule_text(item.finding.rule_id)[0])}",
+                        _e(record_label(item.finding)),
+                        f"<b>{_e(money(item.amount))}</b>",
+                    )
+                    for item in p.draft_claims[:draft_limit]
+                ),
+                ("20%", "40%", "22%", "18%"),
+            )
+        )
+        if len(p.draft_claims) > draft_limit:
+            hidden = len(p.draft_claims) - draft_limit
+            rows.append(
+                f'<tr><td style="padding:0 24px 8px 24px;font-size:13px;color:{MUTED};">'
+                f"… and {_plural(hidden, 'more')}: {_e(p.where_more)}</td></tr>"
+            )
 
+    if p.filing_deadlines:
+        rows.append(_section_heading(FILING_HEADING, FILING_NOTE))
+        draft_limit = _draft_limit(limit)
+        rows.append(
+            _table_html(
+                ("File by", "Claim", "Client", "Draft charges"),
+                (
+                    (
+                        f"<b>{_e(d.deadline)}</b>",
+                        _mono(d.claim_id),
+                        _mono(d.client_id),
+                        f"<b>{_e(money(d.charges))}</b>",
+                    )
+                    for d in p.filing_deadlines[:draft_limit]
+                ),
+                ("22%", "30%", "26%", "22%"),
+            )
+        )
+        if len(p.filing_deadlines) > draft_limit:
+            hidden = len(p.filing_deadlines) - draft_limit
+            rows.append(
+                f'<tr><td style="padding:0 24px 8px 24px;font-size:13px;color:{MUTED};">'
+                f"… and {_plural(hidden, 'more claim')}: {_e(p.where_more)}</td></tr>"
+            )
     if p.new_groups:
         rows.append(
             _section_heading("New findings", "First found in this run, most serious first.")
@@ -557,25 +749,28 @@ def _render_html(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
                     f'<span style="font-size:13px;color:{colour};">'
                     f"{_e(SEVERITY_MEANINGS.get(current, ''))}</span></td></tr>"
                 )
-            rows.append(_new_group_html(group, limit, p.where_more))
+            rows.append(_new_group_html(group, limit, p.where_more, p.exposure))
     if p.open_groups:
         rows.append(_section_heading("Still open", "Found on an earlier run and still not fixed."))
-        rows.append(
-            _table_html(
-                ("Rule", "Severity", "Records", "Oldest (first seen)"),
-                (
-                    (
-                        f"{_mono(g.rule_id)} {_e(g.title)}",
-                        _badge(g.severity),
-                        str(len(g.items)),
-                        f"{_e(record_label(g.oldest.finding))}<br>"
-                        f'<span style="color:{MUTED};">since {_e(g.oldest_first_seen)}</span>',
-                    )
-                    for g in p.open_groups
-                ),
-                ("46%", "14%", "10%", "30%"),
-            )
-        )
+        open_rows = [
+            [
+                f"{_mono(g.rule_id)} {_e(g.title)}",
+                _badge(g.severity),
+                str(len(g.items)),
+                f"{_e(record_label(g.oldest.finding))}<br>"
+                f'<span style="color:{MUTED};">since {_e(g.oldest_first_seen)}</span>',
+            ]
+            for g in p.open_groups
+        ]
+        if p.exposure is None:
+            header: tuple[str, ...] = ("Rule", "Severity", "Records", "Oldest (first seen)")
+            widths: tuple[str, ...] = ("46%", "14%", "10%", "30%")
+        else:
+            header = ("Rule", "Severity", "Records", "At risk", "Oldest (first seen)")
+            widths = ("36%", "14%", "9%", "14%", "27%")
+            for row, g in zip(open_rows, p.open_groups, strict=True):
+                row.insert(3, _e(p.group_at_risk(g) or "none"))
+        rows.append(_table_html(header, open_rows, widths))
     if p.resolved_groups:
         rows.append(
             _section_heading("Resolved since the last run", "Open on the previous run, fixed now.")
@@ -665,6 +860,16 @@ def _render_text(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
     p = parts
     c = p.counts
     lines = [f"MET Audit morning report: {p.name}", f"Records as of {digest.as_of}", ""]
+    if p.money_totals is not None and not c.nothing_to_report:
+        lines.append(
+            "Money at risk: "
+            + " | ".join(
+                f"{money(p.money_totals[name])} {label}"
+                for name, label in MONEY_CLASS_LABELS.items()
+            )
+        )
+        lines += _wrap(MONEY_NOTE, "  ", "  ")
+        lines.append("")
     if c.nothing_to_report:
         lines += _wrap(
             f"All clear: no finding is open and nothing comes due this week for {p.name} "
@@ -686,6 +891,39 @@ def _render_text(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
     if p.packets_link:
         lines.append(f"Audit packets: {p.packets_link}")
 
+    if p.draft_claims:
+        lines += _heading("Fix before billing")
+        lines += _wrap(
+            "Draft claims that fail a critical rule: correct them before they are billed."
+        )
+        lines.append("")
+        draft_limit = _draft_limit(limit)
+        for item in p.draft_claims[:draft_limit]:
+            lines += _wrap(
+                f"Claim {item.claim_id}  [{item.finding.rule_id}] "
+                f"{_rule_text(item.finding.rule_id)[0]}: {record_label(item.finding)}, "
+                f"{money(item.amount)}",
+                "    ",
+                "  - ",
+            )
+        if len(p.draft_claims) > draft_limit:
+            lines.append(
+                f"  ... and {_plural(len(p.draft_claims) - draft_limit, 'more')}: {p.where_more}"
+            )
+
+    if p.filing_deadlines:
+        lines += _heading(FILING_HEADING)
+        lines += _wrap(FILING_NOTE)
+        lines.append("")
+        draft_limit = _draft_limit(limit)
+        for d in p.filing_deadlines[:draft_limit]:
+            client = f" (client {d.client_id})" if d.client_id else ""
+            lines += _wrap(
+                f"{d.deadline}  Claim {d.claim_id}{client}, {money(d.charges)}", "    ", "  - "
+            )
+        if len(p.filing_deadlines) > draft_limit:
+            hidden = len(p.filing_deadlines) - draft_limit
+            lines.append(f"  ... and {_plural(hidden, 'more claim')}: {p.where_more}")
     if p.new_groups:
         lines += _heading("New findings")
         current = None
@@ -706,6 +944,9 @@ def _render_text(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
                 extra = [f"client {f.client_id}"] if _names_other_client(f) else []
                 if f.due_date:
                     extra.append(f"due {f.due_date}")
+                risk = _at_risk(p.exposure(f) if p.exposure else None)
+                if risk:
+                    extra.append(risk)
                 tail = f" ({', '.join(extra)})" if extra else ""
                 lines += _wrap(f.message + tail, "    ", "  - ")
             if len(group.items) > limit:
@@ -716,9 +957,11 @@ def _render_text(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
     if p.open_groups:
         lines += _heading("Still open")
         for g in p.open_groups:
+            risk = p.group_at_risk(g)
+            at_risk = f", {risk} at risk" if risk else ""
             lines += _wrap(
-                f"[{g.rule_id}] {g.title} ({g.severity}): {_plural(len(g.items), 'record')}, "
-                f"oldest {record_label(g.oldest.finding)} since {g.oldest_first_seen}",
+                f"[{g.rule_id}] {g.title} ({g.severity}): {_plural(len(g.items), 'record')}"
+                f"{at_risk}, oldest {record_label(g.oldest.finding)} since {g.oldest_first_seen}",
                 "    ",
                 "  - ",
             )
@@ -761,6 +1004,12 @@ def _render_text(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
 
 
 # ------------------------------------------------------------------ the message
+
+
+def _draft_limit(limit: int) -> int:
+    """How many draft-claim findings the "fix before billing" block lists (scales with
+    the records listed per rule, so a huge night still fits)."""
+    return min(FIX_BEFORE_BILLING_LIMIT, max(limit * 2, 5))
 
 
 def _limits(start: int) -> list[int]:

@@ -1,6 +1,6 @@
 """The results store's tables (SQLAlchemy models); Alembic migrations create them.
 
-Eight tables, each keyed the way a rerun must find its own rows again:
+Ten tables, each keyed the way a rerun must find its own rows again:
 
 - ``audit_runs``: one row per Airflow run (run id, as-of date, the practices it
   planned, its status, the practices that failed, extract timings).
@@ -17,6 +17,13 @@ Eight tables, each keyed the way a rerun must find its own rows again:
   ``last_seen``) and ``resolved_on``, the first as-of date with results after
   ``last_seen`` (NULL while still open). Recomputed from ``findings`` after every
   store, so a rerun of an earlier date keeps it consistent.
+- ``finding_exposure``: the money each stored finding puts at risk (integer
+  cents per class, as the validate stage's ``exposure.jsonl`` gives it), keyed
+  like ``findings`` by as-of date, practice and fingerprint, and replaced with
+  them; ``claim_id`` is the claim the finding's record is, if any.
+- ``filing_deadlines``: the draft claims of each as-of date and practice with
+  their timely-filing deadline (``filing_deadlines.jsonl``), one row per claim,
+  replaced with the findings.
 - ``alerts``: task failures recorded by the failure callback for the admins;
   ``notified_at`` is set by whatever delivers them.
 - ``packet_downloads``: every packet served by the packets page (who, when,
@@ -121,6 +128,37 @@ class StoredFinding(Base):
     client_id: Mapped[str | None] = mapped_column(sa.String(64))
     message: Mapped[str] = mapped_column(sa.Text)
     due_date: Mapped[date | None] = mapped_column(sa.Date)
+
+
+class StoredExposure(Base):
+    __tablename__ = "finding_exposure"
+    __table_args__ = (sa.UniqueConstraint("as_of", "practice_id", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    as_of: Mapped[date] = mapped_column(sa.Date)
+    practice_id: Mapped[str | None] = mapped_column(PRACTICE_ID)
+    fingerprint: Mapped[str] = mapped_column(FINGERPRINT)
+    lines: Mapped[int] = mapped_column(sa.Integer)
+    # Integer cents.
+    fix_before_billing: Mapped[int] = mapped_column(sa.BigInteger)
+    in_flight: Mapped[int] = mapped_column(sa.BigInteger)
+    recoupment_risk: Mapped[int] = mapped_column(sa.BigInteger)
+    claim_id: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class StoredFilingDeadline(Base):
+    __tablename__ = "filing_deadlines"
+    __table_args__ = (sa.UniqueConstraint("as_of", "practice_id", "claim_id"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    as_of: Mapped[date] = mapped_column(sa.Date)
+    practice_id: Mapped[str | None] = mapped_column(PRACTICE_ID)
+    claim_id: Mapped[str] = mapped_column(sa.String(64))
+    client_id: Mapped[str | None] = mapped_column(sa.String(64))
+    earliest_service_date: Mapped[date] = mapped_column(sa.Date)
+    timely_filing_days: Mapped[int] = mapped_column(sa.Integer)
+    deadline: Mapped[date] = mapped_column(sa.Date)
+    charges: Mapped[int] = mapped_column(sa.BigInteger)  # integer cents
 
 
 class FindingHistory(Base):

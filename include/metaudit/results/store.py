@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError
 
-from metaudit.digest import PracticeDigest, TrackedFinding
+from metaudit.digest import FilingDeadline, FindingExposure, PracticeDigest, TrackedFinding
 from metaudit.errors import SettingsError
 from metaudit.findings import FIELDS, Finding
 from metaudit.paths import PRIVATE_FILE_MODE, private_dir
@@ -37,6 +37,8 @@ PRACTICES = Base.metadata.tables["practices"]
 PRACTICE_RUNS = Base.metadata.tables["practice_runs"]
 FINDINGS = Base.metadata.tables["findings"]
 HISTORY = Base.metadata.tables["finding_history"]
+EXPOSURE = Base.metadata.tables["finding_exposure"]
+DEADLINES = Base.metadata.tables["filing_deadlines"]
 ALERTS = Base.metadata.tables["alerts"]
 DOWNLOADS = Base.metadata.tables["packet_downloads"]
 REBUILDS = Base.metadata.tables["packet_rebuilds"]
@@ -47,6 +49,22 @@ _PG_MIGRATION_LOCK = 727_100_001
 _BATCH = 500
 # A finding's columns besides its key (as-of date, practice, fingerprint).
 _FINDING_FIELDS = tuple(f for f in FIELDS if f not in ("as_of", "practice_id", "fingerprint"))
+# A finding's exposure besides its key (integer cents per class; digest.FindingExposure).
+EXPOSURE_FIELDS = (
+    "lines",
+    "fix_before_billing",
+    "in_flight",
+    "recoupment_risk",
+    "claim_id",
+)
+_DEADLINE_FIELDS = (
+    "client_id",
+    "earliest_service_date",
+    "timely_filing_days",
+    "deadline",
+    "charges",
+)
+_BIGINT_MAX = 2**63 - 1
 _HISTORY_FIELDS = (
     "rule_id",
     "severity",
@@ -288,14 +306,25 @@ class ResultsStore:
         timings: dict[str, Any] | None = None,
         results_dir: str | None = None,
         started_at: datetime | None = None,
+        exposure: dict[str, FindingExposure] | None = None,
+        deadlines: Sequence[FilingDeadline] | None = None,
     ) -> StoredPractice:
         """Store one practice's findings of one as-of date (practice None: the run-level
-        findings that name no practice), its status, and recompute its history; one
-        transaction, so a failure leaves the store as it was."""
+        findings that name no practice), their exposure by fingerprint (none given: none
+        stored), the timely-filing deadlines of its draft claims, its status, and
+        recompute its history; one transaction, so a failure leaves the store as it was."""
         began = time.perf_counter()
         rows = _finding_rows(findings, as_of, practice_id)
+        money = _exposure_rows(exposure or {}, rows, as_of, practice_id)
+        due = _deadline_rows(deadlines or (), as_of, practice_id)
         with self._transaction() as conn:
-            inserted, updated, deleted = self._replace_findings(conn, as_of, practice_id, rows)
+            inserted, updated, deleted = self._replace_rows(
+                conn, FINDINGS, _FINDING_FIELDS, as_of, practice_id, rows
+            )
+            self._replace_rows(conn, EXPOSURE, EXPOSURE_FIELDS, as_of, practice_id, money)
+            self._replace_rows(
+                conn, DEADLINES, _DEADLINE_FIELDS, as_of, practice_id, due, key="claim_id"
+            )
             counts = Counter(row["severity"] for row in rows.values())
             status = {
                 "run_id": run_id,
@@ -381,16 +410,21 @@ class ResultsStore:
 
     # -- findings -----------------------------------------------------------------------
 
-    def _replace_findings(
+    def _replace_rows(
         self,
         conn: sa.Connection,
+        table: sa.Table,
+        fields: Sequence[str],
         as_of: date,
         practice_id: str | None,
         rows: dict[str, dict[str, Any]],
+        key: str = "fingerprint",
     ) -> tuple[int, int, int]:
-        table = FINDINGS
+        """Make one as-of date and practice's rows of a table keyed by ``key`` (findings
+        and their exposure by fingerprint, deadlines by claim) the given ones: UPSERT by
+        key, the rest deleted."""
         existing = {
-            row["fingerprint"]: row
+            row[key]: row
             for row in conn.execute(
                 sa.select(table).where(
                     table.c.as_of == as_of, _scope(table.c.practice_id, practice_id)
@@ -399,9 +433,9 @@ class ResultsStore:
         }
         gone = [existing[fp]["id"] for fp in existing.keys() - rows.keys()]
         changed = [
-            {"row_id": existing[fp]["id"], **{k: row[k] for k in _FINDING_FIELDS}}
+            {"row_id": existing[fp]["id"], **{k: row[k] for k in fields}}
             for fp, row in rows.items()
-            if fp in existing and any(existing[fp][k] != row[k] for k in _FINDING_FIELDS)
+            if fp in existing and any(existing[fp][k] != row[k] for k in fields)
         ]
         new = [row for fp, row in rows.items() if fp not in existing]
         _delete_ids(conn, table, gone)
@@ -409,12 +443,71 @@ class ResultsStore:
             conn.execute(
                 table.update()
                 .where(table.c.id == sa.bindparam("row_id"))
-                .values({k: sa.bindparam(k) for k in _FINDING_FIELDS}),
+                .values({k: sa.bindparam(k) for k in fields}),
                 changed,
             )
         if new:
             conn.execute(table.insert(), new)
         return len(new), len(changed), len(gone)
+
+    def filing_deadlines(
+        self,
+        as_of: date,
+        practice_id: str | None,
+        *,
+        first: date | None = None,
+        last: date | None = None,
+    ) -> list[FilingDeadline]:
+        """The stored filing deadlines of one as-of date and practice (those from
+        ``first`` to ``last`` when given), soonest first, then by claim id."""
+        with self.engine.connect() as conn:
+            return self._deadlines(conn, as_of, practice_id, first, last)
+
+    def _deadlines(
+        self,
+        conn: sa.Connection,
+        as_of: date,
+        practice_id: str | None,
+        first: date | None,
+        last: date | None,
+    ) -> list[FilingDeadline]:
+        table = DEADLINES
+        query = sa.select(table).where(
+            table.c.as_of == as_of, _scope(table.c.practice_id, practice_id)
+        )
+        if first is not None:
+            query = query.where(table.c.deadline >= first)
+        if last is not None:
+            query = query.where(table.c.deadline <= last)
+        rows = conn.execute(query.order_by(table.c.deadline, table.c.claim_id)).mappings()
+        return [
+            FilingDeadline(
+                claim_id=row["claim_id"],
+                client_id=row["client_id"],
+                earliest_service_date=as_date(row["earliest_service_date"]).isoformat(),
+                timely_filing_days=row["timely_filing_days"],
+                deadline=as_date(row["deadline"]).isoformat(),
+                charges=row["charges"],
+            )
+            for row in rows
+        ]
+
+    def exposure(self, as_of: date, practice_id: str | None) -> dict[str, FindingExposure]:
+        """The stored exposure of one as-of date and practice's findings, by fingerprint."""
+        with self.engine.connect() as conn:
+            return self._exposure(conn, as_of, practice_id)
+
+    def _exposure(
+        self, conn: sa.Connection, as_of: date, practice_id: str | None
+    ) -> dict[str, FindingExposure]:
+        table = EXPOSURE
+        rows = conn.execute(
+            sa.select(table).where(table.c.as_of == as_of, _scope(table.c.practice_id, practice_id))
+        ).mappings()
+        return {
+            row["fingerprint"]: FindingExposure(**{k: row[k] for k in EXPOSURE_FIELDS})
+            for row in rows
+        }
 
     def findings(self, as_of: date, practice_id: str | None) -> list[Finding]:
         """The stored findings of one as-of date and practice (None: the run-level ones)."""
@@ -575,7 +668,8 @@ class ResultsStore:
 
         Relative to the practice's previous as-of date with results: ``new`` were
         not found then, ``still_open`` were, ``resolved`` were found then and not
-        now; ``due_soon`` are this date's findings due within ``due_within_days``.
+        now; ``due_soon`` are this date's findings due within ``due_within_days``, and
+        ``filing_deadlines`` the draft claims whose filing deadline falls within them.
         Raises LookupError when the store has no results for that practice and date.
         """
         table = FINDINGS
@@ -597,6 +691,10 @@ class ResultsStore:
             name = conn.execute(
                 sa.select(PRACTICES.c.name).where(PRACTICES.c.practice_id == practice_id)
             ).scalar()
+            exposure = self._exposure(conn, as_of, practice_id)
+            deadlines = self._deadlines(
+                conn, as_of, practice_id, as_of, as_of + timedelta(days=due_within_days)
+            )
 
         now = by_date[as_of]
         before = by_date.get(previous, {}) if previous else {}
@@ -631,6 +729,8 @@ class ResultsStore:
             still_open=ordered(still_open),
             resolved=ordered(resolved),
             due_soon=sorted(due_soon, key=lambda t: (t.finding.due_date, t.finding.sort_key())),
+            exposure=exposure,
+            filing_deadlines=deadlines,
         )
 
     # -- alerts -------------------------------------------------------------------------
@@ -822,6 +922,61 @@ def _finding_rows(
                 "due_date": date.fromisoformat(finding.due_date) if finding.due_date else None,
             },
         )
+    return rows
+
+
+def _exposure_rows(
+    exposure: dict[str, FindingExposure],
+    findings: dict[str, dict[str, Any]],
+    as_of: date,
+    practice_id: str | None,
+) -> dict[str, dict[str, Any]]:
+    """The exposure rows to store, by fingerprint; each must be of a finding stored."""
+    strangers = sorted(exposure.keys() - findings.keys())
+    if strangers:
+        raise ValueError(
+            f"exposure of {len(strangers)} finding(s) not among the findings as of {as_of}: "
+            f"{strangers[:5]}"
+        )
+    rows: dict[str, dict[str, Any]] = {}
+    for fingerprint, money in exposure.items():
+        values = {k: getattr(money, k) for k in EXPOSURE_FIELDS}
+        for name in ("fix_before_billing", "in_flight", "recoupment_risk"):
+            if abs(values[name]) > _BIGINT_MAX:
+                raise ValueError(
+                    f"exposure of {fingerprint}: {name} of {values[name]} cents is more than "
+                    "the store holds"
+                )
+        rows[fingerprint] = {
+            "as_of": as_of,
+            "practice_id": practice_id,
+            "fingerprint": fingerprint,
+            **values,
+        }
+    return rows
+
+
+def _deadline_rows(
+    deadlines: Sequence[FilingDeadline], as_of: date, practice_id: str | None
+) -> dict[str, dict[str, Any]]:
+    """The deadline rows to store, by claim id."""
+    rows: dict[str, dict[str, Any]] = {}
+    for item in deadlines:
+        if abs(item.charges) > _BIGINT_MAX:
+            raise ValueError(
+                f"filing deadline of claim {item.claim_id}: charges of {item.charges} cents "
+                "are more than the store holds"
+            )
+        rows[item.claim_id] = {
+            "as_of": as_of,
+            "practice_id": practice_id,
+            "claim_id": item.claim_id,
+            "client_id": item.client_id,
+            "earliest_service_date": date.fromisoformat(item.earliest_service_date),
+            "timely_filing_days": item.timely_filing_days,
+            "deadline": date.fromisoformat(item.deadline),
+            "charges": item.charges,
+        }
     return rows
 
 
