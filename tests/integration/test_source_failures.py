@@ -67,16 +67,23 @@ def test_the_bulk_reader_never_creates_a_vanished_sqlite_source(tmp_path: Path) 
     assert not gone.exists()
 
 
-def test_sqlite_source_is_read_only_on_every_reader(tmp_path: Path) -> None:
-    path = write_sqlite(clean_records(), tmp_path / "odd name.sqlite")
-    engine = create_engine(path)
+def _assert_both_readers_refuse_writes(
+    source: str | Path, engine_error: type[Exception], match: str
+) -> None:
+    """The SQLAlchemy engine and the ADBC bulk reader of ``source`` both refuse a DELETE."""
+    engine = create_engine(source)
     try:
-        with pytest.raises(sa.exc.OperationalError, match="readonly"), engine.begin() as conn:
+        with pytest.raises(engine_error, match=match), engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM sessions"))
-        with _bulk_reader(engine.url) as read, pytest.raises(Exception, match="readonly"):
+        with _bulk_reader(engine.url) as read, pytest.raises(Exception, match=match):
             read("DELETE FROM sessions")
     finally:
         engine.dispose()
+
+
+def test_sqlite_source_is_read_only_on_every_reader(tmp_path: Path) -> None:
+    path = write_sqlite(clean_records(), tmp_path / "odd name.sqlite")
+    _assert_both_readers_refuse_writes(path, sa.exc.OperationalError, "readonly")
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 5
 
@@ -164,14 +171,7 @@ def test_a_locked_mariadb_table_ends_at_the_lock_timeout_naming_it(mariadb_url: 
 @pytest.mark.postgres
 def test_postgres_source_is_read_only_on_every_reader(postgres_url: str) -> None:
     write_records(clean_records(), postgres_url)
-    engine = create_engine(postgres_url)
-    try:
-        with pytest.raises(sa.exc.DBAPIError, match="read-only"), engine.begin() as conn:
-            conn.execute(sa.text("DELETE FROM sessions"))
-        with _bulk_reader(engine.url) as read, pytest.raises(Exception, match="read-only"):
-            read("DELETE FROM sessions")
-    finally:
-        engine.dispose()
+    _assert_both_readers_refuse_writes(postgres_url, sa.exc.DBAPIError, "read-only")
 
 
 @pytest.mark.mariadb

@@ -79,6 +79,19 @@ def _unicode_config():  # type: ignore[no-untyped-def]
     return load_mail_config(settings)
 
 
+def _unicode_message() -> OutgoingEmail:
+    """A message to PR0001's leads, from and replying to the unicode configuration."""
+    config = _unicode_config()
+    return OutgoingEmail(
+        subject="s",
+        html="h",
+        text="t",
+        to=config.for_practice("PR0001").recipients,
+        sender=config.sender or "",
+        reply_to=config.reply_to,
+    )
+
+
 def test_configured_unicode_names_stay_plain_text() -> None:
     config = _unicode_config()
     assert config.sender == "Zoë Müller <audit@example.org>"
@@ -88,15 +101,7 @@ def test_configured_unicode_names_stay_plain_text() -> None:
 
 
 def test_unicode_names_reach_the_payload_as_plain_text() -> None:
-    config = _unicode_config()
-    message = OutgoingEmail(
-        subject="s",
-        html="h",
-        text="t",
-        to=config.for_practice("PR0001").recipients,
-        sender=config.sender or "",
-        reply_to=config.reply_to,
-    )
+    message = _unicode_message()
     payload = to_sendgrid_payload(message)
     assert payload["from"] == {"name": "Zoë Müller", "email": "audit@example.org"}
     assert payload["reply_to"] == {"name": "Müller, Zoë", "email": "desk@example.org"}
@@ -133,15 +138,7 @@ def test_the_eml_file_encodes_the_same_names_in_its_headers() -> None:
 
     from metaudit.mail.eml import render_eml
 
-    config = _unicode_config()
-    message = OutgoingEmail(
-        subject="s",
-        html="h",
-        text="t",
-        to=config.for_practice("PR0001").recipients,
-        sender=config.sender or "",
-        reply_to=config.reply_to,
-    )
+    message = _unicode_message()
     raw = render_eml(message, date=datetime(2026, 3, 31, 5, tzinfo=UTC))
     headers = raw.split(b"\r\n\r\n", 1)[0]
     assert headers.isascii(), "the .eml headers must be 7-bit (encoded words)"

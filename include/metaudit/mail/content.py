@@ -443,6 +443,14 @@ def _more_line(hidden: int, where: str) -> str:
     )
 
 
+def _more_row(hidden: int, what: str, where: str) -> str:
+    """The row under a block of the email that shows only its first items."""
+    return (
+        f'<tr><td style="padding:0 24px 8px 24px;font-size:13px;color:{MUTED};">'
+        f"… and {_plural(hidden, what)}: {_e(where)}</td></tr>"
+    )
+
+
 def _at_risk(exposure: FindingExposure | None) -> str | None:
     """ "$1,234.56 at risk" for a finding with money at risk; None without."""
     if exposure is None or not exposure.total:
@@ -705,11 +713,7 @@ def _render_html(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
             )
         )
         if len(p.draft_claims) > draft_limit:
-            hidden = len(p.draft_claims) - draft_limit
-            rows.append(
-                f'<tr><td style="padding:0 24px 8px 24px;font-size:13px;color:{MUTED};">'
-                f"… and {_plural(hidden, 'more')}: {_e(p.where_more)}</td></tr>"
-            )
+            rows.append(_more_row(len(p.draft_claims) - draft_limit, "more", p.where_more))
 
     if p.filing_deadlines:
         rows.append(_section_heading(FILING_HEADING, FILING_NOTE))
@@ -731,10 +735,7 @@ def _render_html(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
         )
         if len(p.filing_deadlines) > draft_limit:
             hidden = len(p.filing_deadlines) - draft_limit
-            rows.append(
-                f'<tr><td style="padding:0 24px 8px 24px;font-size:13px;color:{MUTED};">'
-                f"… and {_plural(hidden, 'more claim')}: {_e(p.where_more)}</td></tr>"
-            )
+            rows.append(_more_row(hidden, "more claim", p.where_more))
     if p.new_groups:
         rows.append(
             _section_heading("New findings", "First found in this run, most serious first.")
@@ -808,10 +809,7 @@ def _render_html(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
             )
         )
         if len(p.due) > due_limit:
-            rows.append(
-                f'<tr><td style="padding:0 24px 8px 24px;font-size:13px;color:{MUTED};">'
-                f"… and {_plural(len(p.due) - due_limit, 'more notice')}: {_e(p.where_more)}</td></tr>"
-            )
+            rows.append(_more_row(len(p.due) - due_limit, "more notice", p.where_more))
     rows.append(
         f'<tr><td style="padding:18px 24px;border-top:1px solid {RULE_LINE};background:{PAGE};'
         f'font-size:12px;color:{MUTED};">'
