@@ -23,15 +23,13 @@ COPY --chown=airflow:0 pyproject.toml README.md /opt/metaudit/
 COPY --chown=airflow:0 include/ /opt/metaudit/include/
 RUN pip install --no-cache-dir --no-deps /opt/metaudit
 
-# DAGs, plugins and the rulebook's suites, baked in for deployments without mounts
-# (Kubernetes); docker-compose.yaml mounts the working tree over them for development.
+# DAGs and plugins, baked in for deployments without mounts (Kubernetes);
+# docker-compose.yaml mounts the working tree over them for development. The rulebook's
+# suites are package data of metaudit: installed above, found without a setting.
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
-COPY --chown=airflow:0 expectations/ /opt/airflow/expectations/
 
-# An installed metaudit cannot find the repository's expectations/ or data/ next to
-# itself: name the folders explicitly.
-ENV METAUDIT_EXPECTATIONS_DIR=/opt/airflow/expectations \
-    METAUDIT_DATA_DIR=/opt/airflow/data
+# An installed metaudit has no checkout around it to keep data/ in: name the folder.
+ENV METAUDIT_DATA_DIR=/opt/airflow/data
 
 RUN mkdir -p /opt/airflow/data /opt/airflow/config

@@ -45,7 +45,7 @@ demo: install
 	    $(BIN)/airflow dags test met_compliance_nightly $(DEMO_AS_OF) -c '{"rebuild_packets": true}' \
 	    >$(AIRFLOW_HOME)/dags-test.log 2>&1 \
 	    || { tail -40 $(AIRFLOW_HOME)/dags-test.log; exit 1; }
-	@$(BIN)/python -m metaudit.demo_summary --data $(DATA) --as-of $(DEMO_AS_OF) --db $(DEMO_DB)
+	@$(BIN)/python -m metaudit.demo.summary --data $(DATA) --as-of $(DEMO_AS_OF) --db $(DEMO_DB)
 
 # The Airflow UI on the demo, with the packets pages (Browse > Audit packets): users admin,
 # owner1 (PR0001) and owner2 (PR0002); Airflow prints their generated passwords on start and

@@ -55,7 +55,7 @@ STAGES = ("read", "type", "view", "derive", "validate", "assemble", "write")
 
 def floor_queries(source: str) -> dict[str, str]:
     """The query that reads each contract table fastest (see the module doc)."""
-    from metaudit.contract import TABLES
+    from metaudit.spec.contract import TABLES
 
     queries = {name: f"SELECT * FROM {name}" for name in TABLES}
     if _backend(source) != "sqlite":
@@ -186,7 +186,8 @@ def child(report: Path, argv: list[str]) -> int:
     """Inside the child: run ``metaudit`` exactly as its console script does, and
     note the stage timings of the CheckResult and the time spent writing it."""
     process_started = time.perf_counter()
-    from metaudit import cli, engine
+    from metaudit import cli
+    from metaudit.check import engine
 
     captured: dict[str, Any] = {}
     run_check = engine.run_check

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metaudit.frames import Frame
+from metaudit.check.frames import Frame
 
 log = logging.getLogger("bench_gx_runner")
 
@@ -89,7 +89,7 @@ SUITE: dict[str, Any] = {
 
 def build_frame(rows: int, seed: int = 1) -> tuple[Frame, dict[str, int]]:
     """A referral-like frame where each rule fails on about 1% of the rows."""
-    from metaudit.npi import npi_check_digit
+    from metaudit.spec.npi import npi_check_digit
 
     rng = np.random.default_rng(seed)
 
@@ -161,7 +161,7 @@ def compare_formats(frame: Frame, suite: Any) -> None:
     """The same prepared frame through GX with the result formats not picked."""
     from great_expectations.validator.v1_validator import Validator
 
-    from metaudit.gx import runner
+    from metaudit.check.gx import runner
 
     planned = list(enumerate(suite.expectations))
     prepared = runner._frame_for_gx(frame, planned)
@@ -211,8 +211,8 @@ def main() -> None:
     frame, expected = timed(f"build a frame of {args.rows:,} rows", lambda: build_frame(args.rows))
     timed("import great_expectations + custom expectations", _import_gx)
 
-    from metaudit.gx import gx_context, load_suite, validate_family
-    from metaudit.icd10 import billable_codes
+    from metaudit.check.gx import gx_context, load_suite, validate_family
+    from metaudit.spec.icd10 import billable_codes
 
     timed("create the ephemeral context", gx_context)
     timed("load the ICD-10-CM code set", billable_codes)
@@ -237,10 +237,10 @@ def main() -> None:
 def _import_gx() -> None:
     import importlib
 
-    from metaudit.gx import runner
+    from metaudit.check.gx import runner
 
     runner.quiet_gx_logging()
-    importlib.import_module("metaudit.gx.expectations")
+    importlib.import_module("metaudit.check.gx.expectations")
 
 
 if __name__ == "__main__":

@@ -200,7 +200,7 @@ class LocalCeleryCluster:
             "AIRFLOW__CELERY__BROKER_URL": s.broker_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata}",
             # Workers import the audit's libraries once; task processes inherit them.
-            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "metaudit.celery_config.CELERY_CONFIG",
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "metaudit.pipeline.celery_config.CELERY_CONFIG",
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(s.plugins_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

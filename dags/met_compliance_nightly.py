@@ -51,7 +51,6 @@ the environment variable `METAUDIT_PACKET_KEY`).
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from typing import Any
 
@@ -67,17 +66,19 @@ from airflow.sdk import (
     task_group,
 )
 
+from metaudit import config
+
 # Early morning where the practices are; the run's date is its as-of date.
-NIGHTLY_CRON = os.environ.get("METAUDIT_NIGHTLY_CRON", "30 5 * * *")
-NIGHTLY_TIMEZONE = os.environ.get("METAUDIT_NIGHTLY_TIMEZONE", "America/New_York")
+NIGHTLY_CRON, NIGHTLY_TIMEZONE = config.nightly_schedule()
 
 
 class _RuleAtFailureTime(RetryRule):
     """A retry rule whose exception class is imported when a task fails, on the worker.
 
-    RetryRule imports a dotted path when it is built; this file imports none of the
-    project's modules while Airflow parses it (tests/unit/test_dag_integrity.py holds it
-    to that), so the exceptions are looked up when they are needed.
+    RetryRule imports a dotted path when it is built; while Airflow parses it this file
+    imports only metaudit.config, which needs nothing but the standard library
+    (tests/unit/test_dag_integrity.py holds it to that), so the exceptions are looked up
+    when they are needed.
     """
 
     def __post_init__(self) -> None:
@@ -102,7 +103,7 @@ RETRY_POLICY = ExceptionRetryPolicy(
             "invalid configuration, connection or trigger parameters",
         ),
         _fail(
-            "metaudit.snapshot.PartitionError",
+            "metaudit.source.snapshot.PartitionError",
             "the practice's partition is damaged; rerun the date to extract it again",
         ),
         _fail(
@@ -129,15 +130,15 @@ RETRY_POLICY = ExceptionRetryPolicy(
 
 
 def alert_admins(context: Any) -> None:
-    """Failure callback: hands over to metaudit.orchestration.alert_admins (imported here,
+    """Failure callback: hands over to metaudit.pipeline.alerts.alert_admins (imported here,
     at failure time, so parsing the DAG stays light)."""
-    from metaudit.orchestration import alert_admins as record_and_alert
+    from metaudit.pipeline.alerts import alert_admins as record_and_alert
 
     record_and_alert(context)
 
 
 @dag(
-    dag_id="met_compliance_nightly",
+    dag_id=config.DAG_ID,
     schedule=NIGHTLY_CRON,
     start_date=pendulum.datetime(2026, 1, 1, tz=NIGHTLY_TIMEZONE),
     catchup=False,
@@ -191,7 +192,7 @@ def met_compliance_nightly() -> None:
     def plan() -> dict[str, Any]:
         """Resolve the as-of date and the practices to audit (reads only the source's
         practices table; unknown practice ids fail here) and record the run."""
-        from metaudit import orchestration
+        from metaudit.pipeline import connections, stages
 
         context = get_current_context()
         dag_run = context["dag_run"]
@@ -199,10 +200,10 @@ def met_compliance_nightly() -> None:
         # else when it was triggered. Taken in UTC: the early-morning trigger time in the
         # practices' zone falls on the same date there.
         run_date = (dag_run.logical_date or dag_run.run_after).date()
-        as_of = orchestration.resolve_as_of(context["params"].get("as_of"), run_date)
-        return orchestration.plan_run(
-            orchestration.source_url(),
-            orchestration.results_url(),
+        as_of = stages.resolve_as_of(context["params"].get("as_of"), run_date)
+        return stages.plan_run(
+            connections.source_url(),
+            connections.results_url(),
             run_id=dag_run.run_id,
             dag_id=dag_run.dag_id,
             as_of=as_of,
@@ -216,13 +217,13 @@ def met_compliance_nightly() -> None:
         practice."""
         from datetime import date
 
-        from metaudit import orchestration
+        from metaudit.pipeline import connections, stages
 
-        return orchestration.extract(
-            orchestration.source_url(),
+        return stages.extract(
+            connections.source_url(),
             date.fromisoformat(plan["as_of"]),
             plan["practice_ids"],
-            store_url=orchestration.results_url(),
+            store_url=connections.results_url(),
             run_id=get_current_context()["run_id"],
         )
 
@@ -230,24 +231,20 @@ def met_compliance_nightly() -> None:
     def validate(work: dict[str, str]) -> dict[str, str]:
         """Run the rulebook's suites on the practice's partition; write its findings
         (JSON Lines, CSV), GX validation results and stage timings."""
-        from metaudit import orchestration
+        from metaudit.pipeline import stages
 
         get_current_context()["practice"] = work["practice_id"]  # type: ignore[typeddict-unknown-key]
-        return orchestration.validate_practice(
-            work["practice_id"], work["partition"], work["as_of"]
-        )
+        return stages.validate_practice(work["practice_id"], work["partition"], work["as_of"])
 
     @task(multiple_outputs=False, map_index_template="{{ practice }}")
     def persist(validated: dict[str, str]) -> dict[str, Any]:
         """Store the practice's findings of the date (replacing that date's), its status
         and timings, and recompute its findings history."""
-        from metaudit import orchestration
+        from metaudit.pipeline import connections, stages
 
         context = get_current_context()
         context["practice"] = validated["practice_id"]  # type: ignore[typeddict-unknown-key]
-        return orchestration.persist_practice(
-            orchestration.results_url(), context["run_id"], validated
-        )
+        return stages.persist_practice(connections.results_url(), context["run_id"], validated)
 
     @task(multiple_outputs=False, map_index_template="{{ practice }}")
     def notify(persisted: dict[str, Any]) -> dict[str, Any]:
@@ -260,14 +257,14 @@ def met_compliance_nightly() -> None:
         `data/outbox/<as_of>/<practice>.eml`. Sent once per practice and date: a rerun
         does not send again unless `resend_email` is ticked. A refused mail fails the
         task without retries and stays pending in the outbox for the next run."""
-        from metaudit import orchestration
+        from metaudit.pipeline import alerts, connections, stages
 
         context = get_current_context()
         context["practice"] = persisted["practice_id"]  # type: ignore[typeddict-unknown-key]
-        store_url = orchestration.results_url()
-        with orchestration.practice_stage(context, store_url, persisted):
-            api_key, host = orchestration.sendgrid_credentials()
-            return orchestration.notify_practice(
+        store_url = connections.results_url()
+        with alerts.practice_stage(context, store_url, persisted):
+            api_key, host = connections.sendgrid_credentials()
+            return stages.notify_practice(
                 store_url,
                 context["run_id"],
                 persisted,
@@ -286,15 +283,16 @@ def met_compliance_nightly() -> None:
         variable `METAUDIT_PACKET_KEY`); without a key the task fails (only the demo,
         METAUDIT_DEMO=1, signs with the published demo key). Packets that still verify
         are kept unless `rebuild_packets` is ticked. Check one with `metaudit verify`."""
-        from metaudit import orchestration
+        from metaudit import config
+        from metaudit.pipeline import alerts, connections, stages
 
         context = get_current_context()
         context["practice"] = persisted["practice_id"]  # type: ignore[typeddict-unknown-key]
-        with orchestration.practice_stage(context, orchestration.results_url(), persisted):
-            return orchestration.build_packets(
+        with alerts.practice_stage(context, connections.results_url(), persisted):
+            return stages.build_packets(
                 persisted,
-                key=orchestration.packet_key(),
-                demo=orchestration.demo_mode(),
+                key=connections.packet_key(),
+                demo=config.demo_mode(),
                 rebuild=bool(context["params"].get("rebuild_packets")),
             )
 
@@ -313,18 +311,18 @@ def met_compliance_nightly() -> None:
         failed (after all others finished)."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from metaudit import orchestration
+        from metaudit.pipeline import connections, stages
 
-        api_key, host = orchestration.sendgrid_credentials()
+        api_key, host = connections.sendgrid_credentials()
         try:
-            return orchestration.finish_run(
-                orchestration.results_url(),
+            return stages.finish_run(
+                connections.results_url(),
                 get_current_context()["run_id"],
                 extracted_ok=extracted is not None,
                 api_key=api_key,
                 host=host,
             )
-        except orchestration.RunIncompleteError as exc:
+        except stages.RunIncompleteError as exc:
             raise AirflowFailException(str(exc)) from exc
 
     extracted = extract(plan())

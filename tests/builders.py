@@ -447,8 +447,8 @@ def write_records(records: Records, url: str, *, typed: bool = False) -> str:
     """
     import sqlalchemy as sa
 
-    from metaudit.contract import TABLES, TIMESTAMP, Column
-    from metaudit.schema import create_schema, insert_rows
+    from metaudit.spec.contract import TABLES, TIMESTAMP, Column
+    from metaudit.spec.schema import create_schema, insert_rows
 
     def convert(value: Any, column: Column) -> Any:
         if not typed:
@@ -477,9 +477,9 @@ def audit_view(records: Records, as_of: date = AS_OF) -> Any:
     """The records typed and as the rules see them on ``as_of`` (an AuditView)."""
     import pandas as pd
 
-    from metaudit.contract import TABLES
-    from metaudit.quality import type_source
-    from metaudit.view import build_view
+    from metaudit.check.view import build_view
+    from metaudit.source.quality import type_source
+    from metaudit.spec.contract import TABLES
 
     raw = {
         name: pd.DataFrame(
@@ -504,7 +504,7 @@ def write_sqlite(records: Records, path: Path) -> Path:
 
 def audit(records: Records, as_of: date = AS_OF, settings: Any = None) -> list[Finding]:
     """Run the whole check over the records and return the findings as dicts."""
-    from metaudit.engine import run_check
+    from metaudit.check.engine import run_check
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_sqlite(records, Path(tmp) / "source.sqlite")

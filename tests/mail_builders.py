@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from metaudit.digest import PracticeDigest, TrackedFinding
-from metaudit.findings import Finding
-from metaudit.rulebook import RULES, message
+from metaudit.results.digest import PracticeDigest, TrackedFinding
+from metaudit.spec.findings import Finding
+from metaudit.spec.rulebook import RULES, message
 
 AS_OF = "2026-03-31"
 PRACTICE = "PR0001"
@@ -100,7 +100,7 @@ def money_digest(name: str = "Riverside Medical Exercise") -> PracticeDigest:
     this week (CM000020 by 2026-04-01, CM000021 by 2026-04-05)."""
     from dataclasses import replace
 
-    from metaudit.digest import FilingDeadline, FindingExposure
+    from metaudit.results.digest import FilingDeadline, FindingExposure
 
     base = sample_digest(name)
     warning_claim = rule_with(

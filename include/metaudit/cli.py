@@ -156,12 +156,12 @@ def _progress(message: str) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from metaudit.deadlines import write_deadlines
-    from metaudit.engine import run_check
-    from metaudit.exposure import write_exposure
-    from metaudit.findings import write_atomic, write_findings
-    from metaudit.paths import private_dir
-    from metaudit.settings import Settings
+    from metaudit.check.deadlines import write_deadlines
+    from metaudit.check.engine import run_check
+    from metaudit.check.exposure import write_exposure
+    from metaudit.paths import private_dir, write_atomic
+    from metaudit.spec.findings import write_findings
+    from metaudit.spec.settings import Settings
 
     settings = Settings.load(args.config)
     started = time.perf_counter()
@@ -245,12 +245,12 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _packets(args: argparse.Namespace) -> int:
-    from metaudit.engine import load_source
+    from metaudit.check.engine import load_source
     from metaudit.errors import SettingsError
-    from metaudit.orchestration import list_practices
     from metaudit.packets import build_practice_packets
     from metaudit.packets.signing import resolve_key
-    from metaudit.settings import Settings
+    from metaudit.pipeline.stages import list_practices
+    from metaudit.spec.settings import Settings
 
     if args.client and (not args.practice or len(args.practice) != 1):
         raise SettingsError("--client needs exactly one --practice")

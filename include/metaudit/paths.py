@@ -12,21 +12,32 @@ The data folder holds health records and the download trail, so every file
 the project writes is created owner-only (0600) and every folder it creates is
 0700, whatever the process umask (see docs/deployment.md, "Data at rest").
 
-A low-level module: it imports nothing else of the project.
+And where each thing lies in the data folder (:func:`data_dir`, from
+:mod:`metaudit.config`), and the one atomic, durable file write.
+
+A low-level module: it imports only :mod:`metaudit.config`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import re
+import tempfile
 from pathlib import Path
 from urllib.parse import quote, unquote
+
+from metaudit import config
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
 _PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # File systems allow 255 bytes per name; leave room for a suffix such as ".zip" or ".json".
 _LONGEST_NAME = 200
+UNATTRIBUTED_FILE = "findings-without-practice.jsonl"
+TIMINGS_FILE = "timings.json"
+OUTBOX_FOLDER = "outbox"
 
 
 class IdNameError(ValueError):
@@ -95,3 +106,72 @@ def private_tree(root: Path) -> Path:
         if not item.is_symlink():
             make_private(item)
     return Path(root)
+
+
+def _fsync_dir(path: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EBADF):  # some filesystems cannot fsync a dir
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace ``path`` with ``data`` (text is written as UTF-8, line endings as given)
+    atomically and durably: never a partial file.
+
+    The one atomic write of the project (findings, snapshots, packets, the mail outbox):
+    a temporary file in the same folder (a rename is atomic only within one filesystem),
+    flushed and fsynced, renamed over ``path``, then the folder fsynced so the rename
+    survives a crash. On any failure the temporary file is removed and the old file stays.
+    """
+    # Owner-only: mkstemp creates the file 0600, and missing folders are made 0700.
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+# -- the data folder ------------------------------------------------------------------------
+
+
+def data_dir() -> Path:
+    """The project's data folder (METAUDIT_DATA_DIR overrides it)."""
+    return config.data_dir()
+
+
+def results_dir(as_of: str, practice_id: str, root: Path | None = None) -> Path:
+    """Where one practice's findings and validation results of one as-of date go."""
+    return (root or data_dir() / "results") / as_of / id_name(practice_id, "practice id")
+
+
+def snapshot_dir(as_of: str, root: Path | None = None) -> Path:
+    """Where extract leaves the per-practice partitions of one as-of date."""
+    return (root or data_dir() / "snapshots") / as_of
+
+
+def unattributed_path(as_of: str, root: Path | None = None) -> Path:
+    """The run-level file of one as-of date's findings that name no practice."""
+    return (root or data_dir() / "results") / as_of / UNATTRIBUTED_FILE
+
+
+def outbox_dir() -> Path:
+    """The mail outbox: one record and one .eml per practice and as-of date (and alerts)."""
+    return data_dir() / OUTBOX_FOLDER

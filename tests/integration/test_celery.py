@@ -133,7 +133,7 @@ def test_nightly_dag_runs_on_two_celery_workers(
     assert all(ti["external_executor_id"] for ti in mapped)
     hosts = {str(ti["hostname"]) for ti in mapped}
     assert hosts == set(cluster.worker_names), f"mapped tasks ran on {hosts}"
-    # Each worker imported the audit's libraries once at start (metaudit.celery_config),
+    # Each worker imported the audit's libraries once at start (metaudit.pipeline.celery_config),
     # for the task processes it forks to inherit.
     for worker in cluster.worker_names:
         short = worker.split("@", 1)[0]

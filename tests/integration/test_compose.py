@@ -45,8 +45,8 @@ DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 # The current Compose Specification schema: test data in ../shared (the tests skip without it).
 COMPOSE_SCHEMA = REPO.parent / "shared" / "reference" / "compose" / "compose-spec.json"
-# Airflow's Celery settings with the worker warm start (metaudit.celery_config).
-CELERY_CONFIG_OPTIONS = "metaudit.celery_config.CELERY_CONFIG"
+# Airflow's Celery settings with the worker warm start (metaudit.pipeline.celery_config).
+CELERY_CONFIG_OPTIONS = "metaudit.pipeline.celery_config.CELERY_CONFIG"
 POSTGRES_HOST = os.environ.get("METAUDIT_TEST_PG_HOST", "127.0.0.1")
 
 AIRFLOW_SERVICES = {
@@ -319,7 +319,7 @@ def _connection(env: dict[str, str], conn_id: str) -> Any:
 
 
 def test_connections_point_at_the_compose_services(services):
-    from metaudit.orchestration import sqlalchemy_url_from_connection
+    from metaudit.pipeline.connections import sqlalchemy_url_from_connection
 
     env = env_of(services["airflow-worker"])
     secrets = read_env_file(ENV_EXAMPLE)
@@ -362,7 +362,6 @@ def test_mounts_bring_the_project_into_every_airflow_container(compose, services
         "/opt/airflow/dags": "./dags",
         "/opt/airflow/plugins": "./plugins",
         "/opt/airflow/include": "./include",
-        "/opt/airflow/expectations": "./expectations",
         "/opt/airflow/config": "./deploy/compose/config",
         "/opt/airflow/data": "./data/compose",
     }
@@ -384,7 +383,7 @@ def test_mounts_bring_the_project_into_every_airflow_container(compose, services
 
 def test_compose_metaudit_config_is_a_valid_configuration(services):
     from metaudit.mail.config import load_mail_config
-    from metaudit.settings import Settings
+    from metaudit.spec.settings import Settings
 
     config = (
         REPO
@@ -504,8 +503,10 @@ def test_dockerfile_installs_pinned_requirements_and_the_package_at_build_time()
     install_pkg = text.index("RUN pip install --no-cache-dir --no-deps /opt/metaudit")
     assert copy_reqs < install < copy_pkg < install_pkg
     env = " ".join(args for op, args in steps if op == "ENV")
-    assert "METAUDIT_EXPECTATIONS_DIR=/opt/airflow/expectations" in env
-    assert ("COPY", "--chown=airflow:0 expectations/ /opt/airflow/expectations/") in steps
+    # The suites are package data: installed with the package, no folder or variable.
+    assert "METAUDIT_DATA_DIR=/opt/airflow/data" in env
+    assert "EXPECTATIONS" not in env
+    assert not any("expectations" in args for op, args in steps if op == "COPY")
     assert not any("_PIP_ADDITIONAL_REQUIREMENTS" in args for _, args in steps)
 
 

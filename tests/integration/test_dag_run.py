@@ -60,7 +60,7 @@ from datetime import datetime
 
 args = json.loads(sys.argv[1])
 if args.get("damage"):
-    from metaudit import snapshot
+    from metaudit.source import snapshot
 
     write = snapshot.write_partition
 
@@ -448,9 +448,9 @@ def test_each_practice_gets_one_morning_email_through_sendgrid(
 
 
 def _active_clients(demo: GenerationReport, practice_id: str) -> list[str]:
-    from metaudit.engine import load_source
+    from metaudit.check.engine import load_source
+    from metaudit.check.view import build_view
     from metaudit.packets import clients_with_activity
-    from metaudit.view import build_view
 
     view = build_view(load_source(str(demo.database), AS_OF), pd.Timestamp(AS_OF), [practice_id])
     return clients_with_activity(view)

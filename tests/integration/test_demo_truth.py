@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from metaudit.check.engine import run_check
 from metaudit.demo import generate
-from metaudit.engine import run_check
 
 KEY_FIELDS = ("rule_id", "entity_type", "entity_id", "practice_id", "client_id", "due_date")
 

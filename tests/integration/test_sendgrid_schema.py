@@ -31,10 +31,10 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from sendgrid_double import SendGridDouble
 
-from metaudit.digest import PracticeDigest
 from metaudit.mail.config import MailConfig, load_mail_config
 from metaudit.mail.notify import alert_admins_email, notify_practice
-from metaudit.settings import Settings
+from metaudit.results.digest import PracticeDigest
+from metaudit.spec.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 MAIL_SEND_SPEC = REPO.parent / "shared" / "reference" / "sendgrid" / "tsg_mail_v3.json"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from builders import AS_OF, clean_records, find, write_records, write_sqlite
 
-from metaudit.engine import run_check
+from metaudit.check.engine import run_check
 from metaudit.errors import ContractError, SourceUnavailableError
 
 

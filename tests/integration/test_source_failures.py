@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 from builders import AS_OF, clean_records, write_records, write_sqlite
 
-from metaudit.engine import load_source
+from metaudit.check.engine import load_source
 from metaudit.errors import SourceUnavailableError
-from metaudit.source import _bulk_reader, create_engine
+from metaudit.source.reader import _bulk_reader, create_engine
 
 SHORT_TIMEOUT_S = 1.0
 

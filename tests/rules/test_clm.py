@@ -12,7 +12,7 @@ from typing import Any
 
 from builders import Records, audit, by_id, clean_records, find, ids
 
-from metaudit.settings import Settings
+from metaudit.spec.settings import Settings
 
 
 def claim(records: Records, claim_id: str) -> dict[str, Any]:

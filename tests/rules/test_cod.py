@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from builders import Records, audit, by_id, clean_records, find, ids
 
-from metaudit.settings import Settings
+from metaudit.spec.settings import Settings
 
 
 def line(records: Records, line_id: str) -> dict[str, Any]:

@@ -601,7 +601,7 @@ def test_doc012_ignores_the_initial_assessment() -> None:
 
 
 def test_doc_thresholds_and_lists_follow_the_practice_settings() -> None:
-    from metaudit.settings import Settings
+    from metaudit.spec.settings import Settings
 
     settings = Settings.from_dict(
         {

@@ -330,7 +330,7 @@ def test_rea005_unknown_value_is_no_improvement() -> None:
 
 
 def test_rea_interval_and_notice_follow_the_practice_settings() -> None:
-    from metaudit.settings import Settings
+    from metaudit.spec.settings import Settings
 
     def of(found: list[dict[str, Any]], rule_id: str) -> dict[str, dict[str, Any]]:
         return {f["entity_id"]: f for f in found if f["rule_id"] == rule_id}

@@ -13,7 +13,7 @@ pytest.importorskip("airflow.providers.celery")
 def test_settings_are_airflows_defaults() -> None:
     from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
 
-    from metaudit.celery_config import CELERY_CONFIG
+    from metaudit.pipeline.celery_config import CELERY_CONFIG
 
     assert CELERY_CONFIG == DEFAULT_CELERY_CONFIG
     assert CELERY_CONFIG is not DEFAULT_CELERY_CONFIG
@@ -32,7 +32,7 @@ def _run(code: str) -> list[str]:
 def test_importing_the_configuration_loads_nothing_heavy() -> None:
     # The scheduler imports it too, and never starts a worker.
     loaded = _run(
-        "import sys, metaudit.celery_config; "
+        "import sys, metaudit.pipeline.celery_config; "
         "print('LOADED:' + ','.join(m for m in ('great_expectations', 'matplotlib', 'reportlab') "
         "if m in sys.modules))"
     )
@@ -42,10 +42,10 @@ def test_importing_the_configuration_loads_nothing_heavy() -> None:
 def test_worker_start_preloads_the_audit_libraries() -> None:
     loaded = _run(
         "import sys; from celery.signals import worker_init; "
-        "import metaudit.celery_config as c; worker_init.send(sender=None); "
+        "import metaudit.pipeline.celery_config as c; worker_init.send(sender=None); "
         "print('LOADED:' + ','.join(m for m in c.PRELOADED if m in sys.modules))"
     )
-    from metaudit.celery_config import PRELOADED
+    from metaudit.pipeline.celery_config import PRELOADED
 
     assert loaded == list(PRELOADED)
 
@@ -53,7 +53,7 @@ def test_worker_start_preloads_the_audit_libraries() -> None:
 def test_a_library_that_fails_to_import_does_not_stop_the_worker(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from metaudit.celery_config import preload
+    from metaudit.pipeline.celery_config import preload
 
     took = preload(("json", "metaudit_no_such_module"))
     assert list(took) == ["json"]

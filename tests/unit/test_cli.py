@@ -12,7 +12,7 @@ from pathlib import Path
 from builders import AS_OF, clean_records, find, write_sqlite
 
 from metaudit.cli import main
-from metaudit.findings import FIELDS
+from metaudit.spec.findings import FIELDS
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

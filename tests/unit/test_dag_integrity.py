@@ -89,7 +89,7 @@ def test_retry_policy_retries_transient_errors_only(dagbag):
         OutboxError,
     )
     from metaudit.packets.errors import PacketBuildError, PacketKeyError
-    from metaudit.snapshot import PartitionError
+    from metaudit.source.snapshot import PartitionError
 
     dag = dagbag.dags["met_compliance_nightly"]
     for task in dag.tasks:
@@ -145,6 +145,8 @@ def test_dag_file_parses_fast_without_pandas_gx_or_arrow():
         "runpy.run_path(sys.argv[1]); took = time.perf_counter() - began; "
         "heavy = [m for m in ('pandas', 'great_expectations', 'pyarrow', 'metaudit.packets') "
         "if m in sys.modules]; "
+        "heavy += [m for m in sys.modules if m.startswith('metaudit.') "
+        "and m not in ('metaudit.config', 'metaudit.errors')]; "
         "print(json.dumps({'heavy': heavy, 'seconds': took}))"
     )
     out = subprocess.run(

@@ -8,10 +8,15 @@ from typing import Any
 
 from builders import AS_OF, audit_view, clean_records, find, write_sqlite
 
-from metaudit.deadlines import DEADLINES_FILE, filing_deadlines, read_deadlines, write_deadlines
-from metaudit.digest import FilingDeadline
-from metaudit.engine import run_check
-from metaudit.settings import Settings
+from metaudit.check.deadlines import (
+    DEADLINES_FILE,
+    filing_deadlines,
+    read_deadlines,
+    write_deadlines,
+)
+from metaudit.check.engine import run_check
+from metaudit.results.digest import FilingDeadline
+from metaudit.spec.settings import Settings
 
 
 def deadlines(records: Any) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from metaudit.contract import TABLES
 from metaudit.demo import (
     DEFECTS,
     GenerationReport,
@@ -22,8 +21,9 @@ from metaudit.demo import (
     vocab,
 )
 from metaudit.demo.network import ACTIVE_DAYS, AUTH_WINDOW_DAYS, CLEAN_DESIGN
-from metaudit.npi import is_valid_npi
-from metaudit.rulebook import RULES
+from metaudit.spec.contract import TABLES
+from metaudit.spec.npi import is_valid_npi
+from metaudit.spec.rulebook import RULES
 
 AS_OF = date(2026, 3, 2)
 SMALL = 3000
@@ -222,7 +222,7 @@ def test_selected_defects_only(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_audit_reports_exactly_the_truth(demo: GenerationReport) -> None:
     """The audit over the demo finds the injected defects and nothing else."""
-    from metaudit.engine import run_check
+    from metaudit.check.engine import run_check
 
     result = run_check(str(demo.database), AS_OF)
 

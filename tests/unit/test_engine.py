@@ -6,7 +6,7 @@ from pathlib import Path
 
 from builders import AS_OF, audit, clean_records, find, write_sqlite
 
-from metaudit.engine import run_check
+from metaudit.check.engine import run_check
 
 
 def test_an_empty_source_has_no_findings():

@@ -29,8 +29,7 @@ import pandas as pd
 import pytest
 from builders import AS_OF, Records, audit_view, clean_records, find, write_sqlite
 
-from metaudit.cli import main
-from metaudit.exposure import (
+from metaudit.check.exposure import (
     EXPOSURE_FIELDS,
     TOUCHES,
     apportion,
@@ -42,9 +41,10 @@ from metaudit.exposure import (
     to_exposure_jsonl,
     write_exposure,
 )
-from metaudit.findings import Finding
-from metaudit.rulebook import RULES
-from metaudit.settings import Settings
+from metaudit.cli import main
+from metaudit.spec.findings import Finding
+from metaudit.spec.rulebook import RULES
+from metaudit.spec.settings import Settings
 
 ALL_LINES = {"fix_before_billing": 15000, "in_flight": 15000, "recoupment_risk": 24000}
 
@@ -95,7 +95,7 @@ def test_every_entity_type_of_the_rulebook_has_a_row_in_the_table():
 
 def test_docs_rules_md_shows_the_exposure_table_and_classes():
     from metaudit import docs_gen
-    from metaudit.exposure import CLASS_MEANINGS
+    from metaudit.check.exposure import CLASS_MEANINGS
 
     text = (docs_gen.REPO_ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
     assert "## Money at risk (exposure)" in text
@@ -511,7 +511,7 @@ def test_the_findings_files_are_byte_identical_with_and_without_the_exposure_ste
 ):
     source = _small_source(tmp_path)
     _check(source, tmp_path / "with")
-    monkeypatch.setattr("metaudit.exposure.finding_exposure", lambda *args: None)
+    monkeypatch.setattr("metaudit.check.exposure.finding_exposure", lambda *args: None)
     _check(source, tmp_path / "without")
     assert not (tmp_path / "without" / "exposure.jsonl").exists()
     for name in ("findings.jsonl", "findings.csv"):

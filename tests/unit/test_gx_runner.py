@@ -16,18 +16,18 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from metaudit.errors import SuiteError
-from metaudit.frames import Frame
-from metaudit.gx import (
-    EXPECTATIONS_DIR_ENV,
+from metaudit.check.frames import Frame
+from metaudit.check.gx import (
     RuleFailure,
     clear_suite_cache,
     load_suite,
     validate_all,
     validate_family,
 )
-from metaudit.icd10 import code_set_release, is_billable
-from metaudit.npi import is_valid_npi
+from metaudit.config import EXPECTATIONS_DIR_ENV
+from metaudit.errors import SuiteError
+from metaudit.spec.icd10 import code_set_release, is_billable
+from metaudit.spec.npi import is_valid_npi
 
 SUITES = Path(__file__).parent / "gx_suites"
 VALID_NPI = "1234567893"
@@ -426,7 +426,7 @@ def test_gx_error_inside_an_expectation_raises(tmp_path: Path) -> None:
 
 def test_importing_the_package_does_not_import_great_expectations() -> None:
     code = (
-        "import sys, metaudit.gx, metaudit.gx.runner, metaudit.icd10, metaudit.npi;"
+        "import sys, metaudit.check.gx, metaudit.check.gx.runner, metaudit.spec.icd10, metaudit.spec.npi;"
         "print('great_expectations' in sys.modules, 'simple_icd_10_cm' in sys.modules)"
     )
     include = Path(__file__).resolve().parents[2] / "include"

@@ -22,8 +22,8 @@ from builders import AS_OF, Records, clean_records, write_sqlite
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metaudit.contract import BOOL, DATE, INT, NUM, TABLES, TEXT, TIMESTAMP
-from metaudit.engine import run_check
+from metaudit.check.engine import run_check
+from metaudit.spec.contract import BOOL, DATE, INT, NUM, TABLES, TEXT, TIMESTAMP
 
 OTHER_PRACTICE = "PR-1B"  # the copy of PR-1 (every id suffixed with B)
 SHARED_TABLES = frozenset({"providers"})  # rows of no practice: both practices use them

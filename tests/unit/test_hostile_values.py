@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from builders import AS_OF, clean_records, find, write_sqlite
 
-from metaudit.engine import run_check
+from metaudit.check.engine import run_check
 
 
 def _audit_sqlite(path: Path, as_of: date = AS_OF) -> list[dict]:
@@ -66,8 +66,8 @@ def test_a_key_that_is_not_utf8_is_an_unreadable_key(tmp_path: Path) -> None:
 
 
 def test_valid_utf8_text_stays_exact_beside_a_broken_value(tmp_path: Path) -> None:
-    from metaudit.quality import type_source
-    from metaudit.source import read_tables
+    from metaudit.source.quality import type_source
+    from metaudit.source.reader import read_tables
 
     records = clean_records()
     find(records, "sessions", session_id="S-1")["notes"] = "Übungen: 12 Wdh. \u2713 \x00 end"
@@ -118,8 +118,8 @@ def test_an_int_outside_the_signed_64_bit_range_or_fractional_is_unreadable(stor
 def test_the_edges_of_the_signed_64_bit_range_are_readable() -> None:
     import pandas as pd
 
-    from metaudit.contract import TABLES
-    from metaudit.quality import parse_column
+    from metaudit.source.quality import parse_column
+    from metaudit.spec.contract import TABLES
 
     column = TABLES["session_services"].column("minutes")
     raw = pd.Series(
@@ -183,8 +183,8 @@ def test_far_future_dates_are_later_than_the_as_of_date_in_every_dated_column() 
 def test_timestamps_reach_the_ends_of_the_calendar() -> None:
     import pandas as pd
 
-    from metaudit.contract import TABLES
-    from metaudit.quality import parse_column
+    from metaudit.source.quality import parse_column
+    from metaudit.spec.contract import TABLES
 
     column = TABLES["sessions"].column("signed_at")
     raw = pd.Series(

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import warnings
 
-from metaudit import icd10
+from metaudit.spec import icd10
 
 
 def test_billable_codes_are_the_leaves_of_the_package_tree() -> None:
@@ -27,7 +27,7 @@ def test_billable_codes_are_the_leaves_of_the_package_tree() -> None:
 def test_billable_codes_do_not_import_the_package() -> None:
     # Importing simple_icd_10_cm parses its XML (seconds per validating task).
     probe = (
-        "import sys; from metaudit import icd10; "
+        "import sys; from metaudit.spec import icd10; "
         "assert icd10.is_billable('M54.50') and not icd10.is_billable('M54.5'); "
         "icd10.code_set_release(); "
         "print('simple_icd_10_cm' in sys.modules)"

@@ -12,7 +12,7 @@ from metaudit.mail.config import (
     normalise_address,
 )
 from metaudit.mail.errors import MailConfigError
-from metaudit.settings import Settings
+from metaudit.spec.settings import Settings
 
 
 def test_no_email_section_gives_the_defaults() -> None:

@@ -18,7 +18,6 @@ from mail_builders import (
     tracked,
 )
 
-from metaudit.digest import FindingExposure
 from metaudit.mail.content import (
     MAX_HTML_BYTES,
     OutgoingEmail,
@@ -31,7 +30,8 @@ from metaudit.mail.content import (
     group_by_rule,
     money,
 )
-from metaudit.rulebook import RULES
+from metaudit.results.digest import FindingExposure
+from metaudit.spec.rulebook import RULES
 
 BASE = "https://airflow.example.org"
 SENDER = "MET Audit <audit@example.org>"

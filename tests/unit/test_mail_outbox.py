@@ -15,7 +15,8 @@ from mail_builders import AS_OF, PRACTICE, empty_digest, sample_digest
 from metaudit.mail.config import MailConfig, PracticeMail
 from metaudit.mail.errors import MailConfigError, OutboxError
 from metaudit.mail.notify import alert_admins_email, notify_practice
-from metaudit.mail.outbox import DIGEST, Outbox, check_as_of, safe_name, write_durable
+from metaudit.mail.outbox import DIGEST, Outbox, check_as_of, safe_name
+from metaudit.paths import write_atomic
 
 FIXED = datetime(2026, 3, 31, 9, 0, tzinfo=UTC)
 LEADS = ("Jo Lead <jo@riverside.example>",)
@@ -147,8 +148,8 @@ def test_a_damaged_record_is_an_error_not_a_fresh_start(tmp_path: Path) -> None:
 
 def test_durable_write_leaves_no_temporary_files(tmp_path: Path) -> None:
     target = tmp_path / "a" / "record.json"
-    write_durable(target, b"one")
-    write_durable(target, b"two")
+    write_atomic(target, b"one")
+    write_atomic(target, b"two")
     assert target.read_bytes() == b"two"
     assert [p.name for p in target.parent.iterdir()] == ["record.json"]
 

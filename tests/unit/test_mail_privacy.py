@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 
 from metaudit.demo import vocab
-from metaudit.digest import FilingDeadline, FindingExposure, PracticeDigest, TrackedFinding
-from metaudit.findings import Finding
 from metaudit.mail.content import OutgoingEmail, build_email
 from metaudit.mail.eml import render_eml
 from metaudit.mail.sendgrid_client import to_sendgrid_payload
+from metaudit.results.digest import FilingDeadline, FindingExposure, PracticeDigest, TrackedFinding
+from metaudit.spec.findings import Finding
 
 pytestmark = pytest.mark.slow
 
@@ -46,8 +46,8 @@ ICD_COLUMNS = {
 
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[Finding]]]:
+    from metaudit.check.engine import run_check
     from metaudit.demo.generate import generate
-    from metaudit.engine import run_check
 
     db = tmp_path_factory.mktemp("demo") / "demo.sqlite"
     generate(str(db), as_of=AS_OF, sessions=1500, practices=2, progress=False)
@@ -76,7 +76,7 @@ DEADLINES: dict[str, list[FilingDeadline]] = {}
 
 
 def _exposure(frame: pd.DataFrame, db: Path) -> dict[str, FindingExposure]:
-    from metaudit.exposure import claim_of_record
+    from metaudit.check.exposure import claim_of_record
 
     with sqlite3.connect(db) as conn:
         claim_of_line = dict(conn.execute("SELECT line_id, claim_id FROM claim_lines"))
@@ -286,7 +286,7 @@ def _email(digest: PracticeDigest) -> OutgoingEmail:
 
 
 def test_no_rule_text_that_is_mailed_cites_an_icd10_code() -> None:
-    from metaudit.rulebook import RULES
+    from metaudit.spec.rulebook import RULES
 
     cited = {
         rule.id: ICD10_CODE.findall(f"{rule.title} {rule.meaning} {rule.fix} {rule.message}")

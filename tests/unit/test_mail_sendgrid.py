@@ -71,7 +71,7 @@ UNICODE_LEADS = ["José Ñúñez <jose@riverside.example>", "Ирина <irina@r
 
 def _unicode_config():  # type: ignore[no-untyped-def]
     from metaudit.mail.config import load_mail_config
-    from metaudit.settings import Settings
+    from metaudit.spec.settings import Settings
 
     settings = Settings.from_dict(
         {"email": UNICODE_EMAIL, "practices": {"PR0001": {"compliance_leads": UNICODE_LEADS}}}

@@ -22,8 +22,6 @@ from pathlib import Path
 import pytest
 from builders import AS_OF, clean_records, find, write_sqlite
 
-from metaudit import rulebook
-from metaudit.findings import FIELDS, write_findings
 from metaudit.packets import (
     PacketBuildError,
     PacketOptions,
@@ -38,6 +36,8 @@ from metaudit.packets import (
 from metaudit.packets.archive import zip_bytes
 from metaudit.packets.content import chart_series, suites_of
 from metaudit.packets.signing import DEMO_PACKET_KEY, KEY_ENV
+from metaudit.spec import rulebook
+from metaudit.spec.findings import FIELDS, write_findings
 
 KEY = b"unit-test-packet-key-0123456789"
 EXPECTED_FAIL = {"REF-006", "DOC-005", "DOC-007", "DQ-001"}
@@ -93,8 +93,8 @@ class Built:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Built:
-    from metaudit.engine import check_typed, load_source
-    from metaudit.settings import Settings
+    from metaudit.check.engine import check_typed, load_source
+    from metaudit.spec.settings import Settings
 
     tmp = tmp_path_factory.mktemp("packets")
     db = write_sqlite(_records(), tmp / "source.sqlite")
@@ -349,7 +349,7 @@ def test_a_failure_mid_build_leaves_no_packet_and_keeps_the_old_one(built, tmp_p
         raise OSError("disk full")
 
     with monkeypatch.context() as patch:
-        patch.setattr("metaudit.findings.os.fsync", broken_fsync)
+        patch.setattr("metaudit.paths.os.fsync", broken_fsync)
         with pytest.raises(PacketBuildError, match="disk full"):
             build_client_packets(
                 built.material,
@@ -438,8 +438,8 @@ def test_a_practice_without_findings_gets_its_packets(tmp_path):
     # The common case in a real network: nothing failed all month. (Found by the
     # scale-out benchmark: an empty month table of object columns made the rule counts
     # select columns instead of rows.)
-    from metaudit.engine import check_typed, load_source
-    from metaudit.settings import Settings
+    from metaudit.check.engine import check_typed, load_source
+    from metaudit.spec.settings import Settings
 
     db = write_sqlite(clean_records(), tmp_path / "clean.sqlite")
     typed = load_source(db, AS_OF)

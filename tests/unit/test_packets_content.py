@@ -230,7 +230,7 @@ def test_names_hold_ids_only_and_odd_ids_are_encoded_not_merged(tmp_path):
 
 def test_packet_options_read_the_configuration_and_refuse_unknown_keys(tmp_path, monkeypatch):
     from metaudit.errors import SettingsError
-    from metaudit.settings import Settings
+    from metaudit.spec.settings import Settings
 
     monkeypatch.delenv("METAUDIT_PACKETS_DIR", raising=False)
     settings = Settings.from_dict({"packets": {"dir": str(tmp_path / "p"), "activity_days": 45}})
@@ -248,8 +248,8 @@ def test_csv_cells_that_begin_like_a_formula_are_neutralised_and_json_stays_exac
     import io
     import json
 
-    from metaudit.findings import Finding, to_csv, to_jsonl
     from metaudit.packets.render import render_csv
+    from metaudit.spec.findings import Finding, to_csv, to_jsonl
 
     hostile = ['=HYPERLINK("http://evil.example","x")', "+1+cmd|' /C calc'!A0", "=1+2"]
     hostile += ["@SUM(A1)", "-2+3", "\tx"]

@@ -11,9 +11,9 @@ from datetime import date, timedelta
 import pytest
 import sqlalchemy as sa
 
-from metaudit.findings import Finding
 from metaudit.results import ResultsStore, default_url, migrate
 from metaudit.results.models import VERSION_TABLE, Base
+from metaudit.spec.findings import Finding
 
 D1, D2, D3, D4 = (date(2026, 3, 1) + timedelta(days=i) for i in range(4))
 PRACTICE = "PR-1"
@@ -343,7 +343,7 @@ def test_alerts_are_recorded_for_the_admins(store: ResultsStore) -> None:
 def test_exposure_is_stored_beside_the_findings_and_replaced_with_them(
     store: ResultsStore,
 ) -> None:
-    from metaudit.digest import FindingExposure
+    from metaudit.results.digest import FindingExposure
 
     day1 = [finding("REF-001", "C1", D1), finding("REF-002", "C2", D1)]
     money = {
@@ -369,7 +369,7 @@ def test_exposure_is_stored_beside_the_findings_and_replaced_with_them(
 
 
 def test_exposure_of_a_finding_not_stored_is_refused(store: ResultsStore) -> None:
-    from metaudit.digest import FindingExposure
+    from metaudit.results.digest import FindingExposure
 
     with pytest.raises(ValueError, match="not among the findings"):
         store.persist_practice(
@@ -385,7 +385,7 @@ def test_exposure_of_a_finding_not_stored_is_refused(store: ResultsStore) -> Non
 def test_filing_deadlines_are_stored_and_the_digest_carries_those_of_the_week(
     store: ResultsStore,
 ) -> None:
-    from metaudit.digest import FilingDeadline
+    from metaudit.results.digest import FilingDeadline
 
     def due(claim: str, day: date) -> FilingDeadline:
         return FilingDeadline(claim, "C1", "2026-01-01", 90, day.isoformat(), 15000)

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from builders import AS_OF, clean_records, write_sqlite
 
-from metaudit.derive import FAMILIES
-from metaudit.engine import derive_family, load_source
-from metaudit.rulebook import RULES
-from metaudit.settings import Settings
-from metaudit.view import build_view
+from metaudit.check.derive import FAMILIES
+from metaudit.check.engine import derive_family, load_source
+from metaudit.check.view import build_view
+from metaudit.spec.rulebook import RULES
+from metaudit.spec.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DQ_RULES = {"DQ-001", "DQ-002", "DQ-003"}
@@ -31,7 +31,7 @@ def _suite_expectations() -> list[tuple[str, dict]]:
 
 def test_every_rulebook_rule_has_an_implementation_and_no_other():
     in_suites = {e["meta"]["rule_id"] for _, e in _suite_expectations()}
-    quality_source = (ROOT / "include" / "metaudit" / "quality.py").read_text()
+    quality_source = (ROOT / "include" / "metaudit" / "source" / "quality.py").read_text()
     in_quality = set(re.findall(r'"(DQ-00\d)"', quality_source))
     assert in_quality == DQ_RULES
     assert in_suites | in_quality == set(RULES)

@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from metaudit import docs_gen, rulebook, settings
-from metaudit.rulebook import RULES
+from metaudit import docs_gen
+from metaudit.spec import rulebook, settings
+from metaudit.spec.rulebook import RULES
 
 # (id, severity, entity types) as the rulebook v1 states them.
 EXPECTED = {

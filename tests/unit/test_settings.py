@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from metaudit.errors import SettingsError
-from metaudit.settings import (
+from metaudit.spec.settings import (
     DEFAULTS,
     PAYER_SETTINGS,
     SETTINGS,
@@ -534,7 +534,7 @@ def test_reading_a_configuration_needs_no_pandas() -> None:
     import sys
 
     code = (
-        "import sys; from metaudit.settings import Settings; "
+        "import sys; from metaudit.spec.settings import Settings; "
         "Settings.from_dict({'defaults': {'unit_rule': 'ama'}}); "
         "assert 'pandas' not in sys.modules and 'numpy' not in sys.modules"
     )

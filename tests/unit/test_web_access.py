@@ -9,7 +9,7 @@ import pytest
 from builders import write_signed_packet
 
 from metaudit.errors import SettingsError
-from metaudit.settings import Settings
+from metaudit.spec.settings import Settings
 from metaudit.web.access import AccessPolicy, Viewer, access_policy, viewer_of
 from metaudit.web.catalog import PacketCatalog, verdict
 

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from metaudit.contract import BOOL, DATE, INT, NUM, TABLES, TIMESTAMP
+from metaudit.spec.contract import BOOL, DATE, INT, NUM, TABLES, TIMESTAMP
 
 # Arrow types of the stored values, per contract column type.
 STORAGE_TYPES: dict[str, pa.DataType] = {

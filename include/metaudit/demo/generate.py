@@ -24,13 +24,13 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 from metaudit import __version__
-from metaudit.contract import DATE, TABLES, TIMESTAMP
 from metaudit.demo import arrow as ar
 from metaudit.demo.cohort import Cohort, Expected, Row, build_host
 from metaudit.demo.defects import Defect, select
 from metaudit.demo.episodes import build_chunk
 from metaudit.demo.network import CHUNK_CLIENTS, plan_network
 from metaudit.demo.writer import DemoTargetError, open_sink
+from metaudit.spec.contract import DATE, TABLES, TIMESTAMP
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def _readable(value: Any, wanted: pa.DataType, column_type: str) -> bool:
 
 def sort_expected(expected: list[Expected]) -> list[Expected]:
     """One finding per (practice, rule, entity), sorted as findings are (practice nulls last)."""
-    from metaudit import rulebook
+    from metaudit.spec import rulebook
 
     unique: dict[tuple[str | None, str, str, str], Expected] = {}
     for e in expected:

@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from metaudit.demo import arrow as ar
 from metaudit.demo import vocab
-from metaudit.npi import npi_check_digit
+from metaudit.spec.npi import npi_check_digit
 
 # Records continue this many days after D (future sessions, assessments, claims).
 HORIZON_DAYS = 28

@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
-from metaudit.contract import TABLES
 from metaudit.errors import MetAuditError
-from metaudit.schema import create_schema
+from metaudit.spec.contract import TABLES
+from metaudit.spec.schema import create_schema
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The ``email`` part of the configuration file: who gets the morning email, and how it goes.
 
-:mod:`metaudit.settings` reads the file and hands these sections on unvalidated
+:mod:`metaudit.spec.settings` reads the file and hands these sections on unvalidated
 (``Settings.sections["email"]`` and ``Settings.practice_section(id)``); this
 module validates them as a whole and reports every problem at once, by path::
 
@@ -37,7 +37,7 @@ from metaudit.errors import Problems
 from metaudit.mail.errors import MailConfigError
 
 if TYPE_CHECKING:
-    from metaudit.settings import Settings
+    from metaudit.spec.settings import Settings
 
 # Local part and domain with a dot; deliberately loose (SendGrid validates for real),
 # but strict on what could break a header: blanks, commas, angle brackets, line breaks.

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from metaudit.digest import FilingDeadline, FindingExposure, PracticeDigest, TrackedFinding
-from metaudit.findings import SEVERITY_RANK, Finding
-from metaudit.rulebook import RULES, SEVERITY_MEANINGS, SEVERITY_ORDER, entity_label
+from metaudit.results.digest import FilingDeadline, FindingExposure, PracticeDigest, TrackedFinding
+from metaudit.spec.findings import SEVERITY_RANK, Finding
+from metaudit.spec.rulebook import RULES, SEVERITY_MEANINGS, SEVERITY_ORDER, entity_label
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ BRAND = "#1d3b5a"
 SEVERITY_COLOURS = {"critical": "#b42318", "warning": "#b54708", "notice": "#175cd3"}
 SEVERITY_TINTS = {"critical": "#fef3f2", "warning": "#fffaeb", "notice": "#eff8ff"}
 GOOD = "#067647"
-# The money classes of metaudit.exposure, as the email names them.
+# The money classes of metaudit.check.exposure, as the email names them.
 MONEY_CLASS_LABELS = {
     "fix_before_billing": "fix before billing",
     "in_flight": "in flight",

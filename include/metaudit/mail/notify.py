@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from metaudit.digest import PracticeDigest
 from metaudit.mail.config import DEFAULT_SENDER, MailConfig
 from metaudit.mail.content import OutgoingEmail, build_alert, build_email
 from metaudit.mail.eml import render_eml
@@ -61,6 +60,7 @@ from metaudit.mail.outbox import (
     Outbox,
     OutboxRecord,
 )
+from metaudit.results.digest import PracticeDigest
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,8 @@ from typing import Any
 
 # The outbox writes through the project's one atomic write (temporary file, fsync, rename,
 # folder fsync); the name stays for the callers of this module.
-from metaudit.findings import write_atomic_bytes as write_durable
 from metaudit.mail.errors import OutboxError
-from metaudit.paths import IdNameError, id_name, private_dir
+from metaudit.paths import IdNameError, id_name, private_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -195,13 +194,13 @@ class Outbox:
     def save(self, record: OutboxRecord) -> Path:
         """Write the record durably; return its path."""
         path = self.paths(record.kind, record.as_of, record.name).record
-        write_durable(path, record.to_json().encode("utf-8"))
+        write_atomic(path, record.to_json())
         return path
 
     def write_eml(self, record: OutboxRecord, data: bytes) -> Path:
         """Write the record's .eml file durably; return its path."""
         path = self.paths(record.kind, record.as_of, record.name).eml
-        write_durable(path, data)
+        write_atomic(path, data)
         record.eml = path.name
         return path
 

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from datetime import date
 
 # Packets are written through the project's one atomic write, re-exported for packets.build.
-from metaudit.findings import write_atomic_bytes as write_atomic_bytes
 from metaudit.packets.errors import PacketError
 from metaudit.paths import IdNameError, id_name
 

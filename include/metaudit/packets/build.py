@@ -23,12 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from metaudit import rulebook
-from metaudit.derive import FAMILIES
+from metaudit.check.derive import FAMILIES
 from metaudit.errors import MetAuditError
-from metaudit.findings import Finding, read_findings, sort_findings, to_csv
 from metaudit.packets import render
-from metaudit.packets.archive import write_atomic_bytes, zip_bytes
+from metaudit.packets.archive import zip_bytes
 from metaudit.packets.content import (
     DEFAULT_ACTIVITY_DAYS,
     FAIL,
@@ -62,11 +60,14 @@ from metaudit.packets.signing import (
     resolve_key,
 )
 from metaudit.packets.verify import verify_packet
+from metaudit.paths import write_atomic
+from metaudit.spec import rulebook
+from metaudit.spec.findings import Finding, read_findings, sort_findings, to_csv
 
 if TYPE_CHECKING:
-    from metaudit.engine import CheckResult
-    from metaudit.quality import TypedSource
-    from metaudit.settings import Settings
+    from metaudit.check.engine import CheckResult
+    from metaudit.source.quality import TypedSource
+    from metaudit.spec.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +149,9 @@ def prepare_material(
     typed: TypedSource, as_of: date, practice_id: str, settings: Settings
 ) -> PracticeMaterial:
     """The practice's as-of view and derived frames (the derivations only; no GX)."""
-    from metaudit.derive.common import referral_expiry
-    from metaudit.engine import derive_family
-    from metaudit.view import build_view
+    from metaudit.check.derive.common import referral_expiry
+    from metaudit.check.engine import derive_family
+    from metaudit.check.view import build_view
 
     view = build_view(
         typed, pd.Timestamp(as_of).normalize(), [practice_id], settings.default_timezone
@@ -336,7 +337,7 @@ def build_client_packets(
             data = zip_bytes(files, stamp)
             state = "unchanged" if path.exists() and path.read_bytes() == data else "built"
             if state == "built":
-                write_atomic_bytes(path, data)
+                write_atomic(path, data)
             manifest = json.loads(files[MANIFEST_NAME])
             summaries.append(_summary_of(client_id, relative, data, manifest, state))
         except _CLIENT_ERRORS as exc:
@@ -399,7 +400,7 @@ def month_findings_table(month: Mapping[str, Sequence[Finding]], as_of: str) -> 
         row = finding.to_dict()
         row.update(first_seen=first[key], last_seen=last[key], open_on_as_of=last[key] == as_of)
         rows.append(row)
-    from metaudit.findings import FIELDS
+    from metaudit.spec.findings import FIELDS
 
     table = pd.DataFrame(rows, columns=[*FIELDS, *MONTH_EXTRA_FIELDS])
     # A month without findings gives an empty table of object columns; indexing by an
@@ -504,7 +505,7 @@ def build_practice_packet(
     path = practice_packet_path(options.packets_dir, evidence.practice_id, evidence.as_of)
     data = zip_bytes(files, date.fromisoformat(evidence.as_of))
     if not (path.exists() and path.read_bytes() == data):
-        write_atomic_bytes(path, data)
+        write_atomic(path, data)
     return path
 
 
@@ -536,8 +537,8 @@ def build_practice_packets(
     defaults to ``METAUDIT_PACKET_KEY``; without a key only ``demo`` builds
     (with the published demo key). Returns a JSON-ready summary (fit for XCom).
     """
-    from metaudit.engine import check_typed, load_source
-    from metaudit.settings import Settings
+    from metaudit.check.engine import check_typed, load_source
+    from metaudit.spec.settings import Settings
 
     secret, demo_key = resolve_key(key, demo=demo)
     settings = Settings.load(Path(config) if config else None)

@@ -31,16 +31,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from metaudit import rulebook
-from metaudit.contract import HIGHER_IS_BETTER, LOWER_IS_BETTER, TABLES
-from metaudit.findings import Finding
-from metaudit.frames import Frame
-from metaudit.npi import is_valid_npi
+from metaudit.check.frames import Frame
 from metaudit.packets.errors import PacketError
 from metaudit.packets.layout import DEFAULT_ACTIVITY_DAYS as DEFAULT_ACTIVITY_DAYS
+from metaudit.spec import rulebook
+from metaudit.spec.contract import HIGHER_IS_BETTER, LOWER_IS_BETTER, TABLES
+from metaudit.spec.findings import Finding
+from metaudit.spec.npi import is_valid_npi
 
 if TYPE_CHECKING:
-    from metaudit.view import AuditView
+    from metaudit.check.view import AuditView
 
 # How many findings' sentences the cover shows for one rule; findings.csv has all.
 COVER_MESSAGES_PER_RULE = 3

@@ -9,20 +9,20 @@ imports neither pandas nor the renderers.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from metaudit import config
 from metaudit.errors import SettingsError
 from metaudit.packets.archive import safe_id
 
 if TYPE_CHECKING:
-    from metaudit.settings import Settings
+    from metaudit.spec.settings import Settings
 
-PACKETS_DIR_ENV = "METAUDIT_PACKETS_DIR"
+PACKETS_DIR_ENV = config.PACKETS_DIR_ENV
 # The audit period of a packet: the days ending on its as-of date (a month's last day
 # covers the whole month).
 DEFAULT_ACTIVITY_DAYS = 31
@@ -63,9 +63,9 @@ def packet_options(
         configured = section.get("dir")
         if configured is not None and not isinstance(configured, str):
             raise SettingsError(f"packets.dir must be a folder path, got {configured!r}")
-        packets_dir = configured or os.environ.get(PACKETS_DIR_ENV) or None
+        packets_dir = configured or config.packets_dir()
     if packets_dir is None:
-        from metaudit.orchestration import data_dir
+        from metaudit.paths import data_dir
 
         packets_dir = data_dir() / "packets"
     return PacketOptions(packets_dir=Path(packets_dir), activity_days=days)

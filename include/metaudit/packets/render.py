@@ -24,8 +24,6 @@ from xml.sax.saxutils import escape as xml_escape
 
 import pandas as pd
 
-from metaudit import rulebook
-from metaudit.findings import csv_cell
 from metaudit.packets.content import (
     FAIL,
     NOT_APPLICABLE,
@@ -36,6 +34,8 @@ from metaudit.packets.content import (
     RecordDocument,
     Section,
 )
+from metaudit.spec import rulebook
+from metaudit.spec.findings import csv_cell
 
 FONT = "MetauditSans"
 FONT_BOLD = "MetauditSans-Bold"
@@ -81,7 +81,7 @@ def heading(column: str) -> str:
 
 def render_csv(rows: pd.DataFrame, columns: Sequence[str]) -> bytes:
     """Rows as CSV (header row, ``\\n`` line ends, UTF-8); text that begins like a
-    spreadsheet formula is neutralised (:func:`metaudit.findings.csv_cell`)."""
+    spreadsheet formula is neutralised (:func:`metaudit.spec.findings.csv_cell`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([csv_cell(column) for column in columns])

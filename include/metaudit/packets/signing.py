@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from metaudit import __version__
+from metaudit import __version__, config
 from metaudit.packets.errors import PacketKeyError
 
-KEY_ENV = "METAUDIT_PACKET_KEY"
+KEY_ENV = config.PACKET_KEY_ENV
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "metaudit-packet/1"
 SIGNATURE_ALGORITHM = "HMAC-SHA256"
@@ -40,7 +39,7 @@ def resolve_key(key: bytes | str | None = None, *, demo: bool = False) -> tuple[
     demo key when ``demo`` is set, else PacketKeyError. The published demo key is
     refused outside the demo, however it is given: anybody can sign with it.
     """
-    chosen: bytes | str | None = key if key else os.environ.get(KEY_ENV) or None
+    chosen: bytes | str | None = key if key else config.packet_key()
     if chosen is None:
         if demo:
             return DEMO_PACKET_KEY, True
@@ -65,7 +64,7 @@ def resolve_key(key: bytes | str | None = None, *, demo: bool = False) -> tuple[
 
 def verification_key(key: bytes | str | None = None) -> bytes:
     """The key to check a signature with: ``key`` or ``METAUDIT_PACKET_KEY``, else PacketKeyError."""
-    chosen: bytes | str | None = key if key else os.environ.get(KEY_ENV) or None
+    chosen: bytes | str | None = key if key else config.packet_key()
     if chosen is None:
         raise PacketKeyError(
             f"no key to check the packet's signature: set the environment variable {KEY_ENV} "

@@ -158,7 +158,7 @@ def verify_packet(
     """
     secret = verification_key(key)
     if demo is None:
-        from metaudit.orchestration import demo_mode
+        from metaudit.config import demo_mode
 
         demo = demo_mode()
     result = Verification(packet=str(path))

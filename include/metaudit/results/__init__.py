@@ -18,7 +18,7 @@ __all__ = ["ResultsStore", "RunOutcome", "StoredPractice", "default_url", "migra
 
 def default_url(data_dir: Path | None = None) -> str:
     """The default store: ``results.sqlite`` in the project's data folder (METAUDIT_DATA_DIR)."""
-    from metaudit.orchestration import data_dir as project_data_dir
+    from metaudit.paths import data_dir as project_data_dir
 
     folder = data_dir or project_data_dir()
     return f"sqlite:///{(Path(folder) / RESULTS_DB_FILE).resolve()}"

@@ -24,11 +24,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError
 
-from metaudit.digest import FilingDeadline, FindingExposure, PracticeDigest, TrackedFinding
 from metaudit.errors import SettingsError
-from metaudit.findings import FIELDS, Finding
 from metaudit.paths import PRIVATE_FILE_MODE, private_dir
+from metaudit.results.digest import FilingDeadline, FindingExposure, PracticeDigest, TrackedFinding
 from metaudit.results.models import VERSION_TABLE, Base
+from metaudit.spec.findings import FIELDS, Finding
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from metaudit.errors import Problems, SettingsError
 
 if TYPE_CHECKING:
-    from metaudit.settings import Settings
+    from metaudit.spec.settings import Settings
 
 DEFAULT_ADMIN_ROLES = ("admin",)
 _ACCESS_KEYS = ("admins", "admin_roles")

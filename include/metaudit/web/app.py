@@ -43,8 +43,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import StreamingResponse
 
+from metaudit.config import DAG_ID
 from metaudit.errors import SettingsError
-from metaudit.orchestration import DAG_ID
 from metaudit.web.access import Viewer, viewer_of
 from metaudit.web.catalog import (
     CLIENT,

@@ -8,12 +8,12 @@ instead of stopping the API server, and the plugin's import stays cheap.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metaudit import config
 from metaudit.errors import SettingsError
 from metaudit.web.access import AccessPolicy, access_policy
 from metaudit.web.catalog import PacketCatalog
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 # Where the packets page calls Airflow's REST API to trigger a rebuild with the user's
 # token. Default: the API server's own [api] base_url; without either, rebuilds fail
 # (the address is never taken from the request: its Host header is the client's).
-AIRFLOW_API_URL_ENV = "METAUDIT_AIRFLOW_API_URL"
+AIRFLOW_API_URL_ENV = config.AIRFLOW_API_URL_ENV
 
 
 @dataclass
@@ -54,7 +54,7 @@ def _server_connection(conn_id: str) -> Any | None:
 
 
 def _airflow_api_url() -> str | None:
-    configured = os.environ.get(AIRFLOW_API_URL_ENV, "").strip()
+    configured = config.airflow_api_url()
     if configured:
         return configured
     from airflow.configuration import conf
@@ -66,12 +66,13 @@ def load_context() -> WebContext:
     """The deployment's context: the configuration (METAUDIT_CONFIG), the results store
     (connection ``met_results_db``), the packets folder and the packet key (connection
     ``met_packet_key`` or METAUDIT_PACKET_KEY)."""
-    from metaudit.orchestration import demo_mode, packet_key, results_url
+    from metaudit.config import demo_mode
     from metaudit.packets.errors import PacketKeyError
     from metaudit.packets.layout import packet_options
     from metaudit.packets.signing import resolve_key
+    from metaudit.pipeline.connections import packet_key, results_url
     from metaudit.results import ResultsStore
-    from metaudit.settings import Settings
+    from metaudit.spec.settings import Settings
 
     settings = Settings.load()
     policy = access_policy(settings)

@@ -1,0 +1,142 @@
+"""The as-of view: what exists on the as-of date D of a run.
+
+Records dated after D do not exist for the run, nor do records whose own date
+is unknown; rows whose parent left the view leave with it; void claims and
+their lines and diagnoses are left out of every rule. A rerun for an earlier D
+reproduces that day's view (rulebook definitions, readings 3, 4 and 18).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from metaudit.source.quality import TypedSource, is_in, is_zone
+from metaudit.spec.contract import PARENT_OF, TABLES
+
+DEFAULT_TIMEZONE = "America/New_York"
+# Tables whose rows have children in PARENT_OF (children leave with them).
+_PARENTS = frozenset(parent for _, parent in PARENT_OF.values())
+log = logging.getLogger(__name__)
+
+
+def _is_zone(zone: object) -> bool:
+    """Whether zone names an IANA time zone; an unknown one falls back to the default
+    (typing has named it already: DQ-003, rulebook reading 21)."""
+    if is_zone(zone):
+        return True
+    if isinstance(zone, str):
+        log.warning("unknown time zone %r in practices; using the default", zone[:64])
+    return False
+
+
+@dataclass
+class AuditView:
+    """Typed tables restricted to what exists at ``as_of``, for one set of practices."""
+
+    as_of: pd.Timestamp
+    tables: dict[str, pd.DataFrame]
+    practices: pd.DataFrame
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def as_of_iso(self) -> str:
+        return self.as_of.strftime("%Y-%m-%d")
+
+
+def _keep_rows(frame: pd.DataFrame, keep: pd.Series) -> pd.DataFrame:
+    """``frame[keep]``, column by column: each array filters itself (Arrow in native
+    code), twice as fast as a DataFrame taking the rows by position."""
+    mask = keep.to_numpy(dtype=bool)
+    return pd.DataFrame(
+        {name: frame[name].array[mask] for name in frame.columns},
+        index=frame.index[mask],
+        copy=False,
+    )
+
+
+def build_view(
+    source: TypedSource,
+    as_of: date | pd.Timestamp,
+    practice_ids: Iterable[str] | None = None,
+    default_timezone: str = DEFAULT_TIMEZONE,
+    *,
+    release_source: bool = False,
+) -> AuditView:
+    """Restrict the typed source to the as-of date and (optionally) some practices.
+
+    With ``release_source`` each typed table leaves ``source`` as soon as its
+    view is built, so a table is never held twice for longer than its filtering.
+    """
+    day = pd.Timestamp(as_of).normalize()
+    tables: dict[str, pd.DataFrame] = {}
+    # Keys of the parent rows the view left out, and the claims of left-out lines.
+    gone: dict[str, list[pd.Series]] = {}
+    removed_line_claims: list[pd.Series] = []
+    for name, table in TABLES.items():
+        frame = source.tables[name]
+        if table.as_of:
+            stamp = frame[table.as_of]
+            keep = stamp <= day
+            if table.column(table.as_of).nullable:
+                # NULL is a normal state there (reading 18); an unreadable value is not.
+                unreadable = source.unreadable[name][table.as_of]
+                keep = keep | (stamp.isna() & ~unreadable)
+            keep = keep.fillna(False).astype(bool)
+            if not keep.all():
+                if table.key and name in _PARENTS:
+                    gone.setdefault(name, []).append(frame.loc[~keep, table.key])
+                if name == "claim_lines":
+                    removed_line_claims.append(frame.loc[~keep, "claim_id"])
+                frame = _keep_rows(frame, keep)
+        tables[name] = frame
+        if release_source:
+            del source.tables[name]
+            source.unreadable.pop(name, None)
+        del frame
+
+    # Void claims are left out of every rule; so is a claim whose lines are all
+    # after D. Only a claim that lost a line can have lost them all, so the
+    # search starts from the (few) lines the view removed.
+    claims = tables["claims"]
+    keep = claims["status"].ne("void").fillna(True).astype(bool)
+    if removed_line_claims:
+        lost_some = pd.concat(removed_line_claims).drop_duplicates()
+        billed = tables["claim_lines"]["claim_id"]
+        still_billed = billed[is_in(billed, lost_some)]
+        lost_all = lost_some[~is_in(lost_some, still_billed)]
+        keep &= ~is_in(claims["claim_id"], lost_all)
+    if not keep.all():
+        gone.setdefault("claims", []).append(claims.loc[~keep, "claim_id"])
+        tables["claims"] = _keep_rows(claims, keep)
+    del claims
+
+    # Children follow parents that left the view; a link to a row that never
+    # existed (DQ-002) is not "left the view", so such a row stays.
+    for name, (link, parent_name) in PARENT_OF.items():
+        if parent_name in gone:
+            child = tables[name]
+            left = is_in(child[link], pd.concat(gone[parent_name]))
+            if left.any():
+                tables[name] = _keep_rows(child, ~left)
+            del child
+
+    if practice_ids is not None:
+        wanted = list(practice_ids)
+        for name, frame in tables.items():
+            if "practice_id" in frame.columns:
+                tables[name] = frame[frame["practice_id"].isin(wanted)]
+
+    tables = {name: frame.reset_index(drop=True) for name, frame in tables.items()}
+    practices = tables["practices"].copy()
+    practices["timezone"] = (
+        practices["timezone"]
+        .map(lambda zone: zone if _is_zone(zone) else default_timezone)
+        .astype("string")
+    )
+    return AuditView(as_of=day, tables=tables, practices=practices)

@@ -1,0 +1,172 @@
+"""Print where a demo run left its results and a short summary per practice.
+
+Reads the results store (the run's per-practice status, and each practice's
+digest: new, still open, resolved), the mail outbox (the morning email of each
+practice) and the packets folder, and ends with the command that checks a
+packet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from metaudit.paths import OUTBOX_FOLDER, UNATTRIBUTED_FILE
+
+if TYPE_CHECKING:
+    from metaudit.mail.outbox import Outbox
+    from metaudit.spec.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m metaudit.demo.summary")
+    parser.add_argument("--data", type=Path, required=True, help="the project's data folder")
+    parser.add_argument("--as-of", required=True, help="the run's as-of date, YYYY-MM-DD")
+    parser.add_argument("--db", type=Path, required=True, help="the demo source database")
+    parser.add_argument(
+        "--results-url", help="the results store (default: results.sqlite in the data folder)"
+    )
+    args = parser.parse_args(argv)
+    return write_summary(args.data, args.as_of, args.db, args.results_url, sys.stdout)
+
+
+def shown(path: Path) -> str:
+    """A path as a reader types it: relative to the current folder when it is inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def write_summary(data: Path, as_of: str, db: Path, results_url: str | None, out: TextIO) -> int:
+    """Write the summary; 1 when the store holds no results for the date."""
+    from metaudit.mail.outbox import DIGEST, Outbox
+    from metaudit.packets import packet_options
+    from metaudit.results import ResultsStore, default_url
+    from metaudit.spec.settings import Settings
+
+    day = date.fromisoformat(as_of)
+    results = data / "results" / as_of
+    outbox = Outbox(data / OUTBOX_FOLDER)
+    settings = Settings.load(None)
+    packets_dir = packet_options(settings, _packets_dir(settings, data)).packets_dir
+    url = results_url or default_url(data)
+    out.write(f"\nMET Audit demo, as of {as_of}\n")
+    out.write(f"  source database : {shown(db)}\n")
+    truth = db.with_suffix(".truth.jsonl")
+    if truth.exists():
+        out.write(f"  injected defects: {shown(truth)}\n")
+    out.write(f"  results         : {shown(results)}\n")
+    out.write(f"  results store   : {url}\n")
+    out.write(f"  emails (outbox) : {shown(outbox.root / as_of)}\n")
+    out.write(f"  audit packets   : {shown(packets_dir)}\n\n")
+
+    store = ResultsStore.open(url)
+    sample: Path | None = None
+    try:
+        rows = store.practice_runs(day)
+        if not rows:
+            out.write("  no results stored for this date: see airflow_home/dags-test.log\n")
+            return 1
+        for row in sorted(rows, key=lambda r: (r["practice_id"] is None, r["practice_id"] or "")):
+            practice_id = row["practice_id"]
+            if practice_id is None:
+                if row["findings"]:
+                    out.write(
+                        f"  without a practice (rows whose parent is missing): "
+                        f"{row['findings']} findings\n      {shown(results / UNATTRIBUTED_FILE)}\n\n"
+                    )
+                continue
+            if row["status"] != "success":
+                out.write(f"  {practice_id}: FAILED: {row['error'] or 'see the task log'}\n")
+                if not row["has_results"]:
+                    continue
+            findings = store.findings(day, practice_id)
+            digest = store.digest(practice_id, day)
+            rules = Counter(f.rule_id for f in findings)
+            top = ", ".join(f"{rule} x{n}" for rule, n in rules.most_common(5))
+            csv = Path(row["results_dir"] or results / practice_id) / "findings.csv"
+            out.write(
+                f"  {practice_id} ({digest.practice_name}): {row['findings']} findings "
+                f"({row['critical']} critical, {row['warning']} warning, {row['notice']} notice); "
+                f"{len(digest.new)} new, {len(digest.still_open)} still open, "
+                f"{len(digest.resolved)} resolved, {len(digest.due_soon)} due within a week\n"
+                f"      most frequent: {top or 'none'}\n"
+                f"      findings: {shown(csv)}\n"
+            )
+            out.write(_email_lines(outbox, DIGEST, as_of, practice_id))
+            packets, lines = _packet_lines(packets_dir, practice_id, as_of)
+            out.write(lines + "\n")
+            sample = sample or (packets[0] if packets else None)
+    finally:
+        store.close()
+    if sample is not None:
+        out.write(_verify_hint(sample))
+    return 0
+
+
+def _packets_dir(settings: Settings, data: Path) -> Path | None:
+    """``<data>/packets`` unless the configuration's ``packets.dir`` or METAUDIT_PACKETS_DIR
+    names the folder (None: let the packets' own rule pick it, as the DAG did)."""
+    from metaudit import config
+
+    section = settings.sections.get("packets")
+    configured = section.get("dir") if isinstance(section, dict) else None
+    return None if configured or config.packets_dir() else data / "packets"
+
+
+def _email_lines(outbox: Outbox, kind: str, as_of: str, practice_id: str) -> str:
+    """Where the practice's morning email is, its state and subject."""
+    record = outbox.load(kind, as_of, practice_id)
+    if record is None:
+        return "      email   : none (the notify task did not run; see the log)\n"
+    paths = outbox.paths(kind, as_of, practice_id)
+    where = shown(paths.eml) if record.eml else shown(paths.record)
+    subject = (record.message or {}).get("subject")
+    line = f"      email   : {where} ({record.state})\n"
+    return line + (f"                {subject}\n" if subject else "")
+
+
+def _packet_lines(packets_dir: Path, practice_id: str, as_of: str) -> tuple[list[Path], str]:
+    """The practice's client packets of the date and its month packet."""
+    from metaudit.packets import client_packet_path, practice_packet_path
+
+    folder = client_packet_path(packets_dir, practice_id, as_of, "x").parent
+    packets = sorted(folder.glob("*.zip")) if folder.is_dir() else []
+    month = practice_packet_path(packets_dir, practice_id, as_of)
+    if not packets and not month.exists():
+        return [], "      packets : none (the build_packets task did not run; see the log)\n"
+    lines = f"      packets : {shown(folder)}/ ({len(packets)} client packets)\n"
+    if month.exists():
+        lines += f"                {shown(month)} (the practice's month to date)\n"
+    return packets, lines
+
+
+def _verify_hint(packet: Path) -> str:
+    """How to check a packet, with the key it was signed with when that is the demo key."""
+    from metaudit.config import DEMO_ENV
+    from metaudit.packets import DEMO_PACKET_KEY, KEY_ENV
+    from metaudit.packets.build import read_manifest
+
+    command = shown(Path(sys.executable).parent / "metaudit")
+    if read_manifest(packet).get("demo_key"):
+        # Only `make demo` prints the demo key, and only with METAUDIT_DEMO=1: outside the
+        # demo, `verify` refuses demo signatures (anybody can make one).
+        env = f"{DEMO_ENV}=1 {KEY_ENV}={DEMO_PACKET_KEY.decode('ascii')}"
+        note = "signed with the published demo key, which proves nothing outside the demo"
+    else:
+        env = f"{KEY_ENV}=<the deployment's packet key>"
+        note = f"signed with the key from connection met_packet_key or {KEY_ENV}"
+    return (
+        f"  Check a packet ({note}):\n"
+        f"      {env} {command} verify {shown(packet)}\n"
+        "  Open an email: any .eml above opens in a mail program.\n"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

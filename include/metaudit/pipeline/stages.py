@@ -1,0 +1,561 @@
+"""The nightly run's stages: what each Airflow task calls, testable without a scheduler.
+
+The nightly run, stage by stage:
+
+1. :func:`plan_run`: the as-of date and the practices to audit (reads only the
+   source's practices table); records the run in the results store.
+2. :func:`extract`: reads and types the whole source once, writes one typed
+   partition per practice (:mod:`metaudit.source.snapshot`) and the run-level findings
+   that name no practice.
+3. per practice, :func:`validate_practice` (the rulebook on the practice's
+   partition; findings and GX results under ``results/<as_of>/<practice>/``),
+   :func:`persist_practice` (the results store), then side by side
+   :func:`notify_practice` (the morning email, :mod:`metaudit.mail`) and
+   :func:`build_packets` (the audit packets, :mod:`metaudit.packets`).
+4. :func:`finish_run`: stores the run-level findings, marks the run, and fails
+   naming the practices that did not finish.
+
+A practice "finished" when the results store says so: persist marks it a
+success, and a notify or packets stage that fails for good marks it failed
+again (:func:`practice_stage`, before Airflow hears of the failure, so the
+run's last task never races the failure callback). :func:`alert_admins`, the
+failure callback, records an alert and mails it to the admins on the morning
+email's path.
+
+Tasks pass only ids and paths (XCom is neither secret nor meant for data);
+every function is idempotent and keyed by as-of date and practice, writing its
+files atomically. Nothing here imports pandas, GX or SQLAlchemy at module level:
+the DAG file imports this module's callback when Airflow parses it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from metaudit.config import snapshot_keep_days
+from metaudit.errors import MetAuditError, SettingsError
+from metaudit.paths import (
+    TIMINGS_FILE,
+    data_dir,
+    outbox_dir,
+    results_dir,
+    snapshot_dir,
+    unattributed_path,
+)
+from metaudit.pipeline.alerts import describe_error, resend_pending_alerts, with_database_errors
+from metaudit.pipeline.connections import airflow_base_url, run_link
+
+if TYPE_CHECKING:
+    from metaudit.results.digest import FindingExposure
+
+log = logging.getLogger(__name__)
+
+
+class RunIncompleteError(MetAuditError):
+    """A run did not audit every practice it planned (retrying the last task won't help)."""
+
+
+class RunNotPlannedError(RunIncompleteError):
+    """The run never got past planning, so it audited nothing."""
+
+
+class PracticesFailedError(RunIncompleteError):
+    """Some practices of a run did not finish; the others did."""
+
+    def __init__(
+        self, run_id: str, failed: Sequence[str], stages: Mapping[str, str] | None = None
+    ) -> None:
+        self.failed = sorted(failed)
+        self.stages = dict(stages or {})
+        where = "; ".join(
+            f"{practice_id} at {self.stages.get(practice_id, 'an unknown stage')}"
+            for practice_id in self.failed
+        )
+        super().__init__(
+            f"run {run_id}: audit failed for practice(s) {', '.join(self.failed)}; "
+            f"the other practices finished. Failed: {where} (see the failed tasks' logs and "
+            "the results store's alerts)"
+        )
+
+
+def resolve_as_of(param: str | None, run_date: date) -> date:
+    """The as-of date of a run: the trigger form's value, else the run's date."""
+    if param:
+        try:
+            return date.fromisoformat(str(param))
+        except ValueError as exc:
+            raise SettingsError(f"as_of must be a date YYYY-MM-DD, got {param!r}") from exc
+    return run_date
+
+
+def read_practices(source: str, statement_timeout_s: float | None = None) -> dict[str, str]:
+    """Practice id -> name, as the source's practices table has them (each statement and
+    lock wait bounded by ``statement_timeout_s``, default the setting's default)."""
+    from metaudit.source.reader import DEFAULT_STATEMENT_TIMEOUT_S, read_tables
+
+    timeout = statement_timeout_s or DEFAULT_STATEMENT_TIMEOUT_S
+    raw = read_tables(source, ["practices"], timeout).tables["practices"]
+    names: dict[str, str] = {}
+    for practice_id, name in zip(raw["practice_id"], raw["name"], strict=True):
+        key = str(practice_id).strip() if isinstance(practice_id, str) else ""
+        if key and key not in names:
+            names[key] = name.strip() if isinstance(name, str) and name.strip() else key
+    return names
+
+
+def list_practices(source: str, wanted: Sequence[str] | None = None) -> list[str]:
+    """The practice ids to audit: all in the source, or the wanted ones (unknown ids refused)."""
+    return _choose(sorted(read_practices(source)), wanted)
+
+
+def _choose(present: list[str], wanted: Sequence[str] | None) -> list[str]:
+    if not wanted:
+        return present
+    unknown = sorted(set(wanted) - set(present))
+    if unknown:
+        raise SettingsError(
+            f"practice_ids not in the source: {', '.join(unknown)} "
+            f"(the source has {', '.join(present) or 'no practices'})"
+        )
+    return sorted(set(wanted))
+
+
+def plan_run(
+    source: str,
+    store_url: str,
+    *,
+    run_id: str,
+    dag_id: str,
+    as_of: date,
+    wanted: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Resolve the practices of a run and record the run as running in the results store."""
+    from metaudit.results import ResultsStore
+    from metaudit.spec.settings import Settings
+
+    names = read_practices(source, Settings.load(None).statement_timeout_s)
+    practice_ids = _choose(sorted(names), wanted)
+    store = ResultsStore.open(store_url)
+    try:
+        store.start_run(
+            run_id,
+            dag_id,
+            as_of,
+            list(wanted or []),
+            practice_ids,
+            {p: names[p] for p in practice_ids},
+        )
+    finally:
+        store.close()
+    log.info("run %s as of %s: %d practice(s) %s", run_id, as_of, len(practice_ids), practice_ids)
+    return {"as_of": as_of.isoformat(), "practice_ids": practice_ids}
+
+
+def extract(
+    source: str,
+    as_of: date,
+    practice_ids: Sequence[str],
+    *,
+    store_url: str | None = None,
+    run_id: str | None = None,
+) -> list[dict[str, str]]:
+    """Read and type the whole source once; write each practice's typed partition and the
+    run-level findings that name no practice (:func:`unattributed_path`). Returns one work
+    item per practice: its id, the as-of date and its partition's folder."""
+    from metaudit.check.engine import load_source
+    from metaudit.source.snapshot import unattributed_findings, write_partitions, write_unattributed
+    from metaudit.spec.settings import Settings
+
+    timings: dict[str, float] = {}
+    # The configuration (METAUDIT_CONFIG) bounds each statement and lock wait: a table
+    # locked by a reload ends this try with SourceUnavailableError, which is retried.
+    timeout = Settings.load(None).statement_timeout_s
+    typed = load_source(source, as_of, timings, timeout)
+    started = time.perf_counter()
+    day = as_of.isoformat()
+    folder = snapshot_dir(day)
+    partitions = write_partitions(typed, practice_ids, day, folder)
+    timings["partition"] = time.perf_counter() - started
+    orphans = unattributed_findings(typed)
+    unattributed = write_unattributed(orphans, unattributed_path(day))
+    if orphans:
+        log.warning(
+            "%d finding(s) name no practice (rows whose parent is missing): %s",
+            len(orphans),
+            unattributed,
+        )
+    if store_url and run_id:
+        from metaudit.results import ResultsStore
+
+        store = ResultsStore(store_url)
+        try:
+            store.record_extract(run_id, timings)
+        finally:
+            store.close()
+    log.info("extract as of %s: %s", day, {k: round(v, 2) for k, v in timings.items()})
+    return [
+        {"practice_id": practice_id, "as_of": day, "partition": str(path)}
+        for practice_id, path in sorted(partitions.items())
+    ]
+
+
+def validate_practice(
+    practice_id: str,
+    partition: str,
+    as_of: str,
+    *,
+    out_root: Path | None = None,
+    config: str | None = None,
+) -> dict[str, str]:
+    """Run the rulebook on one practice's partition; write its findings (JSON Lines and
+    CSV), their exposure beside them, GX validation results and stage timings. Returns
+    ids and paths only."""
+    from metaudit.check.deadlines import write_deadlines
+    from metaudit.check.engine import check_typed
+    from metaudit.check.exposure import write_exposure
+    from metaudit.paths import write_atomic
+    from metaudit.source.snapshot import read_partition
+    from metaudit.spec.findings import write_findings
+    from metaudit.spec.settings import Settings
+
+    started_at = _now()
+    timings: dict[str, float] = {}
+    began = time.perf_counter()
+    typed = read_partition(Path(partition), practice_id)
+    timings["read_partition"] = time.perf_counter() - began
+    settings = Settings.load(config)
+    day = date.fromisoformat(as_of)
+    result = check_typed(typed, day, [practice_id], settings, timings)
+    strangers = sorted(
+        {str(f.practice_id) for f in result.findings if f.practice_id != practice_id}
+    )
+    if strangers:
+        raise ValueError(f"practice {practice_id}'s check reported findings of {strangers}")
+    began = time.perf_counter()
+    out_dir = results_dir(as_of, practice_id, out_root)
+    jsonl, _ = write_findings(result.findings, out_dir)
+    if result.exposure is not None:
+        write_exposure(result.exposure, out_dir)
+    if result.deadlines is not None:
+        write_deadlines(result.deadlines, out_dir)
+    for family, validation in result.validations.items():
+        write_atomic(
+            out_dir / "validation" / f"{family.lower()}.json",
+            json.dumps(validation.results, indent=1, sort_keys=True, allow_nan=False),
+        )
+    timings["write"] = time.perf_counter() - began
+    timings_path = out_dir / TIMINGS_FILE
+    write_atomic(
+        timings_path,
+        json.dumps({"started_at": started_at.isoformat(), "stages": timings}, indent=1),
+    )
+    log.info(
+        "practice %s as of %s: %d findings; %s",
+        practice_id,
+        as_of,
+        len(result.findings),
+        {k: round(v, 2) for k, v in timings.items()},
+    )
+    return {
+        "practice_id": practice_id,
+        "as_of": as_of,
+        "partition": str(partition),
+        "out_dir": str(out_dir),
+        "findings": str(jsonl),
+        "timings": str(timings_path),
+    }
+
+
+def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) -> dict[str, Any]:
+    """Store one practice's findings of the as-of date (replacing that date's), their
+    exposure (the ``exposure.jsonl`` beside them, when the validate stage wrote one), the
+    draft claims' filing deadlines (``filing_deadlines.jsonl``, likewise), its
+    status and stage timings, and recompute its findings history. Returns ids and paths
+    for the stages after it (the partition and the audit's folder)."""
+    from metaudit.check.deadlines import DEADLINES_FILE, read_deadlines
+    from metaudit.results import ResultsStore
+    from metaudit.spec.findings import read_findings
+
+    practice_id = validated["practice_id"]
+    findings = read_findings(Path(validated["findings"]))
+    exposure = stored_exposure(Path(validated["out_dir"]), Path(validated["partition"]))
+    deadlines_path = Path(validated["out_dir"], DEADLINES_FILE)
+    deadlines = read_deadlines(deadlines_path) if deadlines_path.exists() else []
+    recorded = json.loads(Path(validated["timings"]).read_text(encoding="utf-8"))
+    store = ResultsStore.open(store_url)
+    try:
+        stored = store.persist_practice(
+            run_id,
+            date.fromisoformat(validated["as_of"]),
+            practice_id,
+            findings,
+            timings=recorded["stages"],
+            results_dir=validated["out_dir"],
+            started_at=datetime.fromisoformat(recorded["started_at"]),
+            exposure=exposure,
+            deadlines=deadlines,
+        )
+    finally:
+        store.close()
+    return {
+        "practice_id": practice_id,
+        "as_of": stored.as_of,
+        "findings": stored.findings,
+        "partition": validated["partition"],
+        "out_dir": validated["out_dir"],
+    }
+
+
+def stored_exposure(out_dir: Path, partition: Path) -> dict[str, FindingExposure]:
+    """The exposure of a practice's findings as the results store keeps it, by
+    fingerprint: read from ``exposure.jsonl`` in its results folder (empty when there is
+    none), each with the claim its record is (claim lines through the partition's
+    claim_lines)."""
+    from metaudit.check.exposure import claim_of_record, read_exposure
+    from metaudit.results.digest import FindingExposure
+    from metaudit.source.snapshot import PartitionError, read_partition_columns
+
+    path = out_dir / "exposure.jsonl"
+    if not path.exists():
+        log.warning("%s is missing: the findings are stored without their exposure", path)
+        return {}
+    rows = read_exposure(path)
+    claim_of_line: dict[str, str] = {}
+    if any(row["entity_type"] in ("claim_line", "row") for row in rows):
+        try:
+            lines = read_partition_columns(partition, "claim_lines", ["line_id", "claim_id"])
+        except PartitionError as exc:
+            # The money is all in exposure.jsonl; only the claims of line findings (for the
+            # email's fix-before-billing block) are lost, so the findings are still stored.
+            log.warning("%s; findings on claim lines are stored without their claim", exc)
+        else:
+            claim_of_line = {
+                str(line): str(claim)
+                for line, claim in zip(lines["line_id"], lines["claim_id"], strict=True)
+                if isinstance(line, str) and isinstance(claim, str)
+            }
+    return {
+        row["fingerprint"]: FindingExposure(
+            lines=row["lines"],
+            fix_before_billing=row["fix_before_billing"],
+            in_flight=row["in_flight"],
+            recoupment_risk=row["recoupment_risk"],
+            claim_id=claim_of_record(row["entity_type"], row["entity_id"], claim_of_line),
+        )
+        for row in rows
+    }
+
+
+def notify_practice(
+    store_url: str,
+    run_id: str,
+    persisted: Mapping[str, Any],
+    *,
+    api_key: str | None = None,
+    host: str | None = None,
+    resend: bool = False,
+    config: str | None = None,
+) -> dict[str, Any]:
+    """Deliver the practice's morning email of the as-of date, once (:mod:`metaudit.mail`).
+
+    The content is the practice's digest from the results store (new, still open,
+    resolved, due soon), with links to the run in the Airflow UI and to the
+    practice's packets page. With no ``api_key`` the email is written to the
+    outbox folder as an .eml file; with one it goes through SendGrid (``host``
+    replaces the API address), and the outbox record keeps it from going twice
+    unless ``resend``. Returns the delivery's ids and paths.
+    """
+    from metaudit import mail
+    from metaudit.mail.content import packets_url
+    from metaudit.results import ResultsStore
+    from metaudit.spec.settings import Settings
+
+    practice_id = str(persisted["practice_id"])
+    as_of = date.fromisoformat(str(persisted["as_of"]))
+    settings = Settings.load(config)
+    mail_config = mail.load_mail_config(settings)
+    store = ResultsStore.open(store_url)
+    try:
+        digest = store.digest(practice_id, as_of)
+    finally:
+        store.close()
+    base = airflow_base_url(settings, mail_config)
+    digest = replace(
+        digest,
+        run_url=run_link(base, run_id),
+        packets_url=packets_url(digest, mail_config.packets_base_url or base),
+    )
+    result = mail.notify_practice(
+        digest,
+        mail_config,
+        api_key=api_key,
+        host=host,
+        outbox_dir=outbox_dir(),
+        resend=resend,
+        run_id=run_id,
+    )
+    log.info(
+        "practice %s as of %s: email %s (%s)",
+        practice_id,
+        as_of,
+        result.status,
+        result.eml_path or result.record_path,
+    )
+    return result.to_dict()
+
+
+def build_packets(
+    persisted: Mapping[str, Any],
+    *,
+    key: str | None = None,
+    demo: bool = False,
+    rebuild: bool = False,
+    config: str | None = None,
+) -> dict[str, Any]:
+    """Build the practice's audit packets of the as-of date (:mod:`metaudit.packets`): one per
+    client with activity and the practice's month packet, from the practice's partition
+    and the evidence its validate stage wrote (GX is not run again).
+
+    ``key`` signs them (else METAUDIT_PACKET_KEY; without either only ``demo`` builds,
+    with the published demo key). Existing packets that verify are kept unless
+    ``rebuild``. Returns counts and paths.
+    """
+    from metaudit.packets import build_practice_packets
+    from metaudit.source.snapshot import read_partition
+
+    practice_id = str(persisted["practice_id"])
+    typed = read_partition(Path(persisted["partition"]), practice_id)
+    return build_practice_packets(
+        None,
+        practice_id,
+        date.fromisoformat(str(persisted["as_of"])),
+        audit_dir=Path(persisted["out_dir"]),
+        key=key,
+        demo=demo,
+        rebuild=rebuild,
+        config=config,
+        typed=typed,
+    )
+
+
+def finish_run(
+    store_url: str,
+    run_id: str,
+    *,
+    extracted_ok: bool,
+    api_key: str | None = None,
+    host: str | None = None,
+) -> str:
+    """Store the run-level findings that name no practice (when this run's extract wrote
+    them), mark the run finished, post the admin alerts still pending (with a SendGrid
+    ``api_key``), and return a per-practice summary; raise PracticesFailedError naming
+    the practices that did not finish."""
+    from metaudit.results import ResultsStore
+    from metaudit.spec.findings import read_findings
+
+    store = ResultsStore.open(store_url)
+    try:
+        if store.run(run_id) is None:
+            raise RunNotPlannedError(
+                f"run {run_id} never got past planning (see the plan task's log); "
+                "no practice was audited"
+            )
+        outcome = store.run_outcome(run_id)
+        orphans = None
+        if extracted_ok:
+            path = unattributed_path(outcome.as_of.isoformat())
+            findings = read_findings(path)
+            store.persist_practice(
+                run_id, outcome.as_of, None, findings, results_dir=str(path.parent)
+            )
+            orphans = len(findings)
+        store.finish_run(run_id, outcome.failed, orphans)
+        stages = failed_stages(store, run_id, outcome.failed)
+        rows = [
+            r
+            for r in store.practice_runs(outcome.as_of)
+            if r["practice_id"] in outcome.practice_ids or r["practice_id"] is None
+        ]
+    finally:
+        store.close()
+    summary = summarize(rows, run_id)
+    if api_key:
+        try:
+            pending = resend_pending_alerts(store_url, outcome.as_of, api_key=api_key, host=host)
+        except with_database_errors() as exc:
+            # The run's own outcome must still be reported; the alerts stay in the outbox.
+            log.exception("could not post the pending admin alerts")
+            pending = [describe_error(exc)]
+        if pending:
+            summary += f"\n{len(pending)} admin alert mail(s) still pending in the outbox"
+    log.info("run %s as of %s:\n%s", run_id, outcome.as_of, summary)
+    retire_snapshots(outcome.as_of.isoformat(), keep_own=bool(outcome.failed))
+    if outcome.failed:
+        raise PracticesFailedError(run_id, outcome.failed, stages)
+    return summary
+
+
+def failed_stages(store: Any, run_id: str, failed: Sequence[str]) -> dict[str, str]:
+    """Where each failed practice of the run failed: its task and the error's type (the
+    type only: a foreign error's message may quote a record), from the run's alerts."""
+    wanted = set(failed)
+    stages: dict[str, str] = {}
+    for alert in store.alerts(run_id):  # oldest first: the last failure wins
+        practice_id = alert.get("practice_id")
+        if practice_id in wanted:
+            kind = str(alert.get("error") or "").split(":", 1)[0].strip() or "error"
+            stages[practice_id] = f"{alert['task_id']} ({kind})"
+    for practice_id in wanted - set(stages):
+        stages[practice_id] = "no task of its own (it never ran: see the extract task's log)"
+    return stages
+
+
+def retire_snapshots(as_of: str, *, keep_own: bool, root: Path | None = None) -> list[Path]:
+    """Remove the partitions of ``as_of`` (unless ``keep_own``) and every other date's
+    partitions untouched for longer than :func:`snapshot_keep_days`; return what went."""
+    import shutil
+
+    base = root or data_dir() / "snapshots"
+    cutoff = time.time() - snapshot_keep_days() * 86_400
+    removed = []
+    for folder in sorted(base.iterdir()) if base.is_dir() else []:
+        own = folder.name == as_of
+        if own and keep_own:
+            log.info("partitions of %s kept for retries of the failed practices: %s", as_of, folder)
+            continue
+        if own or folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            if not folder.exists():
+                removed.append(folder)
+                log.info("partitions removed (copies of health records): %s", folder)
+            else:
+                log.warning("partitions could not be removed: %s", folder)
+    return removed
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], run_id: str | None = None) -> str:
+    """A short per-practice summary of a run's status rows, for logs and the demo."""
+    lines = []
+    for row in sorted(rows, key=lambda r: (r["practice_id"] is None, r["practice_id"] or "")):
+        name = row["practice_id"] or "(no practice)"
+        if run_id is not None and row["run_id"] != run_id:
+            lines.append(f"{name}: not audited by this run")
+        elif row["status"] != "success":
+            lines.append(f"{name}: FAILED: {row.get('error') or 'see the task log'}")
+        else:
+            lines.append(
+                f"{name}: {row['findings']} findings ({row['critical']} critical, "
+                f"{row['warning']} warning, {row['notice']} notice)"
+            )
+    return "\n".join(lines)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

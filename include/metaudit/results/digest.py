@@ -1,0 +1,83 @@
+"""What a practice's morning email and packets learn from the results store.
+
+The results store (``metaudit.results``) computes a ``PracticeDigest`` for a
+practice and as-of date from the findings history; the email (``metaudit.mail``)
+and the packets read only this, so each side is tested without the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from metaudit.spec.findings import Finding
+
+
+@dataclass(frozen=True)
+class TrackedFinding:
+    """A finding with its history: first seen on ``first_seen``; for a resolved
+    one, ``resolved_on`` is the as-of date of the run that no longer found it."""
+
+    finding: Finding
+    first_seen: str
+    resolved_on: str | None = None
+
+
+@dataclass(frozen=True)
+class FindingExposure:
+    """The money one finding puts at risk (metaudit.check.exposure), in integer cents per
+    class, with the claim its record is (a claim, claim line or claim diagnosis), if any."""
+
+    lines: int = 0
+    fix_before_billing: int = 0
+    in_flight: int = 0
+    recoupment_risk: int = 0
+    claim_id: str | None = None
+
+    @property
+    def total(self) -> int:
+        return self.fix_before_billing + self.in_flight + self.recoupment_risk
+
+
+@dataclass(frozen=True)
+class FilingDeadline:
+    """A draft claim's timely-filing deadline, with its lines' charges in cents."""
+
+    claim_id: str
+    client_id: str | None
+    earliest_service_date: str
+    timely_filing_days: int
+    deadline: str
+    charges: int
+
+
+@dataclass(frozen=True)
+class PracticeDigest:
+    """One practice's findings on one as-of date, split the way a compliance lead reads them.
+
+    ``new``: first seen on this as-of date. ``still_open``: seen on an earlier
+    run and still failing. ``resolved``: open on the previous run, gone now.
+    ``due_soon``: notices whose due date falls within the coming week (these are
+    also in new or still_open). ``exposure``: the money each finding of this
+    as-of date puts at risk, by fingerprint (empty when none was stored).
+    ``filing_deadlines``: draft claims whose timely-filing deadline falls within the
+    coming week, soonest first.
+    """
+
+    practice_id: str
+    practice_name: str
+    as_of: str
+    new: list[TrackedFinding] = field(default_factory=list)
+    still_open: list[TrackedFinding] = field(default_factory=list)
+    resolved: list[TrackedFinding] = field(default_factory=list)
+    due_soon: list[TrackedFinding] = field(default_factory=list)
+    run_url: str | None = None
+    packets_url: str | None = None
+    exposure: dict[str, FindingExposure] = field(default_factory=dict)
+    filing_deadlines: list[FilingDeadline] = field(default_factory=list)
+
+    def exposure_of(self, finding: Finding) -> FindingExposure:
+        """The finding's exposure; zero when none was stored for it."""
+        return self.exposure.get(finding.fingerprint, _NO_EXPOSURE)
+
+
+_NO_EXPOSURE = FindingExposure()

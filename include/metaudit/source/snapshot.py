@@ -1,0 +1,248 @@
+"""Per-practice typed partitions of a source: what extract hands to each practice's validate.
+
+Extract reads and types the whole source once (:func:`metaudit.check.engine.load_source`)
+and splits it here into one partition per practice: every typed table restricted
+to the practice's rows (tables that belong to no practice, such as providers,
+whole), the masks of unreadable values that the as-of view needs, and the
+practice's data-quality findings. A partition is a folder of Parquet files
+(pandas dtypes kept through Arrow's pandas metadata) and a ``manifest.json``
+naming each table's row count and dtypes, so a reader can tell a damaged
+partition from a good one.
+
+The findings whose practice is unknown (rows whose parent is missing, so no
+practice can be named) belong to no partition: they are the run's own and are
+written beside the partitions.
+
+pandas and pyarrow are imported inside the functions: the DAG file names
+:class:`PartitionError` in its retry policy, which imports this module when
+Airflow parses the DAG.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from metaudit.errors import MetAuditError
+from metaudit.paths import id_name, private_dir, private_tree
+from metaudit.spec.findings import Finding, read_findings, to_jsonl, write_atomic
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from metaudit.source.quality import TypedSource
+
+log = logging.getLogger(__name__)
+
+PARTITION_FORMAT = 1
+MANIFEST = "manifest.json"
+DQ_FINDINGS = "dq_findings.jsonl"
+
+
+class PartitionError(MetAuditError):
+    """A practice's partition is missing, unreadable or not what its manifest says.
+
+    Retrying the practice does not help: the partition has to be extracted again.
+    """
+
+
+def safe_name(practice_id: str) -> str:
+    """The folder name of a practice id: the project's one encoding of ids into names."""
+    return id_name(practice_id, "practice id")
+
+
+def partition_of(typed: TypedSource, practice_id: str) -> TypedSource:
+    """One practice's share of a typed source (in memory): its rows of every table that
+    names a practice, every row of the tables that do not, and its data-quality findings."""
+    return _split(typed, [practice_id])[practice_id]
+
+
+def unattributed_findings(typed: TypedSource) -> list[Finding]:
+    """The data-quality findings that name no practice (a row whose parent is missing)."""
+    return [f for f in typed.findings if f.practice_id is None]
+
+
+def write_partitions(
+    typed: TypedSource, practice_ids: Iterable[str], as_of: str, root: Path
+) -> dict[str, Path]:
+    """Write one partition per practice under ``root`` (a folder per practice); return the
+    folders. Each folder is replaced as a whole, so a reader never sees half of one."""
+    wanted = sorted(set(practice_ids))
+    parts = _split(typed, wanted)
+    return {
+        practice_id: write_partition(
+            parts[practice_id], practice_id, as_of, root / safe_name(practice_id)
+        )
+        for practice_id in wanted
+    }
+
+
+def write_partition(part: TypedSource, practice_id: str, as_of: str, folder: Path) -> Path:
+    """Write a partition into ``folder`` (built aside, then renamed into place)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    private_dir(folder.parent)
+    building = folder.parent / f".{folder.name}.building-{uuid.uuid4().hex[:8]}"
+    building.mkdir(mode=0o700)
+    try:
+        tables: dict[str, Any] = {}
+        for name, frame in part.tables.items():
+            unreadable = part.unreadable[name]
+            pq.write_table(
+                pa.Table.from_pandas(frame, preserve_index=False), building / f"{name}.parquet"
+            )
+            pq.write_table(
+                pa.Table.from_pandas(unreadable, preserve_index=False),
+                building / f"{name}.unreadable.parquet",
+            )
+            tables[name] = {
+                "rows": len(frame),
+                "dtypes": _dtypes(frame),
+                "unreadable_dtypes": _dtypes(unreadable),
+            }
+        (building / DQ_FINDINGS).write_text(to_jsonl(part.findings), encoding="utf-8")
+        manifest = {
+            "format": PARTITION_FORMAT,
+            "practice_id": practice_id,
+            "as_of": as_of,
+            "dq_findings": len(part.findings),
+            "tables": tables,
+        }
+        (building / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        # Health records: owner-only, whatever pyarrow and the umask made of them.
+        private_tree(building)
+        _swap_into_place(building, folder)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    log.info(
+        "partition %s as of %s: %d rows in %d tables -> %s",
+        practice_id,
+        as_of,
+        sum(t["rows"] for t in tables.values()),
+        len(tables),
+        folder,
+    )
+    return folder
+
+
+def read_partition(folder: Path, practice_id: str | None = None) -> TypedSource:
+    """Read a partition back as a TypedSource, checked against its manifest.
+
+    Raises PartitionError naming the folder and what is wrong when the partition is
+    missing, damaged, or belongs to another practice.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from metaudit.source.quality import TypedSource
+
+    manifest_path = folder / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PartitionError(f"partition {folder} has no readable {MANIFEST}: {exc}") from exc
+    if manifest.get("format") != PARTITION_FORMAT:
+        raise PartitionError(f"partition {folder} has format {manifest.get('format')!r}")
+    if practice_id is not None and manifest.get("practice_id") != practice_id:
+        raise PartitionError(
+            f"partition {folder} holds practice {manifest.get('practice_id')!r}, "
+            f"not {practice_id!r}"
+        )
+    tables: dict[str, pd.DataFrame] = {}
+    unreadable: dict[str, pd.DataFrame] = {}
+    for name, spec in manifest["tables"].items():
+        try:
+            frame = pq.read_table(folder / f"{name}.parquet").to_pandas()
+            masks = pq.read_table(folder / f"{name}.unreadable.parquet").to_pandas()
+        except (OSError, pa.ArrowException) as exc:
+            raise PartitionError(f"partition {folder}: table {name} unreadable: {exc}") from exc
+        if len(frame) != spec["rows"] or len(masks) != spec["rows"]:
+            raise PartitionError(
+                f"partition {folder}: table {name} has {len(frame)} rows, "
+                f"its manifest says {spec['rows']}"
+            )
+        if _dtypes(frame) != spec["dtypes"] or _dtypes(masks) != spec["unreadable_dtypes"]:
+            raise PartitionError(f"partition {folder}: table {name} lost its column types")
+        tables[name] = frame
+        unreadable[name] = masks
+    try:
+        findings = read_findings(folder / DQ_FINDINGS)
+    except (OSError, ValueError, TypeError) as exc:
+        raise PartitionError(f"partition {folder}: {DQ_FINDINGS} unreadable: {exc}") from exc
+    if len(findings) != manifest["dq_findings"]:
+        raise PartitionError(f"partition {folder}: {DQ_FINDINGS} is incomplete")
+    return TypedSource(tables=tables, unreadable=unreadable, findings=findings)
+
+
+def read_partition_columns(folder: Path, table: str, columns: list[str]) -> pd.DataFrame:
+    """A few columns of one table of a partition (without reading the rest)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        frame: pd.DataFrame = pq.read_table(
+            folder / f"{table}.parquet", columns=columns
+        ).to_pandas()
+    except (OSError, pa.ArrowException) as exc:
+        raise PartitionError(f"partition {folder}: table {table} unreadable: {exc}") from exc
+    return frame
+
+
+def write_unattributed(findings: list[Finding], path: Path) -> Path:
+    """Write the run-level findings that name no practice (JSON Lines, atomically)."""
+    write_atomic(path, to_jsonl(findings))
+    return path
+
+
+def _split(typed: TypedSource, practice_ids: list[str]) -> dict[str, TypedSource]:
+    """Every wanted practice's share, grouping each table once (not once per practice)."""
+    import numpy as np
+
+    from metaudit.source.quality import TypedSource
+
+    shares: dict[str, dict[str, pd.DataFrame]] = {p: {} for p in practice_ids}
+    masks: dict[str, dict[str, pd.DataFrame]] = {p: {} for p in practice_ids}
+    empty = np.array([], dtype=np.intp)
+    for name, frame in typed.tables.items():
+        unreadable = typed.unreadable[name]
+        if "practice_id" not in frame.columns:
+            # Tables that belong to no practice (providers) go to every practice whole.
+            for practice_id in practice_ids:
+                shares[practice_id][name] = frame
+                masks[practice_id][name] = unreadable
+            continue
+        positions = frame.groupby("practice_id", dropna=True, sort=False).indices
+        for practice_id in practice_ids:
+            rows = positions.get(practice_id, empty)
+            shares[practice_id][name] = frame.iloc[rows].reset_index(drop=True)
+            masks[practice_id][name] = unreadable.iloc[rows].reset_index(drop=True)
+    findings: dict[str, list[Finding]] = {p: [] for p in practice_ids}
+    for finding in typed.findings:
+        if finding.practice_id in findings:
+            findings[finding.practice_id].append(finding)
+    return {
+        p: TypedSource(tables=shares[p], unreadable=masks[p], findings=findings[p])
+        for p in practice_ids
+    }
+
+
+def _dtypes(frame: pd.DataFrame) -> dict[str, str]:
+    return {str(column): str(dtype) for column, dtype in frame.dtypes.items()}
+
+
+def _swap_into_place(building: Path, folder: Path) -> None:
+    """Replace ``folder`` by ``building`` with renames (the old one is removed after)."""
+    old = None
+    if folder.exists():
+        old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+        folder.rename(old)
+    building.rename(folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
