@@ -161,6 +161,7 @@ def _check(args: argparse.Namespace) -> int:
     from metaudit.check.exposure import write_exposure
     from metaudit.paths import private_dir, write_atomic
     from metaudit.spec.findings import write_findings
+    from metaudit.spec.rulebook import SEVERITY_ORDER
     from metaudit.spec.settings import Settings
 
     settings = Settings.load(args.config)
@@ -188,7 +189,7 @@ def _check(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     for finding in result.findings:
         counts[finding.severity] = counts.get(finding.severity, 0) + 1
-    summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("critical", "warning", "notice"))
+    summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in SEVERITY_ORDER)
     _progress(
         f"{len(result.findings)} findings ({summary}) for {len(result.practice_ids)} practice(s) "
         f"as of {result.as_of} in {time.perf_counter() - started:.1f}s; wrote {jsonl} and {csv_path}"

@@ -37,6 +37,7 @@ _PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _LONGEST_NAME = 200
 UNATTRIBUTED_FILE = "findings-without-practice.jsonl"
 TIMINGS_FILE = "timings.json"
+DEADLINES_FILE = "filing_deadlines.jsonl"
 OUTBOX_FOLDER = "outbox"
 
 
@@ -44,11 +45,14 @@ class IdNameError(ValueError):
     """An id that cannot name a file: empty, or too long once encoded."""
 
 
-def id_name(value: str, what: str = "id") -> str:
-    """The file or folder name of an id: kept when plain, else percent-encoded."""
+def id_name(value: str, what: str = "id", error: type[Exception] = IdNameError) -> str:
+    """The file or folder name of an id: kept when plain, else percent-encoded.
+
+    ``error`` is the exception raised for an id that cannot name a file, so each caller
+    reports it as its own kind of failure (a packet's, the outbox's)."""
     text = str(value)
     if not text:
-        raise IdNameError(f"{what} is empty: it cannot name a file")
+        raise error(f"{what} is empty: it cannot name a file")
     if _PLAIN_ID.fullmatch(text):
         return text
     encoded = quote(text, safe="")
@@ -56,7 +60,7 @@ def id_name(value: str, what: str = "id") -> str:
     if encoded[0] in ".-":
         encoded = f"%{ord(encoded[0]):02X}{encoded[1:]}"
     if len(encoded) > _LONGEST_NAME:
-        raise IdNameError(
+        raise error(
             f"{what} is too long to name a file ({len(encoded)} characters once encoded; "
             f"at most {_LONGEST_NAME})"
         )

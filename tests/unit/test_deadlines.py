@@ -11,11 +11,10 @@ from builders import AS_OF, audit_view, clean_records, find, write_sqlite
 from metaudit.check.deadlines import (
     DEADLINES_FILE,
     filing_deadlines,
-    read_deadlines,
     write_deadlines,
 )
 from metaudit.check.engine import run_check
-from metaudit.results.digest import FilingDeadline
+from metaudit.results.digest import FilingDeadline, read_deadlines
 from metaudit.spec.settings import Settings
 
 

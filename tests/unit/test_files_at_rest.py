@@ -18,7 +18,6 @@ from metaudit import paths
 from metaudit.mail.outbox import DIGEST, Outbox
 from metaudit.packets.layout import client_packet_path, practice_packet_path
 from metaudit.paths import id_name, id_of_name, write_atomic
-from metaudit.source.snapshot import safe_name
 
 IDS = ["PR_1", "PR 1", "PR%201", "PR-1", "PR/1", "PR.1", ".PR1", "-PR1", "PR\\1", "Prüfung", "pr_1"]
 
@@ -44,7 +43,7 @@ def test_distinct_ids_get_distinct_names_everywhere_and_read_back(tmp_path):
     assert [id_of_name(n) for n in names] == IDS
     outbox = Outbox(tmp_path / "outbox")
     for where in (
-        lambda p: safe_name(p),
+        lambda p: id_name(p, "practice id"),
         lambda p: paths.results_dir("2026-03-31", p, tmp_path).name,
         lambda p: outbox.paths(DIGEST, "2026-03-31", p).record.name,
         lambda p: client_packet_path(tmp_path, p, "2026-03-31", "CL-1").parent.parent.name,
@@ -53,8 +52,8 @@ def test_distinct_ids_get_distinct_names_everywhere_and_read_back(tmp_path):
     ):
         assert len({where(p) for p in IDS}) == len(IDS)
     # One encoding: the partition, the results and the packets of a practice share a name.
-    assert safe_name("PR 1") == paths.results_dir("2026-03-31", "PR 1", tmp_path).name
-    assert safe_name("PR 1") == client_packet_path(tmp_path, "PR 1", "2026-03-31", "x").parts[-3]
+    assert id_name("PR 1") == paths.results_dir("2026-03-31", "PR 1", tmp_path).name
+    assert id_name("PR 1") == client_packet_path(tmp_path, "PR 1", "2026-03-31", "x").parts[-3]
 
 
 def test_atomic_writes_and_their_folders_are_owner_only(tmp_path, open_umask):

@@ -15,8 +15,8 @@ from mail_builders import AS_OF, PRACTICE, empty_digest, sample_digest
 from metaudit.mail.config import MailConfig, PracticeMail
 from metaudit.mail.errors import MailConfigError, OutboxError
 from metaudit.mail.notify import alert_admins_email, notify_practice
-from metaudit.mail.outbox import DIGEST, Outbox, check_as_of, safe_name
-from metaudit.paths import write_atomic
+from metaudit.mail.outbox import DIGEST, Outbox, check_as_of
+from metaudit.paths import id_name, write_atomic
 
 FIXED = datetime(2026, 3, 31, 9, 0, tzinfo=UTC)
 LEADS = ("Jo Lead <jo@riverside.example>",)
@@ -126,9 +126,9 @@ def test_alert_to_the_admins_goes_to_its_own_folder(tmp_path: Path) -> None:
 
 
 def test_file_names_and_dates_are_safe() -> None:
-    assert safe_name("PR0001") == "PR0001"
-    assert safe_name("PR/1") != safe_name("PR_1")
-    assert "/" not in safe_name("../../etc/passwd")
+    assert id_name("PR0001") == "PR0001"
+    assert id_name("PR/1") != id_name("PR_1")
+    assert "/" not in id_name("../../etc/passwd")
     with pytest.raises(OutboxError):
         check_as_of("../2026-03-31")
     with pytest.raises(OutboxError):

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from metaudit.packets.archive import safe_id, zip_bytes
+from metaudit.packets.archive import zip_bytes
 from metaudit.packets.build import client_packet_path, packet_options, practice_packet_path
 from metaudit.packets.content import (
     audit_period,
@@ -19,6 +19,7 @@ from metaudit.packets.content import (
 )
 from metaudit.packets.errors import PacketError
 from metaudit.packets.render import chart_plot, render_chart_png
+from metaudit.paths import id_name
 
 D = pd.Timestamp("2026-03-31")
 
@@ -219,11 +220,11 @@ def test_names_hold_ids_only_and_odd_ids_are_encoded_not_merged(tmp_path):
     path = client_packet_path(tmp_path, "PR-1", "2026-03-31", "CL-1")
     assert path == tmp_path / "PR-1" / "2026-03-31" / "CL-1.zip"
     assert practice_packet_path(tmp_path, "PR-1", "2026-03-31").name == "practice-2026-03.zip"
-    assert safe_id("a/b", "client id") == "a%2Fb"
-    assert safe_id("a_b", "client id") != safe_id("a/b", "client id")
-    assert safe_id("..", "client id") == "%2E."
+    assert id_name("a/b", "client id", PacketError) == "a%2Fb"
+    assert id_name("a_b", "client id", PacketError) != id_name("a/b", "client id", PacketError)
+    assert id_name("..", "client id", PacketError) == "%2E."
     with pytest.raises(PacketError):
-        safe_id("", "client id")
+        id_name("", "client id", PacketError)
     with pytest.raises(PacketError, match="safe path"):
         zip_bytes({"../evil.txt": b"x"}, D.date())
 

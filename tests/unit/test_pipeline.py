@@ -388,7 +388,8 @@ def test_persist_stores_the_exposure_beside_the_findings(
 
 
 def test_persist_stores_the_draft_claims_filing_deadlines(persisted: dict[str, Any]) -> None:
-    from metaudit.check.deadlines import DEADLINES_FILE, read_deadlines
+    from metaudit.paths import DEADLINES_FILE
+    from metaudit.results.digest import read_deadlines
 
     written = read_deadlines(Path(persisted["persisted"]["out_dir"], DEADLINES_FILE))
     assert written, "the demo has draft claims not yet submitted"

@@ -8,28 +8,26 @@ payer setting. These are COD-009's own inputs (its ``cod_claim`` frame), so the
 deadline and the rule never disagree.
 
 The validate stage writes them beside the findings (``filing_deadlines.jsonl``),
-persist stores them, and the morning email lists those that fall within the week.
+persist stores them (read back by :func:`metaudit.results.digest.read_deadlines`), and the morning email lists those that fall within the week.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from metaudit.check.exposure import format_cents, line_money
-from metaudit.paths import write_atomic
-from metaudit.results.digest import FilingDeadline
+from metaudit.paths import DEADLINES_FILE, write_atomic
 from metaudit.source.quality import positions
 
 if TYPE_CHECKING:
     from metaudit.check.view import AuditView
     from metaudit.spec.settings import Settings
 
-DEADLINES_FILE = "filing_deadlines.jsonl"
 DEADLINE_FIELDS = (
     "claim_id",
     "practice_id",
@@ -100,29 +98,3 @@ def write_deadlines(deadlines: pd.DataFrame, out_dir: Path) -> Path:
     path = out_dir / DEADLINES_FILE
     write_atomic(path, "".join(lines))
     return path
-
-
-def read_deadlines(path: Path) -> list[FilingDeadline]:
-    """Read a filing_deadlines.jsonl back (money as exact integer cents)."""
-    from decimal import Decimal
-
-    out = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            data: dict[str, Any] = json.loads(line, parse_float=Decimal)
-            missing = [name for name in DEADLINE_FIELDS if name not in data]
-            if missing:
-                raise ValueError(f"{path}:{number}: deadline row without {missing}")
-            out.append(
-                FilingDeadline(
-                    claim_id=str(data["claim_id"]),
-                    client_id=data["client_id"],
-                    earliest_service_date=str(data["earliest_service_date"]),
-                    timely_filing_days=int(data["timely_filing_days"]),
-                    deadline=str(data["deadline"]),
-                    charges=int(Decimal(data["charges"]) * 100),
-                )
-            )
-    return out

@@ -31,6 +31,7 @@ from metaudit.demo.episodes import build_chunk
 from metaudit.demo.network import CHUNK_CLIENTS, plan_network
 from metaudit.demo.writer import DemoTargetError, open_sink
 from metaudit.spec.contract import DATE, TABLES, TIMESTAMP
+from metaudit.spec.findings import SEVERITY_RANK
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ HOST_SESSIONS = 20
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ISO_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})?")
-_SEVERITY_ORDER = {"critical": 0, "warning": 1, "notice": 2}
 
 
 @dataclass
@@ -286,7 +286,7 @@ def sort_expected(expected: list[Expected]) -> list[Expected]:
         return (
             e.practice_id is None,
             e.practice_id or "",
-            _SEVERITY_ORDER.get(severity, 9),
+            SEVERITY_RANK.get(severity, 9),
             e.rule_id,
             e.entity_id,
             e.entity_type,

@@ -35,15 +35,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
+from metaudit import config
 from metaudit.results.digest import FilingDeadline, FindingExposure, PracticeDigest, TrackedFinding
 from metaudit.spec.findings import SEVERITY_RANK, Finding
 from metaudit.spec.rulebook import RULES, SEVERITY_MEANINGS, SEVERITY_ORDER, entity_label
 
 log = logging.getLogger(__name__)
 
-DAG_ID = "met_compliance_nightly"
 MAX_HTML_BYTES = 100_000
 DUE_LIST_LIMIT = 50
 FIX_BEFORE_BILLING_LIMIT = 50
@@ -259,12 +259,8 @@ def run_url(
     """The run in the Airflow UI (the digest's own link wins), or the DAG's runs without a run id."""
     if digest.run_url:
         return _web_url(digest.run_url)
-    if not airflow_base_url:
-        return None
-    base = airflow_base_url.rstrip("/")
-    if run_id:
-        return _web_url(f"{base}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}")
-    return _web_url(f"{base}/dags/{DAG_ID}/runs")
+    url = config.run_url(airflow_base_url, run_id)
+    return _web_url(url) if url else None
 
 
 def packets_url(digest: PracticeDigest, packets_base_url: str | None) -> str | None:

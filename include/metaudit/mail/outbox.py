@@ -38,7 +38,7 @@ from typing import Any
 # The outbox writes through the project's one atomic write (temporary file, fsync, rename,
 # folder fsync); the name stays for the callers of this module.
 from metaudit.mail.errors import OutboxError
-from metaudit.paths import IdNameError, id_name, private_dir, write_atomic
+from metaudit.paths import id_name, private_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +106,6 @@ class RecordPaths:
     lock: Path
 
 
-def safe_name(value: str) -> str:
-    """The file name of an id: the project's one encoding of ids into names (two ids never
-    share a file)."""
-    try:
-        return id_name(value)
-    except IdNameError as exc:
-        raise OutboxError(str(exc)) from None
-
-
 def check_as_of(as_of: str) -> str:
     """An as-of date as ``YYYY-MM-DD`` (it names a folder, so nothing else may pass)."""
     try:
@@ -150,7 +141,7 @@ class Outbox:
             folder = folder / "alerts"
         elif kind != DIGEST:
             raise ValueError(f"unknown outbox kind {kind!r}")
-        stem = safe_name(name)
+        stem = id_name(name, error=OutboxError)
         return RecordPaths(
             folder / f"{stem}.json", folder / f"{stem}.eml", folder / f".{stem}.lock"
         )

@@ -17,7 +17,6 @@ from datetime import date
 
 # Packets are written through the project's one atomic write, re-exported for packets.build.
 from metaudit.packets.errors import PacketError
-from metaudit.paths import IdNameError, id_name
 
 # Regular files, rw-r--r--, made on a Unix system.
 _FILE_MODE = 0o100644 << 16
@@ -44,11 +43,3 @@ def _check_member(path: str) -> None:
     parts = path.split("/")
     if path.startswith("/") or any(part in {"", ".", ".."} for part in parts) or "\\" in path:
         raise PacketError(f"not a safe path inside a packet: {path!r}")
-
-
-def safe_id(value: str, what: str) -> str:
-    """An id as a file or folder name (:func:`metaudit.paths.id_name`), as a PacketError."""
-    try:
-        return id_name(value, what)
-    except IdNameError as exc:
-        raise PacketError(f"{exc}: it cannot name a packet file") from None

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from metaudit import config
 from metaudit.errors import SettingsError
-from metaudit.packets.archive import safe_id
+from metaudit.packets.errors import PacketError
+from metaudit.paths import id_name
 
 if TYPE_CHECKING:
     from metaudit.spec.settings import Settings
@@ -75,13 +76,13 @@ def client_packet_path(packets_dir: Path, practice_id: str, as_of: str, client_i
     """``<packets_dir>/<practice_id>/<as_of>/<client_id>.zip``."""
     return (
         packets_dir
-        / safe_id(practice_id, "practice id")
+        / id_name(practice_id, "practice id", PacketError)
         / date.fromisoformat(as_of).isoformat()
-        / f"{safe_id(client_id, 'client id')}.zip"
+        / f"{id_name(client_id, 'client id', PacketError)}.zip"
     )
 
 
 def practice_packet_path(packets_dir: Path, practice_id: str, as_of: str) -> Path:
     """``<packets_dir>/<practice_id>/practice-<YYYY-MM>.zip`` (the month of ``as_of``)."""
     month = date.fromisoformat(as_of).strftime("%Y-%m")
-    return packets_dir / safe_id(practice_id, "practice id") / f"practice-{month}.zip"
+    return packets_dir / id_name(practice_id, "practice id", PacketError) / f"practice-{month}.zip"

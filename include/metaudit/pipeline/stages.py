@@ -279,8 +279,9 @@ def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) 
     draft claims' filing deadlines (``filing_deadlines.jsonl``, likewise), its
     status and stage timings, and recompute its findings history. Returns ids and paths
     for the stages after it (the partition and the audit's folder)."""
-    from metaudit.check.deadlines import DEADLINES_FILE, read_deadlines
+    from metaudit.paths import DEADLINES_FILE
     from metaudit.results import ResultsStore
+    from metaudit.results.digest import read_deadlines
     from metaudit.spec.findings import read_findings
 
     practice_id = validated["practice_id"]

@@ -7,7 +7,10 @@ and the packets read only this, so each side is tested without the other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
 from metaudit.spec.findings import Finding
 
@@ -81,3 +84,33 @@ class PracticeDigest:
 
 
 _NO_EXPOSURE = FindingExposure()
+
+
+# What a row of filing_deadlines.jsonl must hold (it also names its practice).
+_DEADLINE_KEYS = (*(f.name for f in fields(FilingDeadline)), "practice_id")
+
+
+def read_deadlines(path: Path) -> list[FilingDeadline]:
+    """Read a filing_deadlines.jsonl back (money as exact integer cents)."""
+    from decimal import Decimal
+
+    out = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            data: dict[str, Any] = json.loads(line, parse_float=Decimal)
+            missing = [name for name in _DEADLINE_KEYS if name not in data]
+            if missing:
+                raise ValueError(f"{path}:{number}: deadline row without {missing}")
+            out.append(
+                FilingDeadline(
+                    claim_id=str(data["claim_id"]),
+                    client_id=data["client_id"],
+                    earliest_service_date=str(data["earliest_service_date"]),
+                    timely_filing_days=int(data["timely_filing_days"]),
+                    deadline=str(data["deadline"]),
+                    charges=int(Decimal(data["charges"]) * 100),
+                )
+            )
+    return out

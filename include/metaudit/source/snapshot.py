@@ -51,11 +51,6 @@ class PartitionError(MetAuditError):
     """
 
 
-def safe_name(practice_id: str) -> str:
-    """The folder name of a practice id: the project's one encoding of ids into names."""
-    return id_name(practice_id, "practice id")
-
-
 def partition_of(typed: TypedSource, practice_id: str) -> TypedSource:
     """One practice's share of a typed source (in memory): its rows of every table that
     names a practice, every row of the tables that do not, and its data-quality findings."""
@@ -76,7 +71,7 @@ def write_partitions(
     parts = _split(typed, wanted)
     return {
         practice_id: write_partition(
-            parts[practice_id], practice_id, as_of, root / safe_name(practice_id)
+            parts[practice_id], practice_id, as_of, root / id_name(practice_id, "practice id")
         )
         for practice_id in wanted
     }

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from metaudit.paths import write_atomic
+from metaudit.spec.rulebook import SEVERITY_ORDER
 
 FIELDS = (
     "as_of",
@@ -24,7 +25,8 @@ FIELDS = (
     "due_date",
     "fingerprint",
 )
-SEVERITY_RANK = {"critical": 0, "warning": 1, "notice": 2}
+# Sorting rank of a severity: the rulebook's order (critical first).
+SEVERITY_RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}
 
 
 @dataclass(frozen=True)

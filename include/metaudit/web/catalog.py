@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
-from metaudit.packets.archive import safe_id
 from metaudit.packets.errors import PacketError
 from metaudit.packets.layout import client_packet_path, practice_packet_path
 from metaudit.packets.verify import (
@@ -30,7 +29,7 @@ from metaudit.packets.verify import (
     PacketPlace,
     is_date_folder,
 )
-from metaudit.paths import id_of_name
+from metaudit.paths import id_name, id_of_name
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,8 @@ class PacketEntry:
     def relative(self) -> str:
         """The path below the packets folder (ids only: no PHI)."""
         if self.kind == CLIENT:
-            return f"{safe_id(self.practice_id, 'practice id')}/{self.as_of}/{self.path.name}"
-        return f"{safe_id(self.practice_id, 'practice id')}/{self.path.name}"
+            return f"{id_name(self.practice_id, 'practice id', PacketError)}/{self.as_of}/{self.path.name}"
+        return f"{id_name(self.practice_id, 'practice id', PacketError)}/{self.path.name}"
 
     @property
     def period(self) -> str:
@@ -201,7 +200,7 @@ class PacketCatalog:
         return _entry(path, kind, practice_id, client_id, period)
 
     def _practice_dir(self, practice_id: str) -> Path:
-        return self.packets_dir / safe_id(practice_id, "practice id")
+        return self.packets_dir / id_name(practice_id, "practice id", PacketError)
 
 
 def place_of(entry: PacketEntry) -> PacketPlace:
