@@ -369,7 +369,3 @@ def _practice_of(context: Mapping[str, Any]) -> str | None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
