@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+from metaudit.config import run_url
 from metaudit.errors import MetAuditError
 from metaudit.paths import outbox_dir
 from metaudit.pipeline import connections
@@ -261,7 +262,7 @@ def _mail_alert(
             practice_id,
             day,
             context.get("exception"),
-            connections.run_link(base, ti.run_id, ti.dag_id),
+            run_url(base, ti.run_id, ti.dag_id),
         )
         result = mail.alert_admins_email(
             subject,

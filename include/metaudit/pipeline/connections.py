@@ -11,12 +11,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from metaudit.config import (
-    DAG_ID,
     PACKET_KEY_CONN_ID,
     RESULTS_CONN_ID,
     SENDGRID_CONN_ID,
     SOURCE_CONN_ID,
-    run_url,
 )
 from metaudit.config import airflow_base_url as airflow_own_base_url
 from metaudit.errors import SettingsError
@@ -124,8 +122,3 @@ def airflow_base_url(settings: Settings, mail_config: MailConfig) -> str | None:
     if isinstance(email, Mapping) and "airflow_base_url" in email:
         return mail_config.airflow_base_url
     return airflow_own_base_url() or mail_config.airflow_base_url
-
-
-def run_link(base_url: str | None, run_id: str, dag_id: str = DAG_ID) -> str | None:
-    """The run's page in the Airflow UI, or None without a base address."""
-    return run_url(base_url, run_id, dag_id)

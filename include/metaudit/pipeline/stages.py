@@ -39,7 +39,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metaudit.config import snapshot_keep_days
+from metaudit.config import run_url, snapshot_keep_days
 from metaudit.errors import MetAuditError, SettingsError
 from metaudit.paths import (
     TIMINGS_FILE,
@@ -50,7 +50,7 @@ from metaudit.paths import (
     unattributed_path,
 )
 from metaudit.pipeline.alerts import describe_error, resend_pending_alerts, with_database_errors
-from metaudit.pipeline.connections import airflow_base_url, run_link
+from metaudit.pipeline.connections import airflow_base_url
 
 if TYPE_CHECKING:
     from metaudit.results.digest import FindingExposure
@@ -390,7 +390,7 @@ def notify_practice(
     base = airflow_base_url(settings, mail_config)
     digest = replace(
         digest,
-        run_url=run_link(base, run_id),
+        run_url=run_url(base, run_id),
         packets_url=packets_url(digest, mail_config.packets_base_url or base),
     )
     result = mail.notify_practice(
