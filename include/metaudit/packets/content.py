@@ -18,12 +18,12 @@ Definitions used by the packets (docs/packets.md explains them to readers):
   frame that the rule's expectation evaluates, i.e. does not skip as not
   applicable) and none failed; ``not_applicable`` otherwise. The data-quality
   rules (DQ) check every row of the source, so they pass or fail for every
-  client.
+  client. Which rows an expectation evaluates and which of a rule's
+  expectations a failing record missed is ``metaudit.check.outcomes``'s to say.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,12 +32,18 @@ import numpy as np
 import pandas as pd
 
 from metaudit.check.frames import Frame
+from metaudit.check.outcomes import FAIL as FAIL
+from metaudit.check.outcomes import NOT_APPLICABLE as NOT_APPLICABLE
+from metaudit.check.outcomes import PASS as PASS
+from metaudit.check.outcomes import ExpectationOutcome, frame_outcomes, rule_status
+from metaudit.check.outcomes import evaluated_mask as evaluated_mask
+from metaudit.check.outcomes import is_missing as _missing
+from metaudit.check.outcomes import row_fails as row_fails
 from metaudit.packets.errors import PacketError
 from metaudit.packets.layout import DEFAULT_ACTIVITY_DAYS as DEFAULT_ACTIVITY_DAYS
 from metaudit.spec import rulebook
 from metaudit.spec.contract import HIGHER_IS_BETTER, LOWER_IS_BETTER, TABLES
 from metaudit.spec.findings import Finding
-from metaudit.spec.npi import is_valid_npi
 
 if TYPE_CHECKING:
     from metaudit.check.view import AuditView
@@ -45,9 +51,6 @@ if TYPE_CHECKING:
 # How many findings' sentences the cover shows for one rule; findings.csv has all.
 COVER_MESSAGES_PER_RULE = 3
 
-PASS = "pass"
-FAIL = "fail"
-NOT_APPLICABLE = "not_applicable"
 STATUS_LABELS = {PASS: "Pass", FAIL: "Fail", NOT_APPLICABLE: "Not applicable"}
 
 
@@ -349,106 +352,6 @@ class ClientEvaluation:
         return counts
 
 
-def evaluated_mask(config: Mapping[str, Any], rows: pd.DataFrame) -> pd.Series:
-    """Which rows an expectation evaluates; the others it skips as not applicable.
-
-    Column map expectations skip missing values, except the null checks
-    themselves; column pair expectations follow ``ignore_row_if`` (GX's default
-    is "both_values_are_missing"); multicolumn ones their own default.
-    """
-    kwargs = config.get("kwargs", {}) or {}
-    kind = str(config.get("type", ""))
-    everything = pd.Series(True, index=rows.index)
-    if "column" in kwargs:
-        column = kwargs["column"]
-        if column not in rows:
-            return everything & False
-        if kind in {"expect_column_values_to_be_null", "expect_column_values_to_not_be_null"}:
-            return everything
-        return rows[column].notna().astype(bool)
-    if "column_A" in kwargs and "column_B" in kwargs:
-        a = rows[kwargs["column_A"]].notna().astype(bool)
-        b = rows[kwargs["column_B"]].notna().astype(bool)
-        mode = kwargs.get("ignore_row_if", "both_values_are_missing")
-        if mode == "either_value_is_missing":
-            return a & b
-        if mode == "neither":
-            return everything
-        return a | b
-    if "column_list" in kwargs:
-        present = rows[list(kwargs["column_list"])].notna()
-        mode = kwargs.get("ignore_row_if", "all_values_are_missing")
-        if mode == "any_value_is_missing":
-            return present.all(axis=1).astype(bool)
-        if mode == "never":
-            return everything
-        return present.any(axis=1).astype(bool)
-    return everything
-
-
-def row_fails(config: Mapping[str, Any], row: Mapping[str, Any]) -> bool | None:
-    """Whether one row fails one expectation, for the stock checks the suites use.
-
-    Used only to tell apart several expectations of one rule on one frame
-    (which part of the rule a failing record missed); None when the check is
-    not one of those, and the failure is then shown for the rule as a whole.
-    """
-    kwargs = config.get("kwargs", {}) or {}
-    kind = str(config.get("type", ""))
-    if "column" in kwargs:
-        value = row.get(kwargs["column"])
-        if kind == "expect_column_values_to_not_be_null":
-            return _missing(value)
-        if kind == "expect_column_values_to_be_null":
-            return not _missing(value)
-        if _missing(value):
-            return False
-        if kind == "expect_column_values_to_be_in_set":
-            return not any(_equal(value, item) for item in kwargs.get("value_set", []))
-        if kind == "expect_column_values_to_be_between":
-            low, high = kwargs.get("min_value"), kwargs.get("max_value")
-            below = low is not None and (
-                value < low or (bool(kwargs.get("strict_min")) and value == low)
-            )
-            above = high is not None and (
-                value > high or (bool(kwargs.get("strict_max")) and value == high)
-            )
-            return bool(below or above)
-        if kind == "expect_column_values_to_be_valid_npi":
-            return not is_valid_npi(str(value))
-        return None
-    if kind == "expect_column_pair_values_a_to_be_greater_than_b":
-        a: Any = row.get(str(kwargs.get("column_A")))
-        b: Any = row.get(str(kwargs.get("column_B")))
-        mode = kwargs.get("ignore_row_if", "both_values_are_missing")
-        if _missing(a) or _missing(b):
-            # A skipped row does not fail; a row evaluated with a missing side does.
-            skipped = mode == "either_value_is_missing" or (
-                mode == "both_values_are_missing" and _missing(a) and _missing(b)
-            )
-            return not skipped
-        return not (a > b or (bool(kwargs.get("or_equal")) and a == b))
-    return None
-
-
-def _missing(value: Any) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _equal(value: Any, item: Any) -> bool:
-    try:
-        return bool(value == item)
-    except (TypeError, ValueError):
-        return False
-
-
 def evaluate_client(
     client_id: str,
     evidence: PracticeEvidence,
@@ -473,16 +376,18 @@ def evaluate_client(
         rows = client_frames.get(suite.frame)
         if rows is None:
             rows = pd.DataFrame({"entity_id": pd.Series([], dtype="string")})
-        ids = rows["entity_id"].astype(str).tolist() if len(rows) else []
-        evaluated_by: dict[int, list[str]] = {}
+        # The findings name their entity type, not their frame: a suite takes its
+        # frame's entity type's findings of each of its rules.
+        suite_failing = {
+            ref.rule_id: failing.get((ref.rule_id, suite.entity_type), [])
+            for ref in suite.expectations
+        }
+        outcomes = frame_outcomes(
+            [(ref.position, ref.config) for ref in suite.expectations], rows, suite_failing
+        )
         for ref in suite.expectations:
-            mask = evaluated_mask(ref.config, rows) if len(rows) else pd.Series([], dtype=bool)
-            evaluated_by[ref.position] = [
-                i for i, keep in zip(ids, mask.tolist(), strict=True) if keep
-            ]
-            checked.setdefault(ref.rule_id, set()).update(evaluated_by[ref.position])
-        unexpected, ambiguous = _attribute_failures(suite, rows, evaluated_by, failing)
-        suite_reports.append(_suite_report(suite, len(ids), evaluated_by, unexpected, ambiguous))
+            checked.setdefault(ref.rule_id, set()).update(outcomes[ref.position].evaluated)
+        suite_reports.append(_suite_report(suite, len(rows), outcomes))
 
     by_rule: dict[str, list[Finding]] = {}
     for finding in client_findings:
@@ -491,19 +396,13 @@ def evaluate_client(
     for rule in rulebook.RULES.values():
         found = sorted(by_rule.get(rule.id, []), key=lambda f: (f.entity_id, f.entity_type))
         count = len(checked.get(rule.id, set()))
-        if found:
-            status = FAIL
-        elif rule.family == "DQ" or count:
-            status = PASS
-        else:
-            status = NOT_APPLICABLE
         statuses.append(
             RuleStatus(
                 rule_id=rule.id,
                 family=rule.family,
                 title=rule.title,
                 severity=rule.severity,
-                status=status,
+                status=rule_status(rule.family, bool(found), count),
                 messages=tuple(f.message for f in found),
                 checked=count,
             )
@@ -534,55 +433,14 @@ def evaluate_client(
     return ClientEvaluation(statuses=statuses, validation=validation)
 
 
-def _attribute_failures(
-    suite: SuiteRef,
-    rows: pd.DataFrame,
-    evaluated_by: Mapping[int, list[str]],
-    failing: Mapping[tuple[str, str], list[str]],
-) -> tuple[dict[int, list[str]], set[int]]:
-    """Which failing records fall to which expectation of the suite.
-
-    A rule with one expectation on the frame takes all its failures. With
-    several (DOC-005's parts, say), each failing record goes to those whose
-    check it fails; when that cannot be told, to every one that evaluated it,
-    and the result says the failure is the rule's.
-    """
-    unexpected: dict[int, list[str]] = {ref.position: [] for ref in suite.expectations}
-    ambiguous: set[int] = set()
-    groups: dict[str, list[ExpectationRef]] = {}
-    for ref in suite.expectations:
-        groups.setdefault(ref.rule_id, []).append(ref)
-    by_id = rows.set_index(rows["entity_id"].astype(str)) if len(rows) else None
-    for rule_id, refs in groups.items():
-        failed = sorted(set(failing.get((rule_id, suite.entity_type), [])))
-        if not failed or by_id is None:
-            continue
-        failed = [entity for entity in failed if entity in by_id.index]
-        if len(refs) == 1:
-            unexpected[refs[0].position].extend(failed)
-            continue
-        for entity in failed:
-            row = by_id.loc[entity].to_dict()
-            hits = [ref for ref in refs if row_fails(ref.config, row) is True]
-            if not hits:
-                hits = [ref for ref in refs if entity in evaluated_by[ref.position]] or refs
-                ambiguous.update(ref.position for ref in hits)
-            for ref in hits:
-                unexpected[ref.position].append(entity)
-    return unexpected, ambiguous
-
-
 def _suite_report(
-    suite: SuiteRef,
-    client_rows: int,
-    evaluated_by: Mapping[int, list[str]],
-    unexpected: Mapping[int, list[str]],
-    ambiguous: set[int],
+    suite: SuiteRef, client_rows: int, outcomes: Mapping[int, ExpectationOutcome]
 ) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     for ref in suite.expectations:
-        evaluated = len(evaluated_by[ref.position])
-        failed = unexpected[ref.position]
+        outcome = outcomes[ref.position]
+        evaluated = len(outcome.evaluated)
+        failed = list(outcome.unexpected)
         kwargs = {k: v for k, v in (ref.config.get("kwargs", {}) or {}).items() if k != "batch_id"}
         meta = {
             k: v for k, v in (ref.config.get("meta", {}) or {}).items() if k != "metaudit_index"
@@ -602,7 +460,7 @@ def _suite_report(
                     "unexpected_count": len(failed),
                     "unexpected_percent": _percent(len(failed), evaluated),
                     "unexpected_index_list": failed,
-                    "attribution": "rule" if ref.position in ambiguous else "expectation",
+                    "attribution": "rule" if outcome.by_rule else "expectation",
                 },
                 "practice_result": {
                     "success": ref.practice_success,
