@@ -39,3 +39,21 @@ def test_every_folder_says_what_it_is_for() -> None:
         if not ast.get_docstring(ast.parse((folder / "__init__.py").read_text(encoding="utf-8")))
     ]
     assert missing == []
+
+
+def test_the_suites_ship_inside_the_package_and_are_found_without_a_setting(monkeypatch) -> None:
+    import tomllib
+
+    from metaudit import config
+    from metaudit.check.derive import FAMILIES
+    from metaudit.check.gx import expectations_dir
+
+    monkeypatch.delenv(config.EXPECTATIONS_DIR_ENV, raising=False)
+    found = expectations_dir().resolve()
+    assert found == (PACKAGE / "spec" / "suites").resolve()
+    assert sorted(p.stem for p in found.glob("*.json")) == sorted(f.lower() for f in FAMILIES)
+    # A wheel carries them: they are package data, not a folder beside the package.
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "spec/suites/*.json" in build["tool"]["setuptools"]["package-data"]["metaudit"]
+    # The repository's expectations/ is the same folder, for those who look for it there.
+    assert (ROOT / "expectations").resolve() == found
