@@ -14,6 +14,7 @@ a task or a web server that opens the store again and again checks its revision 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
@@ -50,6 +51,16 @@ _PG_MIGRATION_LOCK = 727_100_001
 # believing the other did.
 _migrated: set[str] = set()
 _migrated_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A forked task (Celery's prefork worker, Airflow's task runner) keeps the set, as its
+    # parent's migrations stay done, but must not inherit a lock some thread held then.
+    global _migrated_lock
+    _migrated_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def migrate(engine: sa.Engine) -> str:
