@@ -24,6 +24,13 @@ SOURCE_CONN_ID = "met_practice_db"
 RESULTS_CONN_ID = "met_results_db"
 SENDGRID_CONN_ID = "sendgrid_default"
 PACKET_KEY_CONN_ID = "met_packet_key"
+# The SQLAlchemy driver of each database name an admin may give (a URL's scheme or an
+# Airflow connection's type): the drivers the project ships, psycopg 3 and PyMySQL.
+SQLALCHEMY_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+}
 
 CONFIG_ENV = "METAUDIT_CONFIG"
 DATA_DIR_ENV = "METAUDIT_DATA_DIR"

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 import pytest
 import sqlalchemy as sa
 
-from metaudit.results import ResultsStore, default_url, migrate
+from metaudit.results import ResultsStore, default_url, migrate, session
 from metaudit.results.models import VERSION_TABLE, Base
 from metaudit.spec.findings import Finding
 
@@ -106,6 +106,52 @@ def test_the_store_keeps_its_own_version_table_beside_another_alembic_project(
         )
         assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0003"
     store.close()
+
+
+def test_a_process_migrates_a_store_once_and_a_new_store_on_first_open(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening a store again (every task, every web request) does not run Alembic again;
+    a store the process has not opened yet is migrated on its first open."""
+    from metaudit.results import store as store_module
+
+    migrated: list[str] = []
+    real_migrate = store_module.migrate
+
+    def counting(engine: sa.Engine) -> str:
+        migrated.append(str(engine.url.database))
+        return real_migrate(engine)
+
+    monkeypatch.setattr(store_module, "migrate", counting)
+    first, second = tmp_path / "first.sqlite", tmp_path / "second.sqlite"
+    for path in (first, first, second, first, second):
+        with session(f"sqlite:///{path}") as opened:
+            assert opened.practice_runs() == []
+    ResultsStore.open(f"sqlite:///{first}").close()
+    assert migrated == [str(first), str(second)]
+    # migrate() called by name still migrates (and finds nothing to do).
+    with session(f"sqlite:///{first}") as opened:
+        assert store_module.migrate(opened.engine) == "0003"
+    assert migrated == [str(first), str(second), str(first)]
+
+
+def test_a_store_deleted_and_made_again_is_migrated_again(tmp_path) -> None:
+    path = tmp_path / "results.sqlite"
+    with session(f"sqlite:///{path}") as opened:
+        opened.start_run("run-0", "met_compliance_nightly", D1, [], [PRACTICE])
+    path.unlink()
+    with session(f"sqlite:///{path}") as opened:
+        assert opened.run("run-0") is None
+
+
+def test_a_session_closes_its_store_and_keeps_the_writes_before_an_error(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    with pytest.raises(RuntimeError), session(url) as opened:
+        opened.start_run("run-0", "met_compliance_nightly", D1, [], [PRACTICE])
+        raise RuntimeError("a step after the write failed")
+    assert opened.engine.pool.checkedout() == 0
+    with session(url) as again:
+        assert again.run("run-0") is not None
 
 
 def test_default_url_is_a_sqlite_file_in_the_data_folder(tmp_path, monkeypatch) -> None:

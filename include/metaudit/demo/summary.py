@@ -46,7 +46,7 @@ def write_summary(data: Path, as_of: str, db: Path, results_url: str | None, out
     """Write the summary; 1 when the store holds no results for the date."""
     from metaudit.mail.outbox import DIGEST, Outbox
     from metaudit.packets import packet_options
-    from metaudit.results import ResultsStore, default_url
+    from metaudit.results import default_url, session
     from metaudit.spec.settings import Settings
 
     day = date.fromisoformat(as_of)
@@ -65,9 +65,8 @@ def write_summary(data: Path, as_of: str, db: Path, results_url: str | None, out
     out.write(f"  emails (outbox) : {shown(outbox.root / as_of)}\n")
     out.write(f"  audit packets   : {shown(packets_dir)}\n\n")
 
-    store = ResultsStore.open(url)
     sample: Path | None = None
-    try:
+    with session(url) as store:
         rows = store.practice_runs(day)
         if not rows:
             out.write("  no results stored for this date: see airflow_home/dags-test.log\n")
@@ -102,8 +101,6 @@ def write_summary(data: Path, as_of: str, db: Path, results_url: str | None, out
             packets, lines = _packet_lines(packets_dir, practice_id, as_of)
             out.write(lines + "\n")
             sample = sample or (packets[0] if packets else None)
-    finally:
-        store.close()
     if sample is not None:
         out.write(_verify_hint(sample))
     return 0

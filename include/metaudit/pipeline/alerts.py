@@ -86,14 +86,11 @@ def record_practice_failure(
     store_url: str, run_id: str, as_of: date, practice_id: str, exc: BaseException
 ) -> None:
     """Mark the practice failed for this run (its stored findings stay); logs, never raises."""
-    from metaudit.results import ResultsStore
+    from metaudit.results import session
 
     try:
-        store = ResultsStore.open(store_url)
-        try:
+        with session(store_url) as store:
             store.fail_practice(run_id, as_of, practice_id, describe_error(exc))
-        finally:
-            store.close()
     except with_database_errors():
         log.exception("could not record the failure of practice %s in run %s", practice_id, run_id)
 
@@ -130,12 +127,11 @@ def alert_admins(context: Mapping[str, Any]) -> None:
 def _record_alert(ti: Any, practice_id: str | None, error: str) -> tuple[int | None, date | None]:
     """The alert's row in the results store (and the practice's failed status); its id and
     the run's as-of date, (None, None) when the store cannot be reached."""
-    from metaudit.results import ResultsStore
-    from metaudit.results.store import as_date
+    from metaudit.results import session
+    from metaudit.results.base import as_date
 
     try:
-        store = ResultsStore.open(connections.results_url())
-        try:
+        with session(connections.results_url()) as store:
             run = store.run(ti.run_id)
             as_of = as_date(run["as_of"]) if run else None
             alert_id = store.record_alert(
@@ -151,8 +147,6 @@ def _record_alert(ti: Any, practice_id: str | None, error: str) -> tuple[int | N
             )
             if practice_id and as_of:
                 store.fail_practice(ti.run_id, as_of, practice_id, error)
-        finally:
-            store.close()
     except with_database_errors():
         log.exception("could not record the alert for run %s task %s", ti.run_id, ti.task_id)
         return None, None
@@ -283,14 +277,11 @@ def _mail_alert(
 
 def _mark_alert_notified(alert_id: int) -> None:
     """Set the alert's ``notified_at``: the mail went out (or, without a key, to the outbox)."""
-    from metaudit.results import ResultsStore
+    from metaudit.results import session
 
     try:
-        store = ResultsStore(connections.results_url())
-        try:
+        with session(connections.results_url(), migrate_first=False) as store:
             store.mark_alert_notified(alert_id)
-        finally:
-            store.close()
     except with_database_errors():
         log.exception("could not mark alert %s notified", alert_id)
 
@@ -313,7 +304,7 @@ def resend_pending_alerts(
     from types import SimpleNamespace
 
     from metaudit import mail
-    from metaudit.results import ResultsStore
+    from metaudit.results import session
     from metaudit.spec.settings import Settings
 
     mail_config = mail.load_mail_config(Settings.load(config))
@@ -322,13 +313,10 @@ def resend_pending_alerts(
     )
     if sent:
         keys = {result.name for result in sent}
-        store = ResultsStore.open(store_url)
-        try:
+        with session(store_url) as store:
             for row in store.alerts(notified=False):
                 if alert_key(SimpleNamespace(**row)) in keys:
                     store.mark_alert_notified(int(row["id"]))
-        finally:
-            store.close()
         log.info("posted %d pending admin alert(s): %s", len(sent), sorted(keys))
     for exc in failed:
         log.error("an admin alert is still pending in the outbox: %s", exc)

@@ -15,6 +15,7 @@ from metaudit.config import (
     RESULTS_CONN_ID,
     SENDGRID_CONN_ID,
     SOURCE_CONN_ID,
+    SQLALCHEMY_DRIVERS,
 )
 from metaudit.config import airflow_base_url as airflow_own_base_url
 from metaudit.errors import SettingsError
@@ -41,18 +42,13 @@ def sqlalchemy_url_from_connection(conn: Any) -> str:
     conn_type = (conn.conn_type or "").lower()
     if conn_type == "sqlite":
         return str(sa.URL.create("sqlite", database=conn.host or conn.schema))
-    drivers = {
-        "postgres": "postgresql+psycopg",
-        "postgresql": "postgresql+psycopg",
-        "mysql": "mysql+pymysql",
-    }
-    if conn_type not in drivers:
+    if conn_type not in SQLALCHEMY_DRIVERS:
         raise SettingsError(
             f"connection {conn.conn_id!r} has type {conn_type!r}; use postgres, mysql or sqlite, "
             "or set extra.sqlalchemy_url"
         )
     url = sa.URL.create(
-        drivers[conn_type],
+        SQLALCHEMY_DRIVERS[conn_type],
         username=conn.login or None,
         password=conn.password or None,
         host=conn.host or None,

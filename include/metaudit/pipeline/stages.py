@@ -137,13 +137,12 @@ def plan_run(
     wanted: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Resolve the practices of a run and record the run as running in the results store."""
-    from metaudit.results import ResultsStore
+    from metaudit.results import session
     from metaudit.spec.settings import Settings
 
     names = read_practices(source, Settings.load(None).statement_timeout_s)
     practice_ids = _choose(sorted(names), wanted)
-    store = ResultsStore.open(store_url)
-    try:
+    with session(store_url) as store:
         store.start_run(
             run_id,
             dag_id,
@@ -152,8 +151,6 @@ def plan_run(
             practice_ids,
             {p: names[p] for p in practice_ids},
         )
-    finally:
-        store.close()
     log.info("run %s as of %s: %d practice(s) %s", run_id, as_of, len(practice_ids), practice_ids)
     return {"as_of": as_of.isoformat(), "practice_ids": practice_ids}
 
@@ -192,13 +189,10 @@ def extract(
             unattributed,
         )
     if store_url and run_id:
-        from metaudit.results import ResultsStore
+        from metaudit.results import session
 
-        store = ResultsStore(store_url)
-        try:
+        with session(store_url, migrate_first=False) as store:
             store.record_extract(run_id, timings)
-        finally:
-            store.close()
     log.info("extract as of %s: %s", day, {k: round(v, 2) for k, v in timings.items()})
     return [
         {"practice_id": practice_id, "as_of": day, "partition": str(path)}
@@ -280,7 +274,7 @@ def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) 
     status and stage timings, and recompute its findings history. Returns ids and paths
     for the stages after it (the partition and the audit's folder)."""
     from metaudit.paths import DEADLINES_FILE
-    from metaudit.results import ResultsStore
+    from metaudit.results import session
     from metaudit.results.digest import read_deadlines
     from metaudit.spec.findings import read_findings
 
@@ -290,8 +284,7 @@ def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) 
     deadlines_path = Path(validated["out_dir"], DEADLINES_FILE)
     deadlines = read_deadlines(deadlines_path) if deadlines_path.exists() else []
     recorded = json.loads(Path(validated["timings"]).read_text(encoding="utf-8"))
-    store = ResultsStore.open(store_url)
-    try:
+    with session(store_url) as store:
         stored = store.persist_practice(
             run_id,
             date.fromisoformat(validated["as_of"]),
@@ -303,8 +296,6 @@ def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) 
             exposure=exposure,
             deadlines=deadlines,
         )
-    finally:
-        store.close()
     return {
         "practice_id": practice_id,
         "as_of": stored.as_of,
@@ -375,18 +366,15 @@ def notify_practice(
     """
     from metaudit import mail
     from metaudit.mail.content import packets_url
-    from metaudit.results import ResultsStore
+    from metaudit.results import session
     from metaudit.spec.settings import Settings
 
     practice_id = str(persisted["practice_id"])
     as_of = date.fromisoformat(str(persisted["as_of"]))
     settings = Settings.load(config)
     mail_config = mail.load_mail_config(settings)
-    store = ResultsStore.open(store_url)
-    try:
+    with session(store_url) as store:
         digest = store.digest(practice_id, as_of)
-    finally:
-        store.close()
     base = airflow_base_url(settings, mail_config)
     digest = replace(
         digest,
@@ -458,11 +446,10 @@ def finish_run(
     them), mark the run finished, post the admin alerts still pending (with a SendGrid
     ``api_key``), and return a per-practice summary; raise PracticesFailedError naming
     the practices that did not finish."""
-    from metaudit.results import ResultsStore
+    from metaudit.results import session
     from metaudit.spec.findings import read_findings
 
-    store = ResultsStore.open(store_url)
-    try:
+    with session(store_url) as store:
         if store.run(run_id) is None:
             raise RunNotPlannedError(
                 f"run {run_id} never got past planning (see the plan task's log); "
@@ -484,8 +471,6 @@ def finish_run(
             for r in store.practice_runs(outcome.as_of)
             if r["practice_id"] in outcome.practice_ids or r["practice_id"] is None
         ]
-    finally:
-        store.close()
     summary = summarize(rows, run_id)
     if api_key:
         try:

@@ -1,19 +1,21 @@
 """The results store: runs, per-practice status and timings, findings and their history.
 
-``ResultsStore.open(url)`` migrates the schema (Alembic, migrations shipped in
-``metaudit/results/migrations``) and returns the store; ``default_url()`` is the
-SQLite file the store lives in when no ``met_results_db`` connection is set.
+``with session(url) as store:`` opens the store for a block and closes it after;
+``ResultsStore.open(url)`` opens it for longer (the web server's). Either migrates the
+schema (Alembic, migrations shipped in ``metaudit/results/migrations``) the first time
+the process opens that URL. ``default_url()`` is the SQLite file the store lives in
+when no ``met_results_db`` connection is set.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from metaudit.results.store import ResultsStore, RunOutcome, StoredPractice, migrate
+from metaudit.results.store import ResultsStore, RunOutcome, StoredPractice, migrate, session
 
 RESULTS_DB_FILE = "results.sqlite"
 
-__all__ = ["ResultsStore", "RunOutcome", "StoredPractice", "default_url", "migrate"]
+__all__ = ["ResultsStore", "RunOutcome", "StoredPractice", "default_url", "migrate", "session"]
 
 
 def default_url(data_dir: Path | None = None) -> str:
