@@ -137,3 +137,23 @@ def test_a_null_airflow_address_turns_links_off() -> None:
 )
 def test_addresses(value: object, expected: str | None) -> None:
     assert normalise_address(value) == expected
+
+
+def test_two_problems_of_the_email_section_come_in_one_error() -> None:
+    with pytest.raises(MailConfigError) as caught:
+        mail_config_from_sections({"max_attempts": 2.5, "sandbox": True}, {})
+    text = str(caught.value)
+    assert text.startswith("invalid email configuration (configuration): 2 problems")
+    assert "email.max_attempts: must be a whole number >= 1, got 2.5" in text
+    assert "email.sandbox: unknown key (did you mean 'sandbox_mode'?); keys: sender," in text
+
+
+def test_whole_numbers_come_as_int_and_a_practice_all_clear_stays_unset() -> None:
+    config = mail_config_from_sections(
+        {"max_attempts": 3.0, "timeout_seconds": 5}, {"PR-1": {"email": {"enabled": False}}}
+    )
+    assert config.max_attempts == 3 and isinstance(config.max_attempts, int)
+    assert isinstance(config.timeout_seconds, float)
+    assert config.timeout_seconds == pytest.approx(5.0)
+    assert config.for_practice("PR-1").all_clear is None
+    assert config.all_clear_for("PR-1") is True

@@ -456,3 +456,18 @@ def test_a_practice_without_findings_gets_its_packets(tmp_path):
     assert len(rules) == len(rulebook.RULES)
     assert {(r["open_on_as_of"], r["seen_in_month"]) for r in rules} == {("0", "0")}
     assert list(csv.DictReader(io.StringIO(entries["findings_month.csv"].decode()))) == []
+
+
+def test_every_problem_of_the_packets_section_is_reported_in_one_error():
+    from metaudit.errors import SettingsError
+    from metaudit.packets import packet_options
+    from metaudit.spec.settings import Settings
+
+    settings = Settings.from_dict({"packets": {"dir": 5, "activity_days": 0, "folder": "x"}})
+    with pytest.raises(SettingsError) as caught:
+        packet_options(settings)
+    text = str(caught.value)
+    assert text.startswith("invalid configuration (configuration): 3 problems")
+    assert "packets.dir: must be a folder path, got 5" in text
+    assert "packets.activity_days: must be a whole number of days >= 1, got 0" in text
+    assert "packets.folder: unknown key; keys: dir, activity_days" in text

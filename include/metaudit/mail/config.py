@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from metaudit.errors import Problems
 from metaudit.mail.errors import MailConfigError
+from metaudit.spec.sections import BOOL, CUSTOM, NUMBER, Field, show, validate_section
 
 if TYPE_CHECKING:
     from metaudit.spec.settings import Settings
@@ -106,30 +107,6 @@ class MailConfig:
 
 # ------------------------------------------------------------------ validation
 
-_TOP_KEYS = (
-    "sender",
-    "reply_to",
-    "admins",
-    "airflow_base_url",
-    "packets_base_url",
-    "all_clear",
-    "sandbox_mode",
-    "categories",
-    "timeout_seconds",
-    "max_attempts",
-    "backoff_seconds",
-    "max_backoff_seconds",
-    "max_rate_limit_wait_seconds",
-    "max_records_per_rule",
-    "retry_earlier_days",
-)
-_PRACTICE_EMAIL_KEYS = ("enabled", "all_clear")
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
 
 def normalise_address(value: Any) -> str | None:
     """``"Name <user@host>"`` or ``user@host`` in canonical form, None when not an address."""
@@ -184,7 +161,7 @@ def _address(value: Any, path: str, problems: Problems) -> str | None:
     out = normalise_address(value)
     if out is None:
         problems.add(
-            path, f"must be an email address such as 'Jo Lead <jo@example.org>', got {_show(value)}"
+            path, f"must be an email address such as 'Jo Lead <jo@example.org>', got {show(value)}"
         )
     return out
 
@@ -195,7 +172,7 @@ def _addresses(value: Any, path: str, problems: Problems) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
-        problems.add(path, f"must be a list of email addresses, got {_show(value)}")
+        problems.add(path, f"must be a list of email addresses, got {show(value)}")
         return ()
     out: list[str] = []
     seen: set[str] = set()
@@ -217,38 +194,13 @@ def _url(value: Any, path: str, problems: Problems) -> str | None:
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         problems.add(
             path,
-            f"must be an http(s) address such as 'https://airflow.example.org', got {_show(value)}",
+            f"must be an http(s) address such as 'https://airflow.example.org', got {show(value)}",
         )
         return None
     if parts.query or parts.fragment:
-        problems.add(path, f"must be a base address without '?' or '#', got {_show(value)}")
+        problems.add(path, f"must be a base address without '?' or '#', got {show(value)}")
         return None
     return value.strip().rstrip("/")
-
-
-def _bool(value: Any, path: str, problems: Problems, default: bool) -> bool:
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        problems.add(path, f"must be true or false, got {_show(value)}")
-        return default
-    return value
-
-
-def _number(
-    value: Any, path: str, problems: Problems, default: float, *, minimum: float, whole: bool
-) -> float:
-    if value is None:
-        return default
-    # YAML reads `yes` as true; bool is an int subclass but never a number of seconds.
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if ok and whole and not float(value).is_integer():
-        ok = False
-    if not ok or value < minimum:
-        kind = "a whole number" if whole else "a number"
-        problems.add(path, f"must be {kind} >= {minimum:g}, got {_show(value)}")
-        return default
-    return float(value)
 
 
 def _categories(value: Any, path: str, problems: Problems) -> tuple[str, ...]:
@@ -256,7 +208,7 @@ def _categories(value: Any, path: str, problems: Problems) -> tuple[str, ...]:
         return MailConfig.categories
     # SendGrid allows 10 categories of at most 255 characters on a message; two are ours.
     if not isinstance(value, list) or len(value) > 8:
-        problems.add(path, f"must be a list of at most 8 words, got {_show(value)}")
+        problems.add(path, f"must be a list of at most 8 words, got {show(value)}")
         return MailConfig.categories
     out: list[str] = []
     for i, item in enumerate(value):
@@ -266,44 +218,76 @@ def _categories(value: Any, path: str, problems: Problems) -> tuple[str, ...]:
             or len(item) > 100
             or not item.isprintable()
         ):
-            problems.add(f"{path}[{i}]", f"must be a short word, got {_show(item)}")
+            problems.add(f"{path}[{i}]", f"must be a short word, got {show(item)}")
             continue
         out.append(item.strip())
     return tuple(out)
 
 
-def _mapping(value: Any, path: str, keys: tuple[str, ...], problems: Problems) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        problems.add(path, f"must be a mapping with keys {', '.join(keys)}, got {_show(value)}")
-        return {}
-    for key in value:
-        if key not in keys:
-            problems.add(f"{path}.{key}", f"unknown key; keys: {', '.join(keys)}")
-    return value
+def _practice_name(value: Any, path: str, problems: Problems) -> str | None:
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
+        problems.add(path, f"must be the practice's name on one line, got {show(value)}")
+        return None
+    return " ".join(value.split())
+
+
+def _number(name: str, minimum: float, *, whole: bool = False) -> Field:
+    return Field(name, NUMBER, default=getattr(MailConfig, name), minimum=minimum, whole=whole)
+
+
+def _address_field(name: str) -> Field:
+    return Field(name, CUSTOM, check=_address)
+
+
+# The top-level ``email`` section; its defaults are MailConfig's.
+EMAIL_FIELDS = (
+    _address_field("sender"),
+    _address_field("reply_to"),
+    Field("admins", CUSTOM, default=(), check=_addresses),
+    # Written as null it turns the links off; left out, the local Airflow's address.
+    Field(
+        "airflow_base_url",
+        CUSTOM,
+        default=DEFAULT_AIRFLOW_BASE_URL,
+        check=_url,
+        null_is_default=False,
+    ),
+    Field("packets_base_url", CUSTOM, check=_url),
+    Field("all_clear", BOOL, default=True),
+    Field("sandbox_mode", BOOL, default=False),
+    Field("categories", CUSTOM, default=MailConfig.categories, check=_categories),
+    _number("timeout_seconds", 1),
+    _number("max_attempts", 1, whole=True),
+    _number("backoff_seconds", 0),
+    _number("max_backoff_seconds", 0),
+    _number("max_rate_limit_wait_seconds", 0),
+    _number("max_records_per_rule", 1, whole=True),
+    _number("retry_earlier_days", 0, whole=True),
+)
+# A practice's mail keys (the rest of a practice's keys belong to other modules).
+PRACTICE_FIELDS = (
+    Field("name", CUSTOM, check=_practice_name),
+    Field("compliance_leads", CUSTOM, default=(), check=_addresses),
+)
+# A practice's own ``email`` section; all_clear None: the top-level email.all_clear applies.
+PRACTICE_EMAIL_FIELDS = (
+    Field("enabled", BOOL, default=True),
+    Field("all_clear", BOOL, default=None),
+)
 
 
 def _practice(pid: str, section: Mapping[str, Any], problems: Problems) -> PracticeMail:
     path = f"practices.{pid}"
-    name = section.get("name")
-    if name is not None and (
-        not isinstance(name, str) or not name.strip() or not name.isprintable()
-    ):
-        problems.add(f"{path}.name", f"must be the practice's name on one line, got {_show(name)}")
-        name = None
-    leads = _addresses(section.get("compliance_leads"), f"{path}.compliance_leads", problems)
-    own = _mapping(section.get("email"), f"{path}.email", _PRACTICE_EMAIL_KEYS, problems)
-    enabled = _bool(own.get("enabled"), f"{path}.email.enabled", problems, True)
-    all_clear = own.get("all_clear")
-    if all_clear is not None:
-        all_clear = _bool(all_clear, f"{path}.email.all_clear", problems, True)
+    keys, _ = validate_section(path, section, PRACTICE_FIELDS, problems, report_unknown=False)
+    own, _ = validate_section(
+        f"{path}.email", section.get("email"), PRACTICE_EMAIL_FIELDS, problems
+    )
     return PracticeMail(
         practice_id=pid,
-        name=" ".join(name.split()) if isinstance(name, str) else None,
-        recipients=leads,
-        enabled=enabled,
-        all_clear=all_clear,
+        name=keys["name"],
+        recipients=keys["compliance_leads"],
+        enabled=own["enabled"],
+        all_clear=own["all_clear"],
     )
 
 
@@ -316,49 +300,12 @@ def mail_config_from_sections(
 
     Raises :class:`~metaudit.mail.errors.MailConfigError` naming every bad key.
     """
-    problems = Problems()
-    top = _mapping(email, "email", _TOP_KEYS, problems)
-
-    def num(key: str, minimum: float, whole: bool = False) -> float:
-        return _number(
-            top.get(key),
-            f"email.{key}",
-            problems,
-            getattr(MailConfig, key),
-            minimum=minimum,
-            whole=whole,
-        )
-
+    values, problems = validate_section("email", email, EMAIL_FIELDS)
     practices = {
         pid: _practice(pid, section, problems) for pid, section in practice_sections.items()
     }
-    airflow = top.get("airflow_base_url", DEFAULT_AIRFLOW_BASE_URL)
-    config = MailConfig(
-        sender=_address(top["sender"], "email.sender", problems)
-        if top.get("sender") is not None
-        else None,
-        reply_to=(
-            _address(top["reply_to"], "email.reply_to", problems)
-            if top.get("reply_to") is not None
-            else None
-        ),
-        admins=_addresses(top.get("admins"), "email.admins", problems),
-        airflow_base_url=_url(airflow, "email.airflow_base_url", problems),
-        packets_base_url=_url(top.get("packets_base_url"), "email.packets_base_url", problems),
-        all_clear=_bool(top.get("all_clear"), "email.all_clear", problems, True),
-        sandbox_mode=_bool(top.get("sandbox_mode"), "email.sandbox_mode", problems, False),
-        categories=_categories(top.get("categories"), "email.categories", problems),
-        timeout_seconds=num("timeout_seconds", 1),
-        max_attempts=int(num("max_attempts", 1, whole=True)),
-        backoff_seconds=num("backoff_seconds", 0),
-        max_backoff_seconds=num("max_backoff_seconds", 0),
-        max_rate_limit_wait_seconds=num("max_rate_limit_wait_seconds", 0),
-        max_records_per_rule=int(num("max_records_per_rule", 1, whole=True)),
-        retry_earlier_days=int(num("retry_earlier_days", 0, whole=True)),
-        practices=practices,
-    )
     problems.raise_if_any(f"invalid email configuration ({source})", MailConfigError)
-    return config
+    return MailConfig(**values, practices=practices)
 
 
 def load_mail_config(settings: Settings) -> MailConfig:

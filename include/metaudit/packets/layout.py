@@ -9,16 +9,15 @@ imports neither pandas nor the renderers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metaudit import config
-from metaudit.errors import SettingsError
 from metaudit.packets.errors import PacketError
 from metaudit.paths import id_name
+from metaudit.spec.sections import NUMBER, TEXT, Field, validate_section
 
 if TYPE_CHECKING:
     from metaudit.spec.settings import Settings
@@ -27,7 +26,19 @@ PACKETS_DIR_ENV = config.PACKETS_DIR_ENV
 # The audit period of a packet: the days ending on its as-of date (a month's last day
 # covers the whole month).
 DEFAULT_ACTIVITY_DAYS = 31
-_SETTINGS_KEYS = {"dir", "activity_days"}
+# The ``packets`` section. An empty dir, like none, leaves the choice to the environment.
+PACKETS_FIELDS = (
+    Field("dir", TEXT, what="a folder path"),
+    Field(
+        "activity_days",
+        NUMBER,
+        default=DEFAULT_ACTIVITY_DAYS,
+        minimum=1,
+        whole=True,
+        unit="days",
+        null_is_default=False,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -44,32 +55,17 @@ def packet_options(
     """The packet options: ``packets_dir`` if given, else the configuration's ``packets.dir``,
     else ``METAUDIT_PACKETS_DIR``, else ``<data folder>/packets``; ``packets.activity_days``
     (default 31) from the configuration."""
-    section: Mapping[str, Any] = {}
-    if settings is not None:
-        raw = settings.sections.get("packets") or {}
-        if not isinstance(raw, Mapping):
-            raise SettingsError("packets: must be a mapping with 'dir' and/or 'activity_days'")
-        section = raw
-    unknown = sorted(set(section) - _SETTINGS_KEYS)
-    if unknown:
-        raise SettingsError(
-            f"packets: unknown key(s) {', '.join(unknown)}; allowed: dir, activity_days"
-        )
-    days = section.get("activity_days", DEFAULT_ACTIVITY_DAYS)
-    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-        raise SettingsError(
-            f"packets.activity_days must be a whole number of days >= 1, got {days!r}"
-        )
+    raw: Any = settings.sections.get("packets") if settings is not None else None
+    values, problems = validate_section("packets", raw, PACKETS_FIELDS)
+    source = settings.source if settings is not None else "configuration"
+    problems.raise_if_any(f"invalid configuration ({source})")
     if packets_dir is None:
-        configured = section.get("dir")
-        if configured is not None and not isinstance(configured, str):
-            raise SettingsError(f"packets.dir must be a folder path, got {configured!r}")
-        packets_dir = configured or config.packets_dir()
+        packets_dir = values["dir"] or config.packets_dir()
     if packets_dir is None:
         from metaudit.paths import data_dir
 
         packets_dir = data_dir() / "packets"
-    return PacketOptions(packets_dir=Path(packets_dir), activity_days=days)
+    return PacketOptions(packets_dir=Path(packets_dir), activity_days=values["activity_days"])
 
 
 def client_packet_path(packets_dir: Path, practice_id: str, as_of: str, client_id: str) -> Path:

@@ -4,6 +4,8 @@
   list every other part reads.
 - :mod:`~metaudit.spec.settings`: the configuration file, its settings (each rule's
   thresholds with their defaults) and the sections of the email, packets and pages.
+- :mod:`~metaudit.spec.sections`: the one validator of the configuration file's sections
+  (``source``, ``email``, ``access``, ``packets``): declared keys, every problem by path.
 - :mod:`~metaudit.spec.contract`: the source database's tables and columns;
   :mod:`~metaudit.spec.schema` builds them in SQLAlchemy for tools that create sources.
 - :mod:`~metaudit.spec.findings`: the findings format (fields, order, fingerprint, files).

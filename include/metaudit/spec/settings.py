@@ -33,7 +33,6 @@ per distinct (practice, payer) pair and map the result onto the rows.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 import re
 import warnings
@@ -48,6 +47,9 @@ import yaml
 from metaudit import config
 from metaudit.errors import Problems, SettingsError
 from metaudit.spec import contract
+from metaudit.spec.sections import NUMBER, Field, report_unknown_keys, validate_section
+from metaudit.spec.sections import did_you_mean as _did_you_mean
+from metaudit.spec.sections import show as _show
 
 # pandas and numpy are imported inside the frame helpers: loading and validating a
 # configuration (an Airflow plugin or DAG file may do it) needs neither.
@@ -308,31 +310,28 @@ PAYER_SETTINGS: frozenset[str] = frozenset(n for n, s in SETTINGS.items() if s.p
 RESERVED_TOP_LEVEL = ("email", "packets", "access")
 RESERVED_PRACTICE_KEYS = ("name", "compliance_leads", "email", "packet_viewers")
 TOP_LEVEL_KEYS = ("defaults", "practices", "payers", "source", *RESERVED_TOP_LEVEL)
-# How reading the source may take: one statement, or one wait for a lock (seconds).
-SOURCE_KEYS = ("statement_timeout_seconds",)
+# How long reading the source may take: one statement, or one wait for a lock (seconds).
 DEFAULT_STATEMENT_TIMEOUT_SECONDS = 300.0
 MAX_STATEMENT_TIMEOUT_SECONDS = 86_400.0
+SOURCE_FIELDS = (
+    Field(
+        "statement_timeout_seconds",
+        NUMBER,
+        default=DEFAULT_STATEMENT_TIMEOUT_SECONDS,
+        above=0,
+        maximum=MAX_STATEMENT_TIMEOUT_SECONDS,
+        unit="seconds",
+        # `statement_timeout_seconds:` left empty is a mistake, not "no timeout".
+        null_is_default=False,
+    ),
+)
+SOURCE_KEYS = tuple(field.name for field in SOURCE_FIELDS)
 PRACTICE_KEYS = ("settings", "payers", *RESERVED_PRACTICE_KEYS)
 
 assert {f.name for f in dataclasses.fields(RuleSettings)} == set(SETTINGS), "settings drifted"
 
 
 # ------------------------------------------------------------------ validation
-
-
-def _show(value: Any) -> str:
-    """A value as the user wrote it, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _is_whole(value: Any) -> bool:
@@ -502,33 +501,8 @@ class _Parsed:
 
 def _check_source(body: Any, problems: Problems) -> float:
     """The ``source`` section: ``statement_timeout_seconds`` (> 0, at most a day)."""
-    if body is None:
-        return DEFAULT_STATEMENT_TIMEOUT_SECONDS
-    if not isinstance(body, Mapping):
-        problems.add(
-            "source", f"must be a mapping with {', '.join(SOURCE_KEYS)}, got {_show(body)}"
-        )
-        return DEFAULT_STATEMENT_TIMEOUT_SECONDS
-    for key in body:
-        if key not in SOURCE_KEYS:
-            problems.add(
-                f"source.{key}",
-                f"unknown key{_did_you_mean(str(key), SOURCE_KEYS)}; keys: {', '.join(SOURCE_KEYS)}",
-            )
-    value = body.get("statement_timeout_seconds", DEFAULT_STATEMENT_TIMEOUT_SECONDS)
-    # YAML reads `yes` as true; bool is an int subclass but never a number of seconds.
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0 < value <= MAX_STATEMENT_TIMEOUT_SECONDS
-    ):
-        problems.add(
-            "source.statement_timeout_seconds",
-            f"must be a number of seconds > 0 and <= {MAX_STATEMENT_TIMEOUT_SECONDS:g}, "
-            f"got {_show(value)}",
-        )
-        return DEFAULT_STATEMENT_TIMEOUT_SECONDS
-    return float(value)
+    values, _ = validate_section("source", body, SOURCE_FIELDS, problems)
+    return float(values["statement_timeout_seconds"])
 
 
 def _parse(data: Any, source: str) -> _Parsed:
@@ -541,13 +515,7 @@ def _parse(data: Any, source: str) -> _Parsed:
             f"invalid configuration ({source}): the file must be a mapping with sections "
             f"{', '.join(TOP_LEVEL_KEYS)}, got {_show(data)}"
         )
-    for key in data:
-        if key not in TOP_LEVEL_KEYS:
-            problems.add(
-                str(key),
-                f"unknown section{_did_you_mean(str(key), TOP_LEVEL_KEYS)}; "
-                f"sections: {', '.join(TOP_LEVEL_KEYS)}",
-            )
+    report_unknown_keys("", data, TOP_LEVEL_KEYS, problems, what="section")
     parsed.defaults = _check_settings(data.get("defaults"), "defaults", problems)
     parsed.payers = _check_payers(data.get("payers"), "payers", problems)
     parsed.sections = {k: data[k] for k in RESERVED_TOP_LEVEL if k in data}
@@ -570,13 +538,7 @@ def _parse(data: Any, source: str) -> _Parsed:
                 path, f"must be a mapping with {', '.join(PRACTICE_KEYS)}, got {_show(body)}"
             )
             continue
-        for key in body:
-            if key not in PRACTICE_KEYS:
-                problems.add(
-                    f"{path}.{key}",
-                    f"unknown key{_did_you_mean(str(key), PRACTICE_KEYS)}; "
-                    f"keys: {', '.join(PRACTICE_KEYS)}",
-                )
+        report_unknown_keys(path, body, PRACTICE_KEYS, problems)
         parsed.practices[pid] = _check_settings(body.get("settings"), f"{path}.settings", problems)
         parsed.practice_payers[pid] = _check_payers(body.get("payers"), f"{path}.payers", problems)
         parsed.practice_sections[pid] = {k: body[k] for k in RESERVED_PRACTICE_KEYS if k in body}

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from metaudit.errors import Problems, SettingsError
+from metaudit.spec.sections import CUSTOM, Field, show, validate_section
 
 if TYPE_CHECKING:
     from metaudit.spec.settings import Settings
 
 DEFAULT_ADMIN_ROLES = ("admin",)
-_ACCESS_KEYS = ("admins", "admin_roles")
 
 
 @dataclass(frozen=True)
@@ -66,15 +66,35 @@ def _names(value: Any, path: str, problems: Problems) -> frozenset[str]:
     if value is None:
         return frozenset()
     if isinstance(value, str) or not isinstance(value, list):
-        problems.add(path, f"must be a list of user names, got {value!r}")
+        problems.add(path, f"must be a list of user names, got {show(value)}")
         return frozenset()
     names = set()
     for item in value:
         if not isinstance(item, str) or not item.strip():
-            problems.add(path, f"{item!r} is not a user name")
+            problems.add(path, f"{show(item)} is not a user name")
             continue
         names.add(item.strip())
     return frozenset(names)
+
+
+def _roles(value: Any, path: str, problems: Problems) -> frozenset[str]:
+    # Roles compare ignoring case (auth managers spell them as they like).
+    return frozenset(role.lower() for role in _names(value, path, problems))
+
+
+ACCESS_FIELDS = (
+    Field("admins", CUSTOM, default=frozenset(), check=_names),
+    # Written as null it grants no role; left out, Airflow's admin role counts.
+    Field(
+        "admin_roles",
+        CUSTOM,
+        default=frozenset(DEFAULT_ADMIN_ROLES),
+        check=_roles,
+        null_is_default=False,
+    ),
+)
+# A practice's access key (its other keys belong to other modules).
+PRACTICE_FIELDS = (Field("packet_viewers", CUSTOM, default=frozenset(), check=_names),)
 
 
 def access_policy(settings: Settings) -> AccessPolicy:
@@ -82,36 +102,29 @@ def access_policy(settings: Settings) -> AccessPolicy:
 
     Every problem is reported at once, by path, in one :class:`SettingsError`.
     """
-    problems = Problems()
     section = settings.sections.get("access")
-    if section is None:
-        section = {}
-    if not isinstance(section, Mapping):
+    if section is not None and not isinstance(section, Mapping):
+        # Said on its own, in the words operators know: nothing else can be checked.
+        keys = ", ".join(field.name for field in ACCESS_FIELDS)
         raise SettingsError(
             f"invalid configuration ({settings.source}): access must be a mapping with "
-            f"{', '.join(_ACCESS_KEYS)}, got {section!r}"
+            f"{keys}, got {show(section)}"
         )
-    for key in section:
-        if key not in _ACCESS_KEYS:
-            problems.add(f"access.{key}", f"unknown key; keys: {', '.join(_ACCESS_KEYS)}")
-    admins = _names(section.get("admins"), "access.admins", problems)
-    roles = (
-        _names(section["admin_roles"], "access.admin_roles", problems)
-        if "admin_roles" in section
-        else frozenset(DEFAULT_ADMIN_ROLES)
-    )
+    values, problems = validate_section("access", section, ACCESS_FIELDS)
     viewers = {
-        pid: _names(
-            settings.practice_section(pid).get("packet_viewers"),
-            f"practices.{pid}.packet_viewers",
+        pid: validate_section(
+            f"practices.{pid}",
+            settings.practice_section(pid),
+            PRACTICE_FIELDS,
             problems,
-        )
+            report_unknown=False,
+        )[0]["packet_viewers"]
         for pid in settings.practice_ids
     }
     problems.raise_if_any(f"invalid configuration ({settings.source})")
     return AccessPolicy(
-        admins=admins,
-        admin_roles=frozenset(r.lower() for r in roles),
+        admins=values["admins"],
+        admin_roles=values["admin_roles"],
         viewers={pid: names for pid, names in viewers.items() if names},
     )
 
