@@ -47,10 +47,11 @@ AIRFLOW_BASE_URL_ENV = "AIRFLOW__API__BASE_URL"
 # Arrow's: when set, the engine leaves Arrow's memory pool as the operator chose it.
 ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 
-# The repository (or, installed, the folder above the package): its data/ is the default
-# data folder, so `make demo` and the tests work in a checkout without any variable set.
+# The checkout this package sits in (include/metaudit/ -> the repository), when it is one:
+# its data/ is the default data folder, so `make demo` and the tests work without any
+# variable set. An installed package has no checkout around it: ./data then.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+IN_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "dags").is_dir()
 DEFAULT_SNAPSHOT_KEEP_DAYS = 7
 DEFAULT_NIGHTLY_CRON = "30 5 * * *"
 DEFAULT_NIGHTLY_TIMEZONE = "America/New_York"
@@ -79,8 +80,12 @@ def config_file() -> str | None:
 
 
 def data_dir() -> Path:
-    """The project's data folder (METAUDIT_DATA_DIR, else ``data/`` in the checkout)."""
-    return Path(_get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+    """The project's data folder: METAUDIT_DATA_DIR, else ``data/`` in the checkout, else
+    ``data/`` in the working folder (an installed package)."""
+    configured = _get(DATA_DIR_ENV)
+    if configured:
+        return Path(configured)
+    return (PROJECT_ROOT if IN_CHECKOUT else Path.cwd()) / "data"
 
 
 def demo_mode() -> bool:
