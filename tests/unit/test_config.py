@@ -60,10 +60,18 @@ def _unset(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_unset_variables_give_typed_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unset_variables_give_typed_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     _unset(monkeypatch)
     assert config.config_file() is None
-    assert config.data_dir() == config.DEFAULT_DATA_DIR and isinstance(config.data_dir(), Path)
+    # This checkout's data/; an installed package (no checkout around it) uses ./data.
+    assert config.IN_CHECKOUT and config.data_dir() == REPO_ROOT / "data"
+    monkeypatch.setattr(config, "IN_CHECKOUT", False)
+    monkeypatch.chdir(tmp_path)
+    assert config.data_dir() == tmp_path / "data"
+    monkeypatch.undo()
+    _unset(monkeypatch)
     assert config.demo_mode() is False
     assert config.packet_key() is None
     assert config.packets_dir() is None
