@@ -148,9 +148,9 @@ def _rules() -> tuple[Rule, ...]:
             meaning=(
                 "A completed session falls on a date that none of the client's referrals "
                 "covers. A referral covers the days from its referral date through its "
-                "expiry: its valid-until date, or {referral_validity_days} days after the referral date when "
-                "valid-until is empty. Not reported for a client with no referral at all "
-                "(REF-001 reports that)."
+                "expiry: its valid-until date, or {referral_validity_days} days after the "
+                "referral date when valid-until is empty. Not reported for a client with no "
+                "referral at all (REF-001 reports that)."
             ),
             fix=(
                 "Get a renewed referral that covers the session date, or correct the "
@@ -798,8 +798,8 @@ def _rules() -> tuple[Rule, ...]:
                 "pointers; every other character counts as a letter."
             ),
             fix=(
-                "Point the line at up to {max_diagnosis_pointers} of the claim's diagnosis letters that support "
-                "the service."
+                "Point the line at up to {max_diagnosis_pointers} of the claim's diagnosis "
+                "letters that support the service."
             ),
             message="{entity} has invalid diagnosis pointers: {missing}",
             missing_default=(
