@@ -53,8 +53,9 @@ AUTH_END_NOTICE_DAYS: int = SETTINGS["auth_end_notice_days"].default
 HORIZON_DAYS = 28
 REASSESSMENT_DAYS = 28
 AUTH_WINDOW_DAYS = 56
-# Referrals are renewed this many days (at least) before they expire.
-RENEWAL_LEAD_DAYS = 15
+# Referrals are renewed this many days (at least) before they expire: before the
+# expiry notice window (REF-009) opens, so a renewal already exists when it does.
+RENEWAL_LEAD_DAYS = REFERRAL_EXPIRY_NOTICE_DAYS + 1
 CHUNK_CLIENTS = 4000
 # Day numbers count from here.
 EPOCH = date(1970, 1, 1)
