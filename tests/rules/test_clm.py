@@ -12,6 +12,7 @@ from typing import Any
 
 from builders import Records, audit, by_id, clean_records, find, ids
 
+from metaudit.spec.rulebook import RULES
 from metaudit.spec.settings import Settings
 
 
@@ -40,7 +41,7 @@ def test_clm001_denied_and_not_appealed_in_time() -> None:
     findings = audit(records)
     assert ids(findings, "CLM-001") == {"CLM-1"}
     hit = by_id(findings, "CLM-001")["CLM-1"]
-    assert hit["severity"] == "warning" and hit["entity_type"] == "claim"
+    assert hit["severity"] == RULES["CLM-001"].severity and hit["entity_type"] == "claim"
     assert hit["practice_id"] == "PR-1" and hit["client_id"] == "CL-1"
     assert hit["due_date"] is None
     assert "Claim CLM-1" in hit["message"]
@@ -83,7 +84,7 @@ def test_clm002_no_answer_from_the_payer() -> None:
     findings = audit(records)
     assert ids(findings, "CLM-002") == {"CLM-3"}
     hit = by_id(findings, "CLM-002")["CLM-3"]
-    assert hit["severity"] == "notice" and hit["entity_type"] == "claim"
+    assert hit["severity"] == RULES["CLM-002"].severity and hit["entity_type"] == "claim"
     assert hit["due_date"] is None  # reading 17: CLM-002 has no due date
     assert "Claim CLM-3" in hit["message"]
 

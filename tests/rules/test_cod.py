@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from builders import Records, audit, by_id, clean_records, find, ids
 
+from metaudit.spec.rulebook import RULES
 from metaudit.spec.settings import Settings
 
 
@@ -80,7 +81,7 @@ def test_cod001_code_outside_the_medical_exercise_set() -> None:
     findings = audit(records)
     assert ids(findings, "COD-001") == {"L-1"}
     hit = by_id(findings, "COD-001")["L-1"]
-    assert hit["severity"] == "critical"
+    assert hit["severity"] == RULES["COD-001"].severity
     assert hit["entity_type"] == "claim_line"
     assert hit["practice_id"] == "PR-1" and hit["client_id"] == "CL-1"
     assert "Claim line L-1" in hit["message"]
@@ -211,7 +212,7 @@ def test_cod004_diagnosis_on_no_referral_or_condition() -> None:
     assert ids(findings, "COD-004") == {"CLM-1:A"}
     assert ids(findings, "COD-003") == set()
     hit = by_id(findings, "COD-004")["CLM-1:A"]
-    assert hit["severity"] == "warning" and "CLM-1:A" in hit["message"]
+    assert hit["severity"] == RULES["COD-004"].severity and "CLM-1:A" in hit["message"]
 
 
 def test_cod004_referral_diagnosis_supports_the_claim() -> None:
@@ -398,7 +399,7 @@ def test_cod009_filed_after_the_policy_limit() -> None:
     findings = audit(records)
     assert ids(findings, "COD-009") == {"CLM-2"}
     hit = by_id(findings, "COD-009")["CLM-2"]
-    assert hit["severity"] == "warning" and "Claim CLM-2" in hit["message"]
+    assert hit["severity"] == RULES["COD-009"].severity and "Claim CLM-2" in hit["message"]
 
 
 def test_cod009_limit_from_the_payer_setting_and_needs_a_readable_date() -> None:
@@ -425,7 +426,7 @@ def test_cod010_billed_code_not_among_the_days_services() -> None:
     assert ids(findings, "COD-010") == {"L-2"}
     assert ids(findings, "COD-001") == set()
     hit = by_id(findings, "COD-010")["L-2"]
-    assert hit["severity"] == "warning" and "Claim line L-2" in hit["message"]
+    assert hit["severity"] == RULES["COD-010"].severity and "Claim line L-2" in hit["message"]
 
 
 @pytest.mark.parametrize("rule_id", COD_RULES)

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from builders import AS_OF, Records, audit, clean_records, find
 
+from metaudit.spec.rulebook import RULES
+
 DOC_RULES = [f"DOC-{n:03d}" for n in range(1, 13)]
 
 
@@ -48,7 +50,7 @@ def test_doc001_intake_completed_after_the_first_session() -> None:
     found = _of(records, "DOC-001")
     assert set(found) == {"CL-1"}
     finding = found["CL-1"]
-    assert finding["severity"] == "critical"
+    assert finding["severity"] == RULES["DOC-001"].severity
     assert finding["entity_type"] == "client"
     assert finding["practice_id"] == "PR-1"
     assert finding["client_id"] == "CL-1"
@@ -387,7 +389,7 @@ def test_doc009_note_signed_three_days_after_the_session() -> None:
     find(records, "sessions", session_id="S-3")["signed_at"] = "2026-03-15T15:00:00Z"
     found = _of(records, "DOC-009")
     assert set(found) == {"S-3"}
-    assert found["S-3"]["severity"] == "warning"
+    assert found["S-3"]["severity"] == RULES["DOC-009"].severity
     assert "S-3" in found["S-3"]["message"]
 
 
@@ -452,7 +454,7 @@ def test_doc010_staff_without_a_specialist_credential() -> None:
     find(records, "staff", staff_id="ST-1")["credential"] = "CPT"
     found = _of(records, "DOC-010")
     assert set(found) == ALL_SESSIONS
-    assert found["S-1"]["severity"] == "critical"
+    assert found["S-1"]["severity"] == RULES["DOC-010"].severity
     assert "S-1" in found["S-1"]["message"]
 
 

@@ -25,6 +25,8 @@ from builders import (
     only,
 )
 
+from metaudit.spec.rulebook import RULES
+
 ALL_CLAIMS = {"CLM-1", "CLM-2", "CLM-3", "CLM-4"}
 ALL_LINES = {f"L-{n}" for n in range(1, 9)}
 
@@ -277,7 +279,7 @@ def test_elg006_few_visits_left() -> None:
     hit = only(findings, "ELG-006")
     assert hit["entity_id"] == "AU-1"
     assert hit["entity_type"] == "authorization"
-    assert hit["severity"] == "notice"
+    assert hit["severity"] == RULES["ELG-006"].severity
     assert hit["practice_id"] == "PR-1"
     assert hit["client_id"] == "CL-1"
     assert hit["due_date"] == "2026-06-30"

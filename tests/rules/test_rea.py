@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from builders import AS_OF, Records, audit, clean_records, find
 
+from metaudit.spec.rulebook import RULES
+
 REA_RULES = [f"REA-{n:03d}" for n in range(1, 6)]
 
 
@@ -55,7 +57,7 @@ def test_rea001_sessions_more_than_30_days_after_the_latest_assessment() -> None
     found = _of(records, "REA-001")
     # S-3 (03-12) is 31 days after AS-2 (02-09); S-4 (03-30) 49 days.
     assert set(found) == {"S-3", "S-4"}
-    assert found["S-3"]["severity"] == "critical"
+    assert found["S-3"]["severity"] == RULES["REA-001"].severity
     assert found["S-3"]["entity_type"] == "session"
     assert found["S-3"]["client_id"] == "CL-1"
     assert "S-3" in found["S-3"]["message"]
@@ -112,7 +114,7 @@ def test_rea002_active_client_overdue_for_reassessment() -> None:
     found = _of(records, "REA-002")
     assert set(found) == {"CL-1"}
     finding = found["CL-1"]
-    assert finding["severity"] == "warning"
+    assert finding["severity"] == RULES["REA-002"].severity
     assert finding["entity_type"] == "client"
     assert finding["practice_id"] == "PR-1"
     assert finding["due_date"] is None
@@ -159,7 +161,7 @@ def test_rea003_reassessment_due_within_seven_days() -> None:
     found = _of(records, "REA-003")
     assert set(found) == {"CL-1"}
     finding = found["CL-1"]
-    assert finding["severity"] == "notice"
+    assert finding["severity"] == RULES["REA-003"].severity
     assert finding["due_date"] == "2026-04-04"
     assert "CL-1" in finding["message"]
     assert "2026-04-04" in finding["message"]
@@ -236,7 +238,7 @@ def test_rea005_no_shared_instrument_improved() -> None:
     found = _of(records, "REA-005")
     assert set(found) == {"CL-1"}
     assert found["CL-1"]["entity_type"] == "client"
-    assert found["CL-1"]["severity"] == "warning"
+    assert found["CL-1"]["severity"] == RULES["REA-005"].severity
     assert "CL-1" in found["CL-1"]["message"]
 
 

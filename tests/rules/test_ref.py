@@ -23,6 +23,8 @@ from builders import (
     only,
 )
 
+from metaudit.spec.rulebook import RULES
+
 
 def referral(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return find(records, "referrals", referral_id="RF-1")
@@ -61,7 +63,7 @@ def test_ref001_client_with_sessions_and_no_referral() -> None:
     assert hit["entity_type"] == "client"
     assert hit["practice_id"] == "PR-1"
     assert hit["client_id"] == "CL-1"
-    assert hit["severity"] == "critical"
+    assert hit["severity"] == RULES["REF-001"].severity
     assert "Client CL-1" in hit["message"]
     # Not raised per session when REF-001 speaks for the client.
     assert ids(findings, "REF-002") == set()
@@ -281,7 +283,7 @@ def test_ref007_services_do_not_name_medical_exercise(services: str) -> None:
     referral(records)["services_requested"] = services
     hit = only(audit(records), "REF-007")
     assert hit["entity_id"] == "RF-1"
-    assert hit["severity"] == "warning"
+    assert hit["severity"] == RULES["REF-007"].severity
     assert "Referral RF-1" in hit["message"]
 
 
@@ -326,7 +328,7 @@ def test_ref009_referral_expiring_soon() -> None:
     findings = audit(records)
     hit = only(findings, "REF-009")
     assert hit["entity_id"] == "RF-1"
-    assert hit["severity"] == "notice"
+    assert hit["severity"] == RULES["REF-009"].severity
     assert hit["due_date"] == "2026-04-10"
     assert "Referral RF-1" in hit["message"]
     assert "2026-04-10" in hit["message"]

@@ -20,10 +20,11 @@ from metaudit.demo import (
     select,
     vocab,
 )
-from metaudit.demo.network import ACTIVE_DAYS, AUTH_WINDOW_DAYS, CLEAN_DESIGN
+from metaudit.demo.network import ACTIVE_DAYS, AUTH_WINDOW_DAYS, CLEAN_DESIGN, REASSESSMENT_DAYS
 from metaudit.spec.contract import TABLES
 from metaudit.spec.npi import is_valid_npi
 from metaudit.spec.rulebook import RULES
+from metaudit.spec.settings import SETTINGS
 
 AS_OF = date(2026, 3, 2)
 SMALL = 3000
@@ -191,9 +192,17 @@ def test_vocabulary_keeps_the_clean_network_clean() -> None:
 
 
 def test_active_placement_avoids_every_notice_window() -> None:
-    # Latest assessment at most 22 days old (REA-002/003); D at least 15 days before
-    # the end of the authorization window covering it (ELG-006).
-    assert all(t % 28 <= 22 and t % AUTH_WINDOW_DAYS <= 40 for t in ACTIVE_DAYS)
+    # Latest assessment young enough that its reassessment falls due after the notice
+    # window (REA-002/003); the authorization window covering D ends after the notice
+    # window (ELG-006). The windows are the settings' defaults.
+    interval = SETTINGS["reassessment_interval_days"].default
+    reassessment_notice = SETTINGS["reassessment_notice_days"].default
+    auth_notice = SETTINGS["auth_end_notice_days"].default
+    for t in ACTIVE_DAYS:
+        latest = t % REASSESSMENT_DAYS  # days since the latest assessment
+        assert interval - latest > reassessment_notice, t  # due after D + notice
+        # The window's last day is day AUTH_WINDOW_DAYS - 1 of it.
+        assert (AUTH_WINDOW_DAYS - 1) - t % AUTH_WINDOW_DAYS > auth_notice, t
     assert set(CLEAN_DESIGN) == set(RULES)
 
 

@@ -263,3 +263,42 @@ def test_rulebook_matches_the_spec_tables() -> None:
     assert len(spec) == 50
     ours = {r.id: (r.severity, r.entity_types) for r in RULES.values()}
     assert ours == spec
+
+
+def _numeric_defaults(rule: rulebook.Rule) -> set[int]:
+    defaults = rulebook.setting_defaults()
+    return {
+        value
+        for name in rule.settings
+        if isinstance(value := defaults[name], int) and not isinstance(value, bool)
+    }
+
+
+@pytest.mark.parametrize("rule", rulebook._rules(), ids=lambda rule: rule.id)
+def test_rule_texts_name_defaults_by_setting_not_by_number(rule: rulebook.Rule) -> None:
+    # The unfilled texts: a number equal to one of the rule's settings' defaults would be
+    # a hand-typed copy that goes stale when the default changes.
+    for field in ("title", "meaning", "fix", "missing_default", "example"):
+        text = getattr(rule, field)
+        numbers = {int(n) for n in re.findall(r"(?<![\w.-])\d+(?![\w.-])", text)}
+        assert not numbers & _numeric_defaults(rule), (rule.id, field, text)
+        named = rulebook.template_fields(text)
+        assert named <= set(rule.settings), (rule.id, field, named - set(rule.settings))
+
+
+def test_fill_defaults_writes_in_the_given_default() -> None:
+    template = "more than {reassessment_interval_days} days, codes ({timed_cpt_codes})"
+    fake = {"reassessment_interval_days": 45, "timed_cpt_codes": ("97110", "97530")}
+    assert rulebook.fill_defaults(template, fake) == "more than 45 days, codes (97110, 97530)"
+    assert rulebook.fill_defaults("no number here", fake) == "no number here"
+
+
+def test_rules_carry_the_settings_defaults() -> None:
+    raw = {rule.id: rule for rule in rulebook._rules()}["REA-002"]
+    fake = rulebook.setting_defaults() | {"reassessment_interval_days": 45}
+    assert "more than 45 days" in rulebook.with_defaults(raw, fake).meaning
+    default = settings.SETTINGS["reassessment_interval_days"].default
+    assert f"more than {default} days" in RULES["REA-002"].meaning
+    assert "{" not in RULES["REA-002"].meaning
+    # The message template keeps its per-finding placeholders.
+    assert RULES["REA-002"].message == raw.message

@@ -35,6 +35,7 @@ from metaudit.demo.cohort import (
     new_provider,
     new_staff,
 )
+from metaudit.demo.network import REASSESSMENT_INTERVAL_DAYS
 from metaudit.errors import MetAuditError
 
 Injector = Callable[[Cohort, Host], list[Expected]]
@@ -137,13 +138,20 @@ def _latest_assessment_before(h: Host, day: str) -> str | None:
 
 
 def _rea001_sessions(h: Host) -> list[Expected]:
-    """REA-001 for every completed session in view more than 30 days after its latest assessment."""
+    """REA-001 for every completed session in view that its reassessment was overdue for.
+
+    Overdue: more than ``reassessment_interval_days`` (the default) after the latest
+    assessment on or before the session.
+    """
     found = []
     for s in h.sessions_in_view():
         if s["status"] != "completed":
             continue
         latest = _latest_assessment_before(h, s["session_date"])
-        if latest and (day_of(s["session_date"]) - day_of(latest)).days > 30:
+        if (
+            latest
+            and (day_of(s["session_date"]) - day_of(latest)).days > REASSESSMENT_INTERVAL_DAYS
+        ):
             found.append(h.expect("REA-001", "session", s["session_id"]))
     return found
 
@@ -629,7 +637,8 @@ def rea003_reassessment_due_soon(c: Cohort, h: Host) -> list[Expected]:
     first_reassessment["assessed_on"] = iso(c.day(-26))
     first_reassessment["signed_on"] = first_reassessment["assessed_on"]
     _move_report(h, first_reassessment, 3)
-    return [h.expect("REA-003", "client", h.client_id, due=c.day(4)), *_rea001_sessions(h)]
+    due = c.day(-26 + REASSESSMENT_INTERVAL_DAYS)
+    return [h.expect("REA-003", "client", h.client_id, due=due), *_rea001_sessions(h)]
 
 
 @defect("REA-004")

@@ -26,6 +26,7 @@ from metaudit.demo.network import (
     HORIZON_DAYS,
     PAST,
     REASSESSMENT_DAYS,
+    REFERRAL_VALIDITY_DAYS,
     RENEWAL_LEAD_DAYS,
     SLOT_OFFSETS,
     Network,
@@ -65,8 +66,8 @@ PLAN_TYPE_SHARES = (
 )
 # Every order of the three timed codes; a session bills the first 1..3 of one of them.
 CODE_ORDERS = np.array([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
-# Referral validity: days, and whether valid_until is written (90 days is the default).
-REFERRAL_VALIDITY = np.array([60, 90, 120, 180])
+# Referral validity: days, and whether valid_until is written (not for the default).
+REFERRAL_VALIDITY = np.array([60, REFERRAL_VALIDITY_DAYS, 120, 180])
 REFERRAL_VALIDITY_SHARES = np.array([0.1, 0.6, 0.2, 0.1])
 MAX_REFERRALS = 8
 AREA_CODES = ("617", "508", "781", "603", "207", "802", "860", "401", "518", "607")
@@ -319,7 +320,7 @@ def build_chunk(net: Network, lo: int, hi: int) -> dict[str, pa.Table]:
             ),
             "referral_date": ar.dates(r_date),
             "signed_on": ar.dates(r_date + rng.integers(0, 4, n_r)),
-            "valid_until": ar.dates(r_date + r_valid, r_valid != 90),
+            "valid_until": ar.dates(r_date + r_valid, r_valid != REFERRAL_VALIDITY_DAYS),
             "services_requested": ar.take(
                 vocab.SERVICES_REQUESTED, _pick(rng, n_r, vocab.SERVICES_REQUESTED)
             ),

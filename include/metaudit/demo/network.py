@@ -39,13 +39,23 @@ import pyarrow as pa
 from metaudit.demo import arrow as ar
 from metaudit.demo import vocab
 from metaudit.spec.npi import npi_check_digit
+from metaudit.spec.settings import SETTINGS
+
+# The rulebook's thresholds (settings' defaults) that the clean design keeps clear of
+# and the defects cross: read from the settings, so the demo follows a changed default.
+REFERRAL_VALIDITY_DAYS: int = SETTINGS["referral_validity_days"].default
+REFERRAL_EXPIRY_NOTICE_DAYS: int = SETTINGS["referral_expiry_notice_days"].default
+REASSESSMENT_INTERVAL_DAYS: int = SETTINGS["reassessment_interval_days"].default
+REASSESSMENT_NOTICE_DAYS: int = SETTINGS["reassessment_notice_days"].default
+AUTH_END_NOTICE_DAYS: int = SETTINGS["auth_end_notice_days"].default
 
 # Records continue this many days after D (future sessions, assessments, claims).
 HORIZON_DAYS = 28
 REASSESSMENT_DAYS = 28
 AUTH_WINDOW_DAYS = 56
-# Referrals are renewed this many days (at least) before they expire.
-RENEWAL_LEAD_DAYS = 15
+# Referrals are renewed this many days (at least) before they expire: before the
+# expiry notice window (REF-009) opens, so a renewal already exists when it does.
+RENEWAL_LEAD_DAYS = REFERRAL_EXPIRY_NOTICE_DAYS + 1
 CHUNK_CLIENTS = 4000
 # Day numbers count from here.
 EPOCH = date(1970, 1, 1)
@@ -57,12 +67,21 @@ CLIENT_STATUS = ("discharged", "on_hold", "active", "active")
 # Weekday offsets of the sessions of a week, by frequency (1, 2 or 3 a week).
 SLOT_OFFSETS = np.array([[0, 0, 0], [0, 3, 0], [0, 2, 4]], dtype=np.int64)
 
-# Active clients' days since the initial assessment are drawn from this set:
-# the latest assessment is at most 22 days old (REA-002/REA-003), and D lies at
-# least 15 days before the end of its 56-day authorization window (ELG-006).
+# Active clients' days since the initial assessment are drawn from this set: the
+# latest assessment is at most MAX_ASSESSMENT_AGE_DAYS old, so its reassessment falls
+# due after the notice window (REA-002/REA-003), and D lies at most on day
+# LAST_AUTH_WINDOW_DAY of its authorization window, before the window's end comes
+# within the notice (ELG-006).
 MAX_ACTIVE_DAYS = 168
+MAX_ASSESSMENT_AGE_DAYS = REASSESSMENT_INTERVAL_DAYS - REASSESSMENT_NOTICE_DAYS - 1
+LAST_AUTH_WINDOW_DAY = AUTH_WINDOW_DAYS - 1 - AUTH_END_NOTICE_DAYS - 1
 ACTIVE_DAYS = np.array(
-    [t for t in range(MAX_ACTIVE_DAYS + 1) if (t % AUTH_WINDOW_DAYS) <= 22 or 28 <= (t % 56) <= 40],
+    [
+        t
+        for t in range(MAX_ACTIVE_DAYS + 1)
+        if t % REASSESSMENT_DAYS <= MAX_ASSESSMENT_AGE_DAYS
+        and t % AUTH_WINDOW_DAYS <= LAST_AUTH_WINDOW_DAY
+    ],
     dtype=np.int64,
 )
 
@@ -75,13 +94,13 @@ CLEAN_DESIGN = {
     "REF-006": "every referral is signed 0..3 days after its date",
     "REF-007": "services_requested comes from phrases that each name medical exercise, MET or MES",
     "REF-008": "every referral lists the client's diagnoses (1 or 2 rows)",
-    "REF-009": "the renewal of a referral is dated at least 15 days before its expiry, so when the covering referral expires within 14 days of D its renewal already exists at D and covers expiry + 1",
+    "REF-009": f"the renewal of a referral is dated at least {RENEWAL_LEAD_DAYS} days before its expiry, so when the covering referral expires within {REFERRAL_EXPIRY_NOTICE_DAYS} days of D its renewal already exists at D and covers expiry + 1",
     "ELG-001": "claims go only to commercial, workers_comp, auto and other plans; Medicare Advantage and self-pay clients are not billed",
     "ELG-002": "the billed policy has an active eligibility check 1..10 days before the initial assessment, before any session",
     "ELG-003": "out-of-network policies all have out-of-network benefits",
     "ELG-004": "a policy that needs authorization has back-to-back 56-day authorizations from the initial assessment until past the last session",
     "ELG-005": "an authorization approves 4 more visits than its 56-day window can hold at the client's weekly frequency",
-    "ELG-006": "active clients are placed so that D lies at least 15 days before the end of the authorization window covering it, which still has 4 visits or more left",
+    "ELG-006": f"active clients are placed so that D lies at least {AUTH_END_NOTICE_DAYS + 1} days before the end of the authorization window covering it, which still has 4 visits or more left",
     "ELG-007": "every client has a PT/OT/DC discharge 7..120 days before the initial assessment",
     "ELG-008": "every client has a post_surgical, trauma or chronic condition",
     "ELG-009": "every initial assessment states residual functional deficits",
@@ -98,8 +117,8 @@ CLEAN_DESIGN = {
     "DOC-011": "notes and deficit texts come from phrases free of the scope-of-practice patterns (checked by the tests)",
     "DOC-012": "a progress report goes to the referrer 1..7 days after every reassessment",
     "REA-001": "reassessments every 28 days from the initial assessment until the last session",
-    "REA-002": "active clients' latest assessment is at most 22 days before D",
-    "REA-003": "the same placement puts the next due date (latest + 30) at least 8 days after D",
+    "REA-002": f"active clients' latest assessment is at most {MAX_ASSESSMENT_AGE_DAYS} days before D",
+    "REA-003": f"the same placement puts the next due date (latest + {REASSESSMENT_INTERVAL_DAYS}) at least {REASSESSMENT_NOTICE_DAYS + 1} days after D",
     "REA-004": "every reassessment records the client's three outcome measures",
     "REA-005": "measures improve by at least one step at every reassessment (and never regress), so the latest reassessment beats the initial one",
     "COD-001": "lines bill only 97110, 97112 and 97530",

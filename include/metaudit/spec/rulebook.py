@@ -8,8 +8,11 @@ the rules from here (``metaudit.docs_gen`` renders the docs).
 
 Meanings state the rulebook's default numbers and code lists; every one of
 them is a setting (``Rule.settings`` names them, ``metaudit.spec.settings`` holds
-the values), so a practice may run with other numbers. Messages therefore
-never state a number that a setting controls.
+the values), so a practice may run with other numbers. The texts name such a
+default by its setting, e.g. ``{reassessment_interval_days}``, and
+:func:`fill_defaults` writes in the setting's default when the rulebook is
+built: each number lives in the settings only. Messages never state a number
+that a setting controls.
 
 Message templates use three placeholders only:
 
@@ -24,10 +27,13 @@ record ids, dates and the static phrases of this module.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from metaudit.spec import settings as rule_settings
 
 SEVERITY_ORDER: tuple[str, ...] = ("critical", "warning", "notice")
 
@@ -111,8 +117,10 @@ class Rule:
 
 def _rules() -> tuple[Rule, ...]:
     # Wording: meanings speak of "the audit date" (the as-of date of a run,
-    # normally today) and of an "active client" (a completed session within the
-    # last 14 days), the words a compliance lead uses.
+    # normally today) and of an "active client" (a completed session within the last
+    # active_client_days days), the words a compliance lead uses. Titles,
+    # meanings, fixes and examples name settings' defaults by placeholder (see
+    # fill_defaults); a literal brace there would have to be doubled.
     return (
         # ---------------------------------------------------------------- REF
         Rule(
@@ -140,9 +148,9 @@ def _rules() -> tuple[Rule, ...]:
             meaning=(
                 "A completed session falls on a date that none of the client's referrals "
                 "covers. A referral covers the days from its referral date through its "
-                "expiry: its valid-until date, or 90 days after the referral date when "
-                "valid-until is empty. Not reported for a client with no referral at all "
-                "(REF-001 reports that)."
+                "expiry: its valid-until date, or {referral_validity_days} days after the "
+                "referral date when valid-until is empty. Not reported for a client with no "
+                "referral at all (REF-001 reports that)."
             ),
             fix=(
                 "Get a renewed referral that covers the session date, or correct the "
@@ -261,7 +269,8 @@ def _rules() -> tuple[Rule, ...]:
             title="Referral expiring soon",
             meaning=(
                 "For an active client, the referral that covers the audit date expires "
-                "within the next 14 days (on the audit date or up to 14 days after it), and "
+                "within the next {referral_expiry_notice_days} days (on the audit date or up to "
+                "{referral_expiry_notice_days} days after it), and "
                 "no referral covers the day after it expires. The due date is the expiry "
                 "date."
             ),
@@ -379,9 +388,10 @@ def _rules() -> tuple[Rule, ...]:
             entity_types=("authorization",),
             title="Authorization running out",
             meaning=(
-                "For an active client, an authorization that covers the audit date has 2 "
-                "visits or fewer left, or ends within the next 14 days (on the audit date "
-                "or up to 14 days after it). The due date is the authorization's end date."
+                "For an active client, an authorization that covers the audit date has "
+                "{auth_visits_left_notice} visits or fewer left, or ends within the next "
+                "{auth_end_notice_days} days (on the audit date or up to {auth_end_notice_days} "
+                "days after it). The due date is the authorization's end date."
             ),
             fix=(
                 "Request an extension or a new authorization from the payer before the "
@@ -589,12 +599,14 @@ def _rules() -> tuple[Rule, ...]:
             entity_types=("session",),
             title="Session note signed late",
             meaning=(
-                "The note of a completed session was signed more than 2 days after the "
+                "The note of a completed session was signed more than {note_signature_days} days "
+                "after the "
                 "session (the signing day is taken in the practice's time zone), or it is "
-                "still unsigned more than 2 days after the session."
+                "still unsigned more than {note_signature_days} days after the session."
             ),
             fix=(
-                "Have the specialist sign the note now, and sign notes within 2 days of the "
+                "Have the specialist sign the note now, and sign notes within "
+                "{note_signature_days} days of the "
                 "session from now on."
             ),
             message="{entity} has a note that was signed late or is still unsigned",
@@ -655,9 +667,10 @@ def _rules() -> tuple[Rule, ...]:
             entity_types=("assessment",),
             title="No progress report after a reassessment",
             meaning=(
-                "No progress report of the client was sent within 14 days after a "
-                "reassessment (on the reassessment date or up to 14 days after it). "
-                "Reported only once more than 14 days have passed since the reassessment."
+                "No progress report of the client was sent within {progress_report_days} days "
+                "after a reassessment (on the reassessment date or up to "
+                "{progress_report_days} days after it). Reported only once more than "
+                "{progress_report_days} days have passed since the reassessment."
             ),
             fix=(
                 "Send the progress report to the referring provider and record the date it "
@@ -674,7 +687,8 @@ def _rules() -> tuple[Rule, ...]:
             entity_types=("session",),
             title="Session while the reassessment was overdue",
             meaning=(
-                "A completed session took place more than 30 days after the latest "
+                "A completed session took place more than {reassessment_interval_days} days "
+                "after the latest "
                 "assessment (initial or reassessment) dated on or before it. Not reported "
                 "when no assessment precedes the session."
             ),
@@ -693,7 +707,7 @@ def _rules() -> tuple[Rule, ...]:
             title="Reassessment overdue",
             meaning=(
                 "An active client's latest assessment (initial or reassessment) is dated "
-                "more than 30 days before the audit date."
+                "more than {reassessment_interval_days} days before the audit date."
             ),
             fix="Schedule the reassessment at the client's next visit, before more sessions.",
             message="{entity} is overdue for a reassessment",
@@ -706,8 +720,9 @@ def _rules() -> tuple[Rule, ...]:
             entity_types=("client",),
             title="Reassessment due soon",
             meaning=(
-                "An active client's next reassessment, 30 days after the latest assessment, "
-                "falls within the next 7 days (on the audit date or up to 7 days after it). "
+                "An active client's next reassessment, {reassessment_interval_days} days after "
+                "the latest assessment, falls within the next {reassessment_notice_days} days "
+                "(on the audit date or up to {reassessment_notice_days} days after it). "
                 "The due date is that day."
             ),
             fix="Book the reassessment on or before the due date.",
@@ -761,7 +776,7 @@ def _rules() -> tuple[Rule, ...]:
             title="CPT code outside the medical exercise codes",
             meaning=(
                 "The line's CPT code is not one of the practice's medical exercise codes "
-                "(97110, 97112, 97530)."
+                "({medical_exercise_cpt_codes})."
             ),
             fix=(
                 "Correct the CPT code to the medical exercise service actually delivered, "
@@ -777,13 +792,14 @@ def _rules() -> tuple[Rule, ...]:
             entity_types=("claim_line",),
             title="Diagnosis pointers invalid",
             meaning=(
-                "The line's diagnosis pointers are empty, name more than 4 letters, or name "
+                "The line's diagnosis pointers are empty, name more than "
+                "{max_diagnosis_pointers} letters, or name "
                 "a letter for which the claim has no diagnosis. Blanks and commas separate "
                 "pointers; every other character counts as a letter."
             ),
             fix=(
-                "Point the line at up to 4 of the claim's diagnosis letters that support "
-                "the service."
+                "Point the line at up to {max_diagnosis_pointers} of the claim's diagnosis "
+                "letters that support the service."
             ),
             message="{entity} has invalid diagnosis pointers: {missing}",
             missing_default=(
@@ -905,7 +921,7 @@ def _rules() -> tuple[Rule, ...]:
             meaning=(
                 "The claim was submitted more days after its earliest service date than the "
                 "timely filing limit allows: the policy's own limit, else the payer setting "
-                "(90 days)."
+                "({timely_filing_days} days)."
             ),
             fix=(
                 "Ask the payer whether a late-filing exception applies and keep proof of "
@@ -938,7 +954,8 @@ def _rules() -> tuple[Rule, ...]:
             entity_types=("claim",),
             title="Denied claim not appealed",
             meaning=(
-                "The claim is denied, no appeal is recorded, and more than 30 days have "
+                "The claim is denied, no appeal is recorded, and more than "
+                "{denied_appeal_days} days have "
                 "passed since the denial."
             ),
             fix=(
@@ -955,7 +972,8 @@ def _rules() -> tuple[Rule, ...]:
             entity_types=("claim",),
             title="No answer from the payer",
             meaning=(
-                "The claim is still in status submitted more than 30 days after it was "
+                "The claim is still in status submitted more than "
+                "{unanswered_claim_days} days after it was "
                 "submitted: the payer has not answered."
             ),
             fix="Call the payer or check the clearinghouse for the claim's status.",
@@ -1012,7 +1030,49 @@ def _rules() -> tuple[Rule, ...]:
     )
 
 
-RULES: dict[str, Rule] = {rule.id: rule for rule in _rules()}
+def _default_text(value: object) -> str:
+    """A setting's default as the rule texts state it: a list reads "a, b, c"."""
+    if isinstance(value, tuple):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+def fill_defaults(text: str, defaults: Mapping[str, object]) -> str:
+    """``text`` with each ``{setting_name}`` replaced by that setting's default.
+
+    ``defaults`` maps setting names to their default values; a text without
+    placeholders comes back unchanged.
+    """
+    return text.format_map({name: _default_text(value) for name, value in defaults.items()})
+
+
+def setting_defaults() -> dict[str, object]:
+    """Every setting's default by name (``metaudit.spec.settings.SETTINGS``)."""
+    return {name: spec.default for name, spec in rule_settings.SETTINGS.items()}
+
+
+def with_defaults(rule: Rule, defaults: Mapping[str, object]) -> Rule:
+    """``rule`` with the setting defaults written into its texts.
+
+    The message template is left alone: its placeholders are filled per finding,
+    and it never states a number.
+    """
+    return dataclasses.replace(
+        rule,
+        title=fill_defaults(rule.title, defaults),
+        meaning=fill_defaults(rule.meaning, defaults),
+        fix=fill_defaults(rule.fix, defaults),
+        missing_default=fill_defaults(rule.missing_default, defaults),
+        example=fill_defaults(rule.example, defaults),
+    )
+
+
+def _build_rules() -> dict[str, Rule]:
+    defaults = setting_defaults()
+    return {rule.id: with_defaults(rule, defaults) for rule in _rules()}
+
+
+RULES: dict[str, Rule] = _build_rules()
 
 
 def rules_by_family() -> dict[str, list[Rule]]:

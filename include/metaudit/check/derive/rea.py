@@ -48,6 +48,17 @@ def _lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
     return values.reindex(keys.to_numpy()).set_axis(keys.index)
 
 
+def _reassessment_due_on(rows: pd.DataFrame, settings: Settings) -> pd.Series:
+    """The day a reassessment falls due: latest assessment date + reassessment_interval_days.
+
+    ``rows`` carry ``latest_assessment_on`` and the columns the setting is resolved by
+    (practice, payer). REA-001 (per session) and REA-002/REA-003 (per active client)
+    must agree on this day, so both take it from here.
+    """
+    interval = _days(settings.column(rows, "reassessment_interval_days"))
+    return (rows["latest_assessment_on"] + interval).astype("datetime64[us]")
+
+
 def _assessment_dates(view: AuditView) -> pd.DataFrame:
     """Dated assessments of kind initial or reassessment whose client is known."""
     dates = common.assessment_dates(view)
@@ -105,8 +116,7 @@ def _session_after_assessment(view: AuditView, settings: Settings) -> Frame:
     latest = latest[latest["latest_assessment_on"].notna()].sort_values("position")
     rows = sessions.iloc[latest["position"].to_numpy()].copy()
     rows["latest_assessment_on"] = latest["latest_assessment_on"].to_numpy()
-    interval = _days(settings.column(rows, "reassessment_interval_days"))
-    rows["reassessment_due_on"] = (rows["latest_assessment_on"] + interval).astype("datetime64[us]")
+    rows["reassessment_due_on"] = _reassessment_due_on(rows, settings)
     return common.entity_frame(
         "rea_session",
         "session",
@@ -134,11 +144,10 @@ def _active_client(view: AuditView, settings: Settings) -> Frame:
     rows = clients[common.is_in(clients["client_id"], latest.index)].copy()
     rows["latest_assessment_on"] = _lookup(rows["client_id"], latest)
     rows["latest_assessment_on"] = rows["latest_assessment_on"].astype("datetime64[us]")
-    interval = _days(settings.column(rows, "reassessment_interval_days"))
     notice = _days(settings.column(rows, "reassessment_notice_days"))
     as_of = pd.Timestamp(view.as_of)
     rows["as_of"] = pd.Series(as_of, index=rows.index).astype("datetime64[us]")
-    rows["reassessment_due_on"] = (rows["latest_assessment_on"] + interval).astype("datetime64[us]")
+    rows["reassessment_due_on"] = _reassessment_due_on(rows, settings)
     rows["upcoming_reassessment_due_on"] = rows["reassessment_due_on"].where(
         rows["reassessment_due_on"] >= as_of
     )
