@@ -280,7 +280,7 @@ def _mark_alert_notified(alert_id: int) -> None:
     from metaudit.results import session
 
     try:
-        with session(connections.results_url(), migrate_first=False) as store:
+        with session(connections.results_url()) as store:
             store.mark_alert_notified(alert_id)
     except with_database_errors():
         log.exception("could not mark alert %s notified", alert_id)

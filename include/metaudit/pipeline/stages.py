@@ -191,7 +191,7 @@ def extract(
     if store_url and run_id:
         from metaudit.results import session
 
-        with session(store_url, migrate_first=False) as store:
+        with session(store_url) as store:
             store.record_extract(run_id, timings)
     log.info("extract as of %s: %s", day, {k: round(v, 2) for k, v in timings.items()})
     return [

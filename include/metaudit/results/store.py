@@ -148,15 +148,14 @@ class ResultsStore(RunRecords, FindingRecords, AlertRecords, DownloadTrail):
 
 
 @contextmanager
-def session(url: str | sa.URL, *, migrate_first: bool = True) -> Generator[ResultsStore]:
+def session(url: str | sa.URL) -> Generator[ResultsStore]:
     """The store at ``url`` for a ``with`` block, closed when the block ends.
 
-    Its schema is migrated first (once a process, :meth:`ResultsStore.open`); with
-    ``migrate_first=False`` it is not, for a step that only runs after one that did. Each
-    write commits on its own, as the store's methods do, so a block that raises keeps
-    the writes before the error.
+    Its schema is migrated first, once a process (:meth:`ResultsStore.open`), so every
+    step may be the first to reach a store. Each write commits on its own, as the store's
+    methods do, so a block that raises keeps the writes before the error.
     """
-    store = ResultsStore.open(url) if migrate_first else ResultsStore(url)
+    store = ResultsStore.open(url)
     try:
         yield store
     finally:
