@@ -4,7 +4,7 @@
 Audits every practice of the source database (connection `met_practice_db`)
 against the rulebook and keeps the results in the results store (connection
 `met_results_db`; without it, the SQLite file `results.sqlite` in the data
-folder). Each practice runs as its own mapped task group, so one practice's
+folder). Practices run in mapped tasks of a few practices each, and one practice's
 failure does not stop the others.
 
 **Stages**
@@ -12,22 +12,24 @@ failure does not stop the others.
 1. `plan`: the as-of date (the form's `as_of`, else the run's date) and the
    practices (the form's `practice_ids`, else every practice in the source;
    an unknown id fails here, naming it). Records the run in the results store.
-2. `extract`: reads and types the whole source **once**, writes one typed
-   partition per practice under `data/snapshots/<as_of>/<practice>/`, and the
-   findings that name no practice (rows whose parent is missing, so no
-   practice can be named) to `data/results/<as_of>/findings-without-practice.jsonl`.
-3. `practice` (mapped, one per practice): `validate` runs the rulebook's Great
-   Expectations suites on the practice's partition and writes `findings.jsonl`,
-   `findings.csv` and the validation results under
-   `data/results/<as_of>/<practice>/`; `persist` stores the findings (a rerun
-   of the date replaces that date's findings, never duplicates them), the
-   practice's status and stage timings, and recomputes its findings history
-   (first seen, last seen, resolved on). Then, side by side:
-   `notify` sends the practice's morning email (SendGrid through connection
-   `sendgrid_default`; without it an `.eml` file in `data/outbox/<as_of>/`),
-   once per as-of date; `build_packets` builds the signed audit packets, one per
-   client with activity and one per practice and month, under
-   `data/packets/<practice>/`.
+2. `extract`: reads and types the source, writes one typed partition per
+   practice under `data/snapshots/<as_of>/<practice>/`, and the findings that
+   name no practice (rows whose parent is missing, so no practice can be named)
+   to `data/results/<as_of>/findings-without-practice.jsonl`; groups the
+   practices into one work item per `audit` task (`METAUDIT_PRACTICES_PER_TASK`,
+   default 10; larger groups when there are more practices than Airflow's
+   `[core] max_map_length` lets a task map).
+3. `audit` (mapped, one per group of practices): checks the group's practices
+   together with the rulebook's Great Expectations suites and writes each
+   practice's `findings.jsonl`, `findings.csv`, exposure and validation results
+   under `data/results/<as_of>/<practice>/`; then, practice by practice,
+   stores the findings (a rerun of the date replaces that date's findings,
+   never duplicates them), the status and stage timings, recomputes the
+   findings history (first seen, last seen, resolved on), sends the morning
+   email (SendGrid through connection `sendgrid_default`; without it an `.eml`
+   file in `data/outbox/<as_of>/`), once per as-of date, and builds the signed
+   audit packets under `data/packets/<practice>/`. A practice's failure is
+   recorded against it and its stage; the task's other practices go on.
 4. `finish`: stores the findings without a practice under practice NULL,
    posts the admin alerts SendGrid refused or could not take earlier (still
    pending in the outbox), logs a per-practice summary, and fails the run
@@ -63,7 +65,6 @@ from airflow.sdk import (
     dag,
     get_current_context,
     task,
-    task_group,
 )
 
 from metaudit import config
@@ -105,6 +106,10 @@ RETRY_POLICY = ExceptionRetryPolicy(
         _fail(
             "metaudit.source.snapshot.PartitionError",
             "the practice's partition is damaged; rerun the date to extract it again",
+        ),
+        _fail(
+            "metaudit.pipeline.chunk.PracticesFailedInTaskError",
+            "some practices of the task failed for good (each named, the others finished)",
         ),
         _fail(
             "metaudit.mail.errors.MailRejectedError",
@@ -211,101 +216,75 @@ def met_compliance_nightly() -> None:
         )
 
     @task
-    def extract(plan: dict[str, Any]) -> list[dict[str, str]]:
-        """Read and type the whole source once; write one typed partition per practice and
-        the run-level findings that name no practice. One work item (ids and paths) per
-        practice."""
+    def extract(plan: dict[str, Any]) -> list[dict[str, Any]]:
+        """Read and type the source; write one typed partition per practice and the
+        run-level findings that name no practice. One work item per `audit` task: a group
+        of practices (METAUDIT_PRACTICES_PER_TASK, default 10; larger groups when the
+        practices outnumber Airflow's `[core] max_map_length`)."""
         from datetime import date
 
-        from metaudit.pipeline import connections, stages
+        from airflow.sdk.configuration import conf
 
-        return stages.extract(
+        from metaudit import config
+        from metaudit.pipeline import chunk, connections, stages
+
+        work = stages.extract(
             connections.source_url(),
             date.fromisoformat(plan["as_of"]),
             plan["practice_ids"],
             store_url=connections.results_url(),
             run_id=get_current_context()["run_id"],
         )
+        return chunk.chunk_work(
+            work,
+            per_task=config.practices_per_task(),
+            max_tasks=conf.getint("core", "max_map_length", fallback=1024),
+        )
 
-    @task(multiple_outputs=False, map_index_template="{{ practice }}")
-    def validate(work: dict[str, str]) -> dict[str, str]:
-        """Run the rulebook's suites on the practice's partition; write its findings
-        (JSON Lines, CSV), GX validation results and stage timings."""
-        from metaudit.pipeline import stages
+    @task(multiple_outputs=False, map_index_template="{{ practices }}")
+    def audit(work: dict[str, Any]) -> dict[str, Any]:
+        """Audit a group of practices: check them together (the rulebook's suites; each
+        practice's findings, exposure and GX results in its own folder), then practice by
+        practice store the findings (replacing the date's) and recompute the history,
+        send the morning email and build the audit packets.
 
-        get_current_context()["practice"] = work["practice_id"]  # type: ignore[typeddict-unknown-key]
-        return stages.validate_practice(work["practice_id"], work["partition"], work["as_of"])
-
-    @task(multiple_outputs=False, map_index_template="{{ practice }}")
-    def persist(validated: dict[str, str]) -> dict[str, Any]:
-        """Store the practice's findings of the date (replacing that date's), its status
-        and timings, and recompute its findings history."""
-        from metaudit.pipeline import connections, stages
-
-        context = get_current_context()
-        context["practice"] = validated["practice_id"]  # type: ignore[typeddict-unknown-key]
-        return stages.persist_practice(connections.results_url(), context["run_id"], validated)
-
-    @task(multiple_outputs=False, map_index_template="{{ practice }}")
-    def notify(persisted: dict[str, Any]) -> dict[str, Any]:
-        """Send the practice's morning email for the as-of date: new findings by severity and
-        rule (with what each rule means and how to fix it), still open, resolved, coming
-        due; links to this run and to the practice's packets. Ids only, no client details.
-
-        Through SendGrid when connection `sendgrid_default` has an API key (its host, when
-        set, replaces the API address), else written as an `.eml` file to
-        `data/outbox/<as_of>/<practice>.eml`. Sent once per practice and date: a rerun
-        does not send again unless `resend_email` is ticked. A refused mail fails the
-        task without retries and stays pending in the outbox for the next run."""
-        from metaudit.pipeline import alerts, connections, stages
-
-        context = get_current_context()
-        context["practice"] = persisted["practice_id"]  # type: ignore[typeddict-unknown-key]
-        store_url = connections.results_url()
-        with alerts.practice_stage(context, store_url, persisted):
-            api_key, host = connections.sendgrid_credentials()
-            return stages.notify_practice(
-                store_url,
-                context["run_id"],
-                persisted,
-                api_key=api_key,
-                host=host,
-                resend=bool(context["params"].get("resend_email")),
-            )
-
-    @task(multiple_outputs=False, map_index_template="{{ practice }}")
-    def build_packets(persisted: dict[str, Any]) -> dict[str, Any]:
-        """Build the practice's audit packets for the as-of date: a signed zip per client
-        with activity (cover PDF with all 50 rules, records, charts, GX results, findings,
-        manifest) and the practice's month packet, under `data/packets/<practice>/`.
-
-        Signed with the password of connection `met_packet_key` (else the environment
-        variable `METAUDIT_PACKET_KEY`); without a key the task fails (only the demo,
-        METAUDIT_DEMO=1, signs with the published demo key). Packets that still verify
-        are kept unless `rebuild_packets` is ticked. Check one with `metaudit verify`."""
+        Email: through SendGrid when connection `sendgrid_default` has an API key (its
+        host, when set, replaces the API address), else an `.eml` file in
+        `data/outbox/<as_of>/`; once per practice and date unless `resend_email`.
+        Packets: signed with connection `met_packet_key` (else METAUDIT_PACKET_KEY; only
+        the demo, METAUDIT_DEMO=1, signs with the published demo key) under
+        `data/packets/<practice>/`; packets that still hold are kept unless
+        `rebuild_packets`. One practice's failure never stops the others: it is recorded
+        against the practice and stage, and the task fails after the others finished."""
         from metaudit import config
-        from metaudit.pipeline import alerts, connections, stages
+        from metaudit.pipeline import alerts, chunk, connections
 
         context = get_current_context()
-        context["practice"] = persisted["practice_id"]  # type: ignore[typeddict-unknown-key]
-        with alerts.practice_stage(context, connections.results_url(), persisted):
-            return stages.build_packets(
-                persisted,
-                key=connections.packet_key(),
-                demo=config.demo_mode(),
-                rebuild=bool(context["params"].get("rebuild_packets")),
-            )
-
-    @task_group(group_id="practice")
-    def audit_practice(work: dict[str, str]) -> None:
-        """One practice: validate its partition, persist its findings, then email its
-        compliance leads and build its audit packets."""
-        persisted = persist(validate(work))
-        notify(persisted)
-        build_packets(persisted)
+        context["practices"] = work["label"]  # type: ignore[typeddict-unknown-key]
+        ti = context["ti"]
+        api_key, host = connections.sendgrid_credentials()
+        return chunk.audit_chunk(
+            connections.results_url(),
+            work,
+            chunk.TaskRef(
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                task_id=ti.task_id,
+                map_index=ti.map_index if ti.map_index is not None else -1,
+                try_number=ti.try_number,
+                log_url=getattr(ti, "log_url", None),
+            ),
+            is_final=lambda exc: alerts.is_final_failure(context, exc),
+            api_key=api_key,
+            host=host,
+            packet_key=connections.packet_key(),
+            demo=config.demo_mode(),
+            resend=bool(context["params"].get("resend_email")),
+            rebuild=bool(context["params"].get("rebuild_packets")),
+        )
 
     @task(trigger_rule="all_done")
-    def finish(extracted: list[dict[str, str]] | None) -> str:
+    def finish(extracted: list[dict[str, Any]] | None) -> str:
         """Store the findings that name no practice, post admin alerts SendGrid refused
         earlier, log the per-practice summary, and fail the run naming the practices that
         failed (after all others finished)."""
@@ -326,7 +305,8 @@ def met_compliance_nightly() -> None:
             raise AirflowFailException(str(exc)) from exc
 
     extracted = extract(plan())
-    audit_practice.expand(work=extracted) >> finish(extracted)
+    # A task mapped straight from its decorator gets no doc_md from its docstring.
+    audit.override(doc_md=audit.function.__doc__).expand(work=extracted) >> finish(extracted)
 
 
 met_compliance_nightly()

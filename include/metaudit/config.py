@@ -42,6 +42,7 @@ AIRFLOW_API_URL_ENV = "METAUDIT_AIRFLOW_API_URL"
 EXPECTATIONS_DIR_ENV = "METAUDIT_EXPECTATIONS_DIR"
 NIGHTLY_CRON_ENV = "METAUDIT_NIGHTLY_CRON"
 NIGHTLY_TIMEZONE_ENV = "METAUDIT_NIGHTLY_TIMEZONE"
+PRACTICES_PER_TASK_ENV = "METAUDIT_PRACTICES_PER_TASK"
 # Airflow's own setting for the address of its UI ([api] base_url).
 AIRFLOW_BASE_URL_ENV = "AIRFLOW__API__BASE_URL"
 # Arrow's: when set, the engine leaves Arrow's memory pool as the operator chose it.
@@ -67,6 +68,7 @@ VARIABLES: dict[str, str] = {
     EXPECTATIONS_DIR_ENV: "a folder of GX suites to use instead of the package's own",
     NIGHTLY_CRON_ENV: "the nightly schedule (cron, default 30 5 * * *)",
     NIGHTLY_TIMEZONE_ENV: "the schedule's time zone (default America/New_York)",
+    PRACTICES_PER_TASK_ENV: "practices audited by one task of the nightly run (default 10)",
 }
 
 
@@ -114,6 +116,22 @@ def snapshot_keep_days() -> int:
         raise SettingsError(
             f"{SNAPSHOT_KEEP_DAYS_ENV} must be a whole number of days >= 0, got {raw!r}"
         )
+    return int(raw)
+
+
+# Ten practices a task: Airflow's own cost per task (seconds) and GX's fixed cost per
+# validation are paid once for ten, and a network still spreads over many task slots.
+DEFAULT_PRACTICES_PER_TASK = 10
+
+
+def practices_per_task() -> int:
+    """How many practices one task of the nightly run audits (METAUDIT_PRACTICES_PER_TASK,
+    default 10); more when the network has more practices than Airflow maps tasks."""
+    raw = _get(PRACTICES_PER_TASK_ENV)
+    if not raw:
+        return DEFAULT_PRACTICES_PER_TASK
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(f"{PRACTICES_PER_TASK_ENV} must be a whole number >= 1, got {raw!r}")
     return int(raw)
 
 

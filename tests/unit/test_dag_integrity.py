@@ -49,32 +49,22 @@ def test_every_dag_has_tags_owner_docs_retries_and_an_alert(dagbag):
 
 def test_nightly_dag_stages_and_their_wiring(dagbag):
     dag = dagbag.dags["met_compliance_nightly"]
-    stages = ("validate", "persist", "notify", "build_packets")
-    assert set(dag.task_ids) == {"plan", "extract", "finish"} | {f"practice.{s}" for s in stages}
+    assert set(dag.task_ids) == {"plan", "extract", "audit", "finish"}
     tasks = dag.task_dict
     assert tasks["plan"].downstream_task_ids == {"extract"}
-    assert tasks["extract"].downstream_task_ids == {"practice.validate", "finish"}
-    assert tasks["practice.validate"].downstream_task_ids == {"practice.persist"}
-    # Email and packets both follow persist (the email reads the stored digest), side by
-    # side: a packet failure does not hold back the morning email.
-    assert tasks["practice.persist"].downstream_task_ids == {
-        "practice.notify",
-        "practice.build_packets",
-    }
-    assert tasks["practice.notify"].downstream_task_ids == {"finish"}
-    assert tasks["practice.build_packets"].downstream_task_ids == {"finish"}
-    # One mapped task group per practice: the stages of a practice run together, and a
-    # failing practice does not stop the others.
-    group = tasks["practice.validate"].task_group
-    assert group.group_id == "practice"
-    assert all(tasks[f"practice.{s}"].task_group is group for s in stages)
-    assert type(group).__name__ == "MappedTaskGroup"
-    # The run's last task waits for every practice, failed or not.
+    assert tasks["extract"].downstream_task_ids == {"audit", "finish"}
+    assert tasks["audit"].downstream_task_ids == {"finish"}
+    # One mapped task per group of practices (Airflow's cost per task is paid once for
+    # the group); the group's practices fail one by one, not together.
+    assert type(tasks["audit"]).__name__.endswith("MappedOperator")
+    assert tasks["audit"].map_index_template == "{{ practices }}"
+    # The run's last task waits for every group, failed or not.
     assert tasks["finish"].trigger_rule == "all_done"
     assert dag.max_active_runs == 1
-    # The UI explains the new stages in words, not just a signature.
-    for stage in ("notify", "build_packets"):
-        assert len(tasks[f"practice.{stage}"].doc_md) > 200, stage
+    # The UI explains the stages in words, not just a signature.
+    assert len(tasks["audit"].doc_md) > 600
+    for word in ("together", "email", "packets", "failure", "rebuild_packets"):
+        assert word in tasks["audit"].doc_md, word
 
 
 def test_retry_policy_retries_transient_errors_only(dagbag):
@@ -89,6 +79,7 @@ def test_retry_policy_retries_transient_errors_only(dagbag):
         OutboxError,
     )
     from metaudit.packets.errors import PacketBuildError, PacketKeyError
+    from metaudit.pipeline.chunk import PracticesFailedInTaskError
     from metaudit.source.snapshot import PartitionError
 
     dag = dagbag.dags["met_compliance_nightly"]
@@ -107,6 +98,7 @@ def test_retry_policy_retries_transient_errors_only(dagbag):
         assert action(MailRejectedError("401", status=401)) == "fail"
         assert action(MailDeliveryUncertainError("maybe sent", attempt_id="a1")) == "fail"
         assert action(PacketKeyError("no key")) == "fail"
+        assert action(PracticesFailedInTaskError([])) == "fail"
         # Transient: retried with backoff.
         assert action(MailUnavailableError("503", status=503)) == "retry"
         assert action(SourceUnavailableError("down")) != "fail"

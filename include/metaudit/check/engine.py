@@ -62,8 +62,10 @@ def run_view_rules(
     settings: Settings,
     families: Sequence[str] = FAMILIES,
     timings: dict[str, float] | None = None,
+    share_by: Sequence[str] | None = None,
 ) -> tuple[list[Finding], dict[str, FamilyValidation]]:
-    """Run every family's derivation and suite over a view; return findings and results."""
+    """Run every family's derivation and suite over a view; return findings and results
+    (with each of ``share_by``'s practices' share of them, see ``validate_family``)."""
     from metaudit.check.gx.runner import load_suite, validate_family
 
     findings: list[Finding] = []
@@ -74,7 +76,7 @@ def run_view_rules(
         frames = derive_family(family, view, settings)
         derived = time.perf_counter()
         suite = load_suite(family)
-        validation = validate_family(family, frames, suite)
+        validation = validate_family(family, frames, suite, share_by)
         validations[family] = validation
         validated = time.perf_counter()
         findings.extend(_assemble(view, frames, suite, validation))
@@ -258,9 +260,23 @@ def check_typed(
     practice_ids: Iterable[str] | None = None,
     settings: Settings | None = None,
     timings: dict[str, float] | None = None,
+    *,
+    share_by_practice: bool = False,
 ) -> CheckResult:
-    """Run every rule over a typed source for some practices (all when None)."""
-    return _check(typed, as_of, practice_ids, settings, timings, release_source=False)
+    """Run every rule over a typed source for some practices (all when None).
+
+    ``share_by_practice``: the practices are validated together and each
+    ``FamilyValidation`` also holds every practice's share of the results (what the
+    nightly run writes per practice)."""
+    return _check(
+        typed,
+        as_of,
+        practice_ids,
+        settings,
+        timings,
+        release_source=False,
+        share_by_practice=share_by_practice,
+    )
 
 
 def _check(
@@ -271,6 +287,7 @@ def _check(
     timings: dict[str, float] | None,
     *,
     release_source: bool,
+    share_by_practice: bool = False,
 ) -> CheckResult:
     """check_typed; with ``release_source`` the typed tables are let go once the view
     is built (the caller has no further use for them)."""
@@ -298,7 +315,10 @@ def _check(
         release_memory()
     timings["view"] = time.perf_counter() - started
 
-    findings, validations = run_view_rules(view, settings, timings=timings)
+    practices = sorted(view.practices["practice_id"].dropna().astype(str).tolist())
+    findings, validations = run_view_rules(
+        view, settings, timings=timings, share_by=practices if share_by_practice else None
+    )
     if wanted is not None:
         dq = [f for f in dq if f.practice_id in wanted]
     started = time.perf_counter()
@@ -310,7 +330,6 @@ def _check(
     started = time.perf_counter()
     deadlines = filing_deadlines(view, settings)
     timings["deadlines"] = time.perf_counter() - started
-    practices = sorted(view.practices["practice_id"].dropna().astype(str).tolist())
     return CheckResult(
         as_of=view.as_of_iso,
         findings=ordered,

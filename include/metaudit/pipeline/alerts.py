@@ -153,6 +153,12 @@ def _record_alert(ti: Any, practice_id: str | None, error: str) -> tuple[int | N
     return alert_id, as_of
 
 
+def _group_of(ti: Any) -> str | None:
+    """The practices of a group's task as its map index renders them ("FIRST..LAST (N)")."""
+    rendered = getattr(ti, "rendered_map_index", None)
+    return rendered if isinstance(rendered, str) and rendered else None
+
+
 def _map_index(ti: Any) -> int:
     """A task instance's map index; -1 for a task that is not mapped (None or absent)."""
     index = getattr(ti, "map_index", None)
@@ -203,7 +209,7 @@ def alert_text(
         "",
         f"Run:      {ti.run_id}",
         f"As of:    {as_of.isoformat()}",
-        f"Practice: {practice_id or '(the whole run)'}",
+        f"Practice: {practice_id or _group_of(ti) or '(the whole run)'}",
         f"Try:      {getattr(ti, 'try_number', None) or '?'}",
         f"Error:    {error}",
     ]
@@ -270,18 +276,32 @@ def _mail_alert(
         )
         log.info("alert %s: %s (%s)", result.name, result.status, result.eml_path)
         if alert_id is not None and result.status in ("sent", "written", "already_sent"):
-            _mark_alert_notified(alert_id)
+            _mark_alert_notified(alert_id, ti)
     except _ALERT_ERRORS:
         log.exception("could not mail the alert for run %s task %s", ti.run_id, ti.task_id)
 
 
-def _mark_alert_notified(alert_id: int) -> None:
-    """Set the alert's ``notified_at``: the mail went out (or, without a key, to the outbox)."""
+def _mark_alert_notified(alert_id: int, ti: Any = None) -> None:
+    """Set the alert's ``notified_at``: the mail went out (or, without a key, to the outbox).
+
+    A group's task records each failed practice's alert itself (task id
+    ``<task>.<stage>``, :mod:`metaudit.pipeline.chunk`) and the task's one mail names
+    them all: those are marked too."""
     from metaudit.results import session
 
     try:
         with session(connections.results_url()) as store:
             store.mark_alert_notified(alert_id)
+            if ti is None:
+                return
+            for row in store.alerts(ti.run_id):
+                if (
+                    row.get("notified_at") is None
+                    and str(row.get("task_id", "")).startswith(f"{ti.task_id}.")
+                    and row.get("map_index") == _map_index(ti)
+                    and row.get("try_number") == getattr(ti, "try_number", None)
+                ):
+                    store.mark_alert_notified(int(row["id"]))
     except with_database_errors():
         log.exception("could not mark alert %s notified", alert_id)
 
@@ -345,15 +365,27 @@ def with_database_errors() -> tuple[type[BaseException], ...]:
 
 
 def _practice_of(context: Mapping[str, Any]) -> str | None:
-    """The practice a failed task worked on (its mapped ``practice_id`` argument)."""
+    """The practice a failed task worked on: its ``practice_id`` argument, or the one
+    practice of an ``audit`` task's group (a group of several names none: the task
+    recorded each failed practice itself)."""
     task = context.get("task")
     kwargs = getattr(task, "op_kwargs", None) or {}
     for value in kwargs.values():
-        if isinstance(value, Mapping) and isinstance(value.get("practice_id"), str):
+        if not isinstance(value, Mapping):
+            continue
+        if isinstance(value.get("practice_id"), str):
             return str(value["practice_id"])
-    # A mapped practice task names its practice as its map index.
+        group = value.get("practices")
+        if isinstance(group, list):
+            only = group[0] if len(group) == 1 and isinstance(group[0], Mapping) else {}
+            practice_id = only.get("practice_id")
+            return practice_id if isinstance(practice_id, str) else None
+    # An audit task of one practice renders that practice's id as its map index; a group
+    # renders "FIRST..LAST (N)" (metaudit.pipeline.chunk.chunk_work), which names none.
     rendered = getattr(context.get("ti"), "rendered_map_index", None)
-    return rendered if isinstance(rendered, str) and rendered else None
+    if isinstance(rendered, str) and rendered and " (" not in rendered:
+        return rendered
+    return None
 
 
 def _now() -> datetime:

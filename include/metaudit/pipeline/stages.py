@@ -53,7 +53,9 @@ from metaudit.pipeline.alerts import describe_error, resend_pending_alerts, with
 from metaudit.pipeline.connections import airflow_base_url
 
 if TYPE_CHECKING:
+    from metaudit.check.engine import CheckResult
     from metaudit.results.digest import FindingExposure
+    from metaudit.source.quality import TypedSource
 
 log = logging.getLogger(__name__)
 
@@ -208,15 +210,11 @@ def validate_practice(
     out_root: Path | None = None,
     config: str | None = None,
 ) -> dict[str, str]:
-    """Run the rulebook on one practice's partition; write its findings (JSON Lines and
-    CSV), their exposure beside them, GX validation results and stage timings. Returns
-    ids and paths only."""
-    from metaudit.check.deadlines import write_deadlines
+    """Run the rulebook on one practice's partition; write its results folder
+    (:func:`write_practice_results`). Returns ids and paths only. (The nightly run
+    checks a task's practices together: :mod:`metaudit.pipeline.chunk`.)"""
     from metaudit.check.engine import check_typed
-    from metaudit.check.exposure import write_exposure
-    from metaudit.paths import write_atomic
     from metaudit.source.snapshot import read_partition
-    from metaudit.spec.findings import write_findings
     from metaudit.spec.settings import Settings
 
     started_at = _now()
@@ -232,17 +230,55 @@ def validate_practice(
     )
     if strangers:
         raise ValueError(f"practice {practice_id}'s check reported findings of {strangers}")
+    return write_practice_results(
+        result, practice_id, partition, as_of, timings, started_at, out_root=out_root
+    )
+
+
+def write_practice_results(
+    result: CheckResult,
+    practice_id: str,
+    partition: str,
+    as_of: str,
+    timings: dict[str, float],
+    started_at: datetime,
+    *,
+    out_root: Path | None = None,
+) -> dict[str, str]:
+    """Write one practice's part of a check into ``results/<as_of>/<practice>/``: its
+    findings (JSON Lines and CSV), their exposure beside them, the draft claims' filing
+    deadlines, the GX validation results (its share of them when the check validated
+    several practices together) and the stage timings. Returns ids and paths only."""
+    from metaudit.check.deadlines import write_deadlines
+    from metaudit.check.exposure import write_exposure
+    from metaudit.paths import write_atomic
+    from metaudit.spec.findings import write_findings
+
+    timings = dict(timings)
     began = time.perf_counter()
+    own = [f.practice_id == practice_id for f in result.findings]
+    findings = [f for f, mine in zip(result.findings, own, strict=True) if mine]
     out_dir = results_dir(as_of, practice_id, out_root)
-    jsonl, _ = write_findings(result.findings, out_dir)
+    jsonl, _ = write_findings(findings, out_dir)
     if result.exposure is not None:
-        write_exposure(result.exposure, out_dir)
+        # One exposure row per finding, in the findings' order.
+        write_exposure(result.exposure.loc[own].reset_index(drop=True), out_dir)
     if result.deadlines is not None:
-        write_deadlines(result.deadlines, out_dir)
+        deadlines = result.deadlines
+        write_deadlines(
+            deadlines.loc[deadlines["practice_id"] == practice_id].reset_index(drop=True),
+            out_dir,
+        )
     for family, validation in result.validations.items():
+        document = validation.shares.get(practice_id) if validation.shares else None
         write_atomic(
             out_dir / "validation" / f"{family.lower()}.json",
-            json.dumps(validation.results, indent=1, sort_keys=True, allow_nan=False),
+            json.dumps(
+                validation.results if document is None else document,
+                indent=1,
+                sort_keys=True,
+                allow_nan=False,
+            ),
         )
     timings["write"] = time.perf_counter() - began
     timings_path = out_dir / TIMINGS_FILE
@@ -254,7 +290,7 @@ def validate_practice(
         "practice %s as of %s: %d findings; %s",
         practice_id,
         as_of,
-        len(result.findings),
+        len(findings),
         {k: round(v, 2) for k, v in timings.items()},
     )
     return {
@@ -407,6 +443,7 @@ def build_packets(
     demo: bool = False,
     rebuild: bool = False,
     config: str | None = None,
+    typed: TypedSource | None = None,
 ) -> dict[str, Any]:
     """Build the practice's audit packets of the as-of date (:mod:`metaudit.packets`): one per
     client with activity and the practice's month packet, from the practice's partition
@@ -414,13 +451,15 @@ def build_packets(
 
     ``key`` signs them (else METAUDIT_PACKET_KEY; without either only ``demo`` builds,
     with the published demo key). Existing packets that verify are kept unless
-    ``rebuild``. Returns counts and paths.
+    ``rebuild``. ``typed``: the practice's partition when the caller has read it
+    already. Returns counts and paths.
     """
     from metaudit.packets import build_practice_packets
     from metaudit.source.snapshot import read_partition
 
     practice_id = str(persisted["practice_id"])
-    typed = read_partition(Path(persisted["partition"]), practice_id)
+    if typed is None:
+        typed = read_partition(Path(persisted["partition"]), practice_id)
     return build_practice_packets(
         None,
         practice_id,

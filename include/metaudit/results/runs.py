@@ -146,6 +146,23 @@ class RunRecords(StoreBase):
                 finished_at=utc_now(),
             )
 
+    def record_stage_timings(
+        self, as_of: date, practice_id: str, timings: dict[str, float]
+    ) -> None:
+        """Add stages' timings (notify, packets: after persist) to the practice's status row
+        of the date; a practice without a row (persist never ran) is left alone."""
+        table = PRACTICE_RUNS
+        with self._transaction() as conn:
+            row = conn.execute(
+                sa.select(table.c.id, table.c.timings).where(
+                    table.c.as_of == as_of, of_practice(table.c.practice_id, practice_id)
+                )
+            ).first()
+            if row is None:
+                return
+            merged = {**(row.timings or {}), **rounded_timings(timings)}
+            conn.execute(table.update().where(table.c.id == row.id).values(timings=merged))
+
     def practice_runs(self, as_of: date | None = None) -> list[dict[str, Any]]:
         """Per-practice status rows (of one as-of date, or all), ordered."""
         table = PRACTICE_RUNS

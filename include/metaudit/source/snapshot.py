@@ -24,7 +24,7 @@ import json
 import logging
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -241,3 +241,25 @@ def _swap_into_place(building: Path, folder: Path) -> None:
     building.rename(folder)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def combine(parts: Sequence[TypedSource]) -> TypedSource:
+    """Several practices' partitions as one typed source (what one task of the nightly run
+    checks at once): their rows of every table that names a practice, one copy of the
+    tables that do not (every partition holds them whole), and their findings."""
+    import pandas as pd
+
+    from metaudit.source.quality import TypedSource
+
+    if len(parts) == 1:
+        return parts[0]
+    tables: dict[str, pd.DataFrame] = {}
+    unreadable: dict[str, pd.DataFrame] = {}
+    for name, first in parts[0].tables.items():
+        if "practice_id" not in first.columns:
+            tables[name], unreadable[name] = first, parts[0].unreadable[name]
+            continue
+        tables[name] = pd.concat([part.tables[name] for part in parts], ignore_index=True)
+        unreadable[name] = pd.concat([part.unreadable[name] for part in parts], ignore_index=True)
+    findings = [finding for part in parts for finding in part.findings]
+    return TypedSource(tables=tables, unreadable=unreadable, findings=findings)

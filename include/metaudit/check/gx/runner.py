@@ -112,6 +112,8 @@ _RESULT_FORMAT: dict[str, Any] = {
     "return_unexpected_index_query": False,
     "include_unexpected_rows": False,
 }
+# The failing entity ids a practice's share of a result names (GX's partial list's length).
+_PARTIAL_IDS = 20
 _DROPPED_RESULT_KEYS = ("unexpected_index_list", "unexpected_list", "unexpected_index_query")
 
 
@@ -137,6 +139,9 @@ class FamilyValidation:
     family: str
     failures: list[RuleFailure] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
+    # With ``share_by`` (validate_family): each practice's share of ``results``, one
+    # result per frame restricted to the practice's rows (see :func:`_shares`).
+    shares: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
@@ -340,7 +345,10 @@ def _batch_definition() -> BatchDefinition:
 
 
 def validate_family(
-    family: str, frames: Sequence[Frame], suite: ExpectationSuite | None = None
+    family: str,
+    frames: Sequence[Frame],
+    suite: ExpectationSuite | None = None,
+    share_by: Sequence[str] | None = None,
 ) -> FamilyValidation:
     """Validate a family's derived frames with its suite; collect every failing entity.
 
@@ -348,6 +356,11 @@ def validate_family(
     frame. A frame the suite names but ``frames`` lacks, or a column an expectation
     names but the frame lacks, raises ``SuiteError``; so does an expectation GX
     could not evaluate. An empty frame validates trivially.
+
+    ``share_by`` (practice ids) validates the practices' frames together, once, and
+    also hands back each practice's share of the results: GX's fixed cost per
+    expectation (building its metric graph, tens of milliseconds) is paid once for
+    the practices of a task instead of once per practice.
     """
     suite = suite if suite is not None else load_suite(family)
     by_name: dict[str, Frame] = {}
@@ -366,10 +379,15 @@ def validate_family(
         )
 
     validation = FamilyValidation(family=family.upper())
+    if share_by is not None:
+        validation.shares = {practice_id: [] for practice_id in share_by}
     for frame_name, planned in groups.items():
-        failures, result = _validate_frame(suite.name, by_name[frame_name], planned)
+        failures, result, positions = _validate_frame(suite.name, by_name[frame_name], planned)
         validation.failures.extend(failures)
         validation.results.append(result)
+        if share_by is not None:
+            for practice_id, share in _shares(by_name[frame_name], result, positions, share_by):
+                validation.shares[practice_id].append(share)
     validation.failures.sort(key=lambda f: (f.rule_id, f.entity_id, f.frame, f.part or ""))
     return validation
 
@@ -385,7 +403,9 @@ def validate_all(
 
 def _validate_frame(
     suite_name: str, frame: Frame, planned: list[tuple[int, Expectation]]
-) -> tuple[list[RuleFailure], dict[str, Any]]:
+) -> tuple[list[RuleFailure], dict[str, Any], list[np.ndarray]]:
+    """Validate one frame with its expectations: the failures, GX's result (JSON-safe,
+    bounded) and, per entry of its ``results``, the failing rows' positions."""
     import great_expectations as gx
     from great_expectations.validator.v1_validator import Validator
 
@@ -394,7 +414,7 @@ def _validate_frame(
     _check_frame(suite_name, frame, planned)
     rows = len(data)
     if rows == 0:
-        return [], _empty_result(suite_name, frame, planned)
+        return [], _empty_result(suite_name, frame, planned), []
 
     tagged = [
         expectation.copy(
@@ -430,6 +450,7 @@ def _validate_frame(
 
     failures: list[RuleFailure] = []
     broken: list[str] = []
+    failing_rows: list[np.ndarray] = []
     for expectation_result in suite_result.results:
         config = expectation_result.expectation_config
         config_meta = config.meta if config is not None and config.meta is not None else {}
@@ -437,10 +458,12 @@ def _validate_frame(
         meta = _meta(expectation)
         messages = _exception_messages(expectation_result.exception_info)
         if messages:
+            failing_rows.append(np.array([], dtype=np.intp))
             broken.append(f"{meta['rule_id']} ({expectation.expectation_type}): {messages[0]}")
             continue
         result = expectation_result.result
         positions = np.asarray(result.pop("unexpected_index_list", None) or [], dtype=np.intp)
+        failing_rows.append(positions)
         if len(positions) != (result.get("unexpected_count") or 0):
             raise SuiteError(
                 f"{meta['rule_id']} on frame {frame.name}: GX listed {len(positions)} "
@@ -478,7 +501,101 @@ def _validate_frame(
         len(failures),
         elapsed,
     )
-    return failures, _json_safe(document)
+    return failures, _json_safe(document), failing_rows
+
+
+def _shares(
+    frame: Frame,
+    result: Mapping[str, Any],
+    positions: Sequence[np.ndarray],
+    practices: Sequence[str],
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each practice's share of one frame's result: GX's result restricted to the practice's
+    rows, as a practice's own validation would have counted them.
+
+    Expectation by expectation: ``element_count`` the practice's rows of the frame,
+    ``unexpected_count`` and the first failing entity ids those of its rows that GX
+    listed as failing, success when none of its rows fails (the suites use no
+    ``mostly``); statistics recomputed. Counts GX derives from other columns
+    (missing values, value counts) are not split and are left out; ``meta.metaudit``
+    says the result is a share and of how many practices. A practice without rows in
+    the frame gets the empty frame's result, as its own validation would.
+    """
+    data = frame.data
+    if not result.get("results"):
+        return [(p, _share_meta(dict(result), p, len(practices), 0, 0)) for p in practices]
+    owner = data["practice_id"].astype("string").reset_index(drop=True)
+    codes, names = pd.factorize(owner)
+    code_of = {str(name): code for code, name in enumerate(names)}
+    rows_of = np.bincount(codes[codes >= 0], minlength=len(names))
+    entity_ids = data["entity_id"].reset_index(drop=True)
+    shares = []
+    for practice_id in practices:
+        code = code_of.get(practice_id)
+        rows = int(rows_of[code]) if code is not None else 0
+        if rows == 0:
+            empty: dict[str, Any] = {
+                "success": True,
+                "suite_name": result.get("suite_name"),
+                "results": [],
+                "statistics": {
+                    "evaluated_expectations": 0,
+                    "successful_expectations": 0,
+                    "unsuccessful_expectations": 0,
+                    "success_percent": None,
+                },
+                "meta": {"metaudit": {**result["meta"]["metaudit"], "skipped": "empty frame"}},
+            }
+            shares.append((practice_id, _share_meta(empty, practice_id, len(practices), 0, 0)))
+            continue
+        entries = []
+        failures = 0
+        for entry, failing in zip(result["results"], positions, strict=True):
+            own = failing[codes[failing] == code] if len(failing) else failing
+            failures += len(own)
+            picked = entity_ids.take(own[:_PARTIAL_IDS]).tolist() if len(own) else []
+            entries.append(
+                {
+                    **entry,
+                    "success": bool(entry.get("success")) or not len(own),
+                    "result": {
+                        "element_count": rows,
+                        "unexpected_count": len(own),
+                        "unexpected_percent_total": round(100.0 * len(own) / rows, 6),
+                        "partial_unexpected_index_list": [str(v) for v in picked],
+                    },
+                }
+            )
+        successful = sum(1 for entry in entries if entry["success"])
+        share = {
+            **result,
+            "success": successful == len(entries),
+            "results": entries,
+            "statistics": {
+                "evaluated_expectations": len(entries),
+                "successful_expectations": successful,
+                "unsuccessful_expectations": len(entries) - successful,
+                "success_percent": round(100.0 * successful / len(entries), 6),
+            },
+        }
+        shares.append(
+            (practice_id, _share_meta(share, practice_id, len(practices), rows, failures))
+        )
+    return shares
+
+
+def _share_meta(
+    share: dict[str, Any], practice_id: str, practices: int, rows: int, failures: int
+) -> dict[str, Any]:
+    meta = dict(share.get("meta") or {})
+    ours = dict(meta.get("metaudit") or {})
+    ours.update(
+        rows=rows,
+        failures=failures,
+        share_of={"practice_id": practice_id, "practices_validated_together": practices},
+    )
+    meta["metaudit"] = ours
+    return {**share, "meta": meta}
 
 
 def _meta(expectation: Expectation) -> dict[str, Any]:

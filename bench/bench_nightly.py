@@ -1,0 +1,215 @@
+"""The nightly run on the embedded default against `metaudit check` of the same source.
+
+    .venv/bin/python bench/bench_nightly.py                       # 20 practices, 100,000 sessions
+    .venv/bin/python bench/bench_nightly.py --practices 3 --sessions 12000 --keep /tmp/nightly
+    .venv/bin/python bench/bench_nightly.py --source /tmp/n100k/practice.sqlite --as-of 2026-03-31
+
+In one run, on one generated SQLite network (or ``--source``), as ``make demo`` runs
+the DAG (``airflow dags test``, SQLite metadata database, the results store and the
+packets in a scratch data folder, emails to the outbox, the published demo key):
+
+1. ``metaudit check`` of the source, in a fresh process (wall time, peak RSS);
+2. the first night: ``airflow dags test met_compliance_nightly AS_OF``;
+3. the next night on the same, unchanged records: ``... AS_OF+1``.
+
+Printed: each one's wall time and peak RSS (``getrusage`` of the child), the nights'
+ratios to the check, the bytes of packets each night wrote (files new or rewritten
+under the packets folder), the task instances' durations from the metadata
+database and the per-practice stage timings the results store kept. ``--json FILE``
+keeps the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DAG_ID = "met_compliance_nightly"
+
+
+def timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, float]:
+    """Run a command to the end; its wall time and peak RSS (the child's, in MiB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    with log.open("w") as out:
+        done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command[:3])} failed ({done.returncode}); see {log}")
+    # ru_maxrss of the children is the largest so far: a smaller child reads as the same.
+    return {"seconds": round(seconds, 2), "peak_rss_mib": round(max(peak, before) / 1024, 1)}
+
+
+def packet_files(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file under the packets folder: (inode, mtime ns, size)."""
+    found = {}
+    for path in root.rglob("*") if root.is_dir() else []:
+        if path.is_file():
+            stat = path.stat()
+            found[str(path.relative_to(root))] = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    return found
+
+
+def written(before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int, int, int]]) -> int:
+    """Bytes of the files the night created or rewrote (a new hard link to a kept file
+    writes nothing: same inode, same modification time)."""
+    seen = {(ino, mtime) for ino, mtime, _ in before.values()}
+    return sum(size for ino, mtime, size in after.values() if (ino, mtime) not in seen)
+
+
+def task_durations(home: Path, run_date: str) -> dict[str, dict[str, float]]:
+    """Task instances' durations of the night's run, per task: count, sum, max."""
+    with sqlite3.connect(home / "airflow.db") as conn:
+        rows = conn.execute(
+            "SELECT ti.task_id, ti.duration FROM task_instance ti JOIN dag_run r "
+            "ON r.run_id = ti.run_id AND r.dag_id = ti.dag_id WHERE r.dag_id = ? "
+            "AND substr(r.logical_date, 1, 10) = ?",
+            (DAG_ID, run_date),
+        ).fetchall()
+    stages: dict[str, dict[str, float]] = {}
+    for task_id, duration in rows:
+        entry = stages.setdefault(task_id, {"tasks": 0, "sum_s": 0.0, "max_s": 0.0})
+        entry["tasks"] += 1
+        entry["sum_s"] = round(entry["sum_s"] + (duration or 0.0), 2)
+        entry["max_s"] = round(max(entry["max_s"], duration or 0.0), 2)
+    return stages
+
+
+def stage_timings(data: Path, as_of: str) -> dict[str, float]:
+    """The results store's per-practice stage timings of the date, summed over practices."""
+    with sqlite3.connect(data / "results.sqlite") as conn:
+        rows = conn.execute(
+            "SELECT timings FROM practice_runs WHERE as_of = ? AND practice_id IS NOT NULL",
+            (as_of,),
+        ).fetchall()
+    total: dict[str, float] = {}
+    for (raw,) in rows:
+        for stage, seconds in (json.loads(raw) if raw else {}).items():
+            if isinstance(seconds, (int, float)):
+                total[stage] = round(total.get(stage, 0.0) + seconds, 2)
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--practices", type=int, default=20)
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--as-of", default="2026-03-31")
+    parser.add_argument("--source", help="an existing SQLite network (skips generating one)")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    args = parser.parse_args()
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench-nightly-"))
+    work.mkdir(parents=True, exist_ok=True)
+    as_of = date.fromisoformat(args.as_of)
+    source = Path(args.source) if args.source else work / "practice.sqlite"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "METAUDIT"))}
+    home, data = work / "airflow_home", work / "data"
+    for folder in (home, data):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        METAUDIT_DATA_DIR=str(data),
+        METAUDIT_DEMO="1",
+        AIRFLOW_CONN_MET_PRACTICE_DB=json.dumps({"conn_type": "sqlite", "host": str(source)}),
+    )
+    if not args.source:
+        print(f"generating {args.practices} practices, {args.sessions:,} sessions ...", flush=True)
+        generated = timed(
+            [
+                str(BIN / "metaudit"),
+                "demo",
+                "--target",
+                str(source),
+                "--as-of",
+                as_of.isoformat(),
+                "--practices",
+                str(args.practices),
+                "--sessions",
+                str(args.sessions),
+                "--no-progress",
+            ],
+            env,
+            work / "generate.log",
+        )
+        print(f"  {generated}")
+    timed([str(BIN / "airflow"), "db", "migrate"], env, work / "db-migrate.log")
+
+    figures: dict[str, Any] = {
+        "source": str(source),
+        "as_of": as_of.isoformat(),
+        "load_before": os.getloadavg()[0],
+    }
+    print("metaudit check ...", flush=True)
+    figures["check"] = timed(
+        [
+            str(BIN / "metaudit"),
+            "check",
+            "--source",
+            f"sqlite:///{source}",
+            "--as-of",
+            as_of.isoformat(),
+            "--out",
+            str(work / "check-out"),
+        ],
+        env,
+        work / "check.log",
+    )
+    print(f"  {figures['check']}")
+    packets = data / "packets"
+    nights = [("first_night", as_of), ("next_night", as_of + timedelta(days=1))]
+    for name, day in nights:
+        before = packet_files(packets)
+        print(f"{name}: airflow dags test {DAG_ID} {day} ...", flush=True)
+        night = timed(
+            [str(BIN / "airflow"), "dags", "test", DAG_ID, day.isoformat()],
+            env,
+            work / f"{name}.log",
+        )
+        night["packet_bytes_written"] = written(before, packet_files(packets))
+        night["ratio_to_check"] = round(night["seconds"] / figures["check"]["seconds"], 2)
+        night["tasks"] = task_durations(home, day.isoformat())
+        night["practice_stages"] = stage_timings(data, day.isoformat())
+        figures[name] = night
+        print(json.dumps(night, indent=1))
+    first = figures["first_night"]["packet_bytes_written"]
+    figures["next_night_packet_share"] = (
+        round(figures["next_night"]["packet_bytes_written"] / first, 4) if first else None
+    )
+    figures["load_after"] = os.getloadavg()[0]
+    print(
+        f"\ncheck {figures['check']['seconds']} s; first night "
+        f"{figures['first_night']['seconds']} s ({figures['first_night']['ratio_to_check']}x); "
+        f"next night {figures['next_night']['seconds']} s "
+        f"({figures['next_night']['ratio_to_check']}x); packets written next night "
+        f"{figures['next_night_packet_share']} of the first night's "
+        f"({first:,} bytes); load {figures['load_before']:.1f} -> {figures['load_after']:.1f}"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1), encoding="utf-8")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
