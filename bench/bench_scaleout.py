@@ -680,7 +680,9 @@ def summarize_round(
             by_worker[host] = by_worker.get(host, 0) + 1
     for stage in stages.values():
         stage["mean_s"] = stage["sum_s"] / stage["count"] if stage["count"] else float("nan")
-    mapped_stages = 4  # validate, persist, notify, build_packets
+    # Each mapped index is one group of practices (one `audit` task); it is done when
+    # every mapped task of the index succeeded.
+    mapped_stages = len({ti["task_id"] for ti in tis if ti["map_index"] >= 0})
     done_at = sorted(
         _seconds(run["queued_at"], max(ends))  # type: ignore[type-var]
         for ends in practice_ends.values()
@@ -721,6 +723,7 @@ def run_round(args: argparse.Namespace, workers: int, source: Path, root: Path) 
                 "AIRFLOW_CONN_MET_RESULTS_DB": postgres_connection_json(results_url),
                 "METAUDIT_DATA_DIR": str(data_dir),
                 "METAUDIT_PACKET_KEY": secrets.token_hex(32),
+                **({"METAUDIT_PRACTICES_PER_TASK": str(args.per_task)} if args.per_task else {}),
             },
         )
         with LocalCeleryCluster(settings) as cluster:
@@ -767,7 +770,7 @@ def show(result: RoundResult) -> str:
         + ", ".join(f"{k}: {v}" for k, v in sorted(result.by_worker.items()))
     )
     lines.append(
-        f"   practices fully audited: {len(result.practices_done_at_s)} of "
+        f"   groups of practices (audit tasks) done: {len(result.practices_done_at_s)} of "
         f"{result.practices_total}; {result.practices_per_hour():.0f} per hour; "
         + ", ".join(f"{share:.0%} at {result.done_at(share):.0f} s" for share in (0.25, 0.5, 1.0))
     )
@@ -788,6 +791,12 @@ def main() -> int:
         "--workers", type=int, nargs="+", default=[1, 2], help="worker counts, one round each"
     )
     parser.add_argument("--concurrency", type=int, default=2, help="task slots per worker")
+    parser.add_argument(
+        "--per-task",
+        type=int,
+        default=None,
+        help="practices per audit task (METAUDIT_PRACTICES_PER_TASK; default the DAG's 10)",
+    )
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds a run may take")
     parser.add_argument("--pg-server", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/6")
