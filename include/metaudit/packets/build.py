@@ -47,6 +47,7 @@ from metaudit.packets.errors import PacketBuildError, PacketError
 from metaudit.packets.evidence import (
     EVIDENCE_FORMAT,
     ClientEvidence,
+    RecordHashes,
     client_evidence,
     practice_context,
 )
@@ -79,6 +80,7 @@ from metaudit.spec.findings import Finding, read_findings, sort_findings, to_csv
 
 if TYPE_CHECKING:
     from metaudit.check.engine import CheckResult
+    from metaudit.check.view import AuditView
     from metaudit.source.quality import TypedSource
     from metaudit.spec.settings import Settings
 
@@ -173,6 +175,20 @@ def prepare_material(
         raise PacketError(f"practice {practice_id} is not in the source")
     frames = [frame for family in FAMILIES for frame in derive_family(family, view, settings)]
     return PracticeMaterial(view, frames, referral_expiry(view, settings))
+
+
+def _practice_view(
+    typed: TypedSource, as_of: date, practice_id: str, settings: Settings
+) -> AuditView:
+    """The practice's as-of view alone (what deciding "unchanged" needs)."""
+    from metaudit.check.view import build_view
+
+    view = build_view(
+        typed, pd.Timestamp(as_of).normalize(), [practice_id], settings.default_timezone
+    )
+    if not len(view.practices):
+        raise PacketError(f"practice {practice_id} is not in the source")
+    return view
 
 
 # ---------------------------------------------------------------------------
@@ -348,19 +364,7 @@ def build_client_packets(
                 f"client(s) not in practice {evidence.practice_id}: {', '.join(unknown)}"
             )
     practice_id, as_of = evidence.practice_id, evidence.as_of
-    context = practice_context(
-        settings,
-        practice_id,
-        suites,
-        key=key,
-        demo_key=demo_key,
-        activity_days=options.activity_days,
-    )
-    tonight = _index(options.packets_dir, practice_id, as_of, key)
-    earlier = _latest_index_before(options.packets_dir, practice_id, as_of, key)
-    by_client: dict[str | None, list[Finding]] = {}
-    for finding in evidence.findings:
-        by_client.setdefault(finding.client_id, []).append(finding)
+    judge = _Judge(material.view, evidence, options, key, demo_key, settings)
     stamp = date.fromisoformat(as_of)
     summaries: list[ClientPacketSummary] = []
     entries: dict[str, dict[str, Any]] = {}
@@ -369,19 +373,8 @@ def build_client_packets(
         path = client_packet_path(options.packets_dir, practice_id, as_of, client_id)
         relative = f"{path.parent.name}/{path.name}"
         try:
-            found = client_evidence(
-                material.records(client_id),
-                sort_findings(by_client.get(client_id, ())),
-                context,
-                key,
-            )
-            # Tonight's own entry first (a rerun of the same night), then the latest
-            # earlier date's: the packet in force the evidence is compared with.
-            candidates = [
-                (index, index.packets[client_id])
-                for index in (tonight, earlier)
-                if index is not None and client_id in index.packets
-            ]
+            found = judge.evidence_of(client_id)
+            candidates = judge.candidates(client_id)
             if not rebuild:
                 kept = _keep_in_force(options.packets_dir, client_id, candidates, found, path)
                 if kept is not None:
@@ -418,6 +411,7 @@ def build_client_packets(
         except _CLIENT_ERRORS as exc:
             log.exception("packet of client %s (practice %s) failed", client_id, practice_id)
             failed[client_id] = f"{type(exc).__name__}: {exc}"
+    tonight = judge.tonight
     if client_ids is not None and tonight is not None:
         # A build of some clients leaves the others' entries of the night as they were.
         entries = {**{c: dict(e) for c, e in tonight.packets.items()}, **entries}
@@ -430,6 +424,94 @@ def build_client_packets(
         failed["(index of the packets in force)"] = f"{type(exc).__name__}: {exc}"
     if failed:
         raise PacketBuildError(practice_id, as_of, failed)
+    return summaries
+
+
+class _Judge:
+    """Tonight's evidence of a practice's clients, and the packets in force it is
+    compared with: from the as-of view alone (no derived frame, nothing rendered)."""
+
+    def __init__(
+        self,
+        view: AuditView,
+        evidence: PracticeEvidence,
+        options: PacketOptions,
+        key: bytes,
+        demo_key: bool,
+        settings: Settings | None,
+    ) -> None:
+        practice_id, as_of = evidence.practice_id, evidence.as_of
+        # The view's own tables: the referrals' expiry a packet shows follows from them
+        # and the settings, both in the digest.
+        self.record_hashes = RecordHashes(view.tables, key)
+        # The suites as the evidence states them (what judged), before the packet fills in
+        # entity types from the derived frames.
+        self.context = practice_context(
+            settings,
+            practice_id,
+            suites_of(evidence, FAMILIES),
+            key=key,
+            demo_key=demo_key,
+            activity_days=options.activity_days,
+            reference=self.record_hashes.reference,
+        )
+        self.tonight = _index(options.packets_dir, practice_id, as_of, key)
+        self.earlier = _latest_index_before(options.packets_dir, practice_id, as_of, key)
+        self._findings: dict[str | None, list[Finding]] = {}
+        for finding in evidence.findings:
+            self._findings.setdefault(finding.client_id, []).append(finding)
+
+    def evidence_of(self, client_id: str) -> ClientEvidence:
+        return client_evidence(
+            self.record_hashes.client(client_id),
+            sort_findings(self._findings.get(client_id, ())),
+            self.context,
+        )
+
+    def candidates(self, client_id: str) -> list[tuple[InForce, Mapping[str, Any]]]:
+        """Tonight's own entry first (a rerun of the same night), then the latest earlier
+        date's: the packets in force the evidence is compared with."""
+        return [
+            (index, index.packets[client_id])
+            for index in (self.tonight, self.earlier)
+            if index is not None and client_id in index.packets
+        ]
+
+
+def keep_unchanged_packets(
+    view: AuditView,
+    evidence: PracticeEvidence,
+    options: PacketOptions,
+    *,
+    key: bytes,
+    demo_key: bool = False,
+    settings: Settings | None = None,
+) -> list[ClientPacketSummary] | None:
+    """When every client with activity keeps its packet in force (same evidence, file
+    intact), put them in place, sign the date's index and return their summaries,
+    without deriving or rendering anything; else None (build with build_client_packets,
+    which decides again client by client)."""
+    practice_id, as_of = evidence.practice_id, evidence.as_of
+    judge = _Judge(view, evidence, options, key, demo_key, settings)
+    wanted = clients_with_activity(view, options.activity_days)
+    kept: dict[str, dict[str, Any]] = {}
+    for client_id in wanted:
+        candidates = judge.candidates(client_id)
+        if not candidates:
+            return None
+        path = client_packet_path(options.packets_dir, practice_id, as_of, client_id)
+        entry = _keep_in_force(
+            options.packets_dir, client_id, candidates, judge.evidence_of(client_id), path
+        )
+        if entry is None:
+            return None
+        kept[client_id] = entry
+    write_in_force(options.packets_dir, practice_id, as_of, kept, key=key, demo_key=demo_key)
+    summaries = []
+    for client_id in wanted:
+        path = client_packet_path(options.packets_dir, practice_id, as_of, client_id)
+        relative = f"{path.parent.name}/{path.name}"
+        summaries.append(_summary_of_entry(client_id, relative, kept[client_id], "kept"))
     return summaries
 
 
@@ -679,6 +761,59 @@ def build_practice_packet(
 # One call for the DAG and the command line
 
 
+def write_practice_packets(
+    typed: TypedSource,
+    evidence: PracticeEvidence,
+    month: Mapping[str, Sequence[Finding]],
+    options: PacketOptions,
+    settings: Settings,
+    *,
+    key: bytes,
+    demo_key: bool = False,
+    rebuild: bool = False,
+    client_ids: Iterable[str] | None = None,
+) -> tuple[list[ClientPacketSummary], Path, list[str]]:
+    """A practice's night of packets from its evidence: the client packets (kept when
+    unchanged, else built), the month packet, then the retention. Returns the client
+    summaries, the month packet's path and the as-of dates the retention removed."""
+    practice_id = evidence.practice_id
+    as_of = date.fromisoformat(evidence.as_of)
+    kept = None
+    if not rebuild and client_ids is None:
+        # An unchanged night decides from the as-of view alone: no derivation, no render.
+        view = _practice_view(typed, as_of, practice_id, settings)
+        kept = keep_unchanged_packets(
+            view, evidence, options, key=key, demo_key=demo_key, settings=settings
+        )
+    if kept is not None:
+        summaries = kept
+        # The month packet names the practice and lists the client packets: the view's
+        # tables suffice (it uses no derived frame).
+        material = PracticeMaterial(view, [], pd.Series(dtype="datetime64[us]"))
+    else:
+        material = prepare_material(typed, as_of, practice_id, settings)
+        summaries = build_client_packets(
+            material,
+            evidence,
+            options,
+            key=key,
+            demo_key=demo_key,
+            client_ids=client_ids,
+            rebuild=rebuild,
+            settings=settings,
+        )
+    practice_path = build_practice_packet(
+        material, evidence, summaries, options, month, key=key, demo_key=demo_key
+    )
+    removed: list[str] = []
+    if client_ids is None:
+        # After the night's packets are in place: the packet in force is tonight's.
+        removed = apply_retention(
+            options.packets_dir, practice_id, options.retention, keep=[evidence.as_of]
+        )
+    return summaries, practice_path, removed
+
+
 def build_practice_packets(
     source: str | Path | None,
     practice_id: str,
@@ -722,29 +857,20 @@ def build_practice_packets(
         result = check_typed(typed, as_of, [practice_id], settings)
         evidence = evidence_from_check(result, practice_id)
         month = {day_iso: list(evidence.findings)}
-    material = prepare_material(typed, as_of, practice_id, settings)
-    summaries = build_client_packets(
-        material,
+    summaries, practice_path, removed = write_practice_packets(
+        typed,
         evidence,
+        month,
         options,
+        settings,
         key=secret,
         demo_key=demo_key,
-        client_ids=client_ids,
         rebuild=rebuild,
-        settings=settings,
-    )
-    practice_path = build_practice_packet(
-        material, evidence, summaries, options, month, key=secret, demo_key=demo_key
+        client_ids=client_ids,
     )
     states: dict[str, int] = {}
     for summary in summaries:
         states[summary.state] = states.get(summary.state, 0) + 1
-    removed: list[str] = []
-    if client_ids is None:
-        # After the night's packets are in place: the packet in force is tonight's.
-        removed = apply_retention(
-            options.packets_dir, practice_id, options.retention, keep=[day_iso]
-        )
     folder_path = client_packet_path(options.packets_dir, practice_id, day_iso, "x").parent
     log.info(
         "packets of practice %s as of %s: %d client packet(s) %s in %s; practice packet %s",

@@ -11,9 +11,10 @@ A client's packet is rebuilt only when what it proves changed. That is
 - the packet format and the code version that renders it.
 
 Deciding costs no rendering and no reading of old packets: one vectorised
-row hash per client table (pandas' SipHash, keyed with a secret derived from
-the signing key, so that nobody without the key can craft an edit that hashes
-like the original) and a SHA-256 over those hashes and the rest.
+row hash per table and practice (pandas' SipHash, keyed with a secret derived
+from the signing key, so that nobody without the key can craft an edit that
+hashes like the original), then per client a SHA-256 over its rows' hashes
+and the rest.
 
 Not covered, on purpose: the practice-level counts a client packet quotes
 next to the client's own (``practice_result`` in the validation report), and
@@ -71,10 +72,12 @@ def practice_context(
     key: bytes,
     demo_key: bool,
     activity_days: int,
+    reference: str = "",
 ) -> str:
     """The digest of everything a practice's client packets share: rulebook, suites,
-    the settings that judge the practice, the key's fingerprint, the formats.
-    Computed once per practice and night."""
+    the settings that judge the practice, the key's fingerprint, the formats, and the
+    ``reference`` tables' digest (:attr:`RecordHashes.reference`). Computed once per
+    practice and night."""
     suite_part = [
         {
             "family": suite.family,
@@ -107,6 +110,7 @@ def practice_context(
         "key_id": key_id(key),
         "demo_key": demo_key,
         "activity_days": activity_days,
+        "reference": reference,
     }
     return hashlib.sha256(_canonical(context)).hexdigest()
 
@@ -118,38 +122,71 @@ def _row_hash_key(key: bytes) -> str:
     return base64.urlsafe_b64encode(secret).decode("ascii")
 
 
-def records_digest(records: Mapping[str, pd.DataFrame], key: bytes) -> str:
-    """SHA-256 over the client's tables: name, columns and types, then each row's keyed
-    64-bit hash in the order the packet shows the rows."""
-    from pandas.util import hash_pandas_object
-
-    hash_key = _row_hash_key(key)
-    digest = hashlib.sha256(b"metaudit-records/1")
-    for name in sorted(records):
-        frame = records[name]
-        header = [name, len(frame), [[str(c), str(t)] for c, t in frame.dtypes.items()]]
-        digest.update(_canonical(header))
-        if len(frame) and len(frame.columns):
-            rows = hash_pandas_object(frame, index=False, hash_key=hash_key)
-            digest.update(rows.to_numpy(dtype="uint64").tobytes())
-    return digest.hexdigest()
+# Practice-wide tables a client's packet quotes from (the staff and providers its records
+# name, the practice's own row): they go into the practice context, so a change rebuilds
+# the practice's packets but does not restart the clients' "records unchanged since".
+REFERENCE_TABLES = ("practices", "providers", "staff")
 
 
-def client_evidence(
-    records: Mapping[str, pd.DataFrame],
-    findings: Sequence[Finding],
-    context: str,
-    key: bytes,
-) -> ClientEvidence:
-    """The client's evidence digest from its records (``PracticeMaterial.records``), its
+class RecordHashes:
+    """Each client's records digest, from one vectorised pass over the practice's tables.
+
+    Every row of every table with a ``client_id`` (the client's records, as
+    ``PracticeMaterial.records`` takes them) is hashed once per practice (keyed
+    64-bit SipHash); a client's digest is the SHA-256 over, per table, its name,
+    columns and types, and its rows' hashes sorted (the rows as a set: the packet
+    sorts them itself). A client costs a few array takes, not a frame per table.
+    """
+
+    def __init__(self, tables: Mapping[str, pd.DataFrame], key: bytes) -> None:
+        import numpy as np
+        from pandas.util import hash_pandas_object
+
+        hash_key = _row_hash_key(key)
+        self._empty = np.array([], dtype=np.intp)
+        self._tables: list[tuple[bytes, Any, dict[str, Any]]] = []
+        reference = hashlib.sha256(b"metaudit-reference/1")
+        for name in sorted(tables):
+            frame = tables[name]
+            header = _canonical([name, [[str(c), str(t)] for c, t in frame.dtypes.items()]])
+            if len(frame) and len(frame.columns):
+                hashes = hash_pandas_object(frame, index=False, hash_key=hash_key).to_numpy(
+                    dtype="uint64"
+                )
+            else:
+                hashes = np.array([], dtype="uint64")
+            if name in REFERENCE_TABLES:
+                reference.update(header)
+                reference.update(np.sort(hashes).tobytes())
+            if "client_id" not in frame.columns or name in REFERENCE_TABLES:
+                continue
+            groups: dict[str, Any] = {}
+            if len(frame):
+                ids = frame["client_id"].astype("string")
+                groups = {str(k): v for k, v in ids.groupby(ids, sort=False).indices.items()}
+            self._tables.append((header, hashes, groups))
+        self.reference = reference.hexdigest()
+
+    def client(self, client_id: str) -> str:
+        """The digest of the client's records."""
+        import numpy as np
+
+        digest = hashlib.sha256(b"metaudit-records/1")
+        for header, hashes, groups in self._tables:
+            rows = np.sort(hashes[groups.get(client_id, self._empty)])
+            digest.update(header)
+            digest.update(len(rows).to_bytes(8, "little"))
+            digest.update(rows.tobytes())
+        return digest.hexdigest()
+
+
+def client_evidence(records: str, findings: Sequence[Finding], context: str) -> ClientEvidence:
+    """The client's evidence digest from its records digest (:class:`RecordHashes`), its
     findings (sorted, as the packet lists them) and the practice's ``context``."""
-    records_part = records_digest(records, key)
     rows = []
     for finding in findings:
         row = finding.to_dict()
         row.pop("as_of", None)
         rows.append(row)
-    whole = {"context": context, "records": records_part, "findings": rows}
-    return ClientEvidence(
-        digest=hashlib.sha256(_canonical(whole)).hexdigest(), records=records_part
-    )
+    whole = {"context": context, "records": records, "findings": rows}
+    return ClientEvidence(digest=hashlib.sha256(_canonical(whole)).hexdigest(), records=records)
