@@ -248,3 +248,23 @@ def test_an_unknown_retention_is_a_configuration_error():
     settings = Settings.from_dict({"packets": {"retention": "forever"}})
     with pytest.raises(SettingsError, match=r"packets\.retention: must be one of every-date"):
         packet_options(settings)
+
+
+def test_an_unchanged_night_derives_and_renders_no_client_packet(source, two_nights, tmp_path):
+    import shutil
+
+    from metaudit.packets import build
+
+    packets = tmp_path / "packets"
+    shutil.copytree(two_nights, packets)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("derived frames or a client packet were made on an unchanged night")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(build, "prepare_material", boom)
+        patch.setattr(build, "client_packet_files", boom)
+        # The night of DAY2 again (DAY3 brings a record of its own into the view).
+        assert _night(source, DAY2, packets)["states"] == {"kept": 1}
+    assert _manifest(_packet(packets, DAY2))["as_of"] == DAY1.isoformat()
+    assert verify_packet(_packet(packets, DAY2), KEY).intact
