@@ -33,6 +33,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +130,20 @@ def read_in_force(
     """The date's index when it is signed under ``key`` for this practice and date, else
     None and why (None and None when there is no index)."""
     path = in_force_path(packets_dir, practice_id, as_of)
-    if not path.is_file():
+    try:
+        stat = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
         return None, None
+    # Verified once per version of the file: a listing checks many packets of one date.
+    version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    return _read_verified(str(path), version, practice_id, as_of, key)
+
+
+@lru_cache(maxsize=256)
+def _read_verified(
+    name: str, version: tuple[int, int, int], practice_id: str, as_of: str, key: bytes
+) -> tuple[InForce | None, str | None]:
+    path = Path(name)
     data = read_raw(path)
     if data is None:
         return None, f"{path.name}: unreadable"
