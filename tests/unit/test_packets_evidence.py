@@ -268,3 +268,25 @@ def test_an_unchanged_night_derives_and_renders_no_client_packet(source, two_nig
         assert _night(source, DAY2, packets)["states"] == {"kept": 1}
     assert _manifest(_packet(packets, DAY2))["as_of"] == DAY1.isoformat()
     assert verify_packet(_packet(packets, DAY2), KEY).intact
+
+
+def test_without_hard_links_the_packet_in_force_is_copied(
+    source, two_nights, tmp_path, monkeypatch
+):
+    # Another device or a share without hard links: the same bytes, as a copy.
+    import shutil
+
+    packets = tmp_path / "packets"
+    shutil.copytree(two_nights, packets)
+    shutil.rmtree(packets / "PR-1" / DAY2.isoformat())
+    (packets / "PR-1" / "in-force" / f"{DAY2.isoformat()}.json").unlink()
+
+    def no_links(source, target):
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr("os.link", no_links)
+    assert _night(source, DAY2, packets)["states"] == {"kept": 1}
+    first, second = _packet(packets, DAY1), _packet(packets, DAY2)
+    assert first.stat().st_ino != second.stat().st_ino
+    assert first.read_bytes() == second.read_bytes()
+    assert verify_packet(second, KEY).intact

@@ -550,6 +550,9 @@ def _keep_in_force(
             continue
         source = client_packet_path(packets_dir, index.practice_id, index.as_of, client_id)
         try:
+            if source.is_symlink():
+                # Only files the run wrote count; a link planted in the folder does not.
+                raise ValueError("a symbolic link, not a packet file")
             if source.stat().st_size != entry.get("size"):
                 raise ValueError("size differs from the index")
             if hashlib.sha256(source.read_bytes()).hexdigest() != entry.get("sha256"):
