@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -729,3 +730,52 @@ def test_the_pages_refuse_the_demo_key_outside_the_demo(site, monkeypatch):
         assert demo.packet_key == DEMO_PACKET_KEY
     finally:
         demo.store.close()
+
+
+def test_a_packet_in_force_on_a_later_date_is_listed_verified_and_served_there(site):
+    # An unchanged client: the packet built on 03-20 is the same file on 03-21, and the
+    # signed index of 03-21 names it (as the nightly run leaves it).
+    from metaudit.packets.inforce import write_in_force
+
+    packets = site["packets"]
+    built = _write_packet(packets, "PR-2", "2026-03-20", "CL-50")
+    later = client_packet_path(packets, "PR-2", "2026-03-21", "CL-50")
+    later.parent.mkdir(parents=True)
+    os.link(built, later)
+    manifest = json.loads(zipfile.ZipFile(built).read("manifest.json"))
+    entry = {
+        "built_as_of": "2026-03-20",
+        "records_unchanged_since": "2026-03-18",
+        "manifest_signature": manifest["signature"],
+        "sha256": hashlib.sha256(built.read_bytes()).hexdigest(),
+        "size": built.stat().st_size,
+    }
+    write_in_force(packets, "PR-2", "2026-03-21", {"CL-50": entry}, key=KEY.encode())
+    # The same file copied by hand to a date whose index does not name it.
+    stray = client_packet_path(packets, "PR-2", "2026-03-22", "CL-50")
+    stray.parent.mkdir(parents=True)
+    os.link(built, stray)
+
+    [row] = _listed(site, "owner2", as_of="2026-03-21")
+    assert (row["as_of"], row["built_as_of"], row["records_unchanged_since"]) == (
+        "2026-03-21",
+        "2026-03-20",
+        "2026-03-18",
+    )
+    assert row["verifies"] is True, row["verification"]
+    assert "in force on 2026-03-21" in row["verification"]
+    page = _get(site, "/metaudit/packets", "owner2", as_of="2026-03-21")
+    assert "in force since 2026-03-20; records unchanged since 2026-03-18" in page.text
+    response = _get(
+        site,
+        "/metaudit/packets/download",
+        "owner2",
+        practice_id="PR-2",
+        as_of="2026-03-21",
+        client_id="CL-50",
+    )
+    assert response.status_code == 200 and response.content == built.read_bytes()
+    assert response.headers["x-metaudit-verified"] == "true"
+    assert response.headers["x-metaudit-built-as-of"] == "2026-03-20"
+    [row] = _listed(site, "owner2", as_of="2026-03-22")
+    assert row["verifies"] is False and "not in force there" in row["verification"]

@@ -104,7 +104,8 @@ def built(tmp_path_factory) -> Built:
     evidence = evidence_from_check(result, "PR-1")
     material = prepare_material(typed, AS_OF, "PR-1", settings)
     options = PacketOptions(packets_dir=tmp / "packets")
-    summaries = build_client_packets(material, evidence, options, key=KEY)
+    # The settings that judged the evidence are part of its digest (as the nightly run passes them).
+    summaries = build_client_packets(material, evidence, options, key=KEY, settings=settings)
     practice_zip = build_practice_packet(material, evidence, summaries, options, key=KEY)
     return Built(db, typed, settings, result, evidence, material, options, summaries, practice_zip)
 
@@ -303,7 +304,12 @@ def test_identical_input_gives_identical_bytes(built):
     assert first == again
     assert zip_bytes(first, AS_OF) == zip_bytes(again, AS_OF)
     summaries = build_client_packets(
-        built.material, built.evidence, built.options, key=KEY, rebuild=True
+        built.material,
+        built.evidence,
+        built.options,
+        key=KEY,
+        rebuild=True,
+        settings=built.settings,
     )
     assert [s.state for s in summaries] == ["unchanged"]
     assert summaries[0].sha256 == built.summaries[0].sha256

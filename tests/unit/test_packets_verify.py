@@ -257,9 +257,11 @@ def test_a_packet_moved_to_another_date_or_month_does_not_verify(tmp_path):
     later = root / "PR0001" / "2026-03-31" / "CL1.zip"
     later.parent.mkdir(parents=True)
     later.write_bytes(earlier.read_bytes())
-    assert [p.split(",")[0] for p in verify_packet(later, KEY).problems] == [
-        "manifest.json: signed for as-of date '2026-03-30'"
-    ]
+    # A packet of an earlier date belongs to a later one only when that date's signed
+    # index names it as in force (tests/unit/test_packets_evidence.py); this date has none.
+    [problem] = verify_packet(later, KEY).problems
+    assert problem.startswith("manifest.json: signed as of 2026-03-30")
+    assert "not in force there" in problem
     march = _practice_packet(root, "PR0001", "2026-03-31")
     assert verify_packet(march, KEY).intact
     april = root / "PR0001" / "practice-2026-04.zip"
@@ -273,14 +275,29 @@ def test_a_packet_moved_to_another_date_or_month_does_not_verify(tmp_path):
 
 
 def test_packets_without_rebuild_do_not_keep_a_packet_copied_from_elsewhere(tmp_path):
-    from metaudit.packets.build import _kept
+    # A packet is kept when the signed index names its bytes (size and SHA-256) with
+    # tonight's evidence; a file copied over it is rebuilt.
+    import hashlib
+
+    from metaudit.packets.build import _keep_in_force
+    from metaudit.packets.evidence import ClientEvidence
+    from metaudit.packets.inforce import InForce
 
     root = tmp_path / "packets"
     theirs = _laid_out(root, "PR0002", "CL000237")
     mine = _laid_out(root, "PR0001", "CL000255")
-    assert _kept(mine, KEY, False) is not None
+    entry = {
+        "evidence": "d",
+        "size": mine.stat().st_size,
+        "sha256": hashlib.sha256(mine.read_bytes()).hexdigest(),
+    }
+    index = InForce("PR0001", mine.parent.name, {"CL000255": entry})
+    found = ClientEvidence(digest="d", records="r")
+    assert _keep_in_force(root, "CL000255", [(index, entry)], found, mine) == entry
+    other = ClientEvidence(digest="e", records="r")
+    assert _keep_in_force(root, "CL000255", [(index, entry)], other, mine) is None
     mine.write_bytes(theirs.read_bytes())
-    assert _kept(mine, KEY, False) is None
+    assert _keep_in_force(root, "CL000255", [(index, entry)], found, mine) is None
 
 
 def _peak_bytes(action: object) -> int:

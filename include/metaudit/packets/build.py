@@ -44,6 +44,20 @@ from metaudit.packets.content import (
     suites_of,
 )
 from metaudit.packets.errors import PacketBuildError, PacketError
+from metaudit.packets.evidence import (
+    EVIDENCE_FORMAT,
+    ClientEvidence,
+    RecordHashes,
+    client_evidence,
+    practice_context,
+)
+from metaudit.packets.inforce import (
+    InForce,
+    index_dates,
+    link_into_place,
+    read_in_force,
+    write_in_force,
+)
 from metaudit.packets.layout import (
     PACKETS_DIR_ENV as PACKETS_DIR_ENV,
 )
@@ -53,19 +67,20 @@ from metaudit.packets.layout import (
     packet_options,
     practice_packet_path,
 )
+from metaudit.packets.retention import apply_retention
 from metaudit.packets.signing import (
     MANIFEST_NAME,
     build_manifest,
     manifest_bytes,
     resolve_key,
 )
-from metaudit.packets.verify import verify_packet
 from metaudit.paths import write_atomic
 from metaudit.spec import rulebook
 from metaudit.spec.findings import Finding, read_findings, sort_findings, to_csv
 
 if TYPE_CHECKING:
     from metaudit.check.engine import CheckResult
+    from metaudit.check.view import AuditView
     from metaudit.source.quality import TypedSource
     from metaudit.spec.settings import Settings
 
@@ -162,6 +177,20 @@ def prepare_material(
     return PracticeMaterial(view, frames, referral_expiry(view, settings))
 
 
+def _practice_view(
+    typed: TypedSource, as_of: date, practice_id: str, settings: Settings
+) -> AuditView:
+    """The practice's as-of view alone (what deciding "unchanged" needs)."""
+    from metaudit.check.view import build_view
+
+    view = build_view(
+        typed, pd.Timestamp(as_of).normalize(), [practice_id], settings.default_timezone
+    )
+    if not len(view.practices):
+        raise PacketError(f"practice {practice_id} is not in the source")
+    return view
+
+
 # ---------------------------------------------------------------------------
 # One client's packet: pure
 
@@ -192,8 +221,12 @@ def client_packet_files(
     key: bytes,
     demo_key: bool = False,
     activity_days: int = DEFAULT_ACTIVITY_DAYS,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, bytes]:
-    """Every file of a client's packet, manifest included (path -> bytes)."""
+    """Every file of a client's packet, manifest included (path -> bytes).
+
+    ``provenance`` (from :func:`evidence_record`) goes into the manifest as ``evidence``
+    and its ``records_unchanged_since`` onto the cover."""
     records = material.records(client_id)
     client_findings = sort_findings(f for f in evidence.findings if f.client_id == client_id)
     evaluation = evaluate_client(
@@ -202,6 +235,8 @@ def client_packet_files(
     cover = cover_content(
         material, client_id, records, evaluation, client_findings, activity_days, demo_key
     )
+    if provenance is not None:
+        cover = replace(cover, records_unchanged_since=provenance.get("records_unchanged_since"))
     who = f"Client {client_id}, practice {cover.practice_id}, records as of {cover.as_of}"
     files: dict[str, bytes] = {"cover.pdf": render.render_cover_pdf(cover)}
 
@@ -239,10 +274,21 @@ def client_packet_files(
         client_id=client_id,
         key=key,
         demo_key=demo_key,
-        extra={"summary": summary},
+        extra={"summary": summary, **({"evidence": dict(provenance)} if provenance else {})},
     )
     files[MANIFEST_NAME] = manifest_bytes(manifest)
     return files
+
+
+def evidence_record(found: ClientEvidence, records_unchanged_since: str) -> dict[str, Any]:
+    """The manifest's ``evidence``: the digests the packet was built from, and the first
+    as-of date from which the client's records stood as they are in it."""
+    return {
+        "format": EVIDENCE_FORMAT,
+        "digest": found.digest,
+        "records_digest": found.records,
+        "records_unchanged_since": records_unchanged_since,
+    }
 
 
 def _summary_of(
@@ -280,12 +326,18 @@ def build_client_packets(
     demo_key: bool = False,
     client_ids: Iterable[str] | None = None,
     rebuild: bool = False,
+    settings: Settings | None = None,
 ) -> list[ClientPacketSummary]:
     """Write the packet of every client with activity (or of ``client_ids``).
 
-    An existing packet that verifies under ``key`` is kept unless ``rebuild``;
-    each packet is written whole or not at all. When some clients fail, the
-    others are still written and PacketBuildError names the failed ones.
+    A client whose evidence (:mod:`metaudit.packets.evidence`) is the one of its
+    packet in force (tonight's, or the latest earlier date's, as the signed index
+    says) keeps that packet: the date folder gets the same file (state ``kept``),
+    nothing is rendered. Otherwise, or with ``rebuild``, the packet is built; each
+    is written whole or not at all, and the date's index is signed at the end.
+    ``settings`` are those that judged the evidence (part of the digest). When some
+    clients fail, the others are still written and PacketBuildError names the
+    failed ones.
     """
     if evidence.practice_id != material.practice_id:
         raise PacketError(
@@ -311,20 +363,33 @@ def build_client_packets(
             raise PacketError(
                 f"client(s) not in practice {evidence.practice_id}: {', '.join(unknown)}"
             )
-    stamp = date.fromisoformat(evidence.as_of)
+    practice_id, as_of = evidence.practice_id, evidence.as_of
+    judge = _Judge(material.view, evidence, options, key, demo_key, settings)
+    stamp = date.fromisoformat(as_of)
     summaries: list[ClientPacketSummary] = []
+    entries: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
     for client_id in wanted:
-        path = client_packet_path(
-            options.packets_dir, evidence.practice_id, evidence.as_of, client_id
-        )
+        path = client_packet_path(options.packets_dir, practice_id, as_of, client_id)
         relative = f"{path.parent.name}/{path.name}"
         try:
-            if path.exists() and not rebuild:
-                kept = _kept(path, key, demo_key)
+            found = judge.evidence_of(client_id)
+            candidates = judge.candidates(client_id)
+            if not rebuild:
+                kept = _keep_in_force(options.packets_dir, client_id, candidates, found, path)
                 if kept is not None:
-                    summaries.append(_summary_of(client_id, relative, *kept, state="kept"))
+                    entries[client_id] = kept
+                    summaries.append(_summary_of_entry(client_id, relative, kept, "kept"))
                     continue
+            since = next(
+                (
+                    str(entry["records_unchanged_since"])
+                    for _, entry in candidates
+                    if entry.get("records") == found.records
+                    and isinstance(entry.get("records_unchanged_since"), str)
+                ),
+                as_of,
+            )
             files = client_packet_files(
                 material,
                 evidence,
@@ -333,34 +398,220 @@ def build_client_packets(
                 key=key,
                 demo_key=demo_key,
                 activity_days=options.activity_days,
+                provenance=evidence_record(found, since),
             )
             data = zip_bytes(files, stamp)
             state = "unchanged" if path.exists() and path.read_bytes() == data else "built"
             if state == "built":
                 write_atomic(path, data)
             manifest = json.loads(files[MANIFEST_NAME])
-            summaries.append(_summary_of(client_id, relative, data, manifest, state))
+            summary = _summary_of(client_id, relative, data, manifest, state)
+            summaries.append(summary)
+            entries[client_id] = _entry_of(summary, manifest, found, as_of, since)
         except _CLIENT_ERRORS as exc:
-            log.exception(
-                "packet of client %s (practice %s) failed", client_id, evidence.practice_id
-            )
+            log.exception("packet of client %s (practice %s) failed", client_id, practice_id)
             failed[client_id] = f"{type(exc).__name__}: {exc}"
+    tonight = judge.tonight
+    if client_ids is not None and tonight is not None:
+        # A build of some clients leaves the others' entries of the night as they were.
+        entries = {**{c: dict(e) for c, e in tonight.packets.items()}, **entries}
     if rebuild and client_ids is None and not failed:
         _remove_stale(options.packets_dir, evidence, {s.client_id for s in summaries})
+    try:
+        write_in_force(options.packets_dir, practice_id, as_of, entries, key=key, demo_key=demo_key)
+    except OSError as exc:
+        log.exception("index of the packets in force of practice %s as of %s", practice_id, as_of)
+        failed["(index of the packets in force)"] = f"{type(exc).__name__}: {exc}"
     if failed:
-        raise PacketBuildError(evidence.practice_id, evidence.as_of, failed)
+        raise PacketBuildError(practice_id, as_of, failed)
     return summaries
 
 
-def _kept(path: Path, key: bytes, demo_key: bool) -> tuple[bytes, dict[str, Any]] | None:
-    """An existing packet's bytes and manifest when it verifies under ``key`` where it sits
-    (its manifest names this practice, client and date); else None."""
-    # The key was resolved for this build: the demo key only reaches here in the demo.
-    check = verify_packet(path, key, demo=demo_key)
-    if not check.intact:
-        log.warning("rebuilding %s: %s", path, "; ".join(check.problems))
-        return None
-    return path.read_bytes(), check.manifest
+class _Judge:
+    """Tonight's evidence of a practice's clients, and the packets in force it is
+    compared with: from the as-of view alone (no derived frame, nothing rendered)."""
+
+    def __init__(
+        self,
+        view: AuditView,
+        evidence: PracticeEvidence,
+        options: PacketOptions,
+        key: bytes,
+        demo_key: bool,
+        settings: Settings | None,
+    ) -> None:
+        practice_id, as_of = evidence.practice_id, evidence.as_of
+        # The view's own tables: the referrals' expiry a packet shows follows from them
+        # and the settings, both in the digest.
+        self.record_hashes = RecordHashes(view.tables, key)
+        # The suites as the evidence states them (what judged), before the packet fills in
+        # entity types from the derived frames.
+        self.context = practice_context(
+            settings,
+            practice_id,
+            suites_of(evidence, FAMILIES),
+            key=key,
+            demo_key=demo_key,
+            activity_days=options.activity_days,
+            reference=self.record_hashes.reference,
+        )
+        self.tonight = _index(options.packets_dir, practice_id, as_of, key)
+        self.earlier = _latest_index_before(options.packets_dir, practice_id, as_of, key)
+        self._findings: dict[str | None, list[Finding]] = {}
+        for finding in evidence.findings:
+            self._findings.setdefault(finding.client_id, []).append(finding)
+
+    def evidence_of(self, client_id: str) -> ClientEvidence:
+        return client_evidence(
+            self.record_hashes.client(client_id),
+            sort_findings(self._findings.get(client_id, ())),
+            self.context,
+        )
+
+    def candidates(self, client_id: str) -> list[tuple[InForce, Mapping[str, Any]]]:
+        """Tonight's own entry first (a rerun of the same night), then the latest earlier
+        date's: the packets in force the evidence is compared with."""
+        return [
+            (index, index.packets[client_id])
+            for index in (self.tonight, self.earlier)
+            if index is not None and client_id in index.packets
+        ]
+
+
+def keep_unchanged_packets(
+    view: AuditView,
+    evidence: PracticeEvidence,
+    options: PacketOptions,
+    *,
+    key: bytes,
+    demo_key: bool = False,
+    settings: Settings | None = None,
+) -> list[ClientPacketSummary] | None:
+    """When every client with activity keeps its packet in force (same evidence, file
+    intact), put them in place, sign the date's index and return their summaries,
+    without deriving or rendering anything; else None (build with build_client_packets,
+    which decides again client by client)."""
+    practice_id, as_of = evidence.practice_id, evidence.as_of
+    judge = _Judge(view, evidence, options, key, demo_key, settings)
+    wanted = clients_with_activity(view, options.activity_days)
+    kept: dict[str, dict[str, Any]] = {}
+    for client_id in wanted:
+        candidates = judge.candidates(client_id)
+        if not candidates:
+            return None
+        path = client_packet_path(options.packets_dir, practice_id, as_of, client_id)
+        entry = _keep_in_force(
+            options.packets_dir, client_id, candidates, judge.evidence_of(client_id), path
+        )
+        if entry is None:
+            return None
+        kept[client_id] = entry
+    write_in_force(options.packets_dir, practice_id, as_of, kept, key=key, demo_key=demo_key)
+    summaries = []
+    for client_id in wanted:
+        path = client_packet_path(options.packets_dir, practice_id, as_of, client_id)
+        relative = f"{path.parent.name}/{path.name}"
+        summaries.append(_summary_of_entry(client_id, relative, kept[client_id], "kept"))
+    return summaries
+
+
+def _index(packets_dir: Path, practice_id: str, as_of: str, key: bytes) -> InForce | None:
+    index, problem = read_in_force(packets_dir, practice_id, as_of, key)
+    if problem:
+        # Another key, or an edited index: its packets are rebuilt, not trusted.
+        log.warning(
+            "packets of practice %s: ignoring the index of %s: %s", practice_id, as_of, problem
+        )
+    return index
+
+
+def _latest_index_before(
+    packets_dir: Path, practice_id: str, as_of: str, key: bytes
+) -> InForce | None:
+    """The index of the latest earlier as-of date (the packets in force before tonight)."""
+    earlier = [day for day in index_dates(packets_dir, practice_id) if day < as_of]
+    return _index(packets_dir, practice_id, earlier[-1], key) if earlier else None
+
+
+def _keep_in_force(
+    packets_dir: Path,
+    client_id: str,
+    candidates: Sequence[tuple[InForce, Mapping[str, Any]]],
+    found: ClientEvidence,
+    path: Path,
+) -> dict[str, Any] | None:
+    """Put the packet in force at ``path`` when its evidence is tonight's, and return its
+    entry; None when it must be built. The file must still be the one the signed index
+    names (size and SHA-256: one read, no unzipping), else it is rebuilt."""
+    import hashlib
+
+    for index, entry in candidates:
+        if entry.get("evidence") != found.digest:
+            continue
+        source = client_packet_path(packets_dir, index.practice_id, index.as_of, client_id)
+        try:
+            if source.is_symlink():
+                # Only files the run wrote count; a link planted in the folder does not.
+                raise ValueError("a symbolic link, not a packet file")
+            if source.stat().st_size != entry.get("size"):
+                raise ValueError("size differs from the index")
+            if hashlib.sha256(source.read_bytes()).hexdigest() != entry.get("sha256"):
+                raise ValueError("SHA-256 differs from the index")
+        except (OSError, ValueError) as exc:
+            log.warning("rebuilding %s: the packet in force at %s: %s", path, source, exc)
+            continue
+        link_into_place(source, path)
+        return dict(entry)
+    return None
+
+
+def _entry_of(
+    summary: ClientPacketSummary,
+    manifest: Mapping[str, Any],
+    found: ClientEvidence,
+    as_of: str,
+    since: str,
+) -> dict[str, Any]:
+    """The index entry of a packet built tonight."""
+    return {
+        "built_as_of": as_of,
+        "records_unchanged_since": since,
+        "evidence": found.digest,
+        "records": found.records,
+        "manifest_signature": manifest["signature"],
+        "sha256": summary.sha256,
+        "size": summary.size,
+        "summary": {
+            name: getattr(summary, name)
+            for name in (
+                "rules_passed",
+                "rules_failed",
+                "rules_not_applicable",
+                "critical",
+                "warning",
+                "notice",
+            )
+        },
+    }
+
+
+def _summary_of_entry(
+    client_id: str, relative: str, entry: Mapping[str, Any], state: str
+) -> ClientPacketSummary:
+    counts = entry.get("summary", {}) or {}
+    return ClientPacketSummary(
+        client_id=client_id,
+        packet=relative,
+        size=int(entry["size"]),
+        sha256=str(entry["sha256"]),
+        rules_passed=int(counts.get("rules_passed", 0)),
+        rules_failed=int(counts.get("rules_failed", 0)),
+        rules_not_applicable=int(counts.get("rules_not_applicable", 0)),
+        critical=int(counts.get("critical", 0)),
+        warning=int(counts.get("warning", 0)),
+        notice=int(counts.get("notice", 0)),
+        state=state,
+    )
 
 
 def _remove_stale(packets_dir: Path, evidence: PracticeEvidence, current: set[str]) -> None:
@@ -513,6 +764,59 @@ def build_practice_packet(
 # One call for the DAG and the command line
 
 
+def write_practice_packets(
+    typed: TypedSource,
+    evidence: PracticeEvidence,
+    month: Mapping[str, Sequence[Finding]],
+    options: PacketOptions,
+    settings: Settings,
+    *,
+    key: bytes,
+    demo_key: bool = False,
+    rebuild: bool = False,
+    client_ids: Iterable[str] | None = None,
+) -> tuple[list[ClientPacketSummary], Path, list[str]]:
+    """A practice's night of packets from its evidence: the client packets (kept when
+    unchanged, else built), the month packet, then the retention. Returns the client
+    summaries, the month packet's path and the as-of dates the retention removed."""
+    practice_id = evidence.practice_id
+    as_of = date.fromisoformat(evidence.as_of)
+    kept = None
+    if not rebuild and client_ids is None:
+        # An unchanged night decides from the as-of view alone: no derivation, no render.
+        view = _practice_view(typed, as_of, practice_id, settings)
+        kept = keep_unchanged_packets(
+            view, evidence, options, key=key, demo_key=demo_key, settings=settings
+        )
+    if kept is not None:
+        summaries = kept
+        # The month packet names the practice and lists the client packets: the view's
+        # tables suffice (it uses no derived frame).
+        material = PracticeMaterial(view, [], pd.Series(dtype="datetime64[us]"))
+    else:
+        material = prepare_material(typed, as_of, practice_id, settings)
+        summaries = build_client_packets(
+            material,
+            evidence,
+            options,
+            key=key,
+            demo_key=demo_key,
+            client_ids=client_ids,
+            rebuild=rebuild,
+            settings=settings,
+        )
+    practice_path = build_practice_packet(
+        material, evidence, summaries, options, month, key=key, demo_key=demo_key
+    )
+    removed: list[str] = []
+    if client_ids is None:
+        # After the night's packets are in place: the packet in force is tonight's.
+        removed = apply_retention(
+            options.packets_dir, practice_id, options.retention, keep=[evidence.as_of]
+        )
+    return summaries, practice_path, removed
+
+
 def build_practice_packets(
     source: str | Path | None,
     practice_id: str,
@@ -556,18 +860,16 @@ def build_practice_packets(
         result = check_typed(typed, as_of, [practice_id], settings)
         evidence = evidence_from_check(result, practice_id)
         month = {day_iso: list(evidence.findings)}
-    material = prepare_material(typed, as_of, practice_id, settings)
-    summaries = build_client_packets(
-        material,
+    summaries, practice_path, removed = write_practice_packets(
+        typed,
         evidence,
+        month,
         options,
+        settings,
         key=secret,
         demo_key=demo_key,
-        client_ids=client_ids,
         rebuild=rebuild,
-    )
-    practice_path = build_practice_packet(
-        material, evidence, summaries, options, month, key=secret, demo_key=demo_key
+        client_ids=client_ids,
     )
     states: dict[str, int] = {}
     for summary in summaries:
@@ -590,6 +892,8 @@ def build_practice_packets(
         "folder": str(folder_path),
         "practice_packet": str(practice_path),
         "demo_key": demo_key,
+        "retention": options.retention,
+        "dates_removed": removed,
     }
 
 

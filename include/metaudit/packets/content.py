@@ -819,6 +819,9 @@ class Cover:
     statuses: tuple[RuleStatus, ...]
     findings_by_severity: Mapping[str, int] = field(default_factory=dict)
     demo_key: bool = False
+    # The first as-of date from which the client's records stood as they are here
+    # (metaudit.packets.evidence); None when not known.
+    records_unchanged_since: str | None = None
 
     def counts(self) -> dict[str, int]:
         counts = {PASS: 0, FAIL: 0, NOT_APPLICABLE: 0}

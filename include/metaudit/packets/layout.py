@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from metaudit import config
 from metaudit.packets.errors import PacketError
+from metaudit.packets.retention import DEFAULT_RETENTION, RETENTIONS
 from metaudit.paths import id_name
-from metaudit.spec.sections import NUMBER, TEXT, Field, validate_section
+from metaudit.spec.sections import CHOICE, NUMBER, TEXT, Field, validate_section
 
 if TYPE_CHECKING:
     from metaudit.spec.settings import Settings
@@ -38,6 +39,8 @@ PACKETS_FIELDS = (
         unit="days",
         null_is_default=False,
     ),
+    # Which as-of dates keep their client packet folders (metaudit.packets.retention).
+    Field("retention", CHOICE, default=DEFAULT_RETENTION, allowed=RETENTIONS),
 )
 
 
@@ -47,6 +50,7 @@ class PacketOptions:
 
     packets_dir: Path
     activity_days: int = DEFAULT_ACTIVITY_DAYS
+    retention: str = DEFAULT_RETENTION
 
 
 def packet_options(
@@ -54,7 +58,7 @@ def packet_options(
 ) -> PacketOptions:
     """The packet options: ``packets_dir`` if given, else the configuration's ``packets.dir``,
     else ``METAUDIT_PACKETS_DIR``, else ``<data folder>/packets``; ``packets.activity_days``
-    (default 31) from the configuration."""
+    (default 31) and ``packets.retention`` (default every-date) from the configuration."""
     raw: Any = settings.sections.get("packets") if settings is not None else None
     values, problems = validate_section("packets", raw, PACKETS_FIELDS)
     source = settings.source if settings is not None else "configuration"
@@ -65,7 +69,11 @@ def packet_options(
         from metaudit.paths import data_dir
 
         packets_dir = data_dir() / "packets"
-    return PacketOptions(packets_dir=Path(packets_dir), activity_days=values["activity_days"])
+    return PacketOptions(
+        packets_dir=Path(packets_dir),
+        activity_days=values["activity_days"],
+        retention=values["retention"],
+    )
 
 
 def client_packet_path(packets_dir: Path, practice_id: str, as_of: str, client_id: str) -> Path:

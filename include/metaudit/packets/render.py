@@ -480,6 +480,15 @@ def render_cover_pdf(cover: Cover) -> bytes:
             styles["body"],
         ),
     ]
+    if cover.records_unchanged_since:
+        story.append(
+            _p(
+                f"Records unchanged since {cover.records_unchanged_since}. This packet stays "
+                "in force on later as-of dates until the client's records, findings, rules, "
+                "settings or signing key change.",
+                styles["body"],
+            )
+        )
     if cover.demo_key:
         story.append(
             _p(

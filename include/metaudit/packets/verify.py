@@ -118,6 +118,9 @@ class Verification:
     manifest: dict[str, Any] = field(default_factory=dict)
     files_checked: int = 0
     demo_key: bool = False  # signed with the published demo key (proves nothing)
+    # A client packet built on an earlier date and in force on this later one (the
+    # date's signed index says so): the later as-of date.
+    in_force_on: str | None = None
 
     @property
     def intact(self) -> bool:
@@ -130,11 +133,16 @@ class Verification:
         if manifest.get("period"):
             who += f" packet for {manifest['period']}"
         demo = " (demo key: proves nothing)" if self.demo_key else ""
-        return (
+        line = (
             f"{self.packet}: intact; {self.files_checked} files match the manifest, "
             f"signature valid (key {manifest.get('key_id')}){demo}; {who} of practice "
             f"{manifest.get('practice_id')} as of {manifest.get('as_of')}"
         )
+        if self.in_force_on:
+            since = (manifest.get("evidence") or {}).get("records_unchanged_since")
+            line += f", in force on {self.in_force_on} (the index of that date lists it"
+            line += f"; records unchanged since {since})" if since else ")"
+        return line
 
 
 def verify_packet(
@@ -164,8 +172,9 @@ def verify_packet(
     result = Verification(packet=str(path))
     if data is None and not path.is_file():
         raise PacketError(f"no such packet file: {path}")
+    laid_out = place_of_path(path)
     if place is None:
-        place = place_of_path(path)
+        place = laid_out
     raw: IO[bytes] = io.BytesIO(data) if data is not None else path.open("rb")
     try:
         archive = zipfile.ZipFile(raw)
@@ -200,7 +209,10 @@ def verify_packet(
             # Nothing unsigned is trusted, not even the sizes: no member is read.
             return result
         _check_demo(manifest, secret, demo, result)
-        _check_place(manifest, place, result)
+        # The packets folder, when the packet sits at the place it is taken for: where
+        # the index of the packets in force of that date is.
+        packets_dir = path.parent.parent.parent if place is not None and place == laid_out else None
+        _check_place(manifest, place, result, secret, packets_dir)
         listed = _listed_files(manifest, result)
         present = {info.filename: info for info in entries if info.filename != MANIFEST_NAME}
         for name in sorted(set(listed) - set(present)):
@@ -334,9 +346,16 @@ def _check_demo(manifest: dict[str, Any], key: bytes, demo: bool, result: Verifi
             )
 
 
-def _check_place(manifest: dict[str, Any], place: PacketPlace | None, result: Verification) -> None:
+def _check_place(
+    manifest: dict[str, Any],
+    place: PacketPlace | None,
+    result: Verification,
+    key: bytes = b"",
+    packets_dir: Path | None = None,
+) -> None:
     """The manifest must say the packet is what its place claims (a packet copied over
-    another one verifies only where it was built for)."""
+    another one verifies only where it was built for). A client packet built on an
+    earlier date also belongs to a later date whose signed index names it as in force."""
     if place is None:
         return
     claims: list[tuple[str, Any, Any]] = [
@@ -344,9 +363,29 @@ def _check_place(manifest: dict[str, Any], place: PacketPlace | None, result: Ve
         ("practice", manifest.get("practice_id"), place.practice_id),
     ]
     if place.kind == CLIENT:
+        as_of = manifest.get("as_of")
+        claimed_as_of = place.as_of
+        if (
+            isinstance(as_of, str)
+            and place.as_of is not None
+            and as_of < place.as_of
+            and manifest.get("kind") == CLIENT
+            and manifest.get("practice_id") == place.practice_id
+            and manifest.get("client_id") == place.client_id
+        ):
+            why = _in_force_problem(manifest, place, key, packets_dir)
+            if why is None:
+                result.in_force_on = place.as_of
+                claimed_as_of = as_of
+            else:
+                result.problems.append(
+                    f"{MANIFEST_NAME}: signed as of {as_of}, but the packet is taken for "
+                    f"{place.describe()}, and it is not in force there: {why}"
+                )
+                return
         claims += [
             ("client", manifest.get("client_id"), place.client_id),
-            ("as-of date", manifest.get("as_of"), place.as_of),
+            ("as-of date", as_of, claimed_as_of),
         ]
     else:
         as_of = manifest.get("as_of")
@@ -365,6 +404,33 @@ def _check_place(manifest: dict[str, Any], place: PacketPlace | None, result: Ve
                 f"{MANIFEST_NAME}: signed for {what} {said!r}, but the packet is taken for "
                 f"{place.describe()} ({what} {claimed!r}): it belongs elsewhere"
             )
+
+
+def _in_force_problem(
+    manifest: dict[str, Any], place: PacketPlace, key: bytes, packets_dir: Path | None
+) -> str | None:
+    """Why a packet built earlier is not the one in force at its place's date, or None."""
+    from metaudit.packets.inforce import in_force_entry
+
+    if packets_dir is None:
+        return (
+            "only the packets folder's signed index of that date can say so (verify the packet "
+            f"where it sits, or take it for its own as-of date {manifest.get('as_of')})"
+        )
+    assert place.as_of is not None and place.client_id is not None
+    try:
+        entry, why = in_force_entry(
+            packets_dir, place.practice_id, place.as_of, place.client_id, key
+        )
+    except PacketError as exc:
+        return str(exc)
+    if entry is None:
+        return why
+    if entry.get("manifest_signature") != manifest.get("signature") or entry.get(
+        "built_as_of"
+    ) != manifest.get("as_of"):
+        return f"the index of {place.as_of} names another packet of the client"
+    return None
 
 
 def _listed_files(manifest: dict[str, Any], result: Verification) -> dict[str, dict[str, Any]]:

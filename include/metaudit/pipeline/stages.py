@@ -450,9 +450,10 @@ def build_packets(
     and the evidence its validate stage wrote (GX is not run again).
 
     ``key`` signs them (else METAUDIT_PACKET_KEY; without either only ``demo`` builds,
-    with the published demo key). Existing packets that verify are kept unless
-    ``rebuild``. ``typed``: the practice's partition when the caller has read it
-    already. Returns counts and paths.
+    with the published demo key). A client whose evidence did not change keeps its
+    packet in force (the same file for tonight's date), unless ``rebuild``; the
+    ``packets.retention`` setting is applied at the end. ``typed``: the practice's
+    partition when the caller has read it already. Returns counts and paths.
     """
     from metaudit.packets import build_practice_packets
     from metaudit.source.snapshot import read_partition

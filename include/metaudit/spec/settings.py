@@ -656,6 +656,18 @@ class Settings:
         """The time zone for a practice whose record names none (``defaults`` applied)."""
         return self.for_practice(None).default_timezone
 
+    def judging(self, practice_id: str) -> dict[str, Any]:
+        """Every configured value that can change how a practice's records are judged:
+        the defaults, the payers, and the practice's own settings and payers (plain
+        data; a packet's evidence digest covers it, so a change rebuilds the packets)."""
+        p = self._parsed
+        return {
+            "defaults": p.defaults,
+            "payers": p.payers,
+            "practice": p.practices.get(practice_id, {}),
+            "practice_payers": p.practice_payers.get(practice_id, {}),
+        }
+
     # -------------------------------------------------------------- resolving
 
     def _resolve(self, practice_id: str | None, payer: str | None) -> RuleSettings:

@@ -464,6 +464,8 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
                         "client_id": row.entry.client_id,
                         "as_of": row.entry.as_of,
                         "month": row.entry.month,
+                        "built_as_of": row.entry.built_as_of,
+                        "records_unchanged_since": row.entry.records_unchanged_since,
                         "size": row.entry.size,
                         "modified": row.entry.modified.isoformat(),
                         "verifies": row.verdict.intact,
@@ -548,6 +550,9 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
             "X-MetAudit-SHA256": sha256,
             "X-MetAudit-Verified": "true" if check.intact else "false",
         }
+        if entry.built_as_of and entry.built_as_of != entry.as_of:
+            # The packet in force on the date asked for was built on an earlier one.
+            headers["X-MetAudit-Built-As-Of"] = entry.built_as_of
         return StreamingResponse(_chunks(data), media_type="application/zip", headers=headers)
 
     @app.get("/downloads", response_class=HTMLResponse)

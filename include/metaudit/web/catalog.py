@@ -14,13 +14,15 @@ to itself (a stray file, a hand-made folder) is not a packet and is skipped.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from metaudit.packets.errors import PacketError
+from metaudit.packets.inforce import in_force_path, read_raw
 from metaudit.packets.layout import client_packet_path, practice_packet_path
 from metaudit.packets.verify import (
     CLIENT,
@@ -45,6 +47,11 @@ class PacketEntry:
     size: int
     modified: datetime
     mtime_ns: int
+    # Client packets in force on a later date than they were built (the date's index,
+    # metaudit.packets.inforce; unverified here, the verdict checks it): the build date
+    # and the first date from which the client's records stood as in the packet.
+    built_as_of: str | None = None
+    records_unchanged_since: str | None = None
 
     @property
     def relative(self) -> str:
@@ -72,13 +79,38 @@ def _decoded(name: str) -> str | None:
     return id_of_name(name)
 
 
+def _in_force(packets_dir: Path, practice_id: str, as_of: str) -> dict[str, Any]:
+    """The date's index of the packets in force as stored (client id -> entry), read once
+    per change of the file."""
+    path = in_force_path(packets_dir, practice_id, as_of)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    return _index_of(str(path), stamp)
+
+
+@lru_cache(maxsize=1024)
+def _index_of(path: str, mtime_ns: int) -> dict[str, Any]:
+    data = read_raw(Path(path)) or {}
+    packets = data.get("packets")
+    return packets if isinstance(packets, dict) else {}
+
+
 def _entry(
-    path: Path, kind: str, practice_id: str, client_id: str | None, period: str
+    path: Path,
+    kind: str,
+    practice_id: str,
+    client_id: str | None,
+    period: str,
+    in_force: Mapping[str, Any] | None = None,
 ) -> PacketEntry | None:
     try:
         stat = path.stat()
     except FileNotFoundError:  # removed by a rebuild between listing and stat
         return None
+    listed = (in_force or {}).get(client_id or "")
+    listed = listed if isinstance(listed, dict) else {}
     return PacketEntry(
         kind=kind,
         practice_id=practice_id,
@@ -89,7 +121,13 @@ def _entry(
         size=stat.st_size,
         modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
         mtime_ns=stat.st_mtime_ns,
+        built_as_of=_text(listed.get("built_as_of")),
+        records_unchanged_since=_text(listed.get("records_unchanged_since")),
     )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _scandir(folder: Path) -> Iterator[os.DirEntry[str]]:
@@ -168,20 +206,22 @@ class PacketCatalog:
             if entry is not None:
                 yield entry
             return
+        in_force = _in_force(self.packets_dir, practice_id, as_of)
         for item in _scandir(folder):
             if not (item.is_file(follow_symlinks=False) and item.name.endswith(".zip")):
                 continue
             client = _decoded(item.name[: -len(".zip")])
             if client is None:
                 continue
-            entry = _entry(Path(item.path), CLIENT, practice_id, client, as_of)
+            entry = _entry(Path(item.path), CLIENT, practice_id, client, as_of, in_force)
             if entry is not None:
                 yield entry
 
     def client_packet(self, practice_id: str, as_of: str, client_id: str) -> PacketEntry | None:
         """The client's packet of that as-of date, or None when there is none."""
         path = client_packet_path(self.packets_dir, practice_id, as_of, client_id)
-        return self._existing(path, CLIENT, practice_id, client_id, as_of)
+        in_force = _in_force(self.packets_dir, practice_id, as_of)
+        return self._existing(path, CLIENT, practice_id, client_id, as_of, in_force)
 
     def practice_packet(self, practice_id: str, month: str) -> PacketEntry | None:
         """The practice's packet of that month (YYYY-MM), or None when there is none."""
@@ -189,7 +229,13 @@ class PacketCatalog:
         return self._existing(path, PRACTICE, practice_id, None, month)
 
     def _existing(
-        self, path: Path, kind: str, practice_id: str, client_id: str | None, period: str
+        self,
+        path: Path,
+        kind: str,
+        practice_id: str,
+        client_id: str | None,
+        period: str,
+        in_force: Mapping[str, Any] | None = None,
     ) -> PacketEntry | None:
         # The path is built from validated, encoded ids; a symlink planted in the folder
         # could still point elsewhere, so only regular files inside the folder count.
@@ -197,7 +243,7 @@ class PacketCatalog:
             return None
         if not path.resolve().is_relative_to(self.packets_dir.resolve()):
             return None
-        return _entry(path, kind, practice_id, client_id, period)
+        return _entry(path, kind, practice_id, client_id, period, in_force)
 
     def _practice_dir(self, practice_id: str) -> Path:
         return self.packets_dir / id_name(practice_id, "practice id", PacketError)
@@ -218,7 +264,20 @@ def verdict(entry: PacketEntry, key: bytes) -> Verdict:
     """Check a packet against its manifest and its place, as ``metaudit verify`` does
     (the same function); cached while the file is unchanged, so a listing reads a packet
     once per change, in chunks."""
-    return _verdict(str(entry.path), entry.size, entry.mtime_ns, key, place_of(entry))
+    return _verdict(
+        str(entry.path), entry.size, entry.mtime_ns, _index_stamp(entry), key, place_of(entry)
+    )
+
+
+def _index_stamp(entry: PacketEntry) -> int:
+    """The mtime of the index a client packet's verdict also depends on (0 without one)."""
+    if entry.kind != CLIENT or entry.as_of is None:
+        return 0
+    packets_dir = entry.path.parent.parent.parent
+    try:
+        return in_force_path(packets_dir, entry.practice_id, entry.as_of).stat().st_mtime_ns
+    except (OSError, PacketError):
+        return 0
 
 
 def served_verdict(entry: PacketEntry, data: bytes, sha256: str, key: bytes) -> Verdict:
@@ -238,8 +297,11 @@ _served: dict[tuple[str, bytes, PacketPlace], Verdict] = {}
 
 
 @lru_cache(maxsize=4096)
-def _verdict(path: str, size: int, mtime_ns: int, key: bytes, place: PacketPlace) -> Verdict:
-    # size and mtime_ns are part of the cache key: a rebuilt or altered file is checked again.
+def _verdict(
+    path: str, size: int, mtime_ns: int, index_ns: int, key: bytes, place: PacketPlace
+) -> Verdict:
+    # size, mtime_ns and the index's mtime are part of the cache key: a rebuilt or altered
+    # file, or a rewritten index of its date, is checked again.
     return _checked(Path(path), key, place, None)
 
 
@@ -252,7 +314,14 @@ def _checked(path: Path, key: bytes, place: PacketPlace, data: bytes | None) -> 
         return Verdict(False, str(exc))
     if result.intact:
         demo = " (demo key: proves nothing)" if result.demo_key else ""
-        return Verdict(True, f"verified: {result.files_checked} files, signature valid{demo}")
+        since = ""
+        if result.in_force_on:
+            since = (
+                f"; built as of {result.manifest.get('as_of')}, in force on {result.in_force_on}"
+            )
+        return Verdict(
+            True, f"verified: {result.files_checked} files, signature valid{demo}{since}"
+        )
     shown = "; ".join(result.problems[:3])
     more = f" (+{len(result.problems) - 3} more)" if len(result.problems) > 3 else ""
     return Verdict(False, f"does not verify: {shown}{more}")

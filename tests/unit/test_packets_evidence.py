@@ -1,0 +1,292 @@
+"""Packets that follow the evidence: an unchanged client keeps its packet across
+as-of dates, a changed one gets a new one, verify and retention agree.
+
+The builders' clean client CL-1 (no findings) is audited on consecutive dates;
+nothing in its records is due in between, so its evidence stays the same unless
+a test changes a record, a setting or the key.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from builders import AS_OF, clean_records, find, write_sqlite
+
+from metaudit.packets import build_practice_packets, verify_packet
+from metaudit.packets.inforce import in_force_path
+from metaudit.packets.retention import LATEST_AND_MONTH_ENDS, dates_kept
+from metaudit.packets.verify import PacketPlace
+
+KEY = b"unit-test-packet-key-0123456789"
+OTHER_KEY = b"unit-test-packet-key-rotated-42"
+DAY1 = AS_OF  # 2026-03-31
+DAY2 = AS_OF + timedelta(days=1)
+DAY3 = AS_OF + timedelta(days=2)
+
+
+def _night(db: Path, day: date, packets: Path, **kwargs):
+    return build_practice_packets(
+        db, "PR-1", day, packets_dir=packets, key=kwargs.pop("key", KEY), **kwargs
+    )
+
+
+def _packet(packets: Path, day: date) -> Path:
+    return packets / "PR-1" / day.isoformat() / "CL-1.zip"
+
+
+def _manifest(path: Path) -> dict:
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("manifest.json"))
+
+
+def _cover_text(path: Path) -> str:
+    from pypdf import PdfReader
+
+    with zipfile.ZipFile(path) as archive:
+        pdf = archive.read("cover.pdf")
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    return write_sqlite(clean_records(), tmp_path_factory.mktemp("evidence") / "source.sqlite")
+
+
+@pytest.fixture(scope="module")
+def two_nights(source, tmp_path_factory) -> Path:
+    packets = tmp_path_factory.mktemp("two-nights") / "packets"
+    first = _night(source, DAY1, packets)
+    second = _night(source, DAY2, packets)
+    assert first["states"] == {"built": 1}
+    assert second["states"] == {"kept": 1}
+    return packets
+
+
+def test_an_unchanged_client_keeps_its_packet_on_the_next_date(two_nights):
+    first, second = _packet(two_nights, DAY1), _packet(two_nights, DAY2)
+    # One file for both dates: the next night wrote no packet bytes.
+    assert first.stat().st_ino == second.stat().st_ino
+    manifest = _manifest(second)
+    assert manifest["as_of"] == DAY1.isoformat()
+    assert manifest["evidence"]["records_unchanged_since"] == DAY1.isoformat()
+    assert f"Records unchanged since {DAY1.isoformat()}" in _cover_text(second)
+    index = json.loads(in_force_path(two_nights, "PR-1", DAY2.isoformat()).read_text())
+    entry = index["packets"]["CL-1"]
+    assert entry["built_as_of"] == DAY1.isoformat()
+    assert entry["manifest_signature"] == manifest["signature"]
+
+
+def test_verify_accepts_the_packet_in_force_at_the_later_date(two_nights):
+    check = verify_packet(_packet(two_nights, DAY2), KEY)
+    assert check.intact, check.problems
+    assert check.in_force_on == DAY2.isoformat()
+    assert f"in force on {DAY2.isoformat()}" in check.summary()
+    # At its own date it is an ordinary packet.
+    own = verify_packet(_packet(two_nights, DAY1), KEY)
+    assert own.intact and own.in_force_on is None
+
+
+def test_verify_rejects_a_packet_the_dates_index_does_not_name(two_nights, tmp_path):
+    import shutil
+
+    packets = tmp_path / "packets"
+    shutil.copytree(two_nights, packets)
+    # Copied by hand to a date with no index: it proves nothing there.
+    stray = _packet(packets, DAY3)
+    stray.parent.mkdir()
+    shutil.copy(_packet(packets, DAY1), stray)
+    check = verify_packet(stray, KEY)
+    assert not check.intact
+    assert "not in force there" in check.problems[0] and "no index" in check.problems[0]
+    # An edited index loses its signature.
+    index_path = in_force_path(packets, "PR-1", DAY2.isoformat())
+    index = json.loads(index_path.read_text())
+    index["packets"]["CL-1"]["built_as_of"] = "2026-03-30"
+    index_path.write_text(json.dumps(index))
+    check = verify_packet(_packet(packets, DAY2), KEY)
+    assert not check.intact and "signature does not match" in check.problems[0]
+    # Out of its folder, taken for the later date: only the folder's index can say so.
+    copy = tmp_path / "download.zip"
+    shutil.copy(_packet(packets, DAY1), copy)
+    place = PacketPlace("client", "PR-1", client_id="CL-1", as_of=DAY2.isoformat())
+    check = verify_packet(copy, KEY, place=place)
+    assert not check.intact and "packets folder's signed index" in check.problems[0]
+    own = PacketPlace("client", "PR-1", client_id="CL-1", as_of=DAY1.isoformat())
+    assert verify_packet(copy, KEY, place=own).intact
+    # A tampered file is still found out at the later date.
+    data = bytearray(_packet(packets, DAY2).read_bytes())
+    data[200] ^= 0xFF
+    tampered = tmp_path / "PR-1" / DAY2.isoformat() / "CL-1.zip"
+    tampered.parent.mkdir(parents=True)
+    tampered.write_bytes(bytes(data))
+    assert not verify_packet(tampered, KEY, place=place).intact
+
+
+def test_a_rerun_of_the_same_night_keeps_and_rebuild_packets_forces(source, two_nights, tmp_path):
+    import shutil
+
+    packets = tmp_path / "packets"
+    shutil.copytree(two_nights, packets, copy_function=shutil.copy2)
+    # copytree copies: relink the later date to the first, as the nights left them.
+    assert _night(source, DAY2, packets)["states"] == {"kept": 1}
+    forced = _night(source, DAY2, packets, rebuild=True)
+    assert forced["states"] == {"built": 1}
+    rebuilt = _manifest(_packet(packets, DAY2))
+    assert rebuilt["as_of"] == DAY2.isoformat()
+    # Rebuilt from the same records: they still stand unchanged since the first date.
+    assert rebuilt["evidence"]["records_unchanged_since"] == DAY1.isoformat()
+    assert verify_packet(_packet(packets, DAY2), KEY).intact
+    assert verify_packet(_packet(packets, DAY1), KEY).intact
+
+
+def test_a_damaged_packet_in_force_is_rebuilt_not_linked(source, tmp_path):
+    packets = tmp_path / "packets"
+    _night(source, DAY1, packets)
+    first = _packet(packets, DAY1)
+    first.write_bytes(first.read_bytes()[:-10])
+    assert _night(source, DAY2, packets)["states"] == {"built": 1}
+    assert _manifest(_packet(packets, DAY2))["as_of"] == DAY2.isoformat()
+
+
+def _edited(tmp_path: Path, name: str, edit) -> Path:
+    records = clean_records()
+    edit(records)
+    return write_sqlite(records, tmp_path / f"{name}.sqlite")
+
+
+@pytest.mark.parametrize(
+    ("change", "records_change"),
+    [
+        ("record", True),
+        ("finding", True),
+        ("settings", False),
+        # A new key trusts nothing the old one signed: the date starts again.
+        ("key", True),
+    ],
+)
+def test_a_change_in_what_the_packet_proves_gives_a_new_packet(
+    source, tmp_path, change, records_change
+):
+    packets = tmp_path / "packets"
+    _night(source, DAY1, packets)
+    later, kwargs = source, {}
+    if change == "record":
+        # A session note edited: no finding changes, the records do.
+        later = _edited(
+            tmp_path, "note", lambda r: find(r, "sessions", session_id="S-2").update(notes="Edited")
+        )
+    elif change == "finding":
+        # The referral loses its signature: REF-006 appears.
+        later = _edited(
+            tmp_path,
+            "unsigned",
+            lambda r: find(r, "referrals", referral_id="RF-1").update(signed_on=None),
+        )
+    elif change == "settings":
+        config = tmp_path / "metaudit.yaml"
+        config.write_text("defaults:\n  note_signature_days: 3\n")
+        kwargs["config"] = config
+    else:
+        kwargs["key"] = OTHER_KEY
+    summary = _night(later, DAY2, packets, **kwargs)
+    assert summary["states"] == {"built": 1}
+    first, second = _packet(packets, DAY1), _packet(packets, DAY2)
+    assert first.stat().st_ino != second.stat().st_ino
+    manifest = _manifest(second)
+    assert manifest["as_of"] == DAY2.isoformat()
+    since = DAY2 if records_change else DAY1
+    assert manifest["evidence"]["records_unchanged_since"] == since.isoformat()
+    key = OTHER_KEY if change == "key" else KEY
+    assert verify_packet(second, key).intact
+    # The first date keeps its own packet, still valid where it sits.
+    assert verify_packet(first, KEY).intact
+
+
+def test_retention_keeps_the_latest_and_month_ends_and_never_the_packet_in_force(source, tmp_path):
+    packets = tmp_path / "packets"
+    config = tmp_path / "metaudit.yaml"
+    # The clean client's records change on 2026-03-30 (a record of that date enters the
+    # view), then stand unchanged to 2026-04-01.
+    first, built = AS_OF - timedelta(days=2), AS_OF - timedelta(days=1)
+    for day in (first, built, AS_OF):
+        _night(source, day, packets)
+    assert _manifest(_packet(packets, AS_OF))["as_of"] == built.isoformat()
+    config.write_text(f"packets:\n  retention: {LATEST_AND_MONTH_ENDS}\n")
+    summary = _night(source, DAY2, packets, config=config)
+    assert summary["states"] == {"kept": 1}
+    assert summary["dates_removed"] == [first.isoformat(), built.isoformat()]
+    kept = sorted(p.name for p in (packets / "PR-1").iterdir() if p.name[:1].isdigit())
+    assert kept == [AS_OF.isoformat(), DAY2.isoformat()]
+    assert sorted(p.name for p in (packets / "PR-1" / "in-force").iterdir()) == [
+        f"{AS_OF.isoformat()}.json",
+        f"{DAY2.isoformat()}.json",
+    ]
+    # The date it was built on is gone, the packet in force is not: it verifies where it
+    # stands, on the month end and on the latest date.
+    for day in (AS_OF, DAY2):
+        assert _manifest(_packet(packets, day))["as_of"] == built.isoformat()
+        assert verify_packet(_packet(packets, day), KEY).intact
+
+
+def test_retention_choices():
+    dates = ["2026-02-27", "2026-02-28", "2026-03-01", "2026-03-30", "2026-03-31", "2026-04-01"]
+    assert dates_kept(dates, "every-date") == set(dates)
+    assert dates_kept(dates, LATEST_AND_MONTH_ENDS) == {"2026-02-28", "2026-03-31", "2026-04-01"}
+    assert dates_kept([], LATEST_AND_MONTH_ENDS) == set()
+
+
+def test_an_unknown_retention_is_a_configuration_error():
+    from metaudit.errors import SettingsError
+    from metaudit.packets import packet_options
+    from metaudit.spec.settings import Settings
+
+    settings = Settings.from_dict({"packets": {"retention": "forever"}})
+    with pytest.raises(SettingsError, match=r"packets\.retention: must be one of every-date"):
+        packet_options(settings)
+
+
+def test_an_unchanged_night_derives_and_renders_no_client_packet(source, two_nights, tmp_path):
+    import shutil
+
+    from metaudit.packets import build
+
+    packets = tmp_path / "packets"
+    shutil.copytree(two_nights, packets)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("derived frames or a client packet were made on an unchanged night")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(build, "prepare_material", boom)
+        patch.setattr(build, "client_packet_files", boom)
+        # The night of DAY2 again (DAY3 brings a record of its own into the view).
+        assert _night(source, DAY2, packets)["states"] == {"kept": 1}
+    assert _manifest(_packet(packets, DAY2))["as_of"] == DAY1.isoformat()
+    assert verify_packet(_packet(packets, DAY2), KEY).intact
+
+
+def test_without_hard_links_the_packet_in_force_is_copied(
+    source, two_nights, tmp_path, monkeypatch
+):
+    # Another device or a share without hard links: the same bytes, as a copy.
+    import shutil
+
+    packets = tmp_path / "packets"
+    shutil.copytree(two_nights, packets)
+    shutil.rmtree(packets / "PR-1" / DAY2.isoformat())
+    (packets / "PR-1" / "in-force" / f"{DAY2.isoformat()}.json").unlink()
+
+    def no_links(source, target):
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr("os.link", no_links)
+    assert _night(source, DAY2, packets)["states"] == {"kept": 1}
+    first, second = _packet(packets, DAY1), _packet(packets, DAY2)
+    assert first.stat().st_ino != second.stat().st_ino
+    assert first.read_bytes() == second.read_bytes()
+    assert verify_packet(second, KEY).intact
