@@ -225,8 +225,8 @@ def client_packet_files(
     with step("charts"):
         for number, series in enumerate(all_series, start=1):
             # Instrument names come from the source: the file is numbered, the image titled.
-            path = f"charts/outcome-{number:02d}.png"
-            files[path] = render.render_chart_png(render.chart_plot(series))
+            path = f"charts/outcome-{number:02d}.svg"
+            files[path] = render.render_chart_svg(render.chart_plot(series))
             charts.append((path, series))
     with step("records"):
         files["records/index.html"] = render.render_records_index_html(documents, charts, who)

@@ -3,7 +3,7 @@
 Everything here is a pure function of the practice's as-of view, its derived
 frames, and the practice-level evidence of the check (findings and Great
 Expectations results). The renderers turn these objects into PDF, HTML, CSV and
-PNG; the builder zips and signs them.
+SVG; the builder zips and signs them.
 
 Definitions used by the packets (docs/packets.md explains them to readers):
 
@@ -519,7 +519,7 @@ class GoalTarget:
 
 @dataclass(frozen=True)
 class ChartSeries:
-    """The data of one instrument's trend chart: what matplotlib is handed."""
+    """The data of one instrument's trend chart: what the chart draws."""
 
     instrument: str
     unit: str | None

@@ -1,8 +1,8 @@
-"""Turn packet content into file bytes: PDF (ReportLab), HTML, CSV, PNG (matplotlib).
+"""Turn packet content into file bytes: PDF (ReportLab), HTML, CSV, SVG charts.
 
 Every renderer is a pure function of its content and returns bytes that depend
 only on it: ReportLab runs with ``invariant=1`` (fixed creation date and
-document id), matplotlib saves PNGs without a "Software" text chunk, HTML and
+document id), the charts are SVG text with fixed-precision numbers, HTML and
 CSV carry no clock. Values from the records are escaped everywhere (HTML, and
 ReportLab's paragraph markup).
 """
@@ -302,56 +302,204 @@ def chart_plot(series: ChartSeries) -> ChartPlot:
     )
 
 
-def render_chart_png(plot: ChartPlot) -> bytes:
-    """An instrument's trend with its goal targets as a PNG (matplotlib, Agg, no pyplot)."""
-    import matplotlib.dates as mdates
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+# The chart's geometry (SVG user units, about pixels): the plot area and the legend below.
+_CHART_WIDTH = 640
+_PLOT_LEFT, _PLOT_RIGHT, _PLOT_TOP, _PLOT_BOTTOM = 64, 620, 34, 272
+_LEGEND_TOP = 312
+_LEGEND_LINE = 15
+# matplotlib's default colour cycle, from its third colour on for the goals (as before).
+_MEASURED_COLOUR = "#1f4e79"
+_GOAL_COLOURS = (
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#1f77b4",
+    "#ff7f0e",
+)
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-    figure = Figure(figsize=(6.4, 3.4), dpi=100)
-    FigureCanvasAgg(figure)
-    # Fixed margins (not a layout engine): room for the year under the dates, and cheap.
-    figure.subplots_adjust(left=0.09, right=0.97, top=0.9, bottom=0.16)
-    axes = figure.add_subplot()
-    dates = [pd.Timestamp(d).to_pydatetime() for d in plot.measured_dates]
-    if dates:
-        axes.plot(dates, plot.measured_values, marker="o", color="#1f4e79", label="measured")
-        for when, value in zip(dates, plot.measured_values, strict=True):
-            axes.annotate(
-                cell_text(value),
-                (when, value),
-                textcoords="offset points",
-                xytext=(0, 6),
-                ha="center",
-                fontsize=7,
+
+def render_chart_svg(plot: ChartPlot) -> bytes:
+    """An instrument's trend with its goal targets as a standalone SVG.
+
+    Drawn here as text (no plotting library, no figure per chart): the measured
+    values as a line with a dot and its value at each assessment, each goal's
+    target as a dashed line with a star at its target date, the title, both
+    axes with their ticks and labels, and a legend. Numbers are written with
+    fixed precision, so the same plot gives the same bytes.
+    """
+    days = [_day_number(d) for d in plot.measured_dates]
+    target_days = [_day_number(t[2]) for t in plot.targets if t[2]]
+    values = list(plot.measured_values) + [t[1] for t in plot.targets]
+    legend = (["measured"] if days else []) + [t[0] for t in plot.targets]
+    height = _LEGEND_TOP + max(len(legend), 1) * _LEGEND_LINE + 6
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_CHART_WIDTH}" height="{height}" '
+        f'viewBox="0 0 {_CHART_WIDTH} {height}" font-family="DejaVu Sans, Verdana, sans-serif" '
+        'font-size="10" role="img">',
+        f"<title>{xml_escape(plot.title)}</title>",
+        f'<rect width="{_CHART_WIDTH}" height="{height}" fill="#ffffff"/>',
+        f'<text x="{(_PLOT_LEFT + _PLOT_RIGHT) / 2:.0f}" y="20" text-anchor="middle" '
+        f'font-size="13">{xml_escape(plot.title)}</text>',
+    ]
+    if not values:
+        out.append(
+            f'<text x="{(_PLOT_LEFT + _PLOT_RIGHT) / 2:.0f}" y="{(_PLOT_TOP + _PLOT_BOTTOM) / 2:.0f}" '
+            'text-anchor="middle">no data</text>'
+        )
+    else:
+        low, high, y_ticks = _value_axis(values)
+        first, last, x_ticks = _date_axis(days + target_days)
+
+        def x(day: int) -> float:
+            return _PLOT_LEFT + (day - first) / (last - first) * (_PLOT_RIGHT - _PLOT_LEFT)
+
+        def y(value: float) -> float:
+            return _PLOT_BOTTOM - (value - low) / (high - low) * (_PLOT_BOTTOM - _PLOT_TOP)
+
+        out.append('<g stroke="#dddddd" stroke-width="0.6">')
+        for tick in y_ticks:
+            out.append(
+                f'<line x1="{_PLOT_LEFT}" x2="{_PLOT_RIGHT}" y1="{_n(y(tick))}" y2="{_n(y(tick))}"/>'
             )
-    for number, (label, value, target_date) in enumerate(plot.targets):
-        color = f"C{(number + 2) % 10}"
-        axes.axhline(value, linestyle="--", linewidth=1, color=color, label=label)
-        if target_date:
-            axes.plot(
-                [pd.Timestamp(target_date).to_pydatetime()],
-                [value],
-                marker="*",
-                markersize=11,
-                color=color,
-                linestyle="none",
+        for tick, _label in x_ticks:
+            out.append(
+                f'<line x1="{_n(x(tick))}" x2="{_n(x(tick))}" y1="{_PLOT_TOP}" y2="{_PLOT_BOTTOM}"/>'
             )
-    if not dates and not plot.targets:
-        axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
-    axes.margins(y=0.15)  # room for the value labels above the points
-    axes.set_title(plot.title, fontsize=10)
-    axes.grid(True, linewidth=0.3)
-    if dates or any(t[2] for t in plot.targets):
-        # Few, short date labels: legible, and text is most of the drawing time.
-        locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
-        axes.xaxis.set_major_locator(locator)
-        axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    if dates or plot.targets:
-        axes.legend(fontsize=7, loc="best")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
+        out.append("</g>")
+        out.append('<g class="y-ticks" text-anchor="end">')
+        for tick in y_ticks:
+            out.append(
+                f'<text x="{_PLOT_LEFT - 5}" y="{_n(y(tick) + 3.5)}">{cell_text(tick)}</text>'
+            )
+        out.append('</g><g class="x-ticks" text-anchor="middle">')
+        for tick, label in x_ticks:
+            out.append(f'<text x="{_n(x(tick))}" y="{_PLOT_BOTTOM + 14}">{label}</text>')
+        out.append("</g>")
+        for number, (label, value, target_date) in enumerate(plot.targets):
+            colour = _GOAL_COLOURS[number % len(_GOAL_COLOURS)]
+            out.append(
+                f'<g class="goal" stroke="{colour}" fill="{colour}"><title>{xml_escape(label)}</title>'
+                f'<line x1="{_PLOT_LEFT}" x2="{_PLOT_RIGHT}" y1="{_n(y(value))}" y2="{_n(y(value))}" '
+                'stroke-width="1" stroke-dasharray="5,3"/>'
+            )
+            if target_date:
+                out.append(_star(x(_day_number(target_date)), y(value)))
+            out.append("</g>")
+        if days:
+            points = " ".join(
+                f"{_n(x(d))},{_n(y(v))}" for d, v in zip(days, plot.measured_values, strict=True)
+            )
+            out.append(
+                f'<g class="measured" fill="{_MEASURED_COLOUR}"><polyline points="{points}" '
+                f'fill="none" stroke="{_MEASURED_COLOUR}" stroke-width="1.6"/>'
+            )
+            for when, day, value in zip(
+                plot.measured_dates, days, plot.measured_values, strict=True
+            ):
+                out.append(
+                    f'<circle cx="{_n(x(day))}" cy="{_n(y(value))}" r="3.5">'
+                    f"<title>{xml_escape(when)}: {cell_text(value)}</title></circle>"
+                    f'<text x="{_n(x(day))}" y="{_n(y(value) - 7)}" text-anchor="middle" '
+                    f'font-size="8" fill="#1a1a1a">{cell_text(value)}</text>'
+                )
+            out.append("</g>")
+    # The axes: a frame around the plot and what each axis holds.
+    out.append(
+        f'<rect x="{_PLOT_LEFT}" y="{_PLOT_TOP}" width="{_PLOT_RIGHT - _PLOT_LEFT}" '
+        f'height="{_PLOT_BOTTOM - _PLOT_TOP}" fill="none" stroke="#333333" stroke-width="0.8"/>'
+        f'<text x="{(_PLOT_LEFT + _PLOT_RIGHT) / 2:.0f}" y="{_PLOT_BOTTOM + 30}" '
+        'text-anchor="middle">assessment or target date</text>'
+        f'<text transform="translate(14 {(_PLOT_TOP + _PLOT_BOTTOM) / 2:.0f}) rotate(-90)" '
+        'text-anchor="middle">value</text>'
+    )
+    out.append('<g class="legend">')
+    for number, label in enumerate(legend):
+        top = _LEGEND_TOP + number * _LEGEND_LINE
+        if days and number == 0:
+            style = f'stroke="{_MEASURED_COLOUR}" stroke-width="1.6"'
+        else:
+            colour = _GOAL_COLOURS[(number - (1 if days else 0)) % len(_GOAL_COLOURS)]
+            style = f'stroke="{colour}" stroke-width="1" stroke-dasharray="5,3"'
+        out.append(
+            f'<line x1="{_PLOT_LEFT}" x2="{_PLOT_LEFT + 24}" y1="{top - 3.5}" y2="{top - 3.5}" {style}/>'
+            f'<text x="{_PLOT_LEFT + 30}" y="{top}">{xml_escape(label)}</text>'
+        )
+    out.append("</g></svg>\n")
+    return "\n".join(out).encode("utf-8")
+
+
+def _n(value: float) -> str:
+    """A coordinate with one decimal (fixed, so the bytes are stable)."""
+    return f"{value:.1f}"
+
+
+def _star(cx: float, cy: float, outer: float = 7.0) -> str:
+    inner = outer * 0.4
+    corners = []
+    for k in range(10):
+        radius = outer if k % 2 == 0 else inner
+        angle = math.pi / 2 + k * math.pi / 5
+        corners.append(f"{_n(cx + radius * math.cos(angle))},{_n(cy - radius * math.sin(angle))}")
+    return f'<polygon class="target" points="{" ".join(corners)}"/>'
+
+
+def _day_number(day: str) -> int:
+    return datetime.strptime(day[:10], "%Y-%m-%d").toordinal()
+
+
+def _value_axis(values: Sequence[float]) -> tuple[float, float, list[float]]:
+    """The value axis: from low to high with room for the labels, and round ticks."""
+    low, high = min(values), max(values)
+    if high == low:
+        pad = abs(high) * 0.1 or 1.0
+        low, high = low - pad, high + pad
+    span = high - low
+    low, high = low - 0.15 * span, high + 0.15 * span  # room for the value labels
+    raw = (high - low) / 5
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    tick = math.ceil(low / step) * step
+    ticks = []
+    while tick <= high + 1e-9 * step:
+        ticks.append(round(tick, 10))
+        tick += step
+    return low, high, ticks
+
+
+def _date_axis(days: Sequence[int]) -> tuple[float, float, list[tuple[int, str]]]:
+    """The date axis: the dates with a margin, and up to 7 ticks (month starts when
+    the span is long enough, else days)."""
+    first, last = min(days), max(days)
+    pad = max((last - first) * 0.05, 3)
+    lo, hi = first - pad, last + pad
+    start, end = datetime.fromordinal(math.ceil(lo)), datetime.fromordinal(math.floor(hi))
+    months = (end.year - start.year) * 12 + end.month - start.month
+    ticks: list[tuple[int, str]] = []
+    if months >= 2:
+        every = max(1, math.ceil(months / 6))
+        year, month = start.year, start.month
+        if start.day != 1:
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        while True:
+            day = datetime(year, month, 1)
+            if day > end:
+                break
+            label = _MONTHS[month - 1] + (f" {year}" if month == 1 or not ticks else "")
+            ticks.append((day.toordinal(), label))
+            for _ in range(every):
+                year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    else:
+        every = max(1, math.ceil((end.toordinal() - start.toordinal()) / 6))
+        for number in range(start.toordinal(), end.toordinal() + 1, every):
+            ticks.append((number, datetime.fromordinal(number).strftime("%Y-%m-%d")))
+    return lo, hi, ticks
 
 
 # ---------------------------------------------------------------------------
