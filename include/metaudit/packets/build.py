@@ -35,11 +35,13 @@ from metaudit.packets.content import (
     PASS,
     PracticeEvidence,
     PracticeMaterial,
+    SuiteOutcomes,
     SuiteRef,
     audit_period,
     chart_series,
     clients_with_activity,
     cover_content,
+    document_tables,
     evaluate_client,
     record_documents,
     suites_of,
@@ -202,15 +204,14 @@ def client_packet_files(
     """
     step = _Steps(timings)
     with step("content"):
-        records = material.records(client_id)
+        outcomes, text = _prepared(material, suites)
+        records = material.client_rows(client_id)
         client_findings = sort_findings(f for f in evidence.findings if f.client_id == client_id)
-        evaluation = evaluate_client(
-            client_id, evidence, suites, material.client_frames(client_id), client_findings
-        )
+        evaluation = evaluate_client(client_id, evidence, outcomes, client_findings)
         cover = cover_content(
             material, client_id, records, evaluation, client_findings, activity_days, demo_key
         )
-        documents = record_documents(records)
+        documents = record_documents(material, client_id)
         all_series = chart_series(records)
     who = f"Client {client_id}, practice {cover.practice_id}, records as of {cover.as_of}"
     with step("cover_pdf"):
@@ -218,9 +219,11 @@ def client_packet_files(
 
     with step("records"):
         for document in documents:
-            files[f"records/{document.slug}.html"] = render.render_document_html(document, who)
+            files[f"records/{document.slug}.html"] = render.render_document_html(
+                document, who, text
+            )
             for section in document.sections:
-                files[f"records/{section.csv_name}"] = render.section_csv(section)
+                files[f"records/{section.csv_name}"] = render.section_csv(section, text)
     charts = []
     with step("charts"):
         for number, series in enumerate(all_series, start=1):
@@ -260,6 +263,23 @@ def client_packet_files(
         )
         files[MANIFEST_NAME] = manifest_bytes(manifest)
     return files
+
+
+def _prepared(
+    material: PracticeMaterial, suites: Sequence[SuiteRef]
+) -> tuple[SuiteOutcomes, render.RecordsText]:
+    """What every client packet of the practice shares, made for its first client:
+    the rows each expectation evaluates and the record tables as text."""
+    kept = material.prepared.get("packets")
+    # build_client_packets hands every client the same list of suites.
+    if kept is None or kept[0] is not suites:
+        kept = (
+            suites,
+            SuiteOutcomes(material, suites),
+            render.RecordsText(document_tables(material)),
+        )
+        material.prepared["packets"] = kept
+    return kept[1], kept[2]
 
 
 class _Steps:

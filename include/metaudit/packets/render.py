@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
+import numpy as np
 import pandas as pd
 
 from metaudit.packets.content import (
@@ -82,14 +83,74 @@ def heading(column: str) -> str:
 def render_csv(rows: pd.DataFrame, columns: Sequence[str]) -> bytes:
     """Rows as CSV (header row, ``\\n`` line ends, UTF-8); text that begins like a
     spreadsheet formula is neutralised (:func:`metaudit.spec.findings.csv_cell`)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([csv_cell(column) for column in columns])
-    if len(rows):
-        data = rows[list(columns)].astype(object)
-        for record in data.itertuples(index=False, name=None):
-            writer.writerow([_csv_value(value) for value in record])
-    return buffer.getvalue().encode("utf-8")
+    return TableText(rows, columns).csv(range(len(rows)))
+
+
+class TableText:
+    """A table's rows as HTML table rows and CSV cells, every value formatted once.
+
+    Built once per practice table (``cell_text`` per distinct value of a column,
+    not per cell and client); a client's table is then its rows' text, joined.
+    """
+
+    def __init__(self, rows: pd.DataFrame, columns: Sequence[str]) -> None:
+        self.columns = tuple(columns)
+        self.html_head = "".join(f"<th>{html.escape(heading(c))}</th>" for c in self.columns)
+        self.csv_head = [csv_cell(column) for column in self.columns]
+        html_columns: list[Sequence[str]] = []
+        csv_columns: list[Sequence[str]] = []
+        for column in self.columns:
+            values = rows[column]
+            if values.dtype == object:
+                # Mixed Python values hash alike (1, 1.0, True): each is formatted on its own.
+                cells = values.tolist()
+                html_columns.append([f"<td>{html.escape(cell_text(v))}</td>" for v in cells])
+                csv_columns.append([_csv_value(v) for v in cells])
+                continue
+            codes, uniques = pd.factorize(values)
+            distinct = pd.Series(uniques, dtype=values.dtype).astype(object).tolist()
+            # Code -1 (a missing value) takes the last entry: blank, as cell_text makes it.
+            html_cells = np.array(
+                [f"<td>{html.escape(cell_text(v))}</td>" for v in distinct] + ["<td></td>"],
+                dtype=object,
+            )
+            csv_cells = np.array([_csv_value(v) for v in distinct] + [""], dtype=object)
+            html_columns.append(html_cells[codes].tolist())
+            csv_columns.append(csv_cells[codes].tolist())
+        self._html = [
+            "<tr>" + "".join(cells) + "</tr>" for cells in zip(*html_columns, strict=True)
+        ]
+        self._csv = list(zip(*csv_columns, strict=True))
+
+    def html(self, positions: Iterable[int], empty: str = "None on record.") -> str:
+        """The rows at ``positions`` as an HTML table (a note when there are none)."""
+        body = "".join([self._html[i] for i in positions])
+        if not body:
+            return f'<p class="empty">{html.escape(empty)}</p>'
+        return f"<table><thead><tr>{self.html_head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def csv(self, positions: Iterable[int]) -> bytes:
+        """The rows at ``positions`` as CSV, with the header row."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.csv_head)
+        writer.writerows([self._csv[i] for i in positions])
+        return buffer.getvalue().encode("utf-8")
+
+
+class RecordsText:
+    """The practice's record tables as text (``TableText``), each made on first use."""
+
+    def __init__(self, tables: Mapping[str, pd.DataFrame]) -> None:
+        self._tables = tables
+        self._text: dict[tuple[str, tuple[str, ...]], TableText] = {}
+
+    def table(self, section: Section) -> TableText:
+        key = (section.table, section.columns)
+        text = self._text.get(key)
+        if text is None:
+            text = self._text[key] = TableText(self._tables[section.table], section.columns)
+        return text
 
 
 def _csv_value(value: Any) -> str:
@@ -137,18 +198,10 @@ def html_page(title: str, subtitle: str, body: str) -> bytes:
 
 def html_table(rows: pd.DataFrame, columns: Sequence[str], empty: str = "None on record.") -> str:
     """An escaped HTML table of ``rows``."""
-    if not len(rows):
-        return f'<p class="empty">{html.escape(empty)}</p>'
-    head = "".join(f"<th>{html.escape(heading(c))}</th>" for c in columns)
-    body = []
-    data = rows[list(columns)].astype(object)
-    for record in data.itertuples(index=False, name=None):
-        cells = "".join(f"<td>{html.escape(cell_text(v))}</td>" for v in record)
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return TableText(rows, columns).html(range(len(rows)), empty)
 
 
-def render_document_html(document: RecordDocument, who: str) -> bytes:
+def render_document_html(document: RecordDocument, who: str, text: RecordsText) -> bytes:
     """One document of the client's records (e.g. the session logs) as an HTML page."""
     parts = [
         '<nav><a href="index.html">All records</a><a href="../cover.pdf">Cover</a></nav>',
@@ -157,10 +210,10 @@ def render_document_html(document: RecordDocument, who: str) -> bytes:
     for section in document.sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         parts.append(
-            f'<p class="meta">{len(section.rows)} row(s); also as '
+            f'<p class="meta">{section.count} row(s); also as '
             f'<a href="{html.escape(section.csv_name)}">{html.escape(section.csv_name)}</a></p>'
         )
-        parts.append(html_table(section.rows, section.columns))
+        parts.append(text.table(section).html(section.positions))
     return html_page(document.title, who, "\n".join(parts))
 
 
@@ -170,7 +223,7 @@ def render_records_index_html(
     """The records' front page: the documents, the charts, and what each file holds."""
     items = []
     for document in documents:
-        count = sum(len(s.rows) for s in document.sections)
+        count = sum(s.count for s in document.sections)
         csvs = ", ".join(
             f'<a href="{html.escape(s.csv_name)}">{html.escape(s.csv_name)}</a>'
             for s in document.sections
@@ -795,6 +848,6 @@ def render_practice_cover_pdf(cover: PracticeCover) -> bytes:
     )
 
 
-def section_csv(section: Section) -> bytes:
+def section_csv(section: Section, text: RecordsText) -> bytes:
     """A document section as CSV."""
-    return render_csv(section.rows, section.columns)
+    return text.table(section).csv(section.positions)
