@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from metaudit.packets.content import (
+    COVER_MESSAGES_PER_RULE,
     FAIL,
     NOT_APPLICABLE,
     PASS,
@@ -33,6 +34,7 @@ from metaudit.packets.content import (
     ChartSeries,
     Cover,
     RecordDocument,
+    RuleStatus,
     Section,
 )
 from metaudit.spec import rulebook
@@ -579,7 +581,9 @@ def _fonts() -> tuple[str, str]:
     return FONT, FONT_BOLD
 
 
+@functools.cache
 def _styles() -> dict[str, Any]:
+    """The paragraph styles, made once per process (ReportLab only reads them)."""
     from reportlab.lib.styles import ParagraphStyle
 
     regular, bold = _fonts()
@@ -665,11 +669,78 @@ _TIGHT: list[tuple[Any, ...]] = [
 _STATUS_COLOURS = {PASS: "#16632b", FAIL: "#a3161b", NOT_APPLICABLE: "#555555"}
 
 
-def render_cover_pdf(cover: Cover) -> bytes:
-    """The client packet's cover: who, payer, referral, episode, and all 50 rules' status."""
+# The rule table's columns (mm) and its text: 7.5 pt on 9 pt lines.
+_RULE_COLUMNS_MM = (19, 44, 17, 25, 75)
+_CELL_SIZE, _CELL_LEADING, _CELL_PADDING = 7.5, 9, 3
+
+
+def _rule_table(statuses: Sequence[RuleStatus]) -> Any:
+    """The cover's 50 rules: plain text cells wrapped here, not Paragraphs.
+
+    A Paragraph parses markup and breaks its lines on every layout pass (and the
+    table lays out again when it splits across pages); the rule table is plain
+    text, and the titles' lines are the same on every cover, so they are broken
+    once per process.
+    """
     from reportlab.lib import colors
     from reportlab.lib.units import mm
-    from reportlab.platypus import Spacer, Table, TableStyle
+    from reportlab.platypus import Table, TableStyle
+
+    regular, bold = _fonts()
+    widths = [w * mm for w in _RULE_COLUMNS_MM]
+    rows: list[list[str]] = [["Rule", "Title", "Severity", "Status", "Detail"]]
+    commands: list[tuple[Any, ...]] = [
+        ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e6e6e6")),
+        ("FONTNAME", (0, 0), (-1, -1), regular),
+        ("FONTNAME", (0, 0), (-1, 0), bold),
+        ("FONTNAME", (3, 1), (3, -1), bold),
+        ("FONTSIZE", (0, 0), (-1, -1), _CELL_SIZE),
+        ("LEADING", (0, 0), (-1, -1), _CELL_LEADING),
+    ]
+    for number, status in enumerate(statuses, start=1):
+        shown = list(status.messages[:COVER_MESSAGES_PER_RULE])
+        if len(status.messages) > COVER_MESSAGES_PER_RULE:
+            shown.append(
+                f"... and {len(status.messages) - COVER_MESSAGES_PER_RULE} more (see findings.csv)"
+            )
+        rows.append(
+            [
+                status.rule_id,
+                _wrapped_title(status.title, widths[1]),
+                status.severity,
+                STATUS_LABELS[status.status],
+                _wrap(" ".join(shown), widths[4]),
+            ]
+        )
+        commands.append(
+            ("TEXTCOLOR", (3, number), (3, number), colors.HexColor(_STATUS_COLOURS[status.status]))
+        )
+    table = Table(rows, colWidths=widths, repeatRows=1)
+    table.setStyle(TableStyle(commands + _TIGHT))
+    return table
+
+
+def _wrap(text: str, width: float) -> str:
+    """``text`` broken into lines that fit a cell of ``width`` points (at blanks)."""
+    from reportlab.lib.utils import simpleSplit
+
+    if not text:
+        return ""
+    regular, _ = _fonts()
+    return "\n".join(simpleSplit(text, regular, _CELL_SIZE, width - 2 * _CELL_PADDING))
+
+
+@functools.lru_cache(maxsize=256)
+def _wrapped_title(title: str, width: float) -> str:
+    return _wrap(title, width)
+
+
+def render_cover_pdf(cover: Cover) -> bytes:
+    """The client packet's cover: who, payer, referral, episode, and all 50 rules' status."""
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Spacer
 
     styles = _styles()
     counts = cover.counts()
@@ -721,34 +792,7 @@ def render_cover_pdf(cover: Cover) -> bytes:
             styles["small"],
         )
     )
-    header = [_p(h, styles["cellbold"]) for h in ("Rule", "Title", "Severity", "Status", "Detail")]
-    rows = [header]
-    commands: list[tuple[Any, ...]] = [
-        ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e6e6e6")),
-        ("REPEATROWS", (0, 0), (-1, 0)),
-    ]
-    for number, status in enumerate(cover.statuses, start=1):
-        shown = list(status.messages[:3])
-        if len(status.messages) > 3:
-            shown.append(f"... and {len(status.messages) - 3} more (see findings.csv)")
-        detail = " ".join(shown) if shown else ""
-        rows.append(
-            [
-                _p(status.rule_id, styles["cell"]),
-                _p(status.title, styles["cell"]),
-                _p(status.severity, styles["cell"]),
-                _p(STATUS_LABELS[status.status], styles["cellbold"]),
-                _p(detail, styles["cell"]),
-            ]
-        )
-        commands.append(
-            ("TEXTCOLOR", (3, number), (3, number), colors.HexColor(_STATUS_COLOURS[status.status]))
-        )
-    table = Table(rows, colWidths=[19 * mm, 44 * mm, 17 * mm, 25 * mm, 75 * mm], repeatRows=1)
-    table.setStyle(TableStyle(commands + _TIGHT))
-    story.append(table)
+    story.append(_rule_table(cover.statuses))
     story.append(Spacer(1, 3 * mm))
     story.append(
         _p(
