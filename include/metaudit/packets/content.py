@@ -883,36 +883,53 @@ def claim_linkage(records: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     # A practice's tables hold several clients: a pointer resolves within its client's claim.
     by_client = "client_id" in lines.columns and "client_id" in diagnoses.columns
 
-    def client_of(row: Any) -> str | None:
-        return str(row.client_id) if by_client and not _missing(row.client_id) else None
+    def clients(frame: pd.DataFrame) -> list[str | None]:
+        if not by_client:
+            return [None] * len(frame)
+        return [None if _missing(c) else str(c) for c in _values(frame["client_id"])]
 
     codes = {
-        (client_of(row), str(row.claim_id), str(row.pointer)): row.icd10_code
-        for row in diagnoses.itertuples(index=False)
-        if not _missing(row.pointer)
+        (client, str(claim), str(pointer)): code
+        for client, claim, pointer, code in zip(
+            clients(diagnoses),
+            _values(diagnoses["claim_id"]),
+            _values(diagnoses["pointer"]),
+            _values(diagnoses["icd10_code"]),
+            strict=True,
+        )
+        if not _missing(pointer)
     }
-    rows = []
-    for line in lines.itertuples(index=False):
-        text = "" if _missing(line.diagnosis_pointers) else str(line.diagnosis_pointers)
-        pointers: list[str | None] = [ch for ch in text if ch not in " ,\t"] or [None]
-        client = client_of(line)
+    # Each row of the linkage is a line (by position) with one of its pointers.
+    source: list[int] = []
+    pointers_out: list[str | None] = []
+    codes_out: list[Any] = []
+    for position, (client, claim, text) in enumerate(
+        zip(
+            clients(lines),
+            _values(lines["claim_id"]),
+            _values(lines["diagnosis_pointers"]),
+            strict=True,
+        )
+    ):
+        letters = "" if _missing(text) else str(text)
+        pointers: list[str | None] = [ch for ch in letters if ch not in " ,\t"] or [None]
         for pointer in pointers:
-            code = codes.get((client, str(line.claim_id), pointer.upper())) if pointer else None
-            rows.append(
-                {
-                    "client_id": client,
-                    "claim_id": line.claim_id,
-                    "line_id": line.line_id,
-                    "line_no": line.line_no,
-                    "service_date": line.service_date,
-                    "cpt_code": line.cpt_code,
-                    "units": line.units,
-                    "diagnosis_pointers": line.diagnosis_pointers,
-                    "pointer": pointer,
-                    "icd10_code": code,
-                }
-            )
-    return pd.DataFrame(rows, columns=["client_id", *LINKAGE_COLUMNS])
+            source.append(position)
+            pointers_out.append(pointer)
+            codes_out.append(codes.get((client, str(claim), pointer.upper())) if pointer else None)
+    taken = lines.iloc[source].reset_index(drop=True)
+    columns = {"client_id": taken["client_id"]} if by_client else {}
+    columns.update({c: taken[c] for c in LINKAGE_COLUMNS[:7]})
+    columns["pointer"] = pd.Series(pointers_out, dtype=object)
+    columns["icd10_code"] = pd.Series(codes_out, dtype=object)
+    linkage = pd.DataFrame(columns)
+    return linkage.reindex(columns=[*(["client_id"] if by_client else []), *LINKAGE_COLUMNS])
+
+
+def _values(column: pd.Series) -> list[Any]:
+    """A column's values as Python objects (NA, NaT for missing)."""
+    values: list[Any] = column.astype(object).tolist()
+    return values
 
 
 def table_columns(name: str, rows: pd.DataFrame) -> tuple[str, ...]:

@@ -103,6 +103,14 @@ class TableText:
         csv_columns: list[Sequence[str]] = []
         for column in self.columns:
             values = rows[column]
+            if isinstance(values.dtype, pd.StringDtype):
+                # Text is its own cell text; ids and free text hardly repeat.
+                texts = values.to_numpy(dtype=object, na_value=None).tolist()
+                html_columns.append(
+                    ["<td></td>" if v is None else f"<td>{html.escape(v)}</td>" for v in texts]
+                )
+                csv_columns.append(["" if v is None else csv_cell(v) for v in texts])
+                continue
             if values.dtype == object:
                 # Mixed Python values hash alike (1, 1.0, True): each is formatted on its own.
                 cells = values.tolist()
