@@ -38,7 +38,7 @@ from metaudit.packets.content import (
     Section,
 )
 from metaudit.spec import rulebook
-from metaudit.spec.findings import csv_cell
+from metaudit.spec.findings import FORMULA_START, csv_cell
 
 FONT = "MetauditSans"
 FONT_BOLD = "MetauditSans-Bold"
@@ -88,6 +88,10 @@ def render_csv(rows: pd.DataFrame, columns: Sequence[str]) -> bytes:
     return TableText(rows, columns).csv(range(len(rows)))
 
 
+# html.escape's replacements, in its order (the ampersand first).
+_HTML_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
+
+
 class TableText:
     """A table's rows as HTML table rows and CSV cells, every value formatted once.
 
@@ -104,12 +108,16 @@ class TableText:
         for column in self.columns:
             values = rows[column]
             if isinstance(values.dtype, pd.StringDtype):
-                # Text is its own cell text; ids and free text hardly repeat.
-                texts = values.to_numpy(dtype=object, na_value=None).tolist()
-                html_columns.append(
-                    ["<td></td>" if v is None else f"<td>{html.escape(v)}</td>" for v in texts]
-                )
-                csv_columns.append(["" if v is None else csv_cell(v) for v in texts])
+                # Text is its own cell text; ids and free text hardly repeat, so the
+                # column is escaped and neutralised whole (Arrow's string kernels).
+                escaped = values
+                for raw, entity in _HTML_ESCAPES:
+                    escaped = escaped.str.replace(raw, entity, regex=False)
+                cells = ("<td>" + escaped + "</td>").fillna("<td></td>")
+                html_columns.append(cells.to_numpy(dtype=object).tolist())
+                formula = values.str.startswith(FORMULA_START).fillna(False).astype(bool)
+                neutral = values.where(~formula, "'" + values).fillna("")
+                csv_columns.append(neutral.to_numpy(dtype=object).tolist())
                 continue
             if values.dtype == object:
                 # Mixed Python values hash alike (1, 1.0, True): each is formatted on its own.
@@ -169,12 +177,40 @@ def _csv_value(value: Any) -> str:
     return str(csv_cell(text)) if isinstance(value, str) else text
 
 
+# How deep render_json breaks JSON into lines: the validation report's suites and each
+# expectation's result get a line each; what lies deeper is written on that line.
+_JSON_LINE_DEPTH = 4
+
+
 def render_json(data: Any) -> bytes:
-    """Stable, readable JSON bytes."""
-    text = json.dumps(
-        data, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False, default=str
-    )
-    return (text + "\n").encode("utf-8")
+    """Stable, readable JSON bytes: keys sorted, objects and arrays broken into
+    indented lines down to ``_JSON_LINE_DEPTH`` levels, deeper values on one line.
+
+    The standard library's JSON encoder runs in C only without indentation, and
+    indenting every level of a client's validation report cost more than the rest
+    of its packet: the top levels are laid out here, the values below them encoded
+    in C.
+    """
+    return (_json_lines(data, 0) + "\n").encode("utf-8")
+
+
+_JSON_FLAT = json.JSONEncoder(
+    sort_keys=True, ensure_ascii=False, allow_nan=False, default=str, separators=(", ", ": ")
+)
+
+
+def _json_lines(value: Any, level: int) -> str:
+    if level >= _JSON_LINE_DEPTH or not isinstance(value, dict | list | tuple) or not value:
+        return _JSON_FLAT.encode(value)
+    inner = " " * (level + 1)
+    if isinstance(value, dict):
+        items = [
+            f"{inner}{_JSON_FLAT.encode(str(key))}: {_json_lines(value[key], level + 1)}"
+            for key in sorted(value, key=str)
+        ]
+        return "{\n" + ",\n".join(items) + "\n" + " " * level + "}"
+    items = [f"{inner}{_json_lines(item, level + 1)}" for item in value]
+    return "[\n" + ",\n".join(items) + "\n" + " " * level + "]"
 
 
 # ---------------------------------------------------------------------------
@@ -615,11 +651,15 @@ def _p(text: str, style: Any) -> Any:
 
 
 def _pdf_bytes(story: list[Any], title: str, subject: str, footer: str) -> bytes:
+    from reportlab import rl_config
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.units import mm
     from reportlab.platypus import SimpleDocTemplate
 
     regular, _ = _fonts()
+    # Compressed streams stay binary: ASCII85 on top (ReportLab's default) only makes
+    # the file larger and, in pure Python, cost a sixth of a cover's time.
+    rl_config.useA85 = 0
 
     def on_page(canvas: Any, doc: Any) -> None:
         canvas.saveState()
