@@ -15,14 +15,13 @@ import html
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
-import numpy as np
 import pandas as pd
 
 from metaudit.packets.content import (
@@ -38,7 +37,7 @@ from metaudit.packets.content import (
     Section,
 )
 from metaudit.spec import rulebook
-from metaudit.spec.findings import FORMULA_START, csv_cell
+from metaudit.spec.findings import csv_cell
 
 FONT = "MetauditSans"
 FONT_BOLD = "MetauditSans-Bold"
@@ -88,72 +87,105 @@ def render_csv(rows: pd.DataFrame, columns: Sequence[str]) -> bytes:
     return TableText(rows, columns).csv(range(len(rows)))
 
 
-# html.escape's replacements, in its order (the ampersand first).
-_HTML_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
-
-
 class TableText:
-    """A table's rows as HTML table rows and CSV cells, every value formatted once.
+    """A table's rows as HTML table rows and CSV cells, for a practice's table.
 
-    Built once per practice table (``cell_text`` per distinct value of a column,
-    not per cell and client); a client's table is then its rows' text, joined.
+    Made once per practice table and filled row by row as clients' packets ask
+    for their rows (a practice's clients without activity cost nothing); a
+    column's repeated values (dates, codes, numbers) are formatted once.
     """
 
     def __init__(self, rows: pd.DataFrame, columns: Sequence[str]) -> None:
         self.columns = tuple(columns)
         self.html_head = "".join(f"<th>{html.escape(heading(c))}</th>" for c in self.columns)
         self.csv_head = [csv_cell(column) for column in self.columns]
-        html_columns: list[Sequence[str]] = []
-        csv_columns: list[Sequence[str]] = []
-        for column in self.columns:
-            values = rows[column]
-            if isinstance(values.dtype, pd.StringDtype):
-                # Text is its own cell text; ids and free text hardly repeat, so the
-                # column is escaped and neutralised whole (Arrow's string kernels).
-                escaped = values
-                for raw, entity in _HTML_ESCAPES:
-                    escaped = escaped.str.replace(raw, entity, regex=False)
-                cells = ("<td>" + escaped + "</td>").fillna("<td></td>")
-                html_columns.append(cells.to_numpy(dtype=object).tolist())
-                formula = values.str.startswith(FORMULA_START).fillna(False).astype(bool)
-                neutral = values.where(~formula, "'" + values).fillna("")
-                csv_columns.append(neutral.to_numpy(dtype=object).tolist())
-                continue
-            if values.dtype == object:
-                # Mixed Python values hash alike (1, 1.0, True): each is formatted on its own.
-                cells = values.tolist()
-                html_columns.append([f"<td>{html.escape(cell_text(v))}</td>" for v in cells])
-                csv_columns.append([_csv_value(v) for v in cells])
-                continue
-            codes, uniques = pd.factorize(values)
-            distinct = pd.Series(uniques, dtype=values.dtype).astype(object).tolist()
-            # Code -1 (a missing value) takes the last entry: blank, as cell_text makes it.
-            html_cells = np.array(
-                [f"<td>{html.escape(cell_text(v))}</td>" for v in distinct] + ["<td></td>"],
-                dtype=object,
-            )
-            csv_cells = np.array([_csv_value(v) for v in distinct] + [""], dtype=object)
-            html_columns.append(html_cells[codes].tolist())
-            csv_columns.append(csv_cells[codes].tolist())
-        self._html = [
-            "<tr>" + "".join(cells) + "</tr>" for cells in zip(*html_columns, strict=True)
-        ]
-        self._csv = list(zip(*csv_columns, strict=True))
+        self._cells: list[_Cells] = [_column_cells(rows[column]) for column in self.columns]
+        self._html: dict[int, str] = {}
+        self._csv: dict[int, tuple[str, ...]] = {}
+
+    def _fill(self, positions: Iterable[int]) -> list[int]:
+        wanted = [int(i) for i in positions]
+        new = [i for i in wanted if i not in self._html]
+        if new:
+            columns = [cells(new) for cells in self._cells]
+            html_rows = zip(*(h for h, _ in columns), strict=True)
+            csv_rows = zip(*(c for _, c in columns), strict=True)
+            for i, html_cells, csv_cells in zip(new, html_rows, csv_rows, strict=True):
+                self._html[i] = "<tr>" + "".join(html_cells) + "</tr>"
+                self._csv[i] = csv_cells
+        return wanted
 
     def html(self, positions: Iterable[int], empty: str = "None on record.") -> str:
         """The rows at ``positions`` as an HTML table (a note when there are none)."""
-        body = "".join([self._html[i] for i in positions])
-        if not body:
+        wanted = self._fill(positions)
+        if not wanted:
             return f'<p class="empty">{html.escape(empty)}</p>'
+        body = "".join([self._html[i] for i in wanted])
         return f"<table><thead><tr>{self.html_head}</tr></thead><tbody>{body}</tbody></table>"
 
     def csv(self, positions: Iterable[int]) -> bytes:
         """The rows at ``positions`` as CSV, with the header row."""
+        wanted = self._fill(positions)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(self.csv_head)
-        writer.writerows([self._csv[i] for i in positions])
+        writer.writerows([self._csv[i] for i in wanted])
         return buffer.getvalue().encode("utf-8")
+
+
+_Cells = Callable[[list[int]], tuple[list[str], list[str]]]
+# html.escape's replacements, in one pass.
+_HTML_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
+)
+
+
+def _column_cells(values: pd.Series) -> _Cells:
+    """A function from row positions to the column's HTML cells and CSV cells there."""
+    if isinstance(values.dtype, pd.StringDtype):
+        # Text is its own cell text (cell_text of a str): escaped, or neutralised.
+        texts = values.to_numpy(dtype=object, na_value=None).tolist()
+
+        def text_cells(rows: list[int]) -> tuple[list[str], list[str]]:
+            taken = [texts[i] for i in rows]
+            return (
+                [
+                    "<td></td>" if v is None else "<td>" + v.translate(_HTML_ESCAPES) + "</td>"
+                    for v in taken
+                ],
+                ["" if v is None else str(csv_cell(v)) for v in taken],
+            )
+
+        return text_cells
+    if values.dtype == object:
+        # Mixed Python values hash alike (1, 1.0, True): each is formatted on its own.
+        objects = values.tolist()
+
+        def object_cells(rows: list[int]) -> tuple[list[str], list[str]]:
+            pairs = [_cell_pair(objects[i]) for i in rows]
+            return [h for h, _ in pairs], [c for _, c in pairs]
+
+        return object_cells
+    codes, uniques = pd.factorize(values)
+    code_list = codes.tolist()
+    distinct = pd.Series(uniques, dtype=values.dtype).astype(object).tolist()
+    done: dict[int, tuple[str, str]] = {-1: ("<td></td>", "")}  # -1: a missing value
+
+    def coded_cells(rows: list[int]) -> tuple[list[str], list[str]]:
+        pairs = []
+        for i in rows:
+            code = code_list[i]
+            pair = done.get(code)
+            if pair is None:
+                pair = done[code] = _cell_pair(distinct[code])
+            pairs.append(pair)
+        return [h for h, _ in pairs], [c for _, c in pairs]
+
+    return coded_cells
+
+
+def _cell_pair(value: Any) -> tuple[str, str]:
+    return f"<td>{html.escape(cell_text(value))}</td>", _csv_value(value)
 
 
 class RecordsText:

@@ -80,14 +80,14 @@ def to_jsonl(findings: Iterable[Finding]) -> str:
 
 # A spreadsheet runs a cell that begins with one of these as a formula (OWASP, "CSV
 # Injection"); text from a source record may begin so.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value: Any) -> Any:
     """A CSV cell a spreadsheet shows as text: a string that begins like a formula gets a
     leading ``'`` (the value stays readable; JSON outputs keep the exact value). Numbers
     are left as they are: ``-3`` is a number, not a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value
 
