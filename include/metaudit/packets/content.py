@@ -328,8 +328,16 @@ def _positions(frame: pd.DataFrame, column: str = "client_id") -> dict[str, np.n
     """Row positions by value of ``column`` (ascending within each value)."""
     if column not in frame or not len(frame):
         return {}
-    ids = frame[column].astype("string")
-    return {str(k): v for k, v in ids.groupby(ids, sort=False).indices.items()}
+    # One stable sort of the codes (a groupby's indices cost several times more).
+    codes, uniques = pd.factorize(frame[column].astype("string"))
+    order = np.argsort(codes, kind="stable")
+    ranks = np.arange(len(uniques))
+    starts = np.searchsorted(codes[order], ranks, side="left")
+    ends = np.searchsorted(codes[order], ranks, side="right")
+    return {
+        str(key): order[start:end]
+        for key, start, end in zip(uniques, starts.tolist(), ends.tolist(), strict=True)
+    }
 
 
 def _ids(*columns: Iterable[Any]) -> set[str]:
