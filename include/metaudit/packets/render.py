@@ -754,66 +754,149 @@ _RULE_COLUMNS_MM = (19, 44, 17, 25, 75)
 _CELL_SIZE, _CELL_LEADING, _CELL_PADDING = 7.5, 9, 3
 
 
+_RULE_HEADER = ("Rule", "Title", "Severity", "Status", "Detail")
+_CELL_TOP, _CELL_BOTTOM = 2, 2  # padding above and below a cell's text
+
+
 def _rule_table(statuses: Sequence[RuleStatus]) -> Any:
-    """The cover's 50 rules: plain text cells wrapped here, not Paragraphs.
+    """The cover's 50 rules: a table of plain text, drawn by ``RuleTable``.
 
-    A Paragraph parses markup and breaks its lines on every layout pass (and the
-    table lays out again when it splits across pages); the rule table is plain
-    text, and the titles' lines are the same on every cover, so they are broken
-    once per process.
+    The text is wrapped here (the titles, the same on every cover, once per
+    process); ReportLab's Table with a Paragraph per cell parsed markup and laid
+    out every cell again on each pass, and was most of a cover's time.
     """
-    from reportlab.lib import colors
     from reportlab.lib.units import mm
-    from reportlab.platypus import Table, TableStyle
 
-    regular, bold = _fonts()
-    widths = [w * mm for w in _RULE_COLUMNS_MM]
-    rows: list[list[str]] = [["Rule", "Title", "Severity", "Status", "Detail"]]
-    commands: list[tuple[Any, ...]] = [
-        ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e6e6e6")),
-        ("FONTNAME", (0, 0), (-1, -1), regular),
-        ("FONTNAME", (0, 0), (-1, 0), bold),
-        ("FONTNAME", (3, 1), (3, -1), bold),
-        ("FONTSIZE", (0, 0), (-1, -1), _CELL_SIZE),
-        ("LEADING", (0, 0), (-1, -1), _CELL_LEADING),
-    ]
-    for number, status in enumerate(statuses, start=1):
+    widths = tuple(w * mm for w in _RULE_COLUMNS_MM)
+    rows = []
+    for status in statuses:
         shown = list(status.messages[:COVER_MESSAGES_PER_RULE])
         if len(status.messages) > COVER_MESSAGES_PER_RULE:
             shown.append(
                 f"... and {len(status.messages) - COVER_MESSAGES_PER_RULE} more (see findings.csv)"
             )
-        rows.append(
-            [
-                status.rule_id,
-                _wrapped_title(status.title, widths[1]),
-                status.severity,
-                STATUS_LABELS[status.status],
-                _wrap(" ".join(shown), widths[4]),
+        cells = (
+            (status.rule_id,),
+            _wrapped_title(status.title, widths[1]),
+            (status.severity,),
+            (STATUS_LABELS[status.status],),
+            _wrap(" ".join(shown), widths[4]),
+        )
+        rows.append((cells, _STATUS_COLOURS[status.status]))
+    return _new_rule_table(widths, rows)
+
+
+def _rule_table_class() -> type:
+    """RuleTable, a flowable made on first use (ReportLab is imported only to build)."""
+    from reportlab.lib import colors
+    from reportlab.platypus import Flowable
+
+    class RuleTable(Flowable):  # type: ignore[misc]
+        """Rows of wrapped text in a grid, split across pages with the header repeated."""
+
+        def __init__(
+            self, widths: tuple[float, ...], rows: list[tuple[tuple[tuple[str, ...], ...], str]]
+        ) -> None:
+            super().__init__()
+            self.hAlign = "CENTER"  # as ReportLab's tables above it
+            self.widths = widths
+            self.rows = rows
+            self.header_height = _CELL_LEADING + _CELL_TOP + _CELL_BOTTOM
+            self.heights = [
+                max(len(lines) for lines in cells) * _CELL_LEADING + _CELL_TOP + _CELL_BOTTOM
+                for cells, _ in rows
             ]
-        )
-        commands.append(
-            ("TEXTCOLOR", (3, number), (3, number), colors.HexColor(_STATUS_COLOURS[status.status]))
-        )
-    table = Table(rows, colWidths=widths, repeatRows=1)
-    table.setStyle(TableStyle(commands + _TIGHT))
-    return table
+
+        def wrap(self, available_width: float, available_height: float) -> tuple[float, float]:
+            self.width = sum(self.widths)
+            self.height = self.header_height + sum(self.heights)
+            return self.width, self.height
+
+        def split(self, available_width: float, available_height: float) -> list[Any]:
+            room = available_height - self.header_height
+            taken = 0
+            for height in self.heights:
+                if room < height:
+                    break
+                room -= height
+                taken += 1
+            if taken == 0:
+                return []
+            if taken == len(self.rows):
+                return [self]
+            return [
+                RuleTable(self.widths, self.rows[:taken]),
+                RuleTable(self.widths, self.rows[taken:]),
+            ]
+
+        def draw(self) -> None:
+            canvas = self.canv
+            regular, bold = _fonts()
+            lefts = [sum(self.widths[:k]) for k in range(len(self.widths))]
+            top = self.height
+            canvas.saveState()
+            canvas.setFillColor(colors.HexColor("#e6e6e6"))
+            canvas.rect(
+                0, top - self.header_height, self.width, self.header_height, stroke=0, fill=1
+            )
+            canvas.setFillColor(colors.black)
+            lines: list[tuple[float, float, str, str, str]] = []  # x, y, font, colour, text
+            for left, title in zip(lefts, _RULE_HEADER, strict=True):
+                lines.append((left, top, bold, "#000000", title))
+            row_tops = [top - self.header_height]
+            for (cells, colour), height in zip(self.rows, self.heights, strict=True):
+                row_top = row_tops[-1]
+                for column, (left, cell) in enumerate(zip(lefts, cells, strict=True)):
+                    font, ink = (bold, colour) if column == 3 else (regular, "#000000")
+                    for number, text in enumerate(cell):
+                        lines.append((left, row_top - number * _CELL_LEADING, font, ink, text))
+                row_tops.append(row_top - height)
+            text = canvas.beginText()
+            font = ink = ""
+            for left, cell_top, line_font, line_ink, line in lines:
+                if line_font != font:
+                    font = line_font
+                    text.setFont(font, _CELL_SIZE, _CELL_LEADING)
+                if line_ink != ink:
+                    ink = line_ink
+                    text.setFillColor(colors.HexColor(ink))
+                text.setTextOrigin(left + _CELL_PADDING, cell_top - _CELL_TOP - _CELL_SIZE)
+                text.textOut(line)
+            canvas.drawText(text)
+            # The grid: a line under the header and each row, and the column edges.
+            canvas.setStrokeColor(colors.grey)
+            canvas.setLineWidth(0.3)
+            bottom = row_tops[-1]
+            for y in (top, *row_tops):
+                canvas.line(0, y, self.width, y)
+            for x in (*lefts, self.width):
+                canvas.line(x, top, x, bottom)
+            canvas.restoreState()
+
+    return RuleTable
 
 
-def _wrap(text: str, width: float) -> str:
+@functools.cache
+def _rule_table_type() -> type:
+    return _rule_table_class()
+
+
+def _new_rule_table(widths: tuple[float, ...], rows: list[Any]) -> Any:
+    return _rule_table_type()(widths, rows)
+
+
+def _wrap(text: str, width: float) -> tuple[str, ...]:
     """``text`` broken into lines that fit a cell of ``width`` points (at blanks)."""
     from reportlab.lib.utils import simpleSplit
 
     if not text:
-        return ""
+        return ()
     regular, _ = _fonts()
-    return "\n".join(simpleSplit(text, regular, _CELL_SIZE, width - 2 * _CELL_PADDING))
+    return tuple(simpleSplit(text, regular, _CELL_SIZE, width - 2 * _CELL_PADDING))
 
 
 @functools.lru_cache(maxsize=256)
-def _wrapped_title(title: str, width: float) -> str:
+def _wrapped_title(title: str, width: float) -> tuple[str, ...]:
     return _wrap(title, width)
 
 
