@@ -198,6 +198,23 @@ def test_cover_lists_all_50_rules_with_the_right_status(built):
         assert expected in flat
 
 
+def test_the_rule_table_continues_on_the_next_page_under_its_header(built):
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(_entries(built.client_zip)["cover.pdf"]))
+    pages = [" ".join(page.extract_text().split()) for page in reader.pages]
+    assert len(pages) >= 2
+    header = "Rule Title Severity Status Detail"
+    assert all(header in page for page in pages)
+    # Every rule once, in the rulebook's order, across the pages.
+    found = [hit.group() for page in pages for hit in RULE_ID.finditer(page)]
+    listed = [rule for rule in dict.fromkeys(found) if rule in rulebook.RULES]
+    assert listed == list(rulebook.RULES)
+    # A wrapped title keeps all its words.
+    title = rulebook.RULES["REF-002"].title
+    assert title in " ".join(pages)
+
+
 def test_cover_page_renders_to_a_non_blank_image(built, tmp_path):
     if shutil.which("pdftoppm") is None:
         pytest.skip("needs pdftoppm (Debian package poppler-utils)")
