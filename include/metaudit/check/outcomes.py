@@ -123,6 +123,8 @@ def row_fails(config: Mapping[str, Any], row: Mapping[str, Any]) -> bool | None:
 
 def is_missing(value: Any) -> bool:
     """True for the values GX treats as null: None, NA, NaT and NaN."""
+    if isinstance(value, str):  # most values asked about; pd.isna costs far more
+        return False
     if value is None or value is pd.NA or value is pd.NaT:
         return True
     if isinstance(value, float) and math.isnan(value):
