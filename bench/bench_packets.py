@@ -12,7 +12,9 @@ read and typed once (``load_source``) and each chosen practice audited once
 (``check_typed`` -> ``evidence_from_check``). Timed:
 
 - ``material``: the practice's as-of view and derived frames
-  (``prepare_material``) and its suites, once per practice;
+  (``prepare_material``) and its suites, once per practice, from the
+  practice's partition as the nightly ``build_packets`` gets it (made here by
+  ``partition_of``, untimed; ``--whole-source``: from the whole typed network);
 - per client with activity: ``client_packet_files`` (split by its own steps:
   content, cover_pdf, records, charts, validation, manifest) and the zip
   (``zip_bytes``). Nothing is written: the keep-or-rebuild decision and the
@@ -81,7 +83,9 @@ def generate(folder: Path, practices: int, sessions: int, as_of: str) -> Path:
     return target
 
 
-def audit(source: str, as_of: date, wanted: Sequence[str] | None, count: int) -> tuple[Any, ...]:
+def audit(
+    source: str, as_of: date, wanted: Sequence[str] | None, count: int, partitions: bool
+) -> tuple[Any, ...]:
     """Read, type and audit the chosen practices once (untimed)."""
     from metaudit.check.engine import check_typed, load_source
     from metaudit.packets import evidence_from_check
@@ -97,6 +101,13 @@ def audit(source: str, as_of: date, wanted: Sequence[str] | None, count: int) ->
         raise SystemExit(f"practice(s) not in the source: {', '.join(missing)}")
     result = check_typed(typed, as_of, chosen, settings)
     evidence = {p: evidence_from_check(result, p) for p in chosen}
+    if partitions:
+        # As build_packets gets it: the practice's partition, made by the extract stage.
+        from metaudit.source.snapshot import partition_of
+
+        typed = {p: partition_of(typed, p) for p in chosen}
+    else:
+        typed = dict.fromkeys(chosen, typed)
     print(
         f"audited {len(chosen)} practice(s) of {len(practices)} in "
         f"{time.perf_counter() - started:.1f} s (untimed)",
@@ -119,7 +130,7 @@ def build_all(
     cpu_started = time.process_time()
     for practice_id in chosen:
         t0 = time.perf_counter()
-        material = prepare_material(typed, as_of, practice_id, settings)
+        material = prepare_material(typed[practice_id], as_of, practice_id, settings)
         suites = practice_suites(material, evidence[practice_id])
         clients = clients_with_activity(material.view, options.activity_days)
         run.steps["material"] += time.perf_counter() - t0
@@ -173,6 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--practices", type=int, default=1, help="how many practices to build")
     parser.add_argument("--practice", action="append", help="a practice id (repeatable)")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--whole-source",
+        action="store_true",
+        help="prepare each practice from the whole typed network, not its partition",
+    )
     parser.add_argument("--profile", type=Path, help="write a cProfile of one run here")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args(argv)
@@ -186,7 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = args.source or str(
             generate(Path(tmp), args.network_practices, args.sessions, args.as_of)
         )
-        typed, settings, chosen, evidence = audit(source, as_of, args.practice, args.practices)
+        typed, settings, chosen, evidence = audit(
+            source, as_of, args.practice, args.practices, not args.whole_source
+        )
     # One untimed client first: imports, fonts, caches of the process.
     _warm_up(typed, settings, as_of, chosen[0], evidence)
     runs = []
@@ -226,7 +244,7 @@ def practice_suites(material: Any, evidence: Any) -> list[Any]:
 def _warm_up(typed: Any, settings: Any, as_of: date, practice_id: str, evidence: Any) -> None:
     from metaudit.packets import client_packet_files, clients_with_activity, prepare_material
 
-    material = prepare_material(typed, as_of, practice_id, settings)
+    material = prepare_material(typed[practice_id], as_of, practice_id, settings)
     clients = clients_with_activity(material.view)
     if clients:
         suites = practice_suites(material, evidence[practice_id])
