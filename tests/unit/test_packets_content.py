@@ -221,6 +221,15 @@ def test_a_chart_draws_its_series_goal_lines_title_and_axes():
     # The 12 goal line lies between the 12.5 and 11 points.
     goal_y = float(goals[0].find("s:line", ns).get("y1"))
     assert ys[1] < goal_y < ys[2]
+    # Values no axis holds, dates at the calendar's ends: still a well-formed chart.
+    odd = ChartPlot(
+        "odd",
+        ("0001-01-01", "9999-12-31", "2026-01-01"),
+        (float("inf"), 1e308, -1e308),
+        (("goal: nan", float("nan"), "0001-01-01"), ("goal", 5.0, "9999-12-31")),
+    )
+    odd_root = ET.fromstring(render_chart_svg(odd))
+    assert len(odd_root.findall(".//s:circle", ns)) == 2
     empty = ET.fromstring(render_chart_svg(ChartPlot("X", (), (), ())))
     assert "no data" in [
         "".join(t.itertext()) for t in empty.iter("{http://www.w3.org/2000/svg}text")

@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
@@ -464,6 +464,19 @@ def render_chart_svg(plot: ChartPlot) -> bytes:
     axes with their ticks and labels, and a legend. Numbers are written with
     fixed precision, so the same plot gives the same bytes.
     """
+    # A value no axis can hold (infinite, NaN) is left out of the drawing; the
+    # records' CSV and HTML still show it.
+    measured = [
+        (when, value)
+        for when, value in zip(plot.measured_dates, plot.measured_values, strict=True)
+        if math.isfinite(value)
+    ]
+    plot = ChartPlot(
+        title=plot.title,
+        measured_dates=tuple(when for when, _ in measured),
+        measured_values=tuple(value for _, value in measured),
+        targets=tuple(t for t in plot.targets if math.isfinite(t[1])),
+    )
     days = [_day_number(d) for d in plot.measured_dates]
     target_days = [_day_number(t[2]) for t in plot.targets if t[2]]
     values = list(plot.measured_values) + [t[1] for t in plot.targets]
@@ -592,6 +605,8 @@ def _value_axis(values: Sequence[float]) -> tuple[float, float, list[float]]:
         pad = abs(high) * 0.1 or 1.0
         low, high = low - pad, high + pad
     span = high - low
+    if not math.isfinite(span * 1.3):  # beyond a float's range: the ends only
+        return low, high, [low, high]
     low, high = low - 0.15 * span, high + 0.15 * span  # room for the value labels
     raw = (high - low) / 5
     magnitude = 10 ** math.floor(math.log10(raw))
@@ -609,7 +624,10 @@ def _date_axis(days: Sequence[int]) -> tuple[float, float, list[tuple[int, str]]
     the span is long enough, else days)."""
     first, last = min(days), max(days)
     pad = max((last - first) * 0.05, 3)
-    lo, hi = first - pad, last + pad
+    # Within the calendar's first and last day (a margin may not reach past them).
+    lo, hi = max(first - pad, 1), min(last + pad, date.max.toordinal())
+    if hi <= lo:
+        lo, hi = lo - 1, hi + 1
     start, end = datetime.fromordinal(math.ceil(lo)), datetime.fromordinal(math.floor(hi))
     months = (end.year - start.year) * 12 + end.month - start.month
     ticks: list[tuple[int, str]] = []
@@ -618,7 +636,7 @@ def _date_axis(days: Sequence[int]) -> tuple[float, float, list[tuple[int, str]]
         year, month = start.year, start.month
         if start.day != 1:
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-        while True:
+        while year <= date.max.year:
             day = datetime(year, month, 1)
             if day > end:
                 break
