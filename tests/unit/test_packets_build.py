@@ -199,6 +199,23 @@ def test_cover_lists_all_50_rules_with_the_right_status(built):
         assert expected in flat
 
 
+def test_the_rule_table_continues_on_the_next_page_under_its_header(built):
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(_entries(built.client_zip)["cover.pdf"]))
+    pages = [" ".join(page.extract_text().split()) for page in reader.pages]
+    assert len(pages) >= 2
+    header = "Rule Title Severity Status Detail"
+    assert all(header in page for page in pages)
+    # Every rule once, in the rulebook's order, across the pages.
+    found = [hit.group() for page in pages for hit in RULE_ID.finditer(page)]
+    listed = [rule for rule in dict.fromkeys(found) if rule in rulebook.RULES]
+    assert listed == list(rulebook.RULES)
+    # A wrapped title keeps all its words.
+    title = rulebook.RULES["REF-002"].title
+    assert title in " ".join(pages)
+
+
 def test_cover_page_renders_to_a_non_blank_image(built, tmp_path):
     if shutil.which("pdftoppm") is None:
         pytest.skip("needs pdftoppm (Debian package poppler-utils)")
@@ -274,7 +291,7 @@ def test_records_are_readable_documents_and_csv_with_escaped_values(built):
     ):
         assert f"records/{slug}.html" in entries
     index = entries["records/index.html"].decode()
-    assert "../charts/outcome-01.png" in index and "../charts/outcome-02.png" in index
+    assert "../charts/outcome-01.svg" in index and "../charts/outcome-02.svg" in index
 
 
 def test_charts_have_the_instruments_measures_and_goal_targets(built):
@@ -292,8 +309,13 @@ def test_charts_have_the_instruments_measures_and_goal_targets(built):
         ("G-2", 26.0, None)
     ]
     entries = _entries(built.client_zip)
-    for name in ("charts/outcome-01.png", "charts/outcome-02.png"):
-        assert entries[name].startswith(b"\x89PNG\r\n\x1a\n") and len(entries[name]) > 5000
+    assert not [name for name in entries if name.endswith(".png")]
+    tug = entries["charts/outcome-02.svg"].decode()
+    assert tug.startswith("<?xml") and "<svg" in tug and "TUG" in tug
+    assert tug.count("<circle") == 3 and ">12.5<" in tug  # TUG's three measures
+    assert "short-term goal G-1: 12 by 2026-02-28" in tug and 'class="target"' in tug
+    grip = entries["charts/outcome-01.svg"].decode()
+    assert "G-2: 26" in grip and 'class="target"' not in grip  # G-2 has no target date
 
 
 def test_identical_input_gives_identical_bytes(built):
@@ -343,7 +365,7 @@ def test_a_failure_mid_build_leaves_no_packet_and_keeps_the_old_one(built, tmp_p
     options = PacketOptions(packets_dir=tmp_path / "p")
     folder = options.packets_dir / "PR-1" / "2026-03-31"
     with monkeypatch.context() as patch:
-        patch.setattr(render, "render_chart_png", boom)
+        patch.setattr(render, "render_chart_svg", boom)
         with pytest.raises(PacketBuildError, match="CL-1: ValueError: chart renderer broke"):
             build_client_packets(built.material, built.evidence, options, key=KEY)
     assert not folder.exists() or not any(folder.iterdir())

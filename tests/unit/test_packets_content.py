@@ -18,7 +18,7 @@ from metaudit.packets.content import (
     row_fails,
 )
 from metaudit.packets.errors import PacketError
-from metaudit.packets.render import chart_plot, render_chart_png
+from metaudit.packets.render import chart_plot, render_chart_svg
 from metaudit.paths import id_name
 
 D = pd.Timestamp("2026-03-31")
@@ -184,9 +184,56 @@ def test_chart_series_per_instrument_with_goal_targets():
     assert plot.measured_values == (14.0, 12.5, 11.0)
     assert plot.targets == (("short-term goal G-1: 12 by 2026-02-28", 12.0, "2026-02-28"),)
     assert plot.title == "TUG (s), lower is better"
-    png = render_chart_png(plot)
-    assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"Software" not in png
-    assert render_chart_png(plot) == png
+    svg = render_chart_svg(plot)
+    assert render_chart_svg(plot) == svg
+
+
+def test_a_chart_draws_its_series_goal_lines_title_and_axes():
+    import xml.etree.ElementTree as ET
+
+    from metaudit.packets.render import ChartPlot
+
+    plot = ChartPlot(
+        title="TUG (s), lower is better <&>",
+        measured_dates=("2026-01-10", "2026-02-09", "2026-03-11"),
+        measured_values=(14.0, 12.5, 11.0),
+        targets=(
+            ("short-term goal G-1: 12 by 2026-02-28", 12.0, "2026-02-28"),
+            ("long-term goal G-9: 9", 9.0, None),
+        ),
+    )
+    svg = render_chart_svg(plot)
+    root = ET.fromstring(svg)  # well-formed, the title escaped
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    texts = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "TUG (s), lower is better <&>" in texts
+    assert {"14", "12.5", "11"} <= set(texts)  # each measure labelled
+    assert "measured" in texts and "long-term goal G-9: 9" in texts  # the legend
+    assert any("date" in t for t in texts) and "value" in texts  # the axes' labels
+    assert any(t.startswith("Feb") for t in texts)  # the date ticks
+    (line,) = root.findall(".//s:g[@class='measured']/s:polyline", ns)
+    xs = [float(p.split(",")[0]) for p in line.get("points").split()]
+    ys = [float(p.split(",")[1]) for p in line.get("points").split()]
+    assert xs == sorted(xs) and ys == sorted(ys)  # later dates right, lower values lower
+    goals = root.findall(".//s:g[@class='goal']", ns)
+    assert len(goals) == 2 and all(g.find("s:line", ns).get("stroke-dasharray") for g in goals)
+    assert len(root.findall(".//s:polygon[@class='target']", ns)) == 1  # one target date
+    # The 12 goal line lies between the 12.5 and 11 points.
+    goal_y = float(goals[0].find("s:line", ns).get("y1"))
+    assert ys[1] < goal_y < ys[2]
+    # Values no axis holds, dates at the calendar's ends: still a well-formed chart.
+    odd = ChartPlot(
+        "odd",
+        ("0001-01-01", "9999-12-31", "2026-01-01"),
+        (float("inf"), 1e308, -1e308),
+        (("goal: nan", float("nan"), "0001-01-01"), ("goal", 5.0, "9999-12-31")),
+    )
+    odd_root = ET.fromstring(render_chart_svg(odd))
+    assert len(odd_root.findall(".//s:circle", ns)) == 2
+    empty = ET.fromstring(render_chart_svg(ChartPlot("X", (), (), ())))
+    assert "no data" in [
+        "".join(t.itertext()) for t in empty.iter("{http://www.w3.org/2000/svg}text")
+    ]
 
 
 def test_claim_linkage_resolves_each_pointer_to_the_claims_diagnosis():

@@ -19,7 +19,7 @@ it, and every evaluated row passes or fails on its own.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +123,8 @@ def row_fails(config: Mapping[str, Any], row: Mapping[str, Any]) -> bool | None:
 
 def is_missing(value: Any) -> bool:
     """True for the values GX treats as null: None, NA, NaT and NaN."""
+    if isinstance(value, str):  # most values asked about; pd.isna costs far more
+        return False
     if value is None or value is pd.NA or value is pd.NaT:
         return True
     if isinstance(value, float) and math.isnan(value):
@@ -180,23 +182,45 @@ def frame_outcomes(
     for position, config in expectations:
         mask = evaluated_mask(config, rows) if len(rows) else pd.Series([], dtype=bool)
         evaluated[position] = [i for i, keep in zip(ids, mask.tolist(), strict=True) if keep]
+    by_id: list[pd.DataFrame] = []  # built on the first failure only
 
+    def row_of(entity: str) -> Mapping[str, Any]:
+        if not by_id:
+            by_id.append(rows.set_index(rows["entity_id"].astype(str)))
+        return dict(by_id[0].loc[entity].to_dict())
+
+    return outcomes_of(expectations, evaluated, failing, set(ids), row_of)
+
+
+def outcomes_of(
+    expectations: Sequence[tuple[int, Mapping[str, Any]]],
+    evaluated: Mapping[int, Sequence[str]],
+    failing: Mapping[str, Collection[str]],
+    members: Collection[str],
+    row_of: Callable[[str], Mapping[str, Any]],
+) -> dict[int, ExpectationOutcome]:
+    """:func:`frame_outcomes` from the rows each expectation evaluated (``evaluated``,
+    by position), the entity ids of the rows (``members``) and a row by entity id
+    (``row_of``, asked only for failing entities of a rule with several expectations).
+
+    The packets compute ``evaluated`` once per practice and take each client's
+    share; the failures are placed here, the same way for both.
+    """
     unexpected: dict[int, list[str]] = {position: [] for position, _ in expectations}
     ambiguous: set[int] = set()
     groups: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
     for position, config in expectations:
         groups.setdefault(rule_id_of(config), []).append((position, config))
-    by_id = rows.set_index(rows["entity_id"].astype(str)) if len(rows) else None
     for rule_id, refs in groups.items():
         failed = sorted(set(failing.get(rule_id, ())))
-        if not failed or by_id is None:
+        failed = [entity for entity in failed if entity in members]
+        if not failed:
             continue
-        failed = [entity for entity in failed if entity in by_id.index]
         if len(refs) == 1:
             unexpected[refs[0][0]].extend(failed)
             continue
         for entity in failed:
-            row = by_id.loc[entity].to_dict()
+            row = row_of(entity)
             hits = [position for position, config in refs if row_fails(config, row) is True]
             if not hits:
                 hits = [position for position, _ in refs if entity in evaluated[position]] or [

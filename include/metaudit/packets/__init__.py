@@ -2,7 +2,7 @@
 
 A packet is what a practice owner hands a payer or an auditor: a cover (PDF)
 with the client's status rule by rule, the client's records (HTML and CSV),
-outcome-measure charts (PNG), the validation report (JSON and HTML), the
+outcome-measure charts (SVG), the validation report (JSON and HTML), the
 findings (CSV) and ``manifest.json``, which lists every file's size and
 SHA-256 and is signed with HMAC-SHA256 (``metaudit verify PACKET.zip``).
 
@@ -23,8 +23,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 # The names are loaded on first use (PEP 562): verifying a packet, which the Airflow
-# API server does for the packets page, must not import pandas, ReportLab and
-# matplotlib with the builders.
+# API server does for the packets page, must not import pandas and ReportLab with
+# the builders.
 _EXPORTS = {
     "metaudit.packets.build": (
         "ClientPacketSummary",

@@ -1,7 +1,8 @@
 """Zip bytes that depend only on their content, and writing them atomically.
 
 Every entry gets the same timestamp (the packet's as-of date at midnight), the
-same permissions and compression, and entries are sorted by path, so building
+same permissions and compression (deflated, PDFs stored as they are), and entries
+are sorted by path, so building
 a packet twice from the same records gives the same bytes and a rebuild can be
 compared with ``cmp``. Files are written to a temporary name in the target
 folder and renamed into place: a reader sees the old packet or the new one,
@@ -32,10 +33,12 @@ def zip_bytes(files: Mapping[str, bytes], stamp: date) -> bytes:
         for path in sorted(files):
             _check_member(path)
             info = zipfile.ZipInfo(path, date_time=when)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            # A PDF's streams are deflated already: deflating it again gains little.
+            stored = path.endswith(".pdf")
+            info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
             info.create_system = _UNIX
             info.external_attr = _FILE_MODE
-            archive.writestr(info, files[path], compresslevel=_COMPRESS_LEVEL)
+            archive.writestr(info, files[path], compresslevel=None if stored else _COMPRESS_LEVEL)
     return buffer.getvalue()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -34,11 +35,13 @@ from metaudit.packets.content import (
     PASS,
     PracticeEvidence,
     PracticeMaterial,
+    SuiteOutcomes,
     SuiteRef,
     audit_period,
     chart_series,
     clients_with_activity,
     cover_content,
+    document_tables,
     evaluate_client,
     record_documents,
     suites_of,
@@ -222,40 +225,57 @@ def client_packet_files(
     demo_key: bool = False,
     activity_days: int = DEFAULT_ACTIVITY_DAYS,
     provenance: Mapping[str, Any] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, bytes]:
     """Every file of a client's packet, manifest included (path -> bytes).
 
     ``provenance`` (from :func:`evidence_record`) goes into the manifest as ``evidence``
-    and its ``records_unchanged_since`` onto the cover."""
-    records = material.records(client_id)
-    client_findings = sort_findings(f for f in evidence.findings if f.client_id == client_id)
-    evaluation = evaluate_client(
-        client_id, evidence, suites, material.client_frames(client_id), client_findings
-    )
-    cover = cover_content(
-        material, client_id, records, evaluation, client_findings, activity_days, demo_key
-    )
-    if provenance is not None:
-        cover = replace(cover, records_unchanged_since=provenance.get("records_unchanged_since"))
+    and its ``records_unchanged_since`` onto the cover. ``timings``, when given,
+    accumulates the seconds spent per step (content, cover_pdf, records, charts,
+    validation, manifest), for bench/bench_packets.py.
+    """
+    step = _Steps(timings)
+    with step("content"):
+        outcomes, text = _prepared(material, suites)
+        records = material.client_rows(client_id)
+        client_findings = sort_findings(f for f in evidence.findings if f.client_id == client_id)
+        evaluation = evaluate_client(client_id, evidence, outcomes, client_findings)
+        cover = cover_content(
+            material, client_id, records, evaluation, client_findings, activity_days, demo_key
+        )
+        if provenance is not None:
+            cover = replace(
+                cover, records_unchanged_since=provenance.get("records_unchanged_since")
+            )
+        documents = record_documents(material, client_id)
+        all_series = chart_series(records)
     who = f"Client {client_id}, practice {cover.practice_id}, records as of {cover.as_of}"
-    files: dict[str, bytes] = {"cover.pdf": render.render_cover_pdf(cover)}
+    with step("cover_pdf"):
+        files: dict[str, bytes] = {"cover.pdf": render.render_cover_pdf(cover)}
 
-    documents = record_documents(records)
-    for document in documents:
-        files[f"records/{document.slug}.html"] = render.render_document_html(document, who)
-        for section in document.sections:
-            files[f"records/{section.csv_name}"] = render.section_csv(section)
+    with step("records"):
+        for document in documents:
+            files[f"records/{document.slug}.html"] = render.render_document_html(
+                document, who, text
+            )
+            for section in document.sections:
+                files[f"records/{section.csv_name}"] = render.section_csv(section, text)
     charts = []
-    for number, series in enumerate(chart_series(records), start=1):
-        # Instrument names come from the source: the file is numbered, the image titled.
-        path = f"charts/outcome-{number:02d}.png"
-        files[path] = render.render_chart_png(render.chart_plot(series))
-        charts.append((path, series))
-    files["records/index.html"] = render.render_records_index_html(documents, charts, who)
+    with step("charts"):
+        for number, series in enumerate(all_series, start=1):
+            # Instrument names come from the source: the file is numbered, the image titled.
+            path = f"charts/outcome-{number:02d}.svg"
+            files[path] = render.render_chart_svg(render.chart_plot(series))
+            charts.append((path, series))
+    with step("records"):
+        files["records/index.html"] = render.render_records_index_html(documents, charts, who)
 
-    files["validation/client_validation.json"] = render.render_json(evaluation.validation)
-    files["validation/data_docs.html"] = render.render_data_docs_html(evaluation.validation, who)
-    files["findings.csv"] = to_csv(client_findings).encode("utf-8")
+    with step("validation"):
+        files["validation/client_validation.json"] = render.render_json(evaluation.validation)
+        files["validation/data_docs.html"] = render.render_data_docs_html(
+            evaluation.validation, who
+        )
+        files["findings.csv"] = to_csv(client_findings).encode("utf-8")
 
     counts = evaluation.counts()
     severities = cover.findings_by_severity
@@ -266,18 +286,58 @@ def client_packet_files(
         "findings": {s: int(severities.get(s, 0)) for s in rulebook.SEVERITY_ORDER},
         "audit_period": {"start": cover.period_start, "end": cover.period_end},
     }
-    manifest = build_manifest(
-        files,
-        kind="client",
-        as_of=evidence.as_of,
-        practice_id=evidence.practice_id,
-        client_id=client_id,
-        key=key,
-        demo_key=demo_key,
-        extra={"summary": summary, **({"evidence": dict(provenance)} if provenance else {})},
-    )
-    files[MANIFEST_NAME] = manifest_bytes(manifest)
+    with step("manifest"):
+        manifest = build_manifest(
+            files,
+            kind="client",
+            as_of=evidence.as_of,
+            practice_id=evidence.practice_id,
+            client_id=client_id,
+            key=key,
+            demo_key=demo_key,
+            extra={"summary": summary, **({"evidence": dict(provenance)} if provenance else {})},
+        )
+        files[MANIFEST_NAME] = manifest_bytes(manifest)
     return files
+
+
+def _prepared(
+    material: PracticeMaterial, suites: Sequence[SuiteRef]
+) -> tuple[SuiteOutcomes, render.RecordsText]:
+    """What every client packet of the practice shares, made for its first client:
+    the rows each expectation evaluates and the record tables as text."""
+    kept = material.prepared.get("packets")
+    # build_client_packets hands every client the same list of suites.
+    if kept is None or kept[0] is not suites:
+        kept = (
+            suites,
+            SuiteOutcomes(material, suites),
+            render.RecordsText(document_tables(material)),
+        )
+        material.prepared["packets"] = kept
+    return kept[1], kept[2]
+
+
+class _Steps:
+    """``with step("name"):`` adds the block's seconds to ``timings[name]`` (when kept)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self._name = ""
+        self._started = 0.0
+
+    def __call__(self, name: str) -> _Steps:
+        self._name = name
+        return self
+
+    def __enter__(self) -> None:
+        if self.timings is not None:
+            self._started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.timings is not None:
+            elapsed = time.perf_counter() - self._started
+            self.timings[self._name] = self.timings.get(self._name, 0.0) + elapsed
 
 
 def evidence_record(found: ClientEvidence, records_unchanged_since: str) -> dict[str, Any]:

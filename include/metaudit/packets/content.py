@@ -3,7 +3,7 @@
 Everything here is a pure function of the practice's as-of view, its derived
 frames, and the practice-level evidence of the check (findings and Great
 Expectations results). The renderers turn these objects into PDF, HTML, CSV and
-PNG; the builder zips and signs them.
+SVG; the builder zips and signs them.
 
 Definitions used by the packets (docs/packets.md explains them to readers):
 
@@ -24,7 +24,8 @@ Definitions used by the packets (docs/packets.md explains them to readers):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import math
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ from metaudit.check.frames import Frame
 from metaudit.check.outcomes import FAIL as FAIL
 from metaudit.check.outcomes import NOT_APPLICABLE as NOT_APPLICABLE
 from metaudit.check.outcomes import PASS as PASS
-from metaudit.check.outcomes import ExpectationOutcome, frame_outcomes, rule_status
+from metaudit.check.outcomes import ExpectationOutcome, outcomes_of, rule_status
 from metaudit.check.outcomes import evaluated_mask as evaluated_mask
 from metaudit.check.outcomes import is_missing as _missing
 from metaudit.check.outcomes import row_fails as row_fails
@@ -155,11 +156,13 @@ def _index(config: Mapping[str, Any]) -> int:
 
 
 class PracticeMaterial:
-    """A practice's as-of view and derived frames, sliced per client once.
+    """A practice's as-of view and derived frames, prepared once for all its clients.
 
-    Slicing 24 tables for every client by a mask costs clients x rows; the
-    group positions are computed once and each client's rows are taken by
-    position.
+    Every table is sorted once in document order and its rows grouped by client
+    once, so a client's records are its group's positions, already in order
+    (slicing and sorting 24 tables per client cost clients x rows). ``rows``
+    gives a client's rows as plain dicts, converted once per table; ``prepared``
+    keeps what the renderers and the evaluation derive once per practice.
     """
 
     def __init__(
@@ -171,12 +174,20 @@ class PracticeMaterial:
         referrals = tables["referrals"].copy()
         referrals["expires_on"] = referral_expiry.reindex(referrals.index)
         tables["referrals"] = referrals
-        self.tables = tables
+        # Sorting the practice's table and then taking a client's rows gives the
+        # order sorting the client's rows would (the sort is stable).
+        self.tables = {name: _sorted(name, table) for name, table in tables.items()}
         self.frames = {frame.name: frame for frame in frames}
         self._table_groups = {
-            name: _positions(frame) for name, frame in tables.items() if "client_id" in frame
+            name: _positions(frame) for name, frame in self.tables.items() if "client_id" in frame
         }
         self._frame_groups = {name: _positions(frame.data) for name, frame in self.frames.items()}
+        self._by_id = {
+            name: _positions(self.tables[name], column)
+            for name, column in (("staff", "staff_id"), ("providers", "provider_id"))
+        }
+        self._columns: dict[str, dict[str, list[Any]]] = {}
+        self.prepared: dict[str, Any] = {}
         practices = view.practices
         self.practice = practices.iloc[0].to_dict() if len(practices) else {}
 
@@ -189,32 +200,58 @@ class PracticeMaterial:
         clients = self.tables["clients"]
         return sorted(str(c) for c in clients["client_id"].dropna().unique())
 
+    def record_tables(self) -> list[str]:
+        """The tables of a client's records: those with a client id, the staff and providers."""
+        return [name for name in self._table_groups if name != "practices"] + [
+            "staff",
+            "providers",
+        ]
+
+    def positions(self, name: str, client_id: str) -> np.ndarray:
+        """The client's rows of a table (positions in ``tables[name]``, in document
+        order); for the staff and providers, those the client's records name."""
+        if name == "staff":
+            named = _ids(
+                [r["staff_id"] for r in self.rows("sessions", client_id)],
+                [r["staff_id"] for r in self.rows("assessments", client_id)],
+                [r["rendering_staff_id"] for r in self.rows("claims", client_id)],
+            )
+        elif name == "providers":
+            named = _ids(
+                [r["provider_id"] for r in self.rows("referrals", client_id)],
+                [r["supervising_provider_id"] for r in self.rows("referrals", client_id)],
+                [r["provider_id"] for r in self.rows("progress_reports", client_id)],
+            )
+        else:
+            return self._table_groups[name].get(client_id, _EMPTY)
+        at = self._by_id[name]
+        found = [at[i] for i in named if i in at]
+        return np.sort(np.concatenate(found)) if found else _EMPTY
+
+    def rows(self, name: str, client_id: str) -> list[dict[str, Any]]:
+        """The client's rows of a table as dicts of plain values (NA, NaT for missing)."""
+        columns = self._columns.get(name)
+        if columns is None:
+            # Column by column (a frame's to_dict costs several times more), and the
+            # rows made only for the clients asked for.
+            table = self.tables[name]
+            columns = self._columns[name] = {c: table[c].astype(object).tolist() for c in table}
+        return [
+            {column: values[i] for column, values in columns.items()}
+            for i in self.positions(name, client_id)
+        ]
+
+    def client_rows(self, client_id: str) -> ClientRows:
+        """The client's records as rows, table by table, taken when first asked for."""
+        return ClientRows(self, client_id)
+
     def records(self, client_id: str) -> dict[str, pd.DataFrame]:
         """The client's records in the view, by contract table, plus the staff and
         providers its records name (sorted for stable output)."""
-        out: dict[str, pd.DataFrame] = {}
-        for name, groups in self._table_groups.items():
-            table = self.tables[name]
-            rows = table.iloc[groups.get(client_id, _EMPTY)]
-            out[name] = _sorted(name, rows)
-        staff_ids = _ids(
-            out["sessions"]["staff_id"],
-            out["assessments"]["staff_id"],
-            out["claims"]["rendering_staff_id"],
-        )
-        staff = self.tables["staff"]
-        out["staff"] = _sorted("staff", staff[staff["staff_id"].isin(staff_ids)])
-        provider_ids = _ids(
-            out["referrals"]["provider_id"],
-            out["referrals"]["supervising_provider_id"],
-            out["progress_reports"]["provider_id"],
-        )
-        providers = self.tables["providers"]
-        out["providers"] = _sorted(
-            "providers", providers[providers["provider_id"].isin(provider_ids)]
-        )
-        out.pop("practices", None)
-        return out
+        return {
+            name: self.tables[name].iloc[self.positions(name, client_id)].reset_index(drop=True)
+            for name in self.record_tables()
+        }
 
     def client_frames(self, client_id: str) -> dict[str, pd.DataFrame]:
         """The client's rows of every derived frame, by frame name."""
@@ -223,9 +260,36 @@ class PracticeMaterial:
             for name, groups in self._frame_groups.items()
         }
 
+    def frame_positions(self, frame_name: str, client_id: str) -> np.ndarray:
+        """The client's rows of a derived frame (positions, in the frame's order)."""
+        return self._frame_groups.get(frame_name, {}).get(client_id, _EMPTY)
+
     def entity_type(self, frame_name: str) -> str:
         frame = self.frames.get(frame_name)
         return frame.entity_type if frame is not None else ""
+
+
+class ClientRows(Mapping[str, list[dict[str, Any]]]):
+    """One client's records as rows (``PracticeMaterial.rows``), by table, on demand."""
+
+    def __init__(self, material: PracticeMaterial, client_id: str) -> None:
+        self._material = material
+        self._client_id = client_id
+        self._names = material.record_tables()
+        self._taken: dict[str, list[dict[str, Any]]] = {}
+
+    def __getitem__(self, name: str) -> list[dict[str, Any]]:
+        if name not in self._taken:
+            if name not in self._names:
+                raise KeyError(name)
+            self._taken[name] = self._material.rows(name, self._client_id)
+        return self._taken[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 _EMPTY = np.array([], dtype=np.intp)
@@ -265,17 +329,26 @@ def _sorted(name: str, rows: pd.DataFrame) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
-def _positions(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    if "client_id" not in frame or not len(frame):
+def _positions(frame: pd.DataFrame, column: str = "client_id") -> dict[str, np.ndarray]:
+    """Row positions by value of ``column`` (ascending within each value)."""
+    if column not in frame or not len(frame):
         return {}
-    ids = frame["client_id"].astype("string")
-    return {str(k): v for k, v in ids.groupby(ids, sort=False).indices.items()}
+    # One stable sort of the codes (a groupby's indices cost several times more).
+    codes, uniques = pd.factorize(frame[column].astype("string"))
+    order = np.argsort(codes, kind="stable")
+    ranks = np.arange(len(uniques))
+    starts = np.searchsorted(codes[order], ranks, side="left")
+    ends = np.searchsorted(codes[order], ranks, side="right")
+    return {
+        str(key): order[start:end]
+        for key, start, end in zip(uniques, starts.tolist(), ends.tolist(), strict=True)
+    }
 
 
-def _ids(*columns: pd.Series) -> set[str]:
+def _ids(*columns: Iterable[Any]) -> set[str]:
     found: set[str] = set()
     for column in columns:
-        found.update(str(v) for v in column.dropna().tolist())
+        found.update(str(v) for v in column if not _missing(v))
     return found
 
 
@@ -352,42 +425,84 @@ class ClientEvaluation:
         return counts
 
 
+class SuiteOutcomes:
+    """The rows each expectation of the practice's suites evaluates, found once per
+    practice; a client's outcomes are then its share (``client``)."""
+
+    def __init__(self, material: PracticeMaterial, suites: Sequence[SuiteRef]) -> None:
+        self.material = material
+        self.suites = list(suites)
+        self._plans: list[tuple[list[str], dict[int, np.ndarray]] | None] = []
+        for suite in self.suites:
+            frame = material.frames.get(suite.frame)
+            if frame is None or not len(frame.data):
+                self._plans.append(None)
+                continue
+            data = frame.data
+            ids = data["entity_id"].astype(str).tolist()
+            masks = {
+                ref.position: evaluated_mask(ref.config, data).to_numpy(dtype=bool)
+                for ref in suite.expectations
+            }
+            self._plans.append((ids, masks))
+
+    def client(
+        self, number: int, client_id: str, failing: Mapping[str, Collection[str]]
+    ) -> tuple[int, dict[int, ExpectationOutcome]]:
+        """The client's rows of suite ``number`` and each expectation's outcome on them."""
+        suite = self.suites[number]
+        expectations = [(ref.position, ref.config) for ref in suite.expectations]
+        plan = self._plans[number]
+        if plan is None:
+            return 0, outcomes_of(
+                expectations, {p: [] for p, _ in expectations}, failing, (), lambda e: {}
+            )
+        ids, masks = plan
+        where = self.material.frame_positions(suite.frame, client_id)
+        evaluated = {
+            position: [ids[i] for i in where[mask[where]]] for position, mask in masks.items()
+        }
+        members = {ids[i]: int(i) for i in where}
+        data = self.material.frames[suite.frame].data
+
+        def row_of(entity: str) -> Mapping[str, Any]:
+            return dict(data.iloc[members[entity]].to_dict())
+
+        return len(where), outcomes_of(expectations, evaluated, failing, members, row_of)
+
+
 def evaluate_client(
     client_id: str,
     evidence: PracticeEvidence,
-    suites: Sequence[SuiteRef],
-    client_frames: Mapping[str, pd.DataFrame],
+    outcomes: SuiteOutcomes,
     client_findings: Sequence[Finding],
 ) -> ClientEvaluation:
     """The client's rule statuses and its share of the practice's validation results.
 
     Great Expectations is not run again per client: each expectation's client
     rows are the client's rows of the frame it validated, the rows it
-    evaluated follow its skipping of missing values, and its failing rows are
-    the client's findings of its rule on that frame.
+    evaluated follow its skipping of missing values (found once per practice,
+    ``SuiteOutcomes``), and its failing rows are the client's findings of its
+    rule on that frame.
     """
     failing: dict[tuple[str, str], list[str]] = {}
     for finding in client_findings:
         failing.setdefault((finding.rule_id, finding.entity_type), []).append(finding.entity_id)
 
+    suites = outcomes.suites
     checked: dict[str, set[str]] = {}
     suite_reports: list[dict[str, Any]] = []
-    for suite in suites:
-        rows = client_frames.get(suite.frame)
-        if rows is None:
-            rows = pd.DataFrame({"entity_id": pd.Series([], dtype="string")})
+    for number, suite in enumerate(suites):
         # The findings name their entity type, not their frame: a suite takes its
         # frame's entity type's findings of each of its rules.
         suite_failing = {
             ref.rule_id: failing.get((ref.rule_id, suite.entity_type), [])
             for ref in suite.expectations
         }
-        outcomes = frame_outcomes(
-            [(ref.position, ref.config) for ref in suite.expectations], rows, suite_failing
-        )
+        client_rows, share = outcomes.client(number, client_id, suite_failing)
         for ref in suite.expectations:
-            checked.setdefault(ref.rule_id, set()).update(outcomes[ref.position].evaluated)
-        suite_reports.append(_suite_report(suite, len(rows), outcomes))
+            checked.setdefault(ref.rule_id, set()).update(share[ref.position].evaluated)
+        suite_reports.append(_suite_report(suite, client_rows, share))
 
     by_rule: dict[str, list[Finding]] = {}
     for finding in client_findings:
@@ -519,7 +634,7 @@ class GoalTarget:
 
 @dataclass(frozen=True)
 class ChartSeries:
-    """The data of one instrument's trend chart: what matplotlib is handed."""
+    """The data of one instrument's trend chart: what the chart draws."""
 
     instrument: str
     unit: str | None
@@ -528,51 +643,74 @@ class ChartSeries:
     targets: tuple[GoalTarget, ...]
 
 
-def chart_series(records: Mapping[str, pd.DataFrame]) -> list[ChartSeries]:
+Rows = Sequence[Mapping[str, Any]]
+
+
+def chart_series(records: Mapping[str, pd.DataFrame | Rows]) -> list[ChartSeries]:
     """One series per instrument the client was measured on or has a goal for.
 
     Instruments are matched ignoring case and surrounding blanks (codes compare
     that way); a value measured several times at one assessment is averaged, as
-    the reassessment rule does.
+    the reassessment rule does. ``records`` holds the client's ``assessments``,
+    ``outcome_measures`` and ``goals``, as frames or as rows
+    (``PracticeMaterial.client_rows``).
     """
-    assessments = records["assessments"][["assessment_id", "assessed_on", "kind"]]
-    measures = records["outcome_measures"].merge(assessments, on="assessment_id", how="inner")
-    measures = measures[measures["value"].notna() & measures["assessed_on"].notna()]
-    measures = measures.assign(key=measures["instrument"].astype("string").str.strip().str.upper())
-    goals = records["goals"]
-    goals = goals[goals["instrument"].notna()]
-    goals = goals.assign(key=goals["instrument"].astype("string").str.strip().str.upper())
+    assessments: dict[Any, list[Mapping[str, Any]]] = {}
+    for row in _as_rows(records["assessments"]):
+        assessments.setdefault(_key(row["assessment_id"]), []).append(row)
+    # (instrument, assessed_on, assessment_id) -> values, kinds; units by instrument.
+    measured: dict[str, dict[tuple[Any, Any], tuple[list[float], list[Any]]]] = {}
+    units: dict[str, list[str]] = {}
+    for measure in _as_rows(records["outcome_measures"]):
+        key = _instrument(measure["instrument"])
+        for assessment in assessments.get(_key(measure["assessment_id"]), ()):
+            if _missing(measure["value"]) or _missing(assessment["assessed_on"]):
+                continue
+            if key is None:
+                continue
+            values, kinds = measured.setdefault(key, {}).setdefault(
+                (assessment["assessed_on"], _key(assessment["assessment_id"])), ([], [])
+            )
+            values.append(float(measure["value"]))
+            kinds.append(assessment["kind"])
+            if not _missing(measure["unit"]):
+                unit = str(measure["unit"])
+                if unit not in units.setdefault(key, []):
+                    units[key].append(unit)
+    goals: dict[str, list[Mapping[str, Any]]] = {}
+    for goal in _as_rows(records["goals"]):
+        key = _instrument(goal["instrument"])
+        if key is not None:
+            goals.setdefault(key, []).append(goal)
 
     series = []
-    for key in sorted(set(measures["key"].dropna()) | set(goals["key"].dropna())):
-        mine = measures[measures["key"] == key]
-        grouped = (
-            mine.groupby(["assessed_on", "assessment_id"], sort=True, dropna=False)
-            .agg(value=("value", "mean"), kind=("kind", "first"))
-            .reset_index()
-        )
+    for key in sorted(set(measured) | set(goals)):
         points = tuple(
             MeasurePoint(
-                assessed_on=_iso(row.assessed_on) or "",
-                value=float(row.value),
-                assessment_id=str(row.assessment_id),
-                kind="" if _missing(row.kind) else str(row.kind),
+                assessed_on=_iso(assessed_on) or "",
+                value=math.fsum(values) / len(values),
+                assessment_id=str(assessment_id),
+                kind=next((str(k) for k in kinds if not _missing(k)), ""),
             )
-            for row in grouped.itertuples(index=False)
+            for (assessed_on, assessment_id), (values, kinds) in sorted(
+                measured.get(key, {}).items(), key=lambda item: _order(item[0])
+            )
         )
-        mine_goals = goals[goals["key"] == key].sort_values(
-            ["target_date", "goal_id"], kind="stable"
+        mine_goals = sorted(
+            goals.get(key, []), key=lambda g: _order((g["target_date"], g["goal_id"]))
         )
         targets = tuple(
             GoalTarget(
-                goal_id=str(row.goal_id),
-                term="" if _missing(row.term) else str(row.term),
-                target_value=None if _missing(row.target_value) else float(row.target_value),
-                target_date=_iso(row.target_date),
+                goal_id=str(goal["goal_id"]),
+                term="" if _missing(goal["term"]) else str(goal["term"]),
+                target_value=None
+                if _missing(goal["target_value"])
+                else float(goal["target_value"]),
+                target_date=_iso(goal["target_date"]),
             )
-            for row in mine_goals.itertuples(index=False)
+            for goal in mine_goals
         )
-        units = [str(u) for u in mine["unit"].dropna().unique()]
+        found_units = units.get(key, [])
         direction = (
             "lower is better"
             if key in LOWER_IS_BETTER
@@ -582,8 +720,8 @@ def chart_series(records: Mapping[str, pd.DataFrame]) -> list[ChartSeries]:
         )
         series.append(
             ChartSeries(
-                instrument=str(key),
-                unit=units[0] if len(units) == 1 else None,
+                instrument=key,
+                unit=found_units[0] if len(found_units) == 1 else None,
                 direction=direction,
                 points=points,
                 targets=targets,
@@ -592,18 +730,45 @@ def chart_series(records: Mapping[str, pd.DataFrame]) -> list[ChartSeries]:
     return series
 
 
+def _as_rows(table: pd.DataFrame | Rows) -> Rows:
+    if isinstance(table, pd.DataFrame):
+        rows: Rows = table.astype(object).to_dict("records")
+        return rows
+    return table
+
+
+def _key(value: Any) -> Any:
+    """An id as a dict key: missing ids (None, NA, NaN) are one key, as a merge matches them."""
+    return None if _missing(value) else value
+
+
+def _instrument(value: Any) -> str | None:
+    return None if _missing(value) else str(value).strip().upper()
+
+
+def _order(values: Sequence[Any]) -> tuple[tuple[bool, Any], ...]:
+    """A sort key: by each value, missing ones last."""
+    return tuple((True, "") if _missing(v) else (False, v) for v in values)
+
+
 # ---------------------------------------------------------------------------
 # The client's records as documents
 
 
 @dataclass(frozen=True)
 class Section:
-    """A table of a document: its title, the CSV it is also written to, and its rows."""
+    """A table of a document: its title, the CSV it is also written to, and its rows:
+    the client's ``positions`` in the practice's ``table`` (``document_tables``)."""
 
     title: str
     csv_name: str
-    rows: pd.DataFrame
+    table: str
+    positions: np.ndarray
     columns: tuple[str, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.positions)
 
 
 @dataclass(frozen=True)
@@ -728,31 +893,56 @@ def claim_linkage(records: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """
     lines = records["claim_lines"]
     diagnoses = records["claim_diagnoses"]
+    # A practice's tables hold several clients: a pointer resolves within its client's claim.
+    by_client = "client_id" in lines.columns and "client_id" in diagnoses.columns
+
+    def clients(frame: pd.DataFrame) -> list[str | None]:
+        if not by_client:
+            return [None] * len(frame)
+        return [None if _missing(c) else str(c) for c in _values(frame["client_id"])]
+
     codes = {
-        (str(row.claim_id), str(row.pointer)): row.icd10_code
-        for row in diagnoses.itertuples(index=False)
-        if not _missing(row.pointer)
+        (client, str(claim), str(pointer)): code
+        for client, claim, pointer, code in zip(
+            clients(diagnoses),
+            _values(diagnoses["claim_id"]),
+            _values(diagnoses["pointer"]),
+            _values(diagnoses["icd10_code"]),
+            strict=True,
+        )
+        if not _missing(pointer)
     }
-    rows = []
-    for line in lines.itertuples(index=False):
-        text = "" if _missing(line.diagnosis_pointers) else str(line.diagnosis_pointers)
-        pointers: list[str | None] = [ch for ch in text if ch not in " ,\t"] or [None]
+    # Each row of the linkage is a line (by position) with one of its pointers.
+    source: list[int] = []
+    pointers_out: list[str | None] = []
+    codes_out: list[Any] = []
+    for position, (client, claim, text) in enumerate(
+        zip(
+            clients(lines),
+            _values(lines["claim_id"]),
+            _values(lines["diagnosis_pointers"]),
+            strict=True,
+        )
+    ):
+        letters = "" if _missing(text) else str(text)
+        pointers: list[str | None] = [ch for ch in letters if ch not in " ,\t"] or [None]
         for pointer in pointers:
-            code = codes.get((str(line.claim_id), pointer.upper())) if pointer else None
-            rows.append(
-                {
-                    "claim_id": line.claim_id,
-                    "line_id": line.line_id,
-                    "line_no": line.line_no,
-                    "service_date": line.service_date,
-                    "cpt_code": line.cpt_code,
-                    "units": line.units,
-                    "diagnosis_pointers": line.diagnosis_pointers,
-                    "pointer": pointer,
-                    "icd10_code": code,
-                }
-            )
-    return pd.DataFrame(rows, columns=list(LINKAGE_COLUMNS))
+            source.append(position)
+            pointers_out.append(pointer)
+            codes_out.append(codes.get((client, str(claim), pointer.upper())) if pointer else None)
+    taken = lines.iloc[source].reset_index(drop=True)
+    columns = {"client_id": taken["client_id"]} if by_client else {}
+    columns.update({c: taken[c] for c in LINKAGE_COLUMNS[:7]})
+    columns["pointer"] = pd.Series(pointers_out, dtype=object)
+    columns["icd10_code"] = pd.Series(codes_out, dtype=object)
+    linkage = pd.DataFrame(columns)
+    return linkage.reindex(columns=[*(["client_id"] if by_client else []), *LINKAGE_COLUMNS])
+
+
+def _values(column: pd.Series) -> list[Any]:
+    """A column's values as Python objects (NA, NaT for missing)."""
+    values: list[Any] = column.astype(object).tolist()
+    return values
 
 
 def table_columns(name: str, rows: pd.DataFrame) -> tuple[str, ...]:
@@ -777,17 +967,32 @@ def table_columns(name: str, rows: pd.DataFrame) -> tuple[str, ...]:
     return tuple(c for c in columns if c in rows.columns)
 
 
-def record_documents(records: Mapping[str, pd.DataFrame]) -> list[RecordDocument]:
+def document_tables(material: PracticeMaterial) -> dict[str, pd.DataFrame]:
+    """The practice's tables the documents show, in document order, with the claim
+    linkage of all its clients (made once per practice, kept in ``prepared``)."""
+    tables: dict[str, pd.DataFrame] | None = material.prepared.get("document_tables")
+    if tables is None:
+        tables = dict(material.tables)
+        tables["claim_linkage"] = claim_linkage(tables)
+        material.prepared["document_tables"] = tables
+        material.prepared["linkage_groups"] = _positions(tables["claim_linkage"])
+    return tables
+
+
+def record_documents(material: PracticeMaterial, client_id: str) -> list[RecordDocument]:
     """The client's records grouped into the documents an auditor reads."""
-    tables = dict(records)
-    tables["claim_linkage"] = claim_linkage(records)
+    tables = document_tables(material)
+    linkage = material.prepared["linkage_groups"]
     documents = []
     for slug, title, intro, names in DOCUMENTS:
         sections = tuple(
             Section(
                 title=_TABLE_TITLES[name],
                 csv_name=f"{name}.csv",
-                rows=tables[name],
+                table=name,
+                positions=linkage.get(client_id, _EMPTY)
+                if name == "claim_linkage"
+                else material.positions(name, client_id),
                 columns=table_columns(name, tables[name]),
             )
             for name in names
@@ -833,15 +1038,17 @@ class Cover:
 def cover_content(
     material: PracticeMaterial,
     client_id: str,
-    records: Mapping[str, pd.DataFrame],
+    records: Mapping[str, Rows],
     evaluation: ClientEvaluation,
     client_findings: Sequence[Finding],
     activity_days: int,
     demo_key: bool = False,
 ) -> Cover:
-    """The cover of a client's packet."""
+    """The cover of a client's packet; ``records`` are the client's rows by table
+    (``PracticeMaterial.client_rows``)."""
     start, end = audit_period(material.as_of, activity_days)
-    client = records["clients"].iloc[0].to_dict() if len(records["clients"]) else {}
+    clients = records["clients"]
+    client = dict(clients[0]) if len(clients) else {}
     name = " ".join(
         str(client[k]) for k in ("first_name", "last_name") if not _missing(client.get(k))
     )
@@ -867,70 +1074,80 @@ def cover_content(
     )
 
 
-def _payer_lines(records: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[str, ...]:
+def _payer_lines(records: Mapping[str, Rows], as_of: pd.Timestamp) -> tuple[str, ...]:
     lines = []
-    for row in records["insurance_policies"].itertuples(index=False):
-        ended = not _missing(row.effective_to) and row.effective_to < as_of
-        started = _missing(row.effective_from) or row.effective_from <= as_of
+    for row in records["insurance_policies"]:
+        ended = not _missing(row["effective_to"]) and row["effective_to"] < as_of
+        started = _missing(row["effective_from"]) or row["effective_from"] <= as_of
         state = "in force" if started and not ended else "not in force on the audit date"
-        network = _text(row.network_status) or "network unknown"
+        network = _text(row["network_status"]) or "network unknown"
         lines.append(
-            f"{_text(row.payer_name) or 'payer unknown'} ({_text(row.plan_type) or 'plan type unknown'}, "
-            f"{network.replace('_', ' ')}), policy {row.policy_id}, member "
-            f"{_text(row.member_id) or 'not recorded'}, effective {_iso(row.effective_from) or '?'}"
-            f" to {_iso(row.effective_to) or 'open'}: {state}"
+            f"{_text(row['payer_name']) or 'payer unknown'} "
+            f"({_text(row['plan_type']) or 'plan type unknown'}, "
+            f"{network.replace('_', ' ')}), policy {row['policy_id']}, member "
+            f"{_text(row['member_id']) or 'not recorded'}, effective "
+            f"{_iso(row['effective_from']) or '?'} to {_iso(row['effective_to']) or 'open'}: {state}"
         )
     return tuple(lines) or ("No insurance policy on record.",)
 
 
-def _referral_lines(records: Mapping[str, pd.DataFrame]) -> tuple[str, ...]:
-    providers = {str(row.provider_id): row for row in records["providers"].itertuples(index=False)}
+def _referral_lines(records: Mapping[str, Rows]) -> tuple[str, ...]:
+    providers = {str(row["provider_id"]): row for row in records["providers"]}
     diagnoses: dict[str, list[str]] = {}
-    for row in records["referral_diagnoses"].itertuples(index=False):
-        if not _missing(row.icd10_code):
-            diagnoses.setdefault(str(row.referral_id), []).append(str(row.icd10_code))
+    for row in records["referral_diagnoses"]:
+        if not _missing(row["icd10_code"]):
+            diagnoses.setdefault(str(row["referral_id"]), []).append(str(row["icd10_code"]))
     lines = []
-    for row in records["referrals"].itertuples(index=False):
-        provider = providers.get(str(row.provider_id))
+    for row in records["referrals"]:
+        provider = providers.get(str(row["provider_id"]))
         who = (
-            f"{_text(provider.full_name) or 'name unknown'} ({_text(provider.credential) or 'credential unknown'})"
+            f"{_text(provider['full_name']) or 'name unknown'} "
+            f"({_text(provider['credential']) or 'credential unknown'})"
             if provider is not None
-            else f"provider {row.provider_id} (no provider record)"
+            else f"provider {row['provider_id']} (no provider record)"
         )
-        signed = f"signed {_iso(row.signed_on)}" if not _missing(row.signed_on) else "not signed"
-        codes = ", ".join(diagnoses.get(str(row.referral_id), [])) or "no diagnosis"
+        signed = (
+            f"signed {_iso(row['signed_on'])}" if not _missing(row["signed_on"]) else "not signed"
+        )
+        codes = ", ".join(diagnoses.get(str(row["referral_id"]), [])) or "no diagnosis"
         lines.append(
-            f"Referral {row.referral_id} of {_iso(row.referral_date)} by {who}, {signed}, "
-            f"valid to {_iso(row.expires_on) or 'unknown'}; diagnoses: {codes}"
+            f"Referral {row['referral_id']} of {_iso(row['referral_date'])} by {who}, {signed}, "
+            f"valid to {_iso(row['expires_on']) or 'unknown'}; diagnoses: {codes}"
         )
     return tuple(lines) or ("No referral on record.",)
 
 
-def _episode(records: Mapping[str, pd.DataFrame]) -> tuple[tuple[str, str], ...]:
-    sessions = records["sessions"]
-    completed = sessions[sessions["status"].eq("completed").fillna(False).astype(bool)]
-    dates = completed["session_date"].dropna()
+def _is(value: Any, text: str) -> bool:
+    return not _missing(value) and value == text
+
+
+def _episode(records: Mapping[str, Rows]) -> tuple[tuple[str, str], ...]:
+    completed = [row for row in records["sessions"] if _is(row["status"], "completed")]
+    dates = [row["session_date"] for row in completed if not _missing(row["session_date"])]
     assessments = records["assessments"]
 
     def first_of(kind: str, latest: bool = False) -> str:
-        mine = assessments[assessments["kind"].eq(kind).fillna(False).astype(bool)]
-        days = mine["assessed_on"].dropna()
-        if not len(days):
+        days = [
+            row["assessed_on"]
+            for row in assessments
+            if _is(row["kind"], kind) and not _missing(row["assessed_on"])
+        ]
+        if not days:
             return "none on record"
-        return _iso(days.max() if latest else days.min()) or ""
+        return _iso(max(days) if latest else min(days)) or ""
 
     plans = records["plans_of_exercise"]
     plan_text = "none on record"
     if len(plans):
-        first = plans.iloc[0]
-        last = plans.iloc[-1]
+        first = plans[0]
+        last = plans[-1]
         plan_text = (
             f"{len(plans)} plan(s), from {_iso(first['start_date']) or '?'} "
             f"(latest {last['poe_id']}, ends {_iso(last['end_date']) or 'open'})"
         )
     return (
-        ("First completed session", (_iso(dates.min()) if len(dates) else None) or "none"),
-        ("Latest completed session", (_iso(dates.max()) if len(dates) else None) or "none"),
+        ("First completed session", (_iso(min(dates)) if dates else None) or "none"),
+        ("Latest completed session", (_iso(max(dates)) if dates else None) or "none"),
         ("Completed sessions", str(len(completed))),
         ("Initial assessment", first_of("initial")),
         ("Latest reassessment", first_of("reassessment", latest=True)),

@@ -1,8 +1,8 @@
-"""Turn packet content into file bytes: PDF (ReportLab), HTML, CSV, PNG (matplotlib).
+"""Turn packet content into file bytes: PDF (ReportLab), HTML, CSV, SVG charts.
 
 Every renderer is a pure function of its content and returns bytes that depend
 only on it: ReportLab runs with ``invariant=1`` (fixed creation date and
-document id), matplotlib saves PNGs without a "Software" text chunk, HTML and
+document id), the charts are SVG text with fixed-precision numbers, HTML and
 CSV carry no clock. Values from the records are escaped everywhere (HTML, and
 ReportLab's paragraph markup).
 """
@@ -15,9 +15,9 @@ import html
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
@@ -25,6 +25,7 @@ from xml.sax.saxutils import escape as xml_escape
 import pandas as pd
 
 from metaudit.packets.content import (
+    COVER_MESSAGES_PER_RULE,
     FAIL,
     NOT_APPLICABLE,
     PASS,
@@ -32,6 +33,7 @@ from metaudit.packets.content import (
     ChartSeries,
     Cover,
     RecordDocument,
+    RuleStatus,
     Section,
 )
 from metaudit.spec import rulebook
@@ -82,14 +84,123 @@ def heading(column: str) -> str:
 def render_csv(rows: pd.DataFrame, columns: Sequence[str]) -> bytes:
     """Rows as CSV (header row, ``\\n`` line ends, UTF-8); text that begins like a
     spreadsheet formula is neutralised (:func:`metaudit.spec.findings.csv_cell`)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([csv_cell(column) for column in columns])
-    if len(rows):
-        data = rows[list(columns)].astype(object)
-        for record in data.itertuples(index=False, name=None):
-            writer.writerow([_csv_value(value) for value in record])
-    return buffer.getvalue().encode("utf-8")
+    return TableText(rows, columns).csv(range(len(rows)))
+
+
+class TableText:
+    """A table's rows as HTML table rows and CSV cells, for a practice's table.
+
+    Made once per practice table and filled row by row as clients' packets ask
+    for their rows (a practice's clients without activity cost nothing); a
+    column's repeated values (dates, codes, numbers) are formatted once.
+    """
+
+    def __init__(self, rows: pd.DataFrame, columns: Sequence[str]) -> None:
+        self.columns = tuple(columns)
+        self.html_head = "".join(f"<th>{html.escape(heading(c))}</th>" for c in self.columns)
+        self.csv_head = [csv_cell(column) for column in self.columns]
+        self._cells: list[_Cells] = [_column_cells(rows[column]) for column in self.columns]
+        self._html: dict[int, str] = {}
+        self._csv: dict[int, tuple[str, ...]] = {}
+
+    def _fill(self, positions: Iterable[int]) -> list[int]:
+        wanted = [int(i) for i in positions]
+        new = [i for i in wanted if i not in self._html]
+        if new:
+            columns = [cells(new) for cells in self._cells]
+            html_rows = zip(*(h for h, _ in columns), strict=True)
+            csv_rows = zip(*(c for _, c in columns), strict=True)
+            for i, html_cells, csv_cells in zip(new, html_rows, csv_rows, strict=True):
+                self._html[i] = "<tr>" + "".join(html_cells) + "</tr>"
+                self._csv[i] = csv_cells
+        return wanted
+
+    def html(self, positions: Iterable[int], empty: str = "None on record.") -> str:
+        """The rows at ``positions`` as an HTML table (a note when there are none)."""
+        wanted = self._fill(positions)
+        if not wanted:
+            return f'<p class="empty">{html.escape(empty)}</p>'
+        body = "".join([self._html[i] for i in wanted])
+        return f"<table><thead><tr>{self.html_head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def csv(self, positions: Iterable[int]) -> bytes:
+        """The rows at ``positions`` as CSV, with the header row."""
+        wanted = self._fill(positions)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.csv_head)
+        writer.writerows([self._csv[i] for i in wanted])
+        return buffer.getvalue().encode("utf-8")
+
+
+_Cells = Callable[[list[int]], tuple[list[str], list[str]]]
+# html.escape's replacements, in one pass.
+_HTML_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
+)
+
+
+def _column_cells(values: pd.Series) -> _Cells:
+    """A function from row positions to the column's HTML cells and CSV cells there."""
+    if isinstance(values.dtype, pd.StringDtype):
+        # Text is its own cell text (cell_text of a str): escaped, or neutralised.
+        texts = values.to_numpy(dtype=object, na_value=None).tolist()
+
+        def text_cells(rows: list[int]) -> tuple[list[str], list[str]]:
+            taken = [texts[i] for i in rows]
+            return (
+                [
+                    "<td></td>" if v is None else "<td>" + v.translate(_HTML_ESCAPES) + "</td>"
+                    for v in taken
+                ],
+                ["" if v is None else str(csv_cell(v)) for v in taken],
+            )
+
+        return text_cells
+    if values.dtype == object:
+        # Mixed Python values hash alike (1, 1.0, True): each is formatted on its own.
+        objects = values.tolist()
+
+        def object_cells(rows: list[int]) -> tuple[list[str], list[str]]:
+            pairs = [_cell_pair(objects[i]) for i in rows]
+            return [h for h, _ in pairs], [c for _, c in pairs]
+
+        return object_cells
+    codes, uniques = pd.factorize(values)
+    code_list = codes.tolist()
+    distinct = pd.Series(uniques, dtype=values.dtype).astype(object).tolist()
+    done: dict[int, tuple[str, str]] = {-1: ("<td></td>", "")}  # -1: a missing value
+
+    def coded_cells(rows: list[int]) -> tuple[list[str], list[str]]:
+        pairs = []
+        for i in rows:
+            code = code_list[i]
+            pair = done.get(code)
+            if pair is None:
+                pair = done[code] = _cell_pair(distinct[code])
+            pairs.append(pair)
+        return [h for h, _ in pairs], [c for _, c in pairs]
+
+    return coded_cells
+
+
+def _cell_pair(value: Any) -> tuple[str, str]:
+    return f"<td>{html.escape(cell_text(value))}</td>", _csv_value(value)
+
+
+class RecordsText:
+    """The practice's record tables as text (``TableText``), each made on first use."""
+
+    def __init__(self, tables: Mapping[str, pd.DataFrame]) -> None:
+        self._tables = tables
+        self._text: dict[tuple[str, tuple[str, ...]], TableText] = {}
+
+    def table(self, section: Section) -> TableText:
+        key = (section.table, section.columns)
+        text = self._text.get(key)
+        if text is None:
+            text = self._text[key] = TableText(self._tables[section.table], section.columns)
+        return text
 
 
 def _csv_value(value: Any) -> str:
@@ -98,12 +209,40 @@ def _csv_value(value: Any) -> str:
     return str(csv_cell(text)) if isinstance(value, str) else text
 
 
+# How deep render_json breaks JSON into lines: the validation report's suites and each
+# expectation's result get a line each; what lies deeper is written on that line.
+_JSON_LINE_DEPTH = 4
+
+
 def render_json(data: Any) -> bytes:
-    """Stable, readable JSON bytes."""
-    text = json.dumps(
-        data, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False, default=str
-    )
-    return (text + "\n").encode("utf-8")
+    """Stable, readable JSON bytes: keys sorted, objects and arrays broken into
+    indented lines down to ``_JSON_LINE_DEPTH`` levels, deeper values on one line.
+
+    The standard library's JSON encoder runs in C only without indentation, and
+    indenting every level of a client's validation report cost more than the rest
+    of its packet: the top levels are laid out here, the values below them encoded
+    in C.
+    """
+    return (_json_lines(data, 0) + "\n").encode("utf-8")
+
+
+_JSON_FLAT = json.JSONEncoder(
+    sort_keys=True, ensure_ascii=False, allow_nan=False, default=str, separators=(", ", ": ")
+)
+
+
+def _json_lines(value: Any, level: int) -> str:
+    if level >= _JSON_LINE_DEPTH or not isinstance(value, dict | list | tuple) or not value:
+        return _JSON_FLAT.encode(value)
+    inner = " " * (level + 1)
+    if isinstance(value, dict):
+        items = [
+            f"{inner}{_JSON_FLAT.encode(str(key))}: {_json_lines(value[key], level + 1)}"
+            for key in sorted(value, key=str)
+        ]
+        return "{\n" + ",\n".join(items) + "\n" + " " * level + "}"
+    items = [f"{inner}{_json_lines(item, level + 1)}" for item in value]
+    return "[\n" + ",\n".join(items) + "\n" + " " * level + "]"
 
 
 # ---------------------------------------------------------------------------
@@ -137,18 +276,10 @@ def html_page(title: str, subtitle: str, body: str) -> bytes:
 
 def html_table(rows: pd.DataFrame, columns: Sequence[str], empty: str = "None on record.") -> str:
     """An escaped HTML table of ``rows``."""
-    if not len(rows):
-        return f'<p class="empty">{html.escape(empty)}</p>'
-    head = "".join(f"<th>{html.escape(heading(c))}</th>" for c in columns)
-    body = []
-    data = rows[list(columns)].astype(object)
-    for record in data.itertuples(index=False, name=None):
-        cells = "".join(f"<td>{html.escape(cell_text(v))}</td>" for v in record)
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return TableText(rows, columns).html(range(len(rows)), empty)
 
 
-def render_document_html(document: RecordDocument, who: str) -> bytes:
+def render_document_html(document: RecordDocument, who: str, text: RecordsText) -> bytes:
     """One document of the client's records (e.g. the session logs) as an HTML page."""
     parts = [
         '<nav><a href="index.html">All records</a><a href="../cover.pdf">Cover</a></nav>',
@@ -157,10 +288,10 @@ def render_document_html(document: RecordDocument, who: str) -> bytes:
     for section in document.sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         parts.append(
-            f'<p class="meta">{len(section.rows)} row(s); also as '
+            f'<p class="meta">{section.count} row(s); also as '
             f'<a href="{html.escape(section.csv_name)}">{html.escape(section.csv_name)}</a></p>'
         )
-        parts.append(html_table(section.rows, section.columns))
+        parts.append(text.table(section).html(section.positions))
     return html_page(document.title, who, "\n".join(parts))
 
 
@@ -170,7 +301,7 @@ def render_records_index_html(
     """The records' front page: the documents, the charts, and what each file holds."""
     items = []
     for document in documents:
-        count = sum(len(s.rows) for s in document.sections)
+        count = sum(s.count for s in document.sections)
         csvs = ", ".join(
             f'<a href="{html.escape(s.csv_name)}">{html.escape(s.csv_name)}</a>'
             for s in document.sections
@@ -302,56 +433,222 @@ def chart_plot(series: ChartSeries) -> ChartPlot:
     )
 
 
-def render_chart_png(plot: ChartPlot) -> bytes:
-    """An instrument's trend with its goal targets as a PNG (matplotlib, Agg, no pyplot)."""
-    import matplotlib.dates as mdates
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+# The chart's geometry (SVG user units, about pixels): the plot area and the legend below.
+_CHART_WIDTH = 640
+_PLOT_LEFT, _PLOT_RIGHT, _PLOT_TOP, _PLOT_BOTTOM = 64, 620, 34, 272
+_LEGEND_TOP = 312
+_LEGEND_LINE = 15
+# matplotlib's default colour cycle, from its third colour on for the goals (as before).
+_MEASURED_COLOUR = "#1f4e79"
+_GOAL_COLOURS = (
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#1f77b4",
+    "#ff7f0e",
+)
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-    figure = Figure(figsize=(6.4, 3.4), dpi=100)
-    FigureCanvasAgg(figure)
-    # Fixed margins (not a layout engine): room for the year under the dates, and cheap.
-    figure.subplots_adjust(left=0.09, right=0.97, top=0.9, bottom=0.16)
-    axes = figure.add_subplot()
-    dates = [pd.Timestamp(d).to_pydatetime() for d in plot.measured_dates]
-    if dates:
-        axes.plot(dates, plot.measured_values, marker="o", color="#1f4e79", label="measured")
-        for when, value in zip(dates, plot.measured_values, strict=True):
-            axes.annotate(
-                cell_text(value),
-                (when, value),
-                textcoords="offset points",
-                xytext=(0, 6),
-                ha="center",
-                fontsize=7,
+
+def render_chart_svg(plot: ChartPlot) -> bytes:
+    """An instrument's trend with its goal targets as a standalone SVG.
+
+    Drawn here as text (no plotting library, no figure per chart): the measured
+    values as a line with a dot and its value at each assessment, each goal's
+    target as a dashed line with a star at its target date, the title, both
+    axes with their ticks and labels, and a legend. Numbers are written with
+    fixed precision, so the same plot gives the same bytes.
+    """
+    # A value no axis can hold (infinite, NaN) is left out of the drawing; the
+    # records' CSV and HTML still show it.
+    measured = [
+        (when, value)
+        for when, value in zip(plot.measured_dates, plot.measured_values, strict=True)
+        if math.isfinite(value)
+    ]
+    plot = ChartPlot(
+        title=plot.title,
+        measured_dates=tuple(when for when, _ in measured),
+        measured_values=tuple(value for _, value in measured),
+        targets=tuple(t for t in plot.targets if math.isfinite(t[1])),
+    )
+    days = [_day_number(d) for d in plot.measured_dates]
+    target_days = [_day_number(t[2]) for t in plot.targets if t[2]]
+    values = list(plot.measured_values) + [t[1] for t in plot.targets]
+    legend = (["measured"] if days else []) + [t[0] for t in plot.targets]
+    height = _LEGEND_TOP + max(len(legend), 1) * _LEGEND_LINE + 6
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_CHART_WIDTH}" height="{height}" '
+        f'viewBox="0 0 {_CHART_WIDTH} {height}" font-family="DejaVu Sans, Verdana, sans-serif" '
+        'font-size="10" role="img">',
+        f"<title>{xml_escape(plot.title)}</title>",
+        f'<rect width="{_CHART_WIDTH}" height="{height}" fill="#ffffff"/>',
+        f'<text x="{(_PLOT_LEFT + _PLOT_RIGHT) / 2:.0f}" y="20" text-anchor="middle" '
+        f'font-size="13">{xml_escape(plot.title)}</text>',
+    ]
+    if not values:
+        out.append(
+            f'<text x="{(_PLOT_LEFT + _PLOT_RIGHT) / 2:.0f}" y="{(_PLOT_TOP + _PLOT_BOTTOM) / 2:.0f}" '
+            'text-anchor="middle">no data</text>'
+        )
+    else:
+        low, high, y_ticks = _value_axis(values)
+        first, last, x_ticks = _date_axis(days + target_days)
+
+        def x(day: int) -> float:
+            return _PLOT_LEFT + (day - first) / (last - first) * (_PLOT_RIGHT - _PLOT_LEFT)
+
+        def y(value: float) -> float:
+            return _PLOT_BOTTOM - (value - low) / (high - low) * (_PLOT_BOTTOM - _PLOT_TOP)
+
+        out.append('<g stroke="#dddddd" stroke-width="0.6">')
+        for tick in y_ticks:
+            out.append(
+                f'<line x1="{_PLOT_LEFT}" x2="{_PLOT_RIGHT}" y1="{_n(y(tick))}" y2="{_n(y(tick))}"/>'
             )
-    for number, (label, value, target_date) in enumerate(plot.targets):
-        color = f"C{(number + 2) % 10}"
-        axes.axhline(value, linestyle="--", linewidth=1, color=color, label=label)
-        if target_date:
-            axes.plot(
-                [pd.Timestamp(target_date).to_pydatetime()],
-                [value],
-                marker="*",
-                markersize=11,
-                color=color,
-                linestyle="none",
+        for tick, _label in x_ticks:
+            out.append(
+                f'<line x1="{_n(x(tick))}" x2="{_n(x(tick))}" y1="{_PLOT_TOP}" y2="{_PLOT_BOTTOM}"/>'
             )
-    if not dates and not plot.targets:
-        axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
-    axes.margins(y=0.15)  # room for the value labels above the points
-    axes.set_title(plot.title, fontsize=10)
-    axes.grid(True, linewidth=0.3)
-    if dates or any(t[2] for t in plot.targets):
-        # Few, short date labels: legible, and text is most of the drawing time.
-        locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
-        axes.xaxis.set_major_locator(locator)
-        axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    if dates or plot.targets:
-        axes.legend(fontsize=7, loc="best")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
+        out.append("</g>")
+        out.append('<g class="y-ticks" text-anchor="end">')
+        for tick in y_ticks:
+            out.append(
+                f'<text x="{_PLOT_LEFT - 5}" y="{_n(y(tick) + 3.5)}">{cell_text(tick)}</text>'
+            )
+        out.append('</g><g class="x-ticks" text-anchor="middle">')
+        for tick, label in x_ticks:
+            out.append(f'<text x="{_n(x(tick))}" y="{_PLOT_BOTTOM + 14}">{label}</text>')
+        out.append("</g>")
+        for number, (label, value, target_date) in enumerate(plot.targets):
+            colour = _GOAL_COLOURS[number % len(_GOAL_COLOURS)]
+            out.append(
+                f'<g class="goal" stroke="{colour}" fill="{colour}"><title>{xml_escape(label)}</title>'
+                f'<line x1="{_PLOT_LEFT}" x2="{_PLOT_RIGHT}" y1="{_n(y(value))}" y2="{_n(y(value))}" '
+                'stroke-width="1" stroke-dasharray="5,3"/>'
+            )
+            if target_date:
+                out.append(_star(x(_day_number(target_date)), y(value)))
+            out.append("</g>")
+        if days:
+            points = " ".join(
+                f"{_n(x(d))},{_n(y(v))}" for d, v in zip(days, plot.measured_values, strict=True)
+            )
+            out.append(
+                f'<g class="measured" fill="{_MEASURED_COLOUR}"><polyline points="{points}" '
+                f'fill="none" stroke="{_MEASURED_COLOUR}" stroke-width="1.6"/>'
+            )
+            for when, day, value in zip(
+                plot.measured_dates, days, plot.measured_values, strict=True
+            ):
+                out.append(
+                    f'<circle cx="{_n(x(day))}" cy="{_n(y(value))}" r="3.5">'
+                    f"<title>{xml_escape(when)}: {cell_text(value)}</title></circle>"
+                    f'<text x="{_n(x(day))}" y="{_n(y(value) - 7)}" text-anchor="middle" '
+                    f'font-size="8" fill="#1a1a1a">{cell_text(value)}</text>'
+                )
+            out.append("</g>")
+    # The axes: a frame around the plot and what each axis holds.
+    out.append(
+        f'<rect x="{_PLOT_LEFT}" y="{_PLOT_TOP}" width="{_PLOT_RIGHT - _PLOT_LEFT}" '
+        f'height="{_PLOT_BOTTOM - _PLOT_TOP}" fill="none" stroke="#333333" stroke-width="0.8"/>'
+        f'<text x="{(_PLOT_LEFT + _PLOT_RIGHT) / 2:.0f}" y="{_PLOT_BOTTOM + 30}" '
+        'text-anchor="middle">assessment or target date</text>'
+        f'<text transform="translate(14 {(_PLOT_TOP + _PLOT_BOTTOM) / 2:.0f}) rotate(-90)" '
+        'text-anchor="middle">value</text>'
+    )
+    out.append('<g class="legend">')
+    for number, label in enumerate(legend):
+        top = _LEGEND_TOP + number * _LEGEND_LINE
+        if days and number == 0:
+            style = f'stroke="{_MEASURED_COLOUR}" stroke-width="1.6"'
+        else:
+            colour = _GOAL_COLOURS[(number - (1 if days else 0)) % len(_GOAL_COLOURS)]
+            style = f'stroke="{colour}" stroke-width="1" stroke-dasharray="5,3"'
+        out.append(
+            f'<line x1="{_PLOT_LEFT}" x2="{_PLOT_LEFT + 24}" y1="{top - 3.5}" y2="{top - 3.5}" {style}/>'
+            f'<text x="{_PLOT_LEFT + 30}" y="{top}">{xml_escape(label)}</text>'
+        )
+    out.append("</g></svg>\n")
+    return "\n".join(out).encode("utf-8")
+
+
+def _n(value: float) -> str:
+    """A coordinate with one decimal (fixed, so the bytes are stable)."""
+    return f"{value:.1f}"
+
+
+def _star(cx: float, cy: float, outer: float = 7.0) -> str:
+    inner = outer * 0.4
+    corners = []
+    for k in range(10):
+        radius = outer if k % 2 == 0 else inner
+        angle = math.pi / 2 + k * math.pi / 5
+        corners.append(f"{_n(cx + radius * math.cos(angle))},{_n(cy - radius * math.sin(angle))}")
+    return f'<polygon class="target" points="{" ".join(corners)}"/>'
+
+
+def _day_number(day: str) -> int:
+    return datetime.strptime(day[:10], "%Y-%m-%d").toordinal()
+
+
+def _value_axis(values: Sequence[float]) -> tuple[float, float, list[float]]:
+    """The value axis: from low to high with room for the labels, and round ticks."""
+    low, high = min(values), max(values)
+    if high == low:
+        pad = abs(high) * 0.1 or 1.0
+        low, high = low - pad, high + pad
+    span = high - low
+    if not math.isfinite(span * 1.3):  # beyond a float's range: the ends only
+        return low, high, [low, high]
+    low, high = low - 0.15 * span, high + 0.15 * span  # room for the value labels
+    raw = (high - low) / 5
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    tick = math.ceil(low / step) * step
+    ticks = []
+    while tick <= high + 1e-9 * step:
+        ticks.append(round(tick, 10))
+        tick += step
+    return low, high, ticks
+
+
+def _date_axis(days: Sequence[int]) -> tuple[float, float, list[tuple[int, str]]]:
+    """The date axis: the dates with a margin, and up to 7 ticks (month starts when
+    the span is long enough, else days)."""
+    first, last = min(days), max(days)
+    pad = max((last - first) * 0.05, 3)
+    # Within the calendar's first and last day (a margin may not reach past them).
+    lo, hi = max(first - pad, 1), min(last + pad, date.max.toordinal())
+    if hi <= lo:
+        lo, hi = lo - 1, hi + 1
+    start, end = datetime.fromordinal(math.ceil(lo)), datetime.fromordinal(math.floor(hi))
+    months = (end.year - start.year) * 12 + end.month - start.month
+    ticks: list[tuple[int, str]] = []
+    if months >= 2:
+        every = max(1, math.ceil(months / 6))
+        year, month = start.year, start.month
+        if start.day != 1:
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        while year <= date.max.year:
+            day = datetime(year, month, 1)
+            if day > end:
+                break
+            label = _MONTHS[month - 1] + (f" {year}" if month == 1 or not ticks else "")
+            ticks.append((day.toordinal(), label))
+            for _ in range(every):
+                year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    else:
+        every = max(1, math.ceil((end.toordinal() - start.toordinal()) / 6))
+        for number in range(start.toordinal(), end.toordinal() + 1, every):
+            ticks.append((number, datetime.fromordinal(number).strftime("%Y-%m-%d")))
+    return lo, hi, ticks
 
 
 # ---------------------------------------------------------------------------
@@ -378,7 +675,9 @@ def _fonts() -> tuple[str, str]:
     return FONT, FONT_BOLD
 
 
+@functools.cache
 def _styles() -> dict[str, Any]:
+    """The paragraph styles, made once per process (ReportLab only reads them)."""
     from reportlab.lib.styles import ParagraphStyle
 
     regular, bold = _fonts()
@@ -402,11 +701,15 @@ def _p(text: str, style: Any) -> Any:
 
 
 def _pdf_bytes(story: list[Any], title: str, subject: str, footer: str) -> bytes:
+    from reportlab import rl_config
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.units import mm
     from reportlab.platypus import SimpleDocTemplate
 
     regular, _ = _fonts()
+    # Compressed streams stay binary: ASCII85 on top (ReportLab's default) only makes
+    # the file larger and, in pure Python, cost a sixth of a cover's time.
+    rl_config.useA85 = 0
 
     def on_page(canvas: Any, doc: Any) -> None:
         canvas.saveState()
@@ -464,11 +767,161 @@ _TIGHT: list[tuple[Any, ...]] = [
 _STATUS_COLOURS = {PASS: "#16632b", FAIL: "#a3161b", NOT_APPLICABLE: "#555555"}
 
 
+# The rule table's columns (mm) and its text: 7.5 pt on 9 pt lines.
+_RULE_COLUMNS_MM = (19, 44, 17, 25, 75)
+_CELL_SIZE, _CELL_LEADING, _CELL_PADDING = 7.5, 9, 3
+
+
+_RULE_HEADER = ("Rule", "Title", "Severity", "Status", "Detail")
+_CELL_TOP, _CELL_BOTTOM = 2, 2  # padding above and below a cell's text
+
+
+def _rule_table(statuses: Sequence[RuleStatus]) -> Any:
+    """The cover's 50 rules: a table of plain text, drawn by ``RuleTable``.
+
+    The text is wrapped here (the titles, the same on every cover, once per
+    process); ReportLab's Table with a Paragraph per cell parsed markup and laid
+    out every cell again on each pass, and was most of a cover's time.
+    """
+    from reportlab.lib.units import mm
+
+    widths = tuple(w * mm for w in _RULE_COLUMNS_MM)
+    rows = []
+    for status in statuses:
+        shown = list(status.messages[:COVER_MESSAGES_PER_RULE])
+        if len(status.messages) > COVER_MESSAGES_PER_RULE:
+            shown.append(
+                f"... and {len(status.messages) - COVER_MESSAGES_PER_RULE} more (see findings.csv)"
+            )
+        cells = (
+            (status.rule_id,),
+            _wrapped_title(status.title, widths[1]),
+            (status.severity,),
+            (STATUS_LABELS[status.status],),
+            _wrap(" ".join(shown), widths[4]),
+        )
+        rows.append((cells, _STATUS_COLOURS[status.status]))
+    return _new_rule_table(widths, rows)
+
+
+def _rule_table_class() -> type:
+    """RuleTable, a flowable made on first use (ReportLab is imported only to build)."""
+    from reportlab.lib import colors
+    from reportlab.platypus import Flowable
+
+    class RuleTable(Flowable):  # type: ignore[misc]
+        """Rows of wrapped text in a grid, split across pages with the header repeated."""
+
+        def __init__(
+            self, widths: tuple[float, ...], rows: list[tuple[tuple[tuple[str, ...], ...], str]]
+        ) -> None:
+            super().__init__()
+            self.hAlign = "CENTER"  # as ReportLab's tables above it
+            self.widths = widths
+            self.rows = rows
+            self.header_height = _CELL_LEADING + _CELL_TOP + _CELL_BOTTOM
+            self.heights = [
+                max(len(lines) for lines in cells) * _CELL_LEADING + _CELL_TOP + _CELL_BOTTOM
+                for cells, _ in rows
+            ]
+
+        def wrap(self, available_width: float, available_height: float) -> tuple[float, float]:
+            self.width = sum(self.widths)
+            self.height = self.header_height + sum(self.heights)
+            return self.width, self.height
+
+        def split(self, available_width: float, available_height: float) -> list[Any]:
+            room = available_height - self.header_height
+            taken = 0
+            for height in self.heights:
+                if room < height:
+                    break
+                room -= height
+                taken += 1
+            if taken == 0:
+                return []
+            if taken == len(self.rows):
+                return [self]
+            return [
+                RuleTable(self.widths, self.rows[:taken]),
+                RuleTable(self.widths, self.rows[taken:]),
+            ]
+
+        def draw(self) -> None:
+            canvas = self.canv
+            regular, bold = _fonts()
+            lefts = [sum(self.widths[:k]) for k in range(len(self.widths))]
+            top = self.height
+            canvas.saveState()
+            canvas.setFillColor(colors.HexColor("#e6e6e6"))
+            canvas.rect(
+                0, top - self.header_height, self.width, self.header_height, stroke=0, fill=1
+            )
+            canvas.setFillColor(colors.black)
+            lines: list[tuple[float, float, str, str, str]] = []  # x, y, font, colour, text
+            for left, title in zip(lefts, _RULE_HEADER, strict=True):
+                lines.append((left, top, bold, "#000000", title))
+            row_tops = [top - self.header_height]
+            for (cells, colour), height in zip(self.rows, self.heights, strict=True):
+                row_top = row_tops[-1]
+                for column, (left, cell) in enumerate(zip(lefts, cells, strict=True)):
+                    font, ink = (bold, colour) if column == 3 else (regular, "#000000")
+                    for number, text in enumerate(cell):
+                        lines.append((left, row_top - number * _CELL_LEADING, font, ink, text))
+                row_tops.append(row_top - height)
+            text = canvas.beginText()
+            font = ink = ""
+            for left, cell_top, line_font, line_ink, line in lines:
+                if line_font != font:
+                    font = line_font
+                    text.setFont(font, _CELL_SIZE, _CELL_LEADING)
+                if line_ink != ink:
+                    ink = line_ink
+                    text.setFillColor(colors.HexColor(ink))
+                text.setTextOrigin(left + _CELL_PADDING, cell_top - _CELL_TOP - _CELL_SIZE)
+                text.textOut(line)
+            canvas.drawText(text)
+            # The grid: a line under the header and each row, and the column edges.
+            canvas.setStrokeColor(colors.grey)
+            canvas.setLineWidth(0.3)
+            bottom = row_tops[-1]
+            for y in (top, *row_tops):
+                canvas.line(0, y, self.width, y)
+            for x in (*lefts, self.width):
+                canvas.line(x, top, x, bottom)
+            canvas.restoreState()
+
+    return RuleTable
+
+
+@functools.cache
+def _rule_table_type() -> type:
+    return _rule_table_class()
+
+
+def _new_rule_table(widths: tuple[float, ...], rows: list[Any]) -> Any:
+    return _rule_table_type()(widths, rows)
+
+
+def _wrap(text: str, width: float) -> tuple[str, ...]:
+    """``text`` broken into lines that fit a cell of ``width`` points (at blanks)."""
+    from reportlab.lib.utils import simpleSplit
+
+    if not text:
+        return ()
+    regular, _ = _fonts()
+    return tuple(simpleSplit(text, regular, _CELL_SIZE, width - 2 * _CELL_PADDING))
+
+
+@functools.lru_cache(maxsize=256)
+def _wrapped_title(title: str, width: float) -> tuple[str, ...]:
+    return _wrap(title, width)
+
+
 def render_cover_pdf(cover: Cover) -> bytes:
     """The client packet's cover: who, payer, referral, episode, and all 50 rules' status."""
-    from reportlab.lib import colors
     from reportlab.lib.units import mm
-    from reportlab.platypus import Spacer, Table, TableStyle
+    from reportlab.platypus import Spacer
 
     styles = _styles()
     counts = cover.counts()
@@ -529,34 +982,7 @@ def render_cover_pdf(cover: Cover) -> bytes:
             styles["small"],
         )
     )
-    header = [_p(h, styles["cellbold"]) for h in ("Rule", "Title", "Severity", "Status", "Detail")]
-    rows = [header]
-    commands: list[tuple[Any, ...]] = [
-        ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e6e6e6")),
-        ("REPEATROWS", (0, 0), (-1, 0)),
-    ]
-    for number, status in enumerate(cover.statuses, start=1):
-        shown = list(status.messages[:3])
-        if len(status.messages) > 3:
-            shown.append(f"... and {len(status.messages) - 3} more (see findings.csv)")
-        detail = " ".join(shown) if shown else ""
-        rows.append(
-            [
-                _p(status.rule_id, styles["cell"]),
-                _p(status.title, styles["cell"]),
-                _p(status.severity, styles["cell"]),
-                _p(STATUS_LABELS[status.status], styles["cellbold"]),
-                _p(detail, styles["cell"]),
-            ]
-        )
-        commands.append(
-            ("TEXTCOLOR", (3, number), (3, number), colors.HexColor(_STATUS_COLOURS[status.status]))
-        )
-    table = Table(rows, colWidths=[19 * mm, 44 * mm, 17 * mm, 25 * mm, 75 * mm], repeatRows=1)
-    table.setStyle(TableStyle(commands + _TIGHT))
-    story.append(table)
+    story.append(_rule_table(cover.statuses))
     story.append(Spacer(1, 3 * mm))
     story.append(
         _p(
@@ -656,6 +1082,6 @@ def render_practice_cover_pdf(cover: PracticeCover) -> bytes:
     )
 
 
-def section_csv(section: Section) -> bytes:
+def section_csv(section: Section, text: RecordsText) -> bytes:
     """A document section as CSV."""
-    return render_csv(section.rows, section.columns)
+    return text.table(section).csv(section.positions)
