@@ -236,3 +236,28 @@ def test_a_failure_a_retry_may_mend_is_raised_after_the_others_finished(
     # PR0001's packets were still built: a failed email does not hold them back.
     assert (tmp_path / "data" / "packets" / "PR0001" / "practice-2026-03.zip").exists()
     store.close()
+
+    # The packets made of the group's view and frames are, byte for byte, those made of the
+    # practice's partition alone (its own view and derivation).
+    from metaudit.packets import build_practice_packets
+    from metaudit.source.snapshot import read_partition
+
+    alone = tmp_path / "alone"
+    day = AS_OF.isoformat()
+    compared = 0
+    for practice_id in PRACTICES:
+        build_practice_packets(
+            None,
+            practice_id,
+            AS_OF,
+            audit_dir=tmp_path / "data" / "results" / day / practice_id,
+            packets_dir=alone,
+            key=PACKET_KEY,
+            typed=read_partition(Path(partitions[practice_id]), practice_id),
+        )
+        grouped = sorted((tmp_path / "data" / "packets" / practice_id / day).glob("*.zip"))
+        own = sorted((alone / practice_id / day).glob("*.zip"))
+        assert [p.name for p in grouped] == [p.name for p in own]
+        assert all(a.read_bytes() == b.read_bytes() for a, b in zip(grouped, own, strict=True))
+        compared += len(own)
+    assert compared >= 3

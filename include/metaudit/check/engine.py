@@ -48,6 +48,10 @@ class CheckResult:
     exposure: pd.DataFrame | None = None
     # The draft claims' timely-filing deadlines (metaudit.check.deadlines); None when not computed.
     deadlines: pd.DataFrame | None = None
+    # With ``keep_material``: the as-of view and every family's derived frames (what the
+    # packets are made of), else None (the frames are let go family by family).
+    view: AuditView | None = None
+    frames: list[Frame] | None = None
 
 
 def derive_family(family: str, view: AuditView, settings: Settings) -> list[Frame]:
@@ -63,6 +67,7 @@ def run_view_rules(
     families: Sequence[str] = FAMILIES,
     timings: dict[str, float] | None = None,
     share_by: Sequence[str] | None = None,
+    keep_frames: list[Frame] | None = None,
 ) -> tuple[list[Finding], dict[str, FamilyValidation]]:
     """Run every family's derivation and suite over a view; return findings and results
     (with each of ``share_by``'s practices' share of them, see ``validate_family``)."""
@@ -80,9 +85,12 @@ def run_view_rules(
         validations[family] = validation
         validated = time.perf_counter()
         findings.extend(_assemble(view, frames, suite, validation))
-        # A family's frames are done with: give their memory back before the next.
-        del frames
-        release_memory()
+        if keep_frames is not None:
+            keep_frames.extend(frames)
+        else:
+            # A family's frames are done with: give their memory back before the next.
+            del frames
+            release_memory()
         done = time.perf_counter()
         timings["derive"] = timings.get("derive", 0.0) + derived - started
         timings["validate"] = timings.get("validate", 0.0) + validated - derived
@@ -262,12 +270,14 @@ def check_typed(
     timings: dict[str, float] | None = None,
     *,
     share_by_practice: bool = False,
+    keep_material: bool = False,
 ) -> CheckResult:
     """Run every rule over a typed source for some practices (all when None).
 
     ``share_by_practice``: the practices are validated together and each
     ``FamilyValidation`` also holds every practice's share of the results (what the
-    nightly run writes per practice)."""
+    nightly run writes per practice). ``keep_material``: the result keeps the view
+    and the derived frames (the packets need them; they cost memory)."""
     return _check(
         typed,
         as_of,
@@ -276,6 +286,7 @@ def check_typed(
         timings,
         release_source=False,
         share_by_practice=share_by_practice,
+        keep_material=keep_material,
     )
 
 
@@ -288,6 +299,7 @@ def _check(
     *,
     release_source: bool,
     share_by_practice: bool = False,
+    keep_material: bool = False,
 ) -> CheckResult:
     """check_typed; with ``release_source`` the typed tables are let go once the view
     is built (the caller has no further use for them)."""
@@ -316,8 +328,13 @@ def _check(
     timings["view"] = time.perf_counter() - started
 
     practices = sorted(view.practices["practice_id"].dropna().astype(str).tolist())
+    kept: list[Frame] | None = [] if keep_material else None
     findings, validations = run_view_rules(
-        view, settings, timings=timings, share_by=practices if share_by_practice else None
+        view,
+        settings,
+        timings=timings,
+        share_by=practices if share_by_practice else None,
+        keep_frames=kept,
     )
     if wanted is not None:
         dq = [f for f in dq if f.practice_id in wanted]
@@ -338,6 +355,8 @@ def _check(
         practice_ids=practices,
         exposure=exposure,
         deadlines=deadlines,
+        view=view if keep_material else None,
+        frames=kept,
     )
 
 

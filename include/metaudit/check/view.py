@@ -140,3 +140,22 @@ def build_view(
         .astype("string")
     )
     return AuditView(as_of=day, tables=tables, practices=practices)
+
+
+def practice_share(view: AuditView, practice_id: str) -> AuditView:
+    """One practice's part of a view of several: its rows of every table that names a
+    practice (in the view's order), the other tables whole; what the view built for
+    that practice alone holds. Its cache starts empty."""
+    tables = {
+        name: frame.loc[
+            (frame["practice_id"] == practice_id).fillna(False).to_numpy(bool)
+        ].reset_index(drop=True)
+        if "practice_id" in frame.columns
+        else frame
+        for name, frame in view.tables.items()
+    }
+    practices = view.practices
+    practices = practices.loc[
+        (practices["practice_id"] == practice_id).fillna(False).to_numpy(bool)
+    ].reset_index(drop=True)
+    return AuditView(as_of=view.as_of, tables=tables, practices=practices)

@@ -83,6 +83,7 @@ from metaudit.spec.findings import Finding, read_findings, sort_findings, to_csv
 
 if TYPE_CHECKING:
     from metaudit.check.engine import CheckResult
+    from metaudit.check.frames import Frame
     from metaudit.check.view import AuditView
     from metaudit.source.quality import TypedSource
     from metaudit.spec.settings import Settings
@@ -164,19 +165,22 @@ def month_findings_from_results(audit_dir: Path, as_of: str) -> dict[str, list[F
 
 
 def prepare_material(
-    typed: TypedSource, as_of: date, practice_id: str, settings: Settings
+    typed: TypedSource,
+    as_of: date,
+    practice_id: str,
+    settings: Settings,
+    view: AuditView | None = None,
+    frames: Sequence[Frame] | None = None,
 ) -> PracticeMaterial:
-    """The practice's as-of view and derived frames (the derivations only; no GX)."""
+    """The practice's as-of view and derived frames (the derivations only; no GX); the
+    ``view`` and ``frames`` given are used as they are (a check made them already)."""
     from metaudit.check.derive.common import referral_expiry
     from metaudit.check.engine import derive_family
-    from metaudit.check.view import build_view
 
-    view = build_view(
-        typed, pd.Timestamp(as_of).normalize(), [practice_id], settings.default_timezone
-    )
-    if not len(view.practices):
-        raise PacketError(f"practice {practice_id} is not in the source")
-    frames = [frame for family in FAMILIES for frame in derive_family(family, view, settings)]
+    if view is None:
+        view = _practice_view(typed, as_of, practice_id, settings)
+    if frames is None:
+        frames = [f for family in FAMILIES for f in derive_family(family, view, settings)]
     return PracticeMaterial(view, frames, referral_expiry(view, settings))
 
 
@@ -835,16 +839,22 @@ def write_practice_packets(
     demo_key: bool = False,
     rebuild: bool = False,
     client_ids: Iterable[str] | None = None,
+    view: AuditView | None = None,
+    frames: Sequence[Frame] | None = None,
 ) -> tuple[list[ClientPacketSummary], Path, list[str]]:
     """A practice's night of packets from its evidence: the client packets (kept when
     unchanged, else built), the month packet, then the retention. Returns the client
-    summaries, the month packet's path and the as-of dates the retention removed."""
+    summaries, the month packet's path and the as-of dates the retention removed.
+
+    ``view`` and ``frames``: the practice's as-of view and derived frames when the
+    caller's check made them already (the nightly run's), so they are not made again."""
     practice_id = evidence.practice_id
     as_of = date.fromisoformat(evidence.as_of)
     kept = None
+    if view is None:
+        view = _practice_view(typed, as_of, practice_id, settings)
     if not rebuild and client_ids is None:
         # An unchanged night decides from the as-of view alone: no derivation, no render.
-        view = _practice_view(typed, as_of, practice_id, settings)
         kept = keep_unchanged_packets(
             view, evidence, options, key=key, demo_key=demo_key, settings=settings
         )
@@ -854,7 +864,7 @@ def write_practice_packets(
         # tables suffice (it uses no derived frame).
         material = PracticeMaterial(view, [], pd.Series(dtype="datetime64[us]"))
     else:
-        material = prepare_material(typed, as_of, practice_id, settings)
+        material = prepare_material(typed, as_of, practice_id, settings, view, frames)
         summaries = build_client_packets(
             material,
             evidence,
@@ -890,8 +900,13 @@ def build_practice_packets(
     client_ids: Iterable[str] | None = None,
     config: str | Path | None = None,
     typed: TypedSource | None = None,
+    view: AuditView | None = None,
+    frames: Sequence[Frame] | None = None,
 ) -> dict[str, Any]:
     """Build a practice's client packets and its month packet for one as-of date.
+
+    ``view`` and ``frames``: the practice's as-of view and derived frames, when a check
+    of this process made them (see :func:`write_practice_packets`).
 
     With ``audit_dir`` (the folder where the audit wrote ``findings.jsonl`` and
     ``validation/``), the audit's own evidence is packed and GX is not run
@@ -930,6 +945,8 @@ def build_practice_packets(
         demo_key=demo_key,
         rebuild=rebuild,
         client_ids=client_ids,
+        view=view,
+        frames=frames,
     )
     states: dict[str, int] = {}
     for summary in summaries:

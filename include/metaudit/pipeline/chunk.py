@@ -40,6 +40,8 @@ from metaudit.pipeline.alerts import describe_error, with_database_errors
 
 if TYPE_CHECKING:
     from metaudit.check.engine import CheckResult
+    from metaudit.check.frames import Frame
+    from metaudit.check.view import AuditView
     from metaudit.source.quality import TypedSource
 
 log = logging.getLogger(__name__)
@@ -160,8 +162,15 @@ def audit_chunk(
             log.error("practice %s: %s", practice_id, exc)
             failures.append(PracticeFailure(practice_id, VALIDATE, exc))
 
+    material: dict[str, Any] = {}
     validated, failed = validate_practices(
-        parts, partitions, as_of, config=config, out_root=out_root, timings=read_seconds
+        parts,
+        partitions,
+        as_of,
+        config=config,
+        out_root=out_root,
+        timings=read_seconds,
+        material=material,
     )
     failures.extend(failed)
     summary: dict[str, Any] = {}
@@ -172,6 +181,7 @@ def audit_chunk(
             item,
             parts[practice_id],
             failures,
+            material=_share_of(material, practice_id),
             api_key=api_key,
             host=host,
             packet_key=packet_key,
@@ -225,6 +235,7 @@ def _finish_practice(
     timings[NOTIFY] = time.perf_counter() - after_persist
     before_packets = time.perf_counter()
     try:
+        view, frames = options["material"] or (None, None)
         packets = stages.build_packets(
             persisted,
             key=options["packet_key"],
@@ -232,6 +243,8 @@ def _finish_practice(
             rebuild=options["rebuild"],
             config=options["config"],
             typed=typed,
+            view=view,
+            frames=frames,
         )
         done["packets"] = packets
     except Exception as exc:
@@ -268,12 +281,14 @@ def validate_practices(
     config: str | None = None,
     out_root: Path | None = None,
     timings: Mapping[str, Mapping[str, float]] | None = None,
+    material: dict[str, Any] | None = None,
 ) -> tuple[dict[str, dict[str, str]], list[PracticeFailure]]:
     """Check the practices together and write each one's results folder; returns each
     validated practice's work item (ids and paths) and the failures. When the joint
     check fails, each practice is checked alone, so one cannot fail the others.
     ``timings``: each practice's earlier stages (reading its partition), kept with its
-    share of the check's."""
+    share of the check's. ``material``, when given, receives the check's as-of view and
+    derived frames (``view``, ``frames``, ``practices``), for the packets to use."""
     from metaudit.spec.settings import Settings
 
     if not parts:
@@ -283,7 +298,9 @@ def validate_practices(
     ids = sorted(parts)
     started_at = stages._now()
     try:
-        result, seconds = _check_together([parts[p] for p in ids], ids, day, settings)
+        result, seconds = _check_together(
+            [parts[p] for p in ids], ids, day, settings, keep_material=material is not None
+        )
     except Exception as exc:
         if len(ids) == 1:
             return {}, [PracticeFailure(ids[0], VALIDATE, exc)]
@@ -302,6 +319,7 @@ def validate_practices(
                 config=config,
                 out_root=out_root,
                 timings=timings,
+                material=None,
             )
             validated.update(done)
             failures.extend(failed)
@@ -328,6 +346,8 @@ def validate_practices(
         except Exception as exc:
             log.exception("practice %s: writing its results failed", practice_id)
             failures.append(PracticeFailure(practice_id, VALIDATE, exc))
+    if material is not None:
+        material.update(view=result.view, frames=result.frames, practices=ids)
     log.info(
         "checked %d practice(s) together as of %s: %d findings; %s",
         len(ids),
@@ -339,7 +359,12 @@ def validate_practices(
 
 
 def _check_together(
-    parts: Sequence[TypedSource], ids: Sequence[str], day: date, settings: Any
+    parts: Sequence[TypedSource],
+    ids: Sequence[str],
+    day: date,
+    settings: Any,
+    *,
+    keep_material: bool = False,
 ) -> tuple[CheckResult, dict[str, float]]:
     from metaudit.check.engine import check_typed
     from metaudit.source.snapshot import combine
@@ -348,11 +373,39 @@ def _check_together(
     began = time.perf_counter()
     typed = combine(parts)
     timings["combine"] = time.perf_counter() - began
-    result = check_typed(typed, day, ids, settings, timings, share_by_practice=True)
+    result = check_typed(
+        typed, day, ids, settings, timings, share_by_practice=True, keep_material=keep_material
+    )
     strangers = sorted({str(f.practice_id) for f in result.findings} - set(ids))
     if strangers:
         raise ValueError(f"the check of practices {list(ids)} reported findings of {strangers}")
     return result, timings
+
+
+def _share_of(
+    material: Mapping[str, Any], practice_id: str
+) -> tuple[AuditView, list[Frame]] | None:
+    """The practice's as-of view and derived frames out of the group's (what the view and
+    derivation of the practice alone give), or None when the group's check kept none."""
+    from metaudit.check.frames import Frame
+    from metaudit.check.view import practice_share
+
+    view, frames = material.get("view"), material.get("frames")
+    if view is None or frames is None:
+        return None
+    if material.get("practices") == [practice_id]:
+        return view, list(frames)
+    own = [
+        Frame(
+            frame.name,
+            frame.entity_type,
+            frame.data.loc[
+                (frame.data["practice_id"] == practice_id).fillna(False).to_numpy(bool)
+            ].reset_index(drop=True),
+        )
+        for frame in frames
+    ]
+    return practice_share(view, practice_id), own
 
 
 def _raise_failures(

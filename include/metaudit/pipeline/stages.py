@@ -54,6 +54,8 @@ from metaudit.pipeline.connections import airflow_base_url
 
 if TYPE_CHECKING:
     from metaudit.check.engine import CheckResult
+    from metaudit.check.frames import Frame
+    from metaudit.check.view import AuditView
     from metaudit.results.digest import FindingExposure
     from metaudit.source.quality import TypedSource
 
@@ -444,6 +446,8 @@ def build_packets(
     rebuild: bool = False,
     config: str | None = None,
     typed: TypedSource | None = None,
+    view: AuditView | None = None,
+    frames: Sequence[Frame] | None = None,
 ) -> dict[str, Any]:
     """Build the practice's audit packets of the as-of date (:mod:`metaudit.packets`): one per
     client with activity and the practice's month packet, from the practice's partition
@@ -453,7 +457,8 @@ def build_packets(
     with the published demo key). A client whose evidence did not change keeps its
     packet in force (the same file for tonight's date), unless ``rebuild``; the
     ``packets.retention`` setting is applied at the end. ``typed``: the practice's
-    partition when the caller has read it already. Returns counts and paths.
+    partition when the caller has read it already; ``view`` and ``frames``: its as-of
+    view and derived frames when the caller's check made them. Returns counts and paths.
     """
     from metaudit.packets import build_practice_packets
     from metaudit.source.snapshot import read_partition
@@ -471,6 +476,8 @@ def build_packets(
         rebuild=rebuild,
         config=config,
         typed=typed,
+        view=view,
+        frames=frames,
     )
 
 
