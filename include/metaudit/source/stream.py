@@ -67,6 +67,9 @@ NETWORK_TABLES = ("practices", "staff", "providers")
 # Tables other tables link to: their keys outlive their stream.
 LINKED = frozenset(c.references for t in TABLES.values() for c in t.foreign_keys if c.references)
 
+_TABLE_AT = {name: at for at, name in enumerate(TABLES)}
+_RULE_AT = {"DQ-003": 0, "DQ-002": 1, "DQ-001": 2}
+
 _ROW = "__row"
 _BAD = "__unreadable__"
 
@@ -416,13 +419,18 @@ class _Streamer:
                     raise ValueError(f"table {name} streamed twice")
                 current, held, keys, offset = name, [], _Keys(), 0
                 self.spool.start(name)
-            assert raw is not None
+            assert raw is not None and name is not None
             offset = self._batch(name, raw.reset_index(drop=True), offset, held, keys)
             del raw
             self.seconds["type"] += time.perf_counter() - started
         missing = [name for name in TABLES if name not in done]
         if missing:
             raise ValueError(f"tables not streamed: {', '.join(missing)}")
+        # The whole-network typing's order: table by table, DQ-003, DQ-002 then DQ-001,
+        # each in row order (what the batches gave, in order, for each table and rule).
+        self.findings.sort(
+            key=lambda f: (_TABLE_AT[f.entity_id.split(":", 1)[0]], _RULE_AT[f.rule_id])
+        )
         return StreamedSource(
             folder=self.folder,
             groups=self.groups,
@@ -478,7 +486,7 @@ class _Streamer:
         values, bad = frame, typed.unreadable
         if not keep.all():
             values, bad, rows, practice = values[keep], bad[keep], rows[keep], practice[keep]
-        if not self.empty.get(name):
+        if name not in self.empty:
             self.empty[name] = (values.iloc[:0].reset_index(drop=True), bad.iloc[:0].copy())
         if name in NETWORK_TABLES or name == "clients":
             held.append((values, bad, rows))
@@ -540,7 +548,7 @@ class _Streamer:
         table = TABLES[name]
         self.spool.finish()
         later = np.zeros(0, dtype=np.int64)
-        firsts: np.ndarray | None = None
+        firsts: tuple[pa.ChunkedArray, np.ndarray | None] | None = None
         if table.key:
             later, firsts = self._duplicates(table, keys)
             self.later[name] = later
@@ -567,7 +575,7 @@ class _Streamer:
 
     def _duplicates(
         self, table: Table, keys: _Keys
-    ) -> tuple[np.ndarray, tuple[pa.ChunkedArray, np.ndarray] | None]:
+    ) -> tuple[np.ndarray, tuple[pa.ChunkedArray, np.ndarray | None]]:
         """DQ-001 over the whole table; (rows of later duplicates, (keys of first rows,
         their clients))."""
         chunks = [c.cast(pa.large_string()) for c in keys.keys]
@@ -591,7 +599,7 @@ class _Streamer:
         unique_client = client[kept] if client is not None else None
         if table.name == "clients":
             unique_client = None
-        return rows[late], (unique, unique_client)  # type: ignore[return-value]
+        return rows[late], (unique, unique_client)
 
     def _dq001(
         self,
