@@ -399,8 +399,9 @@ def check_streamed(
     """Run every rule over a streamed source, one practice group at a time.
 
     Each group is checked as the whole network would be (its view holds the network
-    tables whole), keeping the rule findings of the group's practices (the first
-    group: also those naming no practice, or a practice without clients). Findings,
+    tables whole), keeping the findings about its records (its clients', else its
+    practices'; the first group: also those naming neither, or a practice without
+    clients: :meth:`StreamedSource.finding_group`). Findings,
     exposure and deadlines are then merged in the order of the whole-network check;
     a family's GX results list each group's suite results in group order.
     """
@@ -412,21 +413,23 @@ def check_streamed(
     say = progress or (lambda message: None)
     wanted = sorted(set(practice_ids)) if practice_ids is not None else None
     results: list[CheckResult] = []
-    for number in range(len(streamed.groups)):
-        chosen = None
-        if wanted is not None:
-            chosen = [p for p in wanted if streamed.group_of(p) == number]
-            if not chosen:
-                continue
+    needed = set(range(len(streamed.groups)))
+    if wanted is not None:
+        # The groups of the wanted practices, and those holding the records of a wanted
+        # practice's data-quality finding (a client row repeated under it, say).
+        needed = {streamed.group_of(p) for p in wanted} | {
+            streamed.finding_group(f) for f in streamed.findings if f.practice_id in wanted
+        }
+    for number in sorted(needed):
         if len(streamed.groups) > 1:
             say(f"practice group {number + 1} of {len(streamed.groups)}")
-        typed = streamed.read_group(number)
+        typed = streamed.read_group(number, by_client=True)
 
         def owns(finding: Finding, number: int = number) -> bool:
-            return streamed.group_of(finding.practice_id) == number
+            return streamed.finding_group(finding) == number
 
         results.append(
-            _check(typed, as_of, chosen, settings, timings, release_source=True, owns=owns)
+            _check(typed, as_of, wanted, settings, timings, release_source=True, owns=owns)
         )
         del typed
         release_memory()

@@ -245,16 +245,29 @@ class StreamedSource:
     _empty: dict[str, tuple[pd.DataFrame, pd.DataFrame]]
     _later: dict[str, np.ndarray]
     _group_of: dict[str, int]
+    _client_group: dict[str, int] = field(default_factory=dict)
     _owns_folder: bool = True
 
     def group_of(self, practice_id: str | None) -> int:
-        """The group that owns a practice's findings (the first for no or unknown practice)."""
+        """The group holding a practice's rows (the first for no or unknown practice)."""
         if practice_id is None:
             return 0
         return self._group_of.get(practice_id, 0)
 
-    def read_group(self, group: int) -> TypedSource:
-        """One group's typed tables (network tables whole) and its data-quality findings."""
+    def finding_group(self, finding: Finding) -> int:
+        """The group whose records a finding is about: its client's, else its practice's.
+
+        A finding's money at risk (its exposure) is found among its client's records,
+        which a finding's practice does not always name: a client row repeated under
+        another (or no) practice has a finding for that practice.
+        """
+        if finding.client_id is not None and finding.client_id in self._client_group:
+            return self._client_group[finding.client_id]
+        return self.group_of(finding.practice_id)
+
+    def read_group(self, group: int, by_client: bool = False) -> TypedSource:
+        """One group's typed tables (network tables whole) and its data-quality findings:
+        those of its practices, or with ``by_client`` those :meth:`finding_group` gives it."""
         import pyarrow.ipc as ipc
 
         tables: dict[str, pd.DataFrame] = {}
@@ -273,7 +286,8 @@ class StreamedSource:
                 spooled = ipc.open_stream(source).read_all()
             tables[name], unreadable[name] = _unspool(spooled, self._later.get(name))
             del spooled
-        findings = [f for f in self.findings if self.group_of(f.practice_id) == group]
+        owner = self.finding_group if by_client else (lambda f: self.group_of(f.practice_id))
+        findings = [f for f in self.findings if owner(f) == group]
         return TypedSource(tables=tables, unreadable=unreadable, findings=findings)
 
     def close(self) -> None:
@@ -384,6 +398,7 @@ class _Streamer:
         self.empty: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
         self.later: dict[str, np.ndarray] = {}
         self.group_of: dict[str, int] = {}
+        self.client_group: dict[str, int] = {}
         self.group_of_code = np.zeros(0, dtype=np.int32)
         self.groups: list[list[str]] = [[]]
         self.client_ids: pa.Array = pa.array([], type=pa.string())
@@ -441,6 +456,7 @@ class _Streamer:
             _empty=self.empty,
             _later=self.later,
             _group_of=self.group_of,
+            _client_group=self.client_group,
             _owns_folder=self.owns,
         )
 
@@ -645,6 +661,13 @@ class _Streamer:
         self.group_of_code = np.zeros(len(self.codes.values), dtype=np.int32)
         for practice_id, number in self.group_of.items():
             self.group_of_code[self.codes.code[practice_id]] = number
+        self.client_group = dict(
+            zip(
+                self.client_ids.to_pylist(),
+                np.append(self.group_of_code, 0)[practice].tolist(),
+                strict=True,
+            )
+        )
         self._route(values, bad, rows, practice)
         self.spool.finish()
         log.info("%d clients of %d practices in %d group(s)", len(values), len(named), len(groups))
