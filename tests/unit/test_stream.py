@@ -118,3 +118,28 @@ def test_a_key_index_finds_exactly_the_keys() -> None:
     nul = KeyIndex(pa.array(["a\x00", "a"]))
     assert nul.find(pa.array(["a", "a\x00", "b"])).tolist() == [1, 0, -1]
     assert KeyIndex(pa.array([], type=pa.string())).find(pa.array(["a"])).tolist() == [-1]
+
+
+def test_extract_streams_into_the_partitions_of_the_whole_typing(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from metaudit.pipeline import stages
+    from metaudit.source import stream
+    from metaudit.source.snapshot import partition_of, read_partition
+
+    monkeypatch.setenv("METAUDIT_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(stream, "CLIENTS_PER_GROUP", 1)  # a group per practice
+    whole = load_source(source, AS_OF)
+    wanted = ["PR0001", "PR0003", "PR0005"]
+    work = stages.extract(str(source), AS_OF, wanted)
+    assert [w["practice_id"] for w in work] == wanted
+    for item in work:
+        back = read_partition(Path(item["partition"]), item["practice_id"])
+        expected = partition_of(whole, item["practice_id"])
+        for name in TABLES:
+            pd.testing.assert_frame_equal(back.tables[name], expected.tables[name])
+            pd.testing.assert_frame_equal(back.unreadable[name], expected.unreadable[name])
+        assert [f.to_dict() for f in back.findings] == [f.to_dict() for f in expected.findings]
+    # The spool is gone; the partitions and nothing else are left.
+    folder = Path(work[0]["partition"]).parent
+    assert sorted(p.name for p in folder.iterdir()) == wanted
