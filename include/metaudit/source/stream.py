@@ -348,9 +348,9 @@ class _Spool:
             if not folder.exists():
                 private_dir(folder)
             options = ipc.IpcWriteOptions(compression="lz4")
-            writer = ipc.new_stream(
-                str(folder / f"{self.name}.arrows"), self.schema, options=options
-            )
+            path = folder / f"{self.name}.arrows"
+            writer = ipc.new_stream(str(path), self.schema, options=options)
+            path.chmod(0o600)  # health records: owner-only, whatever the umask
             self.writers[group] = writer
         writer.write_table(table)  # type: ignore[attr-defined]
 
