@@ -340,8 +340,14 @@ def run_check(
     """Read a source database and run every rule; raise ContractError or
     SourceUnavailableError when the check cannot run.
 
+    The source is streamed into practice groups in a private temporary folder
+    (removed on return) and checked group by group (:func:`stream_typed`,
+    :func:`check_streamed`): memory follows a group of ``clients_per_group`` clients
+    (default :data:`metaudit.source.stream.CLIENTS_PER_GROUP`), not the network; the
+    result is the whole-network check's.
+
     ``CheckResult.seconds`` splits the time by stage: read, type, view, derive,
-    validate, assemble.
+    validate, assemble (summed over the groups).
     """
     say = progress or (lambda message: None)
     day = as_of or date.today()
