@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from metaudit.check.gx.runner import FamilyValidation
     from metaudit.check.view import AuditView
     from metaudit.source.quality import TypedSource
+    from metaudit.source.stream import StreamedSource
     from metaudit.spec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -300,9 +301,11 @@ def _check(
     release_source: bool,
     share_by_practice: bool = False,
     keep_material: bool = False,
+    owns: Callable[[Finding], bool] | None = None,
 ) -> CheckResult:
     """check_typed; with ``release_source`` the typed tables are let go once the view
-    is built (the caller has no further use for them)."""
+    is built (the caller has no further use for them); with ``owns``, only the rule
+    findings it accepts are kept (a practice group's, see :func:`check_streamed`)."""
     from metaudit.check.deadlines import filing_deadlines
     from metaudit.check.exposure import finding_exposure
     from metaudit.check.view import build_view
@@ -325,7 +328,7 @@ def _check(
     dq = typed.findings
     if release_source:
         release_memory()
-    timings["view"] = time.perf_counter() - started
+    _add_time(timings, "view", started)
 
     practices = sorted(view.practices["practice_id"].dropna().astype(str).tolist())
     kept: list[Frame] | None = [] if keep_material else None
@@ -338,15 +341,19 @@ def _check(
     )
     if wanted is not None:
         dq = [f for f in dq if f.practice_id in wanted]
+    if owns is not None:
+        # A group's view holds the network tables whole: their findings belong to the
+        # group that owns their practice, and to no other.
+        findings = [f for f in findings if owns(f)]
     started = time.perf_counter()
     ordered = sort_findings([*dq, *findings])
-    timings["assemble"] = timings.get("assemble", 0.0) + time.perf_counter() - started
+    _add_time(timings, "assemble", started)
     started = time.perf_counter()
     exposure = finding_exposure(view, ordered, settings)
-    timings["exposure"] = time.perf_counter() - started
+    _add_time(timings, "exposure", started)
     started = time.perf_counter()
     deadlines = filing_deadlines(view, settings)
-    timings["deadlines"] = time.perf_counter() - started
+    _add_time(timings, "deadlines", started)
     return CheckResult(
         as_of=view.as_of_iso,
         findings=ordered,
@@ -366,12 +373,19 @@ def run_check(
     practice_ids: Iterable[str] | None = None,
     settings: Settings | None = None,
     progress: Callable[[str], None] | None = None,
+    clients_per_group: int | None = None,
 ) -> CheckResult:
     """Read a source database and run every rule; raise ContractError or
     SourceUnavailableError when the check cannot run.
 
+    The source is streamed into practice groups in a private temporary folder
+    (removed on return) and checked group by group (:func:`stream_typed`,
+    :func:`check_streamed`): memory follows a group of ``clients_per_group`` clients
+    (default :data:`metaudit.source.stream.CLIENTS_PER_GROUP`), not the network; the
+    result is the whole-network check's.
+
     ``CheckResult.seconds`` splits the time by stage: read, type, view, derive,
-    validate, assemble.
+    validate, assemble (summed over the groups).
     """
     say = progress or (lambda message: None)
     day = as_of or date.today()
@@ -380,10 +394,130 @@ def run_check(
     warm_up.start()
     timeout = settings.statement_timeout_s if settings is not None else None
     say("reading and typing the source (data-contract rules)")
-    typed = load_source(source, day, timings, timeout)
-    say("deriving the rule facts and validating the suites")
-    warm_up.join()
-    return _check(typed, day, practice_ids, settings, timings, release_source=True)
+    with stream_typed(source, day, timings, timeout, clients_per_group) as streamed:
+        say(
+            f"deriving the rule facts and validating the suites "
+            f"({len(streamed.groups)} practice group(s))"
+        )
+        warm_up.join()
+        return check_streamed(streamed, day, practice_ids, settings, timings, say)
+
+
+def stream_typed(
+    source: str | Path | sa.URL,
+    as_of: date,
+    timings: dict[str, float] | None = None,
+    statement_timeout_s: float | None = None,
+    clients_per_group: int | None = None,
+    folder: Path | None = None,
+) -> StreamedSource:
+    """Read and type the source in one streaming pass into practice groups on disk
+    (:mod:`metaudit.source.stream`), with its data-quality findings: memory follows a
+    batch and the network's key sets, not the network. Raises as :func:`load_source`."""
+    from metaudit.source.reader import DEFAULT_STATEMENT_TIMEOUT_S, iter_table_batches
+    from metaudit.source.stream import CLIENTS_PER_GROUP, stream_source
+
+    timings = timings if timings is not None else {}
+    use_fast_arrow_allocator()
+    batches = iter_table_batches(source, None, statement_timeout_s or DEFAULT_STATEMENT_TIMEOUT_S)
+    streamed = stream_source(
+        batches,
+        pd.Timestamp(as_of).strftime("%Y-%m-%d"),
+        folder=folder,
+        clients_per_group=clients_per_group or CLIENTS_PER_GROUP,
+    )
+    for stage, seconds in streamed.seconds.items():
+        timings[stage] = timings.get(stage, 0.0) + seconds
+    release_memory()
+    return streamed
+
+
+def check_streamed(
+    streamed: StreamedSource,
+    as_of: date,
+    practice_ids: Iterable[str] | None = None,
+    settings: Settings | None = None,
+    timings: dict[str, float] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CheckResult:
+    """Run every rule over a streamed source, one practice group at a time.
+
+    Each group is checked as the whole network would be (its view holds the network
+    tables whole), keeping the findings about its records (its clients', else its
+    practices'; the first group: also those naming neither, or a practice without
+    clients: :meth:`StreamedSource.finding_group`). Findings,
+    exposure and deadlines are then merged in the order of the whole-network check;
+    a family's GX results list each group's suite results in group order.
+    """
+    from metaudit.check.gx.runner import FamilyValidation
+    from metaudit.spec.settings import Settings
+
+    settings = settings or Settings.load(None)
+    timings = timings if timings is not None else {}
+    say = progress or (lambda message: None)
+    wanted = sorted(set(practice_ids)) if practice_ids is not None else None
+    results: list[CheckResult] = []
+    needed = set(range(len(streamed.groups)))
+    if wanted is not None:
+        # The groups of the wanted practices, and those holding the records of a wanted
+        # practice's data-quality finding (a client row repeated under it, say).
+        needed = {streamed.group_of(p) for p in wanted} | {
+            streamed.finding_group(f) for f in streamed.findings if f.practice_id in wanted
+        }
+    for number in sorted(needed):
+        if len(streamed.groups) > 1:
+            say(f"practice group {number + 1} of {len(streamed.groups)}")
+        typed = streamed.read_group(number, by_client=True)
+
+        def owns(finding: Finding, number: int = number) -> bool:
+            return streamed.finding_group(finding) == number
+
+        results.append(
+            _check(typed, as_of, wanted, settings, timings, release_source=True, owns=owns)
+        )
+        del typed
+        release_memory()
+    if len(results) == 1:
+        return results[0]
+    if not results:  # no wanted practice in the source: what the whole check gives
+        return _check(
+            streamed.read_group(0), as_of, wanted or [], settings, timings, release_source=True
+        )
+    every = [finding for result in results for finding in result.findings]
+    order = sorted(range(len(every)), key=lambda at: every[at].sort_key())
+    validations: dict[str, FamilyValidation] = {}
+    for result in results:
+        for family, validation in result.validations.items():
+            merged = validations.setdefault(family, FamilyValidation(family))
+            merged.failures.extend(validation.failures)
+            merged.results.extend(validation.results)
+    for merged in validations.values():
+        merged.failures.sort(key=lambda f: (f.rule_id, f.entity_id, f.frame, f.part or ""))
+    exposures = [r.exposure for r in results if r.exposure is not None]
+    deadlines = [r.deadlines for r in results if r.deadlines is not None]
+    return CheckResult(
+        as_of=results[0].as_of,
+        findings=[every[at] for at in order],
+        validations=validations,
+        seconds=timings,
+        practice_ids=sorted({p for r in results for p in r.practice_ids}),
+        exposure=(
+            pd.concat(exposures, ignore_index=True).iloc[order].reset_index(drop=True)
+            if exposures
+            else None
+        ),
+        deadlines=(
+            pd.concat(deadlines, ignore_index=True).sort_values(
+                ["deadline", "claim_id"], kind="stable", ignore_index=True
+            )
+            if deadlines
+            else None
+        ),
+    )
+
+
+def _add_time(timings: dict[str, float], stage: str, started: float) -> None:
+    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
 
 
 def _warm_up() -> None:

@@ -167,24 +167,46 @@ def extract(
     store_url: str | None = None,
     run_id: str | None = None,
 ) -> list[dict[str, str]]:
-    """Read and type the whole source once; write each practice's typed partition and the
-    run-level findings that name no practice (:func:`unattributed_path`). Returns one work
-    item per practice: its id, the as-of date and its partition's folder."""
-    from metaudit.check.engine import load_source
-    from metaudit.source.snapshot import unattributed_findings, write_partitions, write_unattributed
+    """Read and type the source once, streaming; write each practice's typed partition and
+    the run-level findings that name no practice (:func:`unattributed_path`). Returns one
+    work item per practice: its id, the as-of date and its partition's folder.
+
+    Memory follows one practice group, not the network: the source is typed in one
+    streaming pass into practice groups spooled beside the partitions
+    (:func:`metaudit.check.engine.stream_typed`), then each group is read back and split
+    into its practices' partitions, and the spool removed."""
+    import shutil
+    import uuid
+
+    from metaudit.check.engine import release_memory, stream_typed
+    from metaudit.source.snapshot import write_partitions, write_unattributed
     from metaudit.spec.settings import Settings
 
     timings: dict[str, float] = {}
     # The configuration (METAUDIT_CONFIG) bounds each statement and lock wait: a table
     # locked by a reload ends this try with SourceUnavailableError, which is retried.
     timeout = Settings.load(None).statement_timeout_s
-    typed = load_source(source, as_of, timings, timeout)
-    started = time.perf_counter()
     day = as_of.isoformat()
     folder = snapshot_dir(day)
-    partitions = write_partitions(typed, practice_ids, day, folder)
-    timings["partition"] = time.perf_counter() - started
-    orphans = unattributed_findings(typed)
+    # The spool holds health records: a private folder beside the partitions, never /tmp.
+    spool = folder / f".spool-{uuid.uuid4().hex[:8]}"
+    partitions: dict[str, Path] = {}
+    try:
+        streamed = stream_typed(source, as_of, timings, timeout, folder=spool)
+        started = time.perf_counter()
+        wanted = sorted(set(practice_ids))
+        for number in range(len(streamed.groups)):
+            members = [p for p in wanted if streamed.group_of(p) == number]
+            if not members:
+                continue
+            typed = streamed.read_group(number)
+            partitions.update(write_partitions(typed, members, day, folder))
+            del typed
+            release_memory()
+        timings["partition"] = time.perf_counter() - started
+        orphans = [f for f in streamed.findings if f.practice_id is None]
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
     unattributed = write_unattributed(orphans, unattributed_path(day))
     if orphans:
         log.warning(

@@ -555,66 +555,20 @@ def judge_typed(tables: dict[str, TypedTable], as_of: str) -> TypedSource:
 
     Consumes ``tables``: each entry is let go once its clean table is built.
     """
-    from metaudit.spec import rulebook
-
     typed = {name: tables[name].values for name in TABLES}
     links = _link_positions(typed)
     _attribute(typed, links)
     findings: list[Finding] = []
-
-    def add(rule_id: str, table: Table, rows: pd.DataFrame, parts: list[list[str]] | None) -> None:
-        rule = rulebook.RULES[rule_id]
-        ids = row_ids(table, rows).tolist()
-        nothing = [None] * len(rows)
-        practice = rows["practice_id"].tolist() if "practice_id" in rows else nothing
-        client = rows["client_id"].tolist() if "client_id" in rows else nothing
-        for i, entity_id in enumerate(ids):
-            findings.append(
-                Finding(
-                    as_of=as_of,
-                    practice_id=_none(practice[i]),
-                    rule_id=rule_id,
-                    severity=rule.severity,
-                    entity_type="row",
-                    entity_id=entity_id,
-                    client_id=_none(client[i]),
-                    message=rulebook.message(
-                        rule_id, "row", entity_id, parts[i] if parts else None
-                    ),
-                )
-            )
 
     clean_tables: dict[str, pd.DataFrame] = {}
     clean_unreadable: dict[str, pd.DataFrame] = {}
     for name, table in TABLES.items():
         frame = typed[name]
         bad_cells = tables[name].unreadable
-        # DQ-003: unreadable, unlisted, or missing in a required column; one finding a row.
-        flagged = bad_cells | tables[name].missing.reindex(
-            columns=bad_cells.columns, fill_value=False
+        table_links = {c.name: links[name, c.name] for c in table.foreign_keys}
+        findings.extend(
+            dq_findings(table, frame, bad_cells, tables[name].missing, table_links, as_of)
         )
-        if table.key:
-            flagged[table.key] = flagged[table.key] | frame[table.key].isna()
-        hit = flagged.any(axis=1)
-        if hit.any():
-            rows = flagged[hit]
-            parts = [[c for c in table.column_names if row[c]] for row in rows.to_dict("records")]
-            add("DQ-003", table, frame[hit], parts)
-
-        # DQ-002: a link naming a row that does not exist (a NULL required link names none).
-        dangling = pd.DataFrame(index=frame.index)
-        for column in table.foreign_keys:
-            value = frame[column.name]
-            broken = value.notna() & (links[name, column.name] < 0)
-            if not column.nullable:
-                broken = broken | value.isna()
-            dangling[column.name] = broken
-        if len(dangling.columns):
-            hit = dangling.any(axis=1)
-            if hit.any():
-                rows = dangling[hit]
-                parts = [[c for c in dangling.columns if row[c]] for row in rows.to_dict("records")]
-                add("DQ-002", table, frame[hit], parts)
 
         keep = pd.Series(True, index=frame.index)
         if table.key:
@@ -623,7 +577,7 @@ def judge_typed(tables: dict[str, TypedTable], as_of: str) -> TypedSource:
             duplicated, later = key_duplicates(key)
             if duplicated.any():
                 firsts = frame[duplicated & ~later]
-                add("DQ-001", table, firsts, None)
+                findings.extend(finding_rows("DQ-001", table, firsts, None, as_of))
             keep &= ~later | key.isna()
             keep &= key.notna()
         if keep.all():
@@ -633,9 +587,74 @@ def judge_typed(tables: dict[str, TypedTable], as_of: str) -> TypedSource:
         else:
             clean_tables[name] = frame[keep].reset_index(drop=True)
             clean_unreadable[name] = bad_cells[keep].reset_index(drop=True)
-        del tables[name], typed[name], frame, bad_cells, flagged, dangling
+        del tables[name], typed[name], frame, bad_cells
 
     return TypedSource(tables=clean_tables, unreadable=clean_unreadable, findings=findings)
+
+
+def finding_rows(
+    rule_id: str, table: Table, rows: pd.DataFrame, parts: list[list[str]] | None, as_of: str
+) -> list[Finding]:
+    """One data-quality finding per row of ``rows`` (a typed, attributed table's rows)."""
+    from metaudit.spec import rulebook
+
+    rule = rulebook.RULES[rule_id]
+    ids = row_ids(table, rows).tolist()
+    nothing = [None] * len(rows)
+    practice = rows["practice_id"].tolist() if "practice_id" in rows else nothing
+    client = rows["client_id"].tolist() if "client_id" in rows else nothing
+    return [
+        Finding(
+            as_of=as_of,
+            practice_id=_none(practice[i]),
+            rule_id=rule_id,
+            severity=rule.severity,
+            entity_type="row",
+            entity_id=entity_id,
+            client_id=_none(client[i]),
+            message=rulebook.message(rule_id, "row", entity_id, parts[i] if parts else None),
+        )
+        for i, entity_id in enumerate(ids)
+    ]
+
+
+def dq_findings(
+    table: Table,
+    frame: pd.DataFrame,
+    bad_cells: pd.DataFrame,
+    missing: pd.DataFrame,
+    links: Mapping[str, np.ndarray],
+    as_of: str,
+) -> list[Finding]:
+    """DQ-003 and DQ-002 of a typed, attributed table (or a batch of one): a row per
+    finding, judged on the row alone (``links``: each link column's parent row, -1:
+    none). DQ-001 needs the whole table's keys and is judged apart."""
+    findings: list[Finding] = []
+    # DQ-003: unreadable, unlisted, or missing in a required column; one finding a row.
+    flagged = bad_cells | missing.reindex(columns=bad_cells.columns, fill_value=False)
+    if table.key:
+        flagged[table.key] = flagged[table.key] | frame[table.key].isna()
+    hit = flagged.any(axis=1)
+    if hit.any():
+        rows = flagged[hit]
+        parts = [[c for c in table.column_names if row[c]] for row in rows.to_dict("records")]
+        findings.extend(finding_rows("DQ-003", table, frame[hit], parts, as_of))
+
+    # DQ-002: a link naming a row that does not exist (a NULL required link names none).
+    dangling = pd.DataFrame(index=frame.index)
+    for column in table.foreign_keys:
+        value = frame[column.name]
+        broken = value.notna() & (links[column.name] < 0)
+        if not column.nullable:
+            broken = broken | value.isna()
+        dangling[column.name] = broken
+    if len(dangling.columns):
+        hit = dangling.any(axis=1)
+        if hit.any():
+            rows = dangling[hit]
+            parts = [[c for c in dangling.columns if row[c]] for row in rows.to_dict("records")]
+            findings.extend(finding_rows("DQ-002", table, frame[hit], parts, as_of))
+    return findings
 
 
 def raw_keys(frame: pd.DataFrame, table: Table) -> pd.Index:

@@ -216,6 +216,125 @@ def iter_tables(
         engine.dispose()
 
 
+# Rows per batch of a streaming read (:func:`iter_table_batches`).
+BATCH_ROWS = 65_536
+
+
+def iter_table_batches(
+    source: str | Path | sa.URL,
+    tables: Iterable[str] | None = None,
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Check the contract, then yield every contract table (or the named ones) as text
+    in batches of at most ``batch_rows`` rows (PostgreSQL: the driver's batches), in
+    the source's row order; a table yields at least one batch (empty when it has no
+    rows). Memory follows a batch, not the table: ADBC record batches (SQLite,
+    PostgreSQL) or pandas chunks (MariaDB/MySQL).
+
+    Failures as :func:`iter_tables`: a SourceUnavailableError naming source and table.
+    """
+    engine = create_engine(source, statement_timeout_s)
+    try:
+        check_contract(engine, statement_timeout_s)
+        with _bulk_batches(engine.url, statement_timeout_s, batch_rows) as reader:
+            for name in tables or TABLES:
+                sql = _select_as_text(name, engine.dialect, with_sentinel=reader is not None)
+                batches = reader(sql) if reader else _pandas_batches(engine, sql, batch_rows)
+                empty = True
+                while True:
+                    try:
+                        frame = next(batches, None)
+                    except _source_errors() as exc:
+                        raise SourceUnavailableError(
+                            f"cannot read table {name!r} from {redact(engine.url)}: "
+                            f"{_first_line(exc)}{_timeout_hint(exc, statement_timeout_s)}"
+                        ) from exc
+                    if frame is None:
+                        break
+                    if len(frame) == 0 and not empty:
+                        continue
+                    empty = False
+                    yield name, _normalise_frame(name, frame)
+                    del frame
+                if empty:
+                    yield name, _normalise_frame(name, _empty_text(name))
+    finally:
+        engine.dispose()
+
+
+def _empty_text(name: str) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype="string") for c in TABLES[name].column_names})
+
+
+def _pandas_batches(engine: sa.Engine, sql: str, batch_rows: int) -> Iterator[pd.DataFrame]:
+    with engine.connect() as conn:
+        yield from pd.read_sql_query(sa.text(sql), conn, dtype=object, chunksize=batch_rows)
+
+
+@contextlib.contextmanager
+def _bulk_batches(
+    url: sa.URL, statement_timeout_s: float, batch_rows: int
+) -> Generator[Callable[[str], Iterator[pd.DataFrame]] | None, None, None]:
+    """As :func:`_bulk_reader`, but the function yields the result in record batches."""
+    backend = url.get_backend_name()
+    if backend not in {"sqlite", "postgresql"} or (
+        backend == "sqlite" and url.database in (None, "", ":memory:")
+    ):
+        yield None
+        return
+    with _adbc_connection(url, statement_timeout_s) as conn:
+
+        def read(sql: str) -> Iterator[pd.DataFrame]:
+            with conn.cursor() as cur:
+                if backend == "sqlite":
+                    cur.adbc_statement.set_options(
+                        **{"adbc.sqlite.query.batch_rows": str(batch_rows)}
+                    )
+                cur.execute(sql)
+                # SQLite: the type-fixing sentinel row comes first (see _select_as_text).
+                skip = 1 if backend == "sqlite" else 0
+                for batch in cur.fetch_record_batch():
+                    if skip:
+                        batch, skip = batch.slice(skip), 0
+                    yield _arrow_to_pandas(pa.Table.from_batches([batch]))
+
+        yield read
+
+
+@contextlib.contextmanager
+def _adbc_connection(url: sa.URL, statement_timeout_s: float) -> Generator[Any, None, None]:
+    """A read-only ADBC connection to an SQLite file or a PostgreSQL server, with the
+    statement and lock timeouts of the SQLAlchemy engine."""
+    if url.get_backend_name() == "sqlite":
+        import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+        try:
+            conn = adbc_sqlite.connect(_sqlite_uri(str(url.database)))
+            with conn.cursor() as cur:
+                cur.execute(f"PRAGMA busy_timeout = {_millis(statement_timeout_s)}")
+        except _adbc_errors() as exc:
+            raise SourceUnavailableError(
+                f"cannot read from {redact(url)}: {_first_line(exc)}"
+            ) from exc
+    else:
+        from urllib.parse import quote
+
+        import adbc_driver_postgresql.dbapi as adbc_pg
+
+        libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        options = quote(_postgres_options(_millis(statement_timeout_s)), safe="")
+        libpq += ("&" if "?" in libpq else "?") + f"options={options}"
+        try:
+            conn = adbc_pg.connect(libpq)
+        except _adbc_errors() as exc:
+            raise SourceUnavailableError(
+                f"cannot read from {redact(url)}: {_first_line(exc)}"
+            ) from exc
+    with conn:
+        yield conn
+
+
 def _source_errors() -> tuple[type[Exception], ...]:
     """What a failing read raises: SQLAlchemy's errors (pandas wraps them in its own
     DatabaseError), ADBC's, and Arrow's while it decodes what the driver sent."""

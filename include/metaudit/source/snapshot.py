@@ -1,7 +1,8 @@
 """Per-practice typed partitions of a source: what extract hands to each practice's validate.
 
-Extract reads and types the whole source once (:func:`metaudit.check.engine.load_source`)
-and splits it here into one partition per practice: every typed table restricted
+Extract reads and types the source once, streaming into practice groups
+(:mod:`metaudit.source.stream`), and splits each group here into one partition per
+practice: every typed table restricted
 to the practice's rows (tables that belong to no practice, such as providers,
 whole), the masks of unreadable values that the as-of view needs, and the
 practice's data-quality findings. A partition is a folder of Parquet files
