@@ -126,6 +126,31 @@ def test_partitions_keep_every_dtype_mask_and_finding(typed, tmp_path: Path) -> 
         assert set(back.tables["sessions"]["practice_id"]) == {practice_id}
 
 
+def test_a_mask_without_unreadable_values_is_not_written(typed, tmp_path: Path) -> None:
+    """Half a partition's files are masks, nearly all empty: only a mask holding an
+    unreadable value is written, and a missing mask reads back all False."""
+    from dataclasses import replace
+
+    masks = dict(typed.unreadable)
+    sessions = masks["sessions"].copy()
+    sessions.iloc[0, 0] = True  # the first session of the network: one unreadable value
+    masks["sessions"] = sessions
+    marked = replace(typed, unreadable=masks)
+    owner = str(typed.tables["sessions"]["practice_id"].iloc[0])
+    folders = write_partitions(marked, [owner], AS_OF.isoformat(), tmp_path)
+    folder = folders[owner]
+    expected = partition_of(marked, owner)
+    holding = sorted(n for n, mask in expected.unreadable.items() if mask.to_numpy().any())
+    assert "sessions" in holding and len(holding) < len(expected.unreadable) / 2
+    assert sorted(p.name for p in folder.glob("*.unreadable.parquet")) == [
+        f"{name}.unreadable.parquet" for name in holding
+    ]
+    back = read_partition(folder, owner)
+    for name, mask in expected.unreadable.items():
+        pd.testing.assert_frame_equal(back.unreadable[name], mask)
+    assert bool(back.unreadable["sessions"].iloc[0, 0])
+
+
 def test_a_partition_gives_the_same_findings_as_the_whole_source(typed) -> None:
     whole = check_typed(typed, AS_OF, ["PR0002"])
     alone = check_typed(partition_of(typed, "PR0002"), AS_OF, ["PR0002"])

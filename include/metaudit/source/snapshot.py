@@ -93,14 +93,19 @@ def write_partition(part: TypedSource, practice_id: str, as_of: str, folder: Pat
             pq.write_table(
                 pa.Table.from_pandas(frame, preserve_index=False), building / f"{name}.parquet"
             )
-            pq.write_table(
-                pa.Table.from_pandas(unreadable, preserve_index=False),
-                building / f"{name}.unreadable.parquet",
-            )
+            # Almost every mask holds no unreadable value: the manifest says so instead of
+            # a file (half the files of a partition, which a small practice pays for).
+            masked = bool(unreadable.to_numpy(dtype=bool).any()) if unreadable.size else False
+            if masked:
+                pq.write_table(
+                    pa.Table.from_pandas(unreadable, preserve_index=False),
+                    building / f"{name}.unreadable.parquet",
+                )
             tables[name] = {
                 "rows": len(frame),
                 "dtypes": _dtypes(frame),
                 "unreadable_dtypes": _dtypes(unreadable),
+                "unreadable_file": masked,
             }
         (building / DQ_FINDINGS).write_text(to_jsonl(part.findings), encoding="utf-8")
         manifest = {
@@ -156,7 +161,10 @@ def read_partition(folder: Path, practice_id: str | None = None) -> TypedSource:
     for name, spec in manifest["tables"].items():
         try:
             frame = pq.read_table(folder / f"{name}.parquet").to_pandas()
-            masks = pq.read_table(folder / f"{name}.unreadable.parquet").to_pandas()
+            if spec.get("unreadable_file", True):
+                masks = pq.read_table(folder / f"{name}.unreadable.parquet").to_pandas()
+            else:
+                masks = _no_unreadable(spec["unreadable_dtypes"], spec["rows"])
         except (OSError, pa.ArrowException) as exc:
             raise PartitionError(f"partition {folder}: table {name} unreadable: {exc}") from exc
         if len(frame) != spec["rows"] or len(masks) != spec["rows"]:
@@ -227,6 +235,17 @@ def _split(typed: TypedSource, practice_ids: list[str]) -> dict[str, TypedSource
         p: TypedSource(tables=shares[p], unreadable=masks[p], findings=findings[p])
         for p in practice_ids
     }
+
+
+def _no_unreadable(dtypes: dict[str, str], rows: int) -> pd.DataFrame:
+    """The mask of a table without unreadable values: every cell False, in its dtypes."""
+    import numpy as np
+    import pandas as pd
+
+    return pd.DataFrame(
+        {column: np.zeros(rows, dtype=dtype) for column, dtype in dtypes.items()},
+        index=pd.RangeIndex(rows),
+    )
 
 
 def _dtypes(frame: pd.DataFrame) -> dict[str, str]:
