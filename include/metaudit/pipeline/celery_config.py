@@ -33,8 +33,6 @@ PRELOADED = (
     "metaudit.check.gx.runner",
     "metaudit.packets.build",
     "metaudit.packets.render",
-    "matplotlib.figure",
-    "matplotlib.backends.backend_agg",
     "reportlab.platypus",
     "metaudit.results",
     "metaudit.mail",
