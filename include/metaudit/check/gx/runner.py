@@ -538,12 +538,7 @@ def _shares(
                 "success": True,
                 "suite_name": result.get("suite_name"),
                 "results": [],
-                "statistics": {
-                    "evaluated_expectations": 0,
-                    "successful_expectations": 0,
-                    "unsuccessful_expectations": 0,
-                    "success_percent": None,
-                },
+                "statistics": _statistics(0, 0),
                 "meta": {"metaudit": {**result["meta"]["metaudit"], "skipped": "empty frame"}},
             }
             shares.append((practice_id, _share_meta(empty, practice_id, len(practices), 0, 0)))
@@ -571,17 +566,22 @@ def _shares(
             **result,
             "success": successful == len(entries),
             "results": entries,
-            "statistics": {
-                "evaluated_expectations": len(entries),
-                "successful_expectations": successful,
-                "unsuccessful_expectations": len(entries) - successful,
-                "success_percent": round(100.0 * successful / len(entries), 6),
-            },
+            "statistics": _statistics(len(entries), successful),
         }
         shares.append(
             (practice_id, _share_meta(share, practice_id, len(practices), rows, failures))
         )
     return shares
+
+
+def _statistics(evaluated: int, successful: int) -> dict[str, Any]:
+    """A suite result's ``statistics``, as GX counts them (no percentage of nothing)."""
+    return {
+        "evaluated_expectations": evaluated,
+        "successful_expectations": successful,
+        "unsuccessful_expectations": evaluated - successful,
+        "success_percent": round(100.0 * successful / evaluated, 6) if evaluated else None,
+    }
 
 
 def _share_meta(
@@ -696,12 +696,7 @@ def _empty_result(
         "success": True,
         "suite_name": f"{suite_name}.{frame.name}",
         "results": [],
-        "statistics": {
-            "evaluated_expectations": 0,
-            "successful_expectations": 0,
-            "unsuccessful_expectations": 0,
-            "success_percent": None,
-        },
+        "statistics": _statistics(0, 0),
         "meta": {
             "metaudit": {
                 "frame": frame.name,
