@@ -12,14 +12,18 @@ fail a critical rule (fix them before billing), the draft claims whose
 timely-filing deadline falls within the week, the new findings (by severity,
 grouped by rule with the rule's plain meaning and how to fix it, each record by
 its id), what is still open (per rule, with the oldest), what was resolved since
-the last run, and what comes due within the week. Within each severity, rules
+the last run, what comes due within the week, and the findings accepted (by a
+compliance lead, until a date: not counted as open while the acceptance holds). Within each severity, rules
 and their records come by exposure, largest first (ties in the order by rule
 id, and by due date, client and record id). The money parts appear when the
 digest carries exposure (the results store has it for the date).
 
 Minimum necessary: the email names records and clients by id only. Findings'
 messages are the rulebook's sentences, which carry ids, dates and static
-phrases; the practice name is the only free text, and every value is escaped.
+phrases; the practice name is the only free text, and every value is escaped. An
+acceptance's reason is free text typed by staff (it may name a person or a
+diagnosis), so the email says only which finding is accepted, by whom and until
+when: the reason stays on the dashboard and in the packets.
 
 The HTML is made for mail programs: tables for layout, inline styles only, 600
 px wide, and kept under :data:`MAX_HTML_BYTES` (Gmail clips larger messages) by
@@ -48,6 +52,7 @@ MAX_HTML_BYTES = 100_000
 DUE_LIST_LIMIT = 50
 FIX_BEFORE_BILLING_LIMIT = 50
 RESOLVED_PER_RULE_LIMIT = 10
+ACCEPTED_LIST_LIMIT = 50
 SUBJECT_PREFIX = "[MET Audit]"
 TEXT_WIDTH = 76
 
@@ -136,6 +141,7 @@ class DigestCounts:
     open_by_severity: dict[str, int]
     due_soon: int
     resolved: int
+    accepted: int = 0
 
     @property
     def nothing_to_report(self) -> bool:
@@ -144,7 +150,8 @@ class DigestCounts:
 
 
 def count_digest(digest: PracticeDigest) -> DigestCounts:
-    """Count a digest the way the subject reads it: open = new + still open."""
+    """Count a digest the way the subject reads it: open = new + still open (the
+    accepted findings are in neither: the store leaves them out while accepted)."""
     open_items = [t.finding for t in (*digest.new, *digest.still_open)]
     by_severity = dict.fromkeys(SEVERITY_ORDER, 0)
     for finding in open_items:
@@ -156,6 +163,7 @@ def count_digest(digest: PracticeDigest) -> DigestCounts:
         open_by_severity=by_severity,
         due_soon=len(digest.due_soon),
         resolved=len(digest.resolved),
+        accepted=len(digest.accepted),
     )
 
 
@@ -577,6 +585,8 @@ class _Parts:
     draft_claims: list[DraftClaimItem] = field(default_factory=list)
     filing_deadlines: list[FilingDeadline] = field(default_factory=list)
     exposure: Callable[[Finding], FindingExposure] | None = None
+    # (finding, until, accepted by) of each accepted finding; never the reason.
+    accepted: list[tuple[Finding, str, str]] = field(default_factory=list)
 
     def group_at_risk(self, group: RuleGroup) -> str | None:
         """The rule's records' money at risk, as the email shows it; None without any."""
@@ -624,7 +634,19 @@ def _parts(
         draft_claims=fix_before_billing(digest) if exposure else [],
         filing_deadlines=sorted(digest.filing_deadlines, key=lambda d: (d.deadline, d.claim_id)),
         exposure=exposure,
+        accepted=accepted_items(digest),
     )
+
+
+def accepted_items(digest: PracticeDigest) -> list[tuple[Finding, str, str]]:
+    """The accepted findings as the email lists them: (finding, until, accepted by),
+    by rule and record; the reason is left out (free text, see the module docstring)."""
+    items = []
+    for t in sorted(digest.accepted, key=lambda t: t.finding.sort_key()):
+        acceptance = digest.acceptances.get(t.finding.fingerprint)
+        if acceptance is not None:
+            items.append((t.finding, acceptance.until, acceptance.accepted_by))
+    return items
 
 
 def _render_html(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
@@ -806,6 +828,30 @@ def _render_html(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
         )
         if len(p.due) > due_limit:
             rows.append(_more_row(len(p.due) - due_limit, "more notice", p.where_more))
+    if p.accepted:
+        rows.append(
+            _section_heading(
+                "Accepted", "Accepted by a compliance lead until the date shown: not counted open."
+            )
+        )
+        rows.append(
+            _table_html(
+                ("Rule", "Record", "Until", "By"),
+                (
+                    (
+                        f"{_mono(f.rule_id)} {_e(_rule_text(f.rule_id)[0])}",
+                        _e(record_label(f)),
+                        _e(until),
+                        _e(by),
+                    )
+                    for f, until, by in p.accepted[:ACCEPTED_LIST_LIMIT]
+                ),
+                ("40%", "30%", "15%", "15%"),
+            )
+        )
+        if len(p.accepted) > ACCEPTED_LIST_LIMIT:
+            hidden = len(p.accepted) - ACCEPTED_LIST_LIMIT
+            rows.append(_more_row(hidden, "more accepted finding", p.where_more))
     rows.append(
         f'<tr><td style="padding:18px 24px;border-top:1px solid {RULE_LINE};background:{PAGE};'
         f'font-size:12px;color:{MUTED};">'
@@ -985,6 +1031,15 @@ def _render_text(digest: PracticeDigest, parts: _Parts, limit: int) -> str:
             lines.append(
                 f"  ... and {_plural(len(p.due) - due_limit, 'more notice')}: {p.where_more}"
             )
+    if p.accepted:
+        lines += _heading("Accepted (not counted open)")
+        for f, until, by in p.accepted[:ACCEPTED_LIST_LIMIT]:
+            lines += _wrap(
+                f"[{f.rule_id}] {record_label(f)}: accepted by {by} until {until}", "    ", "  - "
+            )
+        if len(p.accepted) > ACCEPTED_LIST_LIMIT:
+            hidden = len(p.accepted) - ACCEPTED_LIST_LIMIT
+            lines.append(f"  ... and {_plural(hidden, 'more accepted finding')}: {p.where_more}")
     lines += [
         "",
         "--",

@@ -33,6 +33,7 @@ DEADLINES = Base.metadata.tables["filing_deadlines"]
 ALERTS = Base.metadata.tables["alerts"]
 DOWNLOADS = Base.metadata.tables["packet_downloads"]
 REBUILDS = Base.metadata.tables["packet_rebuilds"]
+ACCEPTANCES = Base.metadata.tables["finding_acceptances"]
 
 _BATCH = 500
 SUCCESS = "success"

@@ -54,6 +54,23 @@ class FilingDeadline:
 
 
 @dataclass(frozen=True)
+class FindingAcceptance:
+    """A compliance lead's acceptance of one finding (e.g. a payer's written exception):
+    who recorded it and when (UTC, ISO), why (free text typed by staff: it may hold PHI,
+    so the email never carries it), and the last audit date it covers."""
+
+    fingerprint: str
+    accepted_by: str
+    accepted_at: str
+    reason: str
+    until: str
+
+    def covers(self, as_of: str) -> bool:
+        """Whether the acceptance holds on this audit date (ISO): up to ``until``."""
+        return as_of <= self.until
+
+
+@dataclass(frozen=True)
 class PracticeDigest:
     """One practice's findings on one as-of date, split the way a compliance lead reads them.
 
@@ -63,7 +80,9 @@ class PracticeDigest:
     also in new or still_open). ``exposure``: the money each finding of this
     as-of date puts at risk, by fingerprint (empty when none was stored).
     ``filing_deadlines``: draft claims whose timely-filing deadline falls within the
-    coming week, soonest first.
+    coming week, soonest first. ``accepted``: this date's findings under an acceptance
+    that covers the date (:class:`FindingAcceptance`, in ``acceptances`` by
+    fingerprint); they are in none of new, still_open and due_soon.
     """
 
     practice_id: str
@@ -77,6 +96,8 @@ class PracticeDigest:
     packets_url: str | None = None
     exposure: dict[str, FindingExposure] = field(default_factory=dict)
     filing_deadlines: list[FilingDeadline] = field(default_factory=list)
+    accepted: list[TrackedFinding] = field(default_factory=list)
+    acceptances: dict[str, FindingAcceptance] = field(default_factory=dict)
 
     def exposure_of(self, finding: Finding) -> FindingExposure:
         """The finding's exposure; zero when none was stored for it."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from metaudit.results.acceptances import in_force
 from metaudit.results.base import (
     DEADLINES,
     EXPOSURE,
@@ -35,7 +36,12 @@ from metaudit.results.base import (
     rounded_timings,
     utc_now,
 )
-from metaudit.results.digest import FilingDeadline, FindingExposure, PracticeDigest, TrackedFinding
+from metaudit.results.digest import (
+    FilingDeadline,
+    FindingExposure,
+    PracticeDigest,
+    TrackedFinding,
+)
 from metaudit.results.runs import upsert_status
 from metaudit.spec.findings import FIELDS, Finding
 
@@ -416,7 +422,8 @@ class FindingRecords(StoreBase):
 
         Relative to the practice's previous as-of date with results: ``new`` were
         not found then, ``still_open`` were, ``resolved`` were found then and not
-        now; ``due_soon`` are this date's findings due within ``due_within_days``, and
+        now; ``accepted`` are this date's findings under an acceptance covering it
+        (in neither new nor still open); ``due_soon`` are this date's findings due within ``due_within_days``, and
         ``filing_deadlines`` the draft claims whose filing deadline falls within them.
         Raises LookupError when the store has no results for that practice and date.
         """
@@ -443,15 +450,20 @@ class FindingRecords(StoreBase):
             deadlines = self._deadlines(
                 conn, as_of, practice_id, as_of, as_of + timedelta(days=due_within_days)
             )
+            acceptances = in_force(conn, practice_id, as_of=as_of)
 
         now = by_date[as_of]
         before = by_date.get(previous, {}) if previous else {}
         new: list[TrackedFinding] = []
         still_open: list[TrackedFinding] = []
+        accepted: list[TrackedFinding] = []
         for fingerprint, finding in now.items():
             first = stretches[fingerprint][0]
             tracked = TrackedFinding(finding, first_seen=first.isoformat())
-            (still_open if fingerprint in before else new).append(tracked)
+            if fingerprint in acceptances:
+                accepted.append(tracked)
+            else:
+                (still_open if fingerprint in before else new).append(tracked)
         resolved = [
             TrackedFinding(
                 finding, first_seen=stretches[fp][0].isoformat(), resolved_on=as_of.isoformat()
@@ -479,6 +491,8 @@ class FindingRecords(StoreBase):
             due_soon=sorted(due_soon, key=lambda t: (t.finding.due_date, t.finding.sort_key())),
             exposure=exposure,
             filing_deadlines=deadlines,
+            accepted=ordered(accepted),
+            acceptances={fp: acceptances[fp] for fp in now if fp in acceptances},
         )
 
 

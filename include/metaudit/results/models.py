@@ -1,6 +1,6 @@
 """The results store's tables (SQLAlchemy models); Alembic migrations create them.
 
-Ten tables, each keyed the way a rerun must find its own rows again:
+Eleven tables, each keyed the way a rerun must find its own rows again:
 
 - ``audit_runs``: one row per Airflow run (run id, as-of date, the practices it
   planned, its status, the practices that failed, extract timings).
@@ -31,6 +31,10 @@ Ten tables, each keyed the way a rerun must find its own rows again:
   first byte is sent.
 - ``packet_rebuilds``: every packet rebuild an admin asked for from the page,
   with the Airflow run it triggered or the error that stopped it.
+- ``finding_acceptances``: the append-only trail of acceptances of findings (a
+  compliance lead's "accepted, until", e.g. a payer's written exception) and their
+  withdrawals, per practice and fingerprint; the latest row of a finding says
+  whether an acceptance is in force (rows are never updated or deleted).
 
 ``practice_id`` is NULL for findings that name no practice, so those rows are
 keyed by a surrogate id and the store keeps (as-of, practice, fingerprint)
@@ -224,3 +228,18 @@ class PacketRebuild(Base):
     dag_run_id: Mapped[str | None] = mapped_column(RUN_ID)
     status: Mapped[str] = mapped_column(sa.String(16))  # triggered | failed
     error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class FindingAcceptanceEvent(Base):
+    __tablename__ = "finding_acceptances"
+    __table_args__ = (sa.Index(None, "practice_id", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    recorded_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    practice_id: Mapped[str] = mapped_column(PRACTICE_ID)
+    fingerprint: Mapped[str] = mapped_column(FINGERPRINT)
+    action: Mapped[str] = mapped_column(sa.String(16))  # accepted | withdrawn
+    user_name: Mapped[str] = mapped_column(USER_NAME)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    # The last audit date the acceptance covers (NULL on a withdrawal).
+    until: Mapped[date | None] = mapped_column(sa.Date)

@@ -3,7 +3,8 @@
 Any SQLAlchemy database (a SQLite file by default, PostgreSQL in production). The
 store is made of parts by what each keeps: :mod:`~metaudit.results.runs` (runs and the
 practices' status), :mod:`~metaudit.results.findings` (findings, their exposure and
-deadlines, history and digest), :mod:`~metaudit.results.alerts` (admin alerts) and
+deadlines, history and digest), :mod:`~metaudit.results.acceptances` (accepted findings and their trail),
+:mod:`~metaudit.results.alerts` (admin alerts) and
 :mod:`~metaudit.results.downloads` (the packet access trail); :class:`ResultsStore`
 combines them, and :func:`session` opens one for a ``with`` block.
 
@@ -23,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from metaudit.results.acceptances import AcceptanceRecords
 from metaudit.results.alerts import AlertRecords
 from metaudit.results.base import as_date, engine_for
 from metaudit.results.downloads import DownloadTrail
@@ -113,7 +115,7 @@ def _maybe_new(url: sa.URL) -> bool:
     return not path.exists() or path.stat().st_size == 0
 
 
-class ResultsStore(RunRecords, FindingRecords, AlertRecords, DownloadTrail):
+class ResultsStore(RunRecords, FindingRecords, AcceptanceRecords, AlertRecords, DownloadTrail):
     """Reads and writes the results store; see :mod:`metaudit.results.models` for the tables.
 
     Each write method is one transaction of its own: committed when it returns, rolled
