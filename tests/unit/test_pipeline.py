@@ -425,6 +425,40 @@ def test_persist_stores_the_draft_claims_filing_deadlines(persisted: dict[str, A
     store.close()
 
 
+def test_persist_stores_each_findings_staff_and_payer_from_the_source(
+    persisted: dict[str, Any], demo: GenerationReport
+) -> None:
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    store = ResultsStore(persisted["store_url"])
+    with store.engine.connect() as conn:
+        stored = {
+            row.fingerprint: (row.staff_id, row.payer)
+            for row in conn.execute(sa.text("SELECT * FROM finding_attribution"))
+        }
+    findings = {f.fingerprint: f for f in store.findings(AS_OF, "PR0001")}
+    exposure = store.exposure(AS_OF, "PR0001")
+    with sqlite3.connect(demo.database) as conn:
+        staff_of = dict(conn.execute("SELECT session_id, staff_id FROM sessions"))
+        payer_of_claim = dict(
+            conn.execute(
+                "SELECT c.claim_id, p.payer_name FROM claims c "
+                "JOIN insurance_policies p ON p.policy_id = c.policy_id"
+            )
+        )
+    sessions = [f for f in findings.values() if f.entity_type == "session"]
+    assert sessions, "the demo's audit should find sessions"
+    for f in sessions:
+        assert stored[f.fingerprint][0] == staff_of[f.entity_id]
+    on_claims = [fp for fp, money in exposure.items() if money.claim_id in payer_of_claim]
+    assert on_claims
+    for fp in on_claims:
+        assert stored[fp][1] == payer_of_claim[exposure[fp].claim_id]
+    store.close()
+
+
 def _plain_text(eml: Path) -> str:
     import email
     import email.policy

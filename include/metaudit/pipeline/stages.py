@@ -56,8 +56,9 @@ if TYPE_CHECKING:
     from metaudit.check.engine import CheckResult
     from metaudit.check.frames import Frame
     from metaudit.check.view import AuditView
-    from metaudit.results.digest import FindingExposure
+    from metaudit.results.digest import FindingAttribution, FindingExposure
     from metaudit.source.quality import TypedSource
+    from metaudit.spec.findings import Finding
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +344,7 @@ def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) 
     exposure = stored_exposure(Path(validated["out_dir"]), Path(validated["partition"]))
     deadlines_path = Path(validated["out_dir"], DEADLINES_FILE)
     deadlines = read_deadlines(deadlines_path) if deadlines_path.exists() else []
+    attribution = stored_attribution(findings, exposure, Path(validated["partition"]))
     recorded = json.loads(Path(validated["timings"]).read_text(encoding="utf-8"))
     with session(store_url) as store:
         stored = store.persist_practice(
@@ -355,6 +357,7 @@ def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) 
             started_at=datetime.fromisoformat(recorded["started_at"]),
             exposure=exposure,
             deadlines=deadlines,
+            attribution=attribution,
         )
     return {
         "practice_id": practice_id,
@@ -363,6 +366,50 @@ def persist_practice(store_url: str, run_id: str, validated: Mapping[str, str]) 
         "partition": validated["partition"],
         "out_dir": validated["out_dir"],
     }
+
+
+def stored_attribution(
+    findings: Sequence[Finding], exposure: Mapping[str, FindingExposure], partition: Path
+) -> dict[str, FindingAttribution]:
+    """Per fingerprint, what the dashboard groups findings by: the staff member who
+    delivered a session finding's session, and the payer of the finding's claim (its
+    policy's payer_name), else of the client's policies when they name a single payer.
+    A partition table that cannot be read leaves that part out (logged): the findings
+    are still stored."""
+    from metaudit.results.digest import FindingAttribution
+    from metaudit.source.snapshot import PartitionError, read_partition_columns
+
+    def pairs(table: str, key: str, value: str) -> list[tuple[str, str]]:
+        try:
+            frame = read_partition_columns(partition, table, [key, value])
+        except PartitionError as exc:
+            log.warning("%s; the dashboard's %s of the findings is left out", exc, value)
+            return []
+        return [
+            (k, v)
+            for k, v in zip(frame[key], frame[value], strict=True)
+            if isinstance(k, str) and isinstance(v, str)
+        ]
+
+    sessions = [f.entity_id for f in findings if f.entity_type == "session"]
+    staff = dict(pairs("sessions", "session_id", "staff_id")) if sessions else {}
+    payer_of_policy = dict(pairs("insurance_policies", "policy_id", "payer_name"))
+    policy_of_claim = dict(pairs("claims", "claim_id", "policy_id"))
+    client_payers: dict[str, set[str]] = {}
+    for policy, client in pairs("insurance_policies", "policy_id", "client_id"):
+        if policy in payer_of_policy:
+            client_payers.setdefault(client, set()).add(payer_of_policy[policy])
+    out: dict[str, FindingAttribution] = {}
+    for finding in findings:
+        claim = exposure[finding.fingerprint].claim_id if finding.fingerprint in exposure else None
+        payer = payer_of_policy.get(policy_of_claim.get(claim, "")) if claim else None
+        if payer is None and finding.client_id is not None:
+            names = client_payers.get(finding.client_id, set())
+            payer = next(iter(names)) if len(names) == 1 else None
+        staff_id = staff.get(finding.entity_id) if finding.entity_type == "session" else None
+        if payer is not None or staff_id is not None:
+            out[finding.fingerprint] = FindingAttribution(staff_id=staff_id, payer=payer)
+    return out
 
 
 def stored_exposure(out_dir: Path, partition: Path) -> dict[str, FindingExposure]:

@@ -211,3 +211,18 @@ def _acceptance(row: Any) -> FindingAcceptance:
         reason=row["reason"],
         until=as_date(row["until"]).isoformat(),
     )
+
+
+def accepted_table(practice_id: str | None = None) -> sa.Subquery:
+    """The acceptances in force as a subquery (practice_id, fingerprint, until), of one
+    practice or (None) of every practice: each finding's latest row, when an acceptance.
+    A finding of audit date D is accepted when it joins a row with ``until >= D``."""
+    table = ACCEPTANCES
+    latest = sa.select(sa.func.max(table.c.id)).group_by(table.c.practice_id, table.c.fingerprint)
+    if practice_id is not None:
+        latest = latest.where(table.c.practice_id == practice_id)
+    return (
+        sa.select(table.c.practice_id, table.c.fingerprint, table.c.until)
+        .where(table.c.id.in_(latest), table.c.action == ACCEPTED)
+        .subquery("accepted")
+    )

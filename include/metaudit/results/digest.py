@@ -42,6 +42,16 @@ class FindingExposure:
 
 
 @dataclass(frozen=True)
+class FindingAttribution:
+    """What a finding concerns beyond its record, for the dashboard: the staff member who
+    delivered its session (session findings) and the payer of its claim (see
+    ``pipeline.stages.stored_attribution``); None where there is none or no single one."""
+
+    staff_id: str | None = None
+    payer: str | None = None
+
+
+@dataclass(frozen=True)
 class FilingDeadline:
     """A draft claim's timely-filing deadline, with its lines' charges in cents."""
 

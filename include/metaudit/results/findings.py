@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from metaudit.results.acceptances import in_force
 from metaudit.results.base import (
+    ATTRIBUTION,
     DEADLINES,
     EXPOSURE,
     FINDINGS,
@@ -38,6 +39,7 @@ from metaudit.results.base import (
 )
 from metaudit.results.digest import (
     FilingDeadline,
+    FindingAttribution,
     FindingExposure,
     PracticeDigest,
     TrackedFinding,
@@ -57,6 +59,7 @@ EXPOSURE_FIELDS = (
     "recoupment_risk",
     "claim_id",
 )
+ATTRIBUTION_FIELDS = ("staff_id", "payer")
 _DEADLINE_FIELDS = (
     "client_id",
     "earliest_service_date",
@@ -104,20 +107,26 @@ class FindingRecords(StoreBase):
         started_at: datetime | None = None,
         exposure: dict[str, FindingExposure] | None = None,
         deadlines: Sequence[FilingDeadline] | None = None,
+        attribution: dict[str, FindingAttribution] | None = None,
     ) -> StoredPractice:
         """Store one practice's findings of one as-of date (practice None: the run-level
         findings that name no practice), their exposure by fingerprint (none given: none
-        stored), the timely-filing deadlines of its draft claims, its status, and
+        stored), their staff and payer by fingerprint (``attribution``), the timely-filing
+        deadlines of its draft claims, its status, and
         recompute its history; one transaction, so a failure leaves the store as it was."""
         began = time.perf_counter()
         rows = _finding_rows(findings, as_of, practice_id)
         money = _exposure_rows(exposure or {}, rows, as_of, practice_id)
         due = _deadline_rows(deadlines or (), as_of, practice_id)
+        attributed = _attribution_rows(attribution or {}, rows, as_of, practice_id)
         with self._transaction() as conn:
             inserted, updated, deleted = self._replace_rows(
                 conn, FINDINGS, _FINDING_FIELDS, as_of, practice_id, rows
             )
             self._replace_rows(conn, EXPOSURE, EXPOSURE_FIELDS, as_of, practice_id, money)
+            self._replace_rows(
+                conn, ATTRIBUTION, ATTRIBUTION_FIELDS, as_of, practice_id, attributed
+            )
             self._replace_rows(
                 conn, DEADLINES, _DEADLINE_FIELDS, as_of, practice_id, due, key="claim_id"
             )
@@ -555,6 +564,33 @@ def _exposure_rows(
             **values,
         }
     return rows
+
+
+def _attribution_rows(
+    attribution: dict[str, FindingAttribution],
+    findings: dict[str, dict[str, Any]],
+    as_of: date,
+    practice_id: str | None,
+) -> dict[str, dict[str, Any]]:
+    """The attribution rows to store, by fingerprint: of findings stored, with anything
+    to say (a finding with neither staff nor payer has no row)."""
+    strangers = sorted(attribution.keys() - findings.keys())
+    if strangers:
+        raise ValueError(
+            f"attribution of {len(strangers)} finding(s) not among the findings as of {as_of}: "
+            f"{strangers[:5]}"
+        )
+    return {
+        fingerprint: {
+            "as_of": as_of,
+            "practice_id": practice_id,
+            "fingerprint": fingerprint,
+            "staff_id": item.staff_id,
+            "payer": item.payer,
+        }
+        for fingerprint, item in attribution.items()
+        if item.staff_id is not None or item.payer is not None
+    }
 
 
 def _deadline_rows(

@@ -1,6 +1,6 @@
 """The results store's tables (SQLAlchemy models); Alembic migrations create them.
 
-Eleven tables, each keyed the way a rerun must find its own rows again:
+Twelve tables, each keyed the way a rerun must find its own rows again:
 
 - ``audit_runs``: one row per Airflow run (run id, as-of date, the practices it
   planned, its status, the practices that failed, extract timings).
@@ -21,6 +21,10 @@ Eleven tables, each keyed the way a rerun must find its own rows again:
   cents per class, as the validate stage's ``exposure.jsonl`` gives it), keyed
   like ``findings`` by as-of date, practice and fingerprint, and replaced with
   them; ``claim_id`` is the claim the finding's record is, if any.
+- ``finding_attribution``: who and what each stored finding concerns beyond its
+  record, for the dashboard: the staff member who delivered a session's finding
+  (``staff_id``) and the payer of the finding's claim (``payer``), keyed and replaced
+  like ``findings``.
 - ``filing_deadlines``: the draft claims of each as-of date and practice with
   their timely-filing deadline (``filing_deadlines.jsonl``), one row per claim,
   replaced with the findings.
@@ -148,6 +152,18 @@ class StoredExposure(Base):
     in_flight: Mapped[int] = mapped_column(sa.BigInteger)
     recoupment_risk: Mapped[int] = mapped_column(sa.BigInteger)
     claim_id: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class StoredAttribution(Base):
+    __tablename__ = "finding_attribution"
+    __table_args__ = (sa.UniqueConstraint("as_of", "practice_id", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    as_of: Mapped[date] = mapped_column(sa.Date)
+    practice_id: Mapped[str | None] = mapped_column(PRACTICE_ID)
+    fingerprint: Mapped[str] = mapped_column(FINGERPRINT)
+    staff_id: Mapped[str | None] = mapped_column(sa.String(64))
+    payer: Mapped[str | None] = mapped_column(sa.String(250))
 
 
 class StoredFilingDeadline(Base):

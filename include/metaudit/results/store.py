@@ -4,6 +4,7 @@ Any SQLAlchemy database (a SQLite file by default, PostgreSQL in production). Th
 store is made of parts by what each keeps: :mod:`~metaudit.results.runs` (runs and the
 practices' status), :mod:`~metaudit.results.findings` (findings, their exposure and
 deadlines, history and digest), :mod:`~metaudit.results.acceptances` (accepted findings and their trail),
+:mod:`~metaudit.results.dashboard` (the dashboard's figures),
 :mod:`~metaudit.results.alerts` (admin alerts) and
 :mod:`~metaudit.results.downloads` (the packet access trail); :class:`ResultsStore`
 combines them, and :func:`session` opens one for a ``with`` block.
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from metaudit.results.acceptances import AcceptanceRecords
 from metaudit.results.alerts import AlertRecords
 from metaudit.results.base import as_date, engine_for
+from metaudit.results.dashboard import DashboardRecords
 from metaudit.results.downloads import DownloadTrail
 from metaudit.results.findings import FindingRecords, StoredPractice
 from metaudit.results.models import VERSION_TABLE, Base
@@ -115,7 +117,9 @@ def _maybe_new(url: sa.URL) -> bool:
     return not path.exists() or path.stat().st_size == 0
 
 
-class ResultsStore(RunRecords, FindingRecords, AcceptanceRecords, AlertRecords, DownloadTrail):
+class ResultsStore(
+    RunRecords, DashboardRecords, FindingRecords, AcceptanceRecords, AlertRecords, DownloadTrail
+):
     """Reads and writes the results store; see :mod:`metaudit.results.models` for the tables.
 
     Each write method is one transaction of its own: committed when it returns, rolled

@@ -15,6 +15,10 @@ Routes (below the mount point):
   trail (user, time, file, SHA-256) before the first byte is sent;
 - ``GET /api/packets``: the same listing as JSON;
 - ``GET /downloads`` (admins): the download trail and the rebuild requests;
+- ``POST /findings/accept`` and ``POST /findings/withdraw``: a user granted the
+  practice (or an admin) accepts one of its findings, by fingerprint, with a reason
+  and an until date, or withdraws the acceptance; both go to the append-only trail
+  (:mod:`metaudit.results.acceptances`) with the signed-in user as who;
 - ``POST /packets/rebuild`` (admins): triggers ``met_compliance_nightly`` for
   the packet's practice and as-of date with ``rebuild_packets`` through
   Airflow's REST API, as the user who asked, and records the request.
@@ -79,6 +83,7 @@ _SECURITY_HEADERS = {
 # it), control characters and overlong values are refused.
 _ID_LENGTH = 64
 _RUN_ID_LENGTH = 250  # Airflow's own limit
+_FINGERPRINT_LENGTH = 400  # the results store's column
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
@@ -376,7 +381,8 @@ def _not_cross_site(request: Request) -> None:
 
 
 def _same_origin(request: Request) -> None:
-    """Refuse a cross-site form post (the UI's cookie would otherwise ride along)."""
+    """Refuse a cross-site form post (the UI's cookie would otherwise ride along): every
+    state-changing route (rebuild, accept, withdraw) calls it first."""
     _not_cross_site(request)
     if getattr(request.state, "metaudit_bearer", None):
         # Its own bearer token authenticated it: there is no ambient cookie to abuse.
@@ -386,7 +392,7 @@ def _same_origin(request: Request) -> None:
         return
     # Browsers send Origin with every cross-origin POST; one without Origin or Referer
     # that relies on the cookie is refused too.
-    raise HTTPException(403, "a rebuild must be asked for from the packets page itself")
+    raise HTTPException(403, "a change must be asked for from the MET Audit pages themselves")
 
 
 # ---------------------------------------------------------------------------- the app
@@ -582,6 +588,59 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
         )
         return HTMLResponse(html)
 
+    @app.post("/findings/accept")
+    def accept(
+        request: Request,
+        ctx: Context,
+        who: CurrentViewer,
+        practice_id: Annotated[str, Form()],
+        fingerprint: Annotated[str, Form()],
+        reason: Annotated[str, Form()] = "",
+        until: Annotated[str, Form()] = "",
+    ) -> Response:
+        _same_origin(request)
+        practice, finding = _finding_of_form(ctx, who, practice_id, fingerprint)
+        day = _check_date(until, "until")
+        if day is None:
+            raise HTTPException(
+                422, "until (the last audit date the acceptance covers) is required"
+            )
+        from metaudit.results.acceptances import AcceptanceError
+
+        try:
+            ctx.store.accept_finding(
+                practice,
+                finding,
+                user_name=who.name,
+                reason=reason,
+                until=date.fromisoformat(day),
+                today=ctx.today(),
+            )
+        except AcceptanceError as exc:
+            raise HTTPException(_acceptance_status(exc), str(exc)) from exc
+        log.info("finding %s of %s accepted by %s until %s", finding, practice, who.name, day)
+        return _back_to_dashboard(practice, "accepted")
+
+    @app.post("/findings/withdraw")
+    def withdraw(
+        request: Request,
+        ctx: Context,
+        who: CurrentViewer,
+        practice_id: Annotated[str, Form()],
+        fingerprint: Annotated[str, Form()],
+        reason: Annotated[str, Form()] = "",
+    ) -> Response:
+        _same_origin(request)
+        practice, finding = _finding_of_form(ctx, who, practice_id, fingerprint)
+        from metaudit.results.acceptances import AcceptanceError
+
+        try:
+            ctx.store.withdraw_acceptance(practice, finding, user_name=who.name, reason=reason)
+        except AcceptanceError as exc:
+            raise HTTPException(_acceptance_status(exc), str(exc)) from exc
+        log.info("acceptance of finding %s of %s withdrawn by %s", finding, practice, who.name)
+        return _back_to_dashboard(practice, "withdrawn")
+
     @app.post("/packets/rebuild")
     async def rebuild(
         request: Request,
@@ -627,6 +686,31 @@ _NOTICES = {
         "text": "The rebuild could not be triggered; the download trail page shows why.",
     },
 }
+
+
+def _finding_of_form(
+    ctx: WebContext, who: Viewer, practice_id: str, fingerprint: str
+) -> tuple[str, str]:
+    """The practice and fingerprint a form names, the user granted the practice."""
+    practice = _check_id(practice_id, "practice_id")
+    finding = _check_id(fingerprint, "fingerprint", _FINGERPRINT_LENGTH)
+    if practice is None or finding is None:
+        raise HTTPException(422, "practice_id and fingerprint are required")
+    if not ctx.policy.may_see(who, practice):
+        log.warning("acceptance refused: %s is not granted practice %s", who.name, practice)
+        raise HTTPException(403, "you are not granted this practice's findings")
+    return practice, finding
+
+
+def _acceptance_status(exc: Exception) -> int:
+    from metaudit.results.acceptances import UnknownFindingError
+
+    return 404 if isinstance(exc, UnknownFindingError) else 422
+
+
+def _back_to_dashboard(practice_id: str, notice: str) -> Response:
+    query = urlencode({"practice_id": practice_id, "notice": notice})
+    return RedirectResponse(f"{PREFIX}/dashboard?{query}", 303)
 
 
 def _chunks(data: bytes) -> Iterator[bytes]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,14 @@ class WebContext:
     packet_key_problem: str | None = None
     # Tests put an httpx transport here to stand in for Airflow's REST API.
     airflow_transport: Any = None
+    # Today's date (UTC) as the pages judge it (an until date in the past); tests fix it.
+    clock: Any = None
+
+    def today(self) -> date:
+        if self.clock is not None:
+            day: date = self.clock()
+            return day
+        return datetime.now(UTC).date()
 
 
 def _server_connection(conn_id: str) -> Any | None:
