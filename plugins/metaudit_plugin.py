@@ -1,7 +1,8 @@
-"""MET Audit in the Airflow UI: the audit packets pages (see metaudit.web.app).
+"""MET Audit in the Airflow UI: the audit packets pages and the compliance dashboard
+(see metaudit.web.app).
 
 Wiring only: the app lives in the metaudit package. The API server mounts it at
-/metaudit; the UI gets a navigation entry and a tab on every DAG run (the page
+/metaudit; the UI gets navigation entries (packets, dashboard) and a tab on every DAG run (the page
 explains when the run is not a MET Audit run: Airflow offers no per-DAG tabs).
 """
 
@@ -19,6 +20,13 @@ class MetAuditPlugin(AirflowPlugin):
         {"app": create_app(), "url_prefix": PREFIX, "name": "MET Audit packets"},
     ]
     external_views = [  # ruff: ignore[mutable-class-default]
+        {
+            "name": "Compliance dashboard",
+            "href": f"{PREFIX}/dashboard",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "metaudit-dashboard",
+        },
         {
             "name": "Audit packets",
             "href": f"{PREFIX}/packets",

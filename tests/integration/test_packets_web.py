@@ -174,6 +174,7 @@ def _context(site: dict[str, Any]) -> Any:
         "/metaudit/packets",
         "/metaudit/api/packets",
         "/metaudit/downloads",
+        "/metaudit/dashboard",
         "/metaudit/static/metaudit.css",
         f"/metaudit/packets/download?practice_id=PR-1&as_of={AS_OF}&client_id=CL-1",
     ],
@@ -552,10 +553,11 @@ def test_airflow_lists_the_plugin_with_its_nav_entry_and_run_tab(site):
     response = _get(site, "/api/v2/plugins", "root")
     assert response.status_code == 200
     [plugin] = [p for p in response.json()["plugins"] if p["name"] == "metaudit"]
-    views = {v["destination"]: v for v in plugin["external_views"]}
-    assert views["nav"]["href"] == "/metaudit/packets"
-    assert views["nav"]["url_route"] == "metaudit-packets"
-    assert "{RUN_ID}" in views["dag_run"]["href"]
+    views = {v["url_route"]: v for v in plugin["external_views"]}
+    assert views["metaudit-packets"]["href"] == "/metaudit/packets"
+    assert views["metaudit-dashboard"]["href"] == "/metaudit/dashboard"
+    assert {v["destination"] for v in views.values()} == {"nav", "dag_run"}
+    assert "{RUN_ID}" in views["metaudit-run-packets"]["href"]
     assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/metaudit"]
 
 
@@ -779,3 +781,57 @@ def test_a_packet_in_force_on_a_later_date_is_listed_verified_and_served_there(s
     assert response.headers["x-metaudit-built-as-of"] == "2026-03-20"
     [row] = _listed(site, "owner2", as_of="2026-03-22")
     assert row["verifies"] is False and "not in force there" in row["verification"]
+
+
+# ------------------------------------------------ issue 17: the dashboard, accepted findings
+
+
+def test_the_dashboard_and_an_acceptance_through_airflows_own_authentication(site):
+    from datetime import timedelta
+
+    from metaudit.spec.findings import Finding
+
+    store = _context(site).store
+    day = date.fromisoformat(AS_OF)
+    found = Finding(
+        as_of=AS_OF,
+        practice_id="PR-1",
+        rule_id="REF-001",
+        severity="critical",
+        entity_type="client",
+        entity_id="CL-1",
+        client_id="CL-1",
+        message="Client CL-1 has no referral.",
+    )
+    store.start_run("r-dash", "met_compliance_nightly", day, [], ["PR-1"], {"PR-1": "Brookline"})
+    store.persist_practice("r-dash", day, "PR-1", [found])
+    page = _get(site, "/metaudit/dashboard", "owner1", practice_id="PR-1")
+    assert page.status_code == 200 and 'id="open-total" data-count="1"' in page.text
+    assert _get(site, "/metaudit/dashboard", "owner2", practice_id="PR-1").status_code == 403
+    form = {
+        "practice_id": "PR-1",
+        "fingerprint": found.fingerprint,
+        "reason": "payer exception",
+        "until": (date.today() + timedelta(days=30)).isoformat(),
+    }
+    client = site["client"]
+    # Anonymous: 401; the UI's cookie without Origin or Referer: refused as a cross-site post.
+    assert client.post("/metaudit/findings/accept", data=form).status_code == 401
+    client.cookies.set("_token", site["token"]("owner1"))
+    try:
+        refused = client.post("/metaudit/findings/accept", data=form, follow_redirects=False)
+        assert refused.status_code == 403
+        accepted = client.post(
+            "/metaudit/findings/accept",
+            data=form,
+            headers={"Origin": "http://airflow.test"},
+            follow_redirects=False,
+        )
+        assert accepted.status_code == 303, accepted.text
+    finally:
+        client.cookies.clear()
+    (event,) = store.acceptance_trail("PR-1", found.fingerprint)
+    assert event.user_name == "owner1"
+    page = _get(site, "/metaudit/dashboard", "owner1", practice_id="PR-1")
+    assert 'id="open-total" data-count="0"' in page.text
+    assert 'id="accepted-count" data-count="1"' in page.text

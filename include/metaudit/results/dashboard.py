@@ -183,6 +183,29 @@ class DashboardRecords(FindingRecords):
             out.setdefault(as_date(day), dict.fromkeys(SEVERITIES, 0))[severity] = int(n)
         return [SeverityDay(day, counts) for day, counts in sorted(out.items())]
 
+    def accepted_count(self, practice_id: str, as_of: date) -> int:
+        """How many findings of the audit date an acceptance covering it leaves out."""
+        accepted = accepted_table(practice_id)
+        query = (
+            sa.select(sa.func.count())
+            .select_from(
+                FINDINGS.join(
+                    accepted,
+                    sa.and_(
+                        accepted.c.practice_id == FINDINGS.c.practice_id,
+                        accepted.c.fingerprint == FINDINGS.c.fingerprint,
+                    ),
+                )
+            )
+            .where(
+                FINDINGS.c.practice_id == practice_id,
+                FINDINGS.c.as_of == as_of,
+                accepted.c.until >= as_of,
+            )
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def exposure_by_class(self, practice_id: str, as_of: date) -> dict[str, int]:
         """The open findings' exposure of the audit date per money class, in cents."""
         query = _with_exposure(

@@ -14,6 +14,9 @@ Routes (below the mount point):
 - ``GET /packets/download``: one packet as a zip, recorded in the download
   trail (user, time, file, SHA-256) before the first byte is sent;
 - ``GET /api/packets``: the same listing as JSON;
+- ``GET /dashboard``: the compliance dashboard of a practice the user may see
+  (``practice_id``), a client's findings (``client_id``), and for admins the
+  network's practices ranked (:mod:`metaudit.web.dashboard`);
 - ``GET /downloads`` (admins): the download trail and the rebuild requests;
 - ``POST /findings/accept`` and ``POST /findings/withdraw``: a user granted the
   practice (or an admin) accepts one of its findings, by fingerprint, with a reason
@@ -588,6 +591,27 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
         )
         return HTMLResponse(html)
 
+    @app.get("/dashboard", response_class=HTMLResponse)
+    def dashboard_page(
+        request: Request,
+        ctx: Context,
+        who: CurrentViewer,
+        practice_id: str | None = None,
+        client_id: str | None = None,
+        notice: str | None = None,
+    ) -> HTMLResponse:
+        from metaudit.web.dashboard import dashboard
+
+        values = dashboard(
+            ctx,
+            who,
+            practice_id=_check_id(practice_id, "practice_id"),
+            client_id=_check_id(client_id, "client_id"),
+        )
+        notices = [_NOTICES[notice]] if notice in _NOTICES else []
+        html = _render(request, "dashboard.html", who, ctx, notices=notices, **values)
+        return HTMLResponse(html)
+
     @app.post("/findings/accept")
     def accept(
         request: Request,
@@ -597,6 +621,7 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
         fingerprint: Annotated[str, Form()],
         reason: Annotated[str, Form()] = "",
         until: Annotated[str, Form()] = "",
+        client_id: Annotated[str | None, Form()] = None,
     ) -> Response:
         _same_origin(request)
         practice, finding = _finding_of_form(ctx, who, practice_id, fingerprint)
@@ -619,7 +644,7 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
         except AcceptanceError as exc:
             raise HTTPException(_acceptance_status(exc), str(exc)) from exc
         log.info("finding %s of %s accepted by %s until %s", finding, practice, who.name, day)
-        return _back_to_dashboard(practice, "accepted")
+        return _back_to_dashboard(practice, _check_id(client_id, "client_id"), "accepted")
 
     @app.post("/findings/withdraw")
     def withdraw(
@@ -629,6 +654,7 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
         practice_id: Annotated[str, Form()],
         fingerprint: Annotated[str, Form()],
         reason: Annotated[str, Form()] = "",
+        client_id: Annotated[str | None, Form()] = None,
     ) -> Response:
         _same_origin(request)
         practice, finding = _finding_of_form(ctx, who, practice_id, fingerprint)
@@ -639,7 +665,7 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
         except AcceptanceError as exc:
             raise HTTPException(_acceptance_status(exc), str(exc)) from exc
         log.info("acceptance of finding %s of %s withdrawn by %s", finding, practice, who.name)
-        return _back_to_dashboard(practice, "withdrawn")
+        return _back_to_dashboard(practice, _check_id(client_id, "client_id"), "withdrawn")
 
     @app.post("/packets/rebuild")
     async def rebuild(
@@ -676,6 +702,15 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
 
 
 _NOTICES = {
+    "accepted": {
+        "level": "info",
+        "text": "Finding accepted: it leaves the open counts up to its until date, and the "
+        "acceptance is in the trail.",
+    },
+    "withdrawn": {
+        "level": "info",
+        "text": "Acceptance withdrawn: the finding counts as open again; the trail keeps both.",
+    },
     "rebuild": {
         "level": "info",
         "text": "Rebuild asked for: the nightly DAG runs for this practice and date with "
@@ -708,9 +743,11 @@ def _acceptance_status(exc: Exception) -> int:
     return 404 if isinstance(exc, UnknownFindingError) else 422
 
 
-def _back_to_dashboard(practice_id: str, notice: str) -> Response:
-    query = urlencode({"practice_id": practice_id, "notice": notice})
-    return RedirectResponse(f"{PREFIX}/dashboard?{query}", 303)
+def _back_to_dashboard(practice_id: str, client_id: str | None, notice: str) -> Response:
+    query = {"practice_id": practice_id, "notice": notice}
+    if client_id:
+        query["client_id"] = client_id
+    return RedirectResponse(f"{PREFIX}/dashboard?{urlencode(query)}", 303)
 
 
 def _chunks(data: bytes) -> Iterator[bytes]:
