@@ -63,7 +63,7 @@ def severity_history(days: Sequence[SeverityDay]) -> Markup:
             h = plot_h * n / top
             y -= h
             parts.append(
-                f'<rect class="{severity}" x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" '
+                f'<rect class="sev-{severity}" x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" '
                 f'height="{h:.1f}" data-severity="{severity}" data-count="{n}">'
                 f"<title>{label}: {n} {severity}</title></rect>"
             )
