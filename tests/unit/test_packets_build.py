@@ -499,3 +499,44 @@ def test_every_problem_of_the_packets_section_is_reported_in_one_error():
     assert "packets.dir: must be a folder path, got 5" in text
     assert "packets.activity_days: must be a whole number of days >= 1, got 0" in text
     assert "packets.folder: unknown key; keys: dir, activity_days" in text
+
+
+# ------------------------------------------------ issue 17: accepted findings in the packets
+
+
+def test_an_accepted_finding_stays_in_the_packets_with_its_acceptance(built, tmp_path):
+    from dataclasses import replace
+
+    from metaudit.packets.build import ACCEPTANCE_COLUMNS, ACCEPTANCES_FILE
+    from metaudit.results.digest import FindingAcceptance
+
+    options = PacketOptions(packets_dir=tmp_path / "p")
+    first = build_client_packets(built.material, built.evidence, options, key=KEY)
+    path = options.packets_dir / "PR-1" / "2026-03-31" / "CL-1.zip"
+    before = _entries(path)
+    assert ACCEPTANCES_FILE not in before  # no acceptance, no file: the packet as it was
+    accepted = next(f for f in built.evidence.findings if f.client_id == "CL-1")
+    acceptance = FindingAcceptance(
+        fingerprint=accepted.fingerprint,
+        accepted_by="lead",
+        accepted_at="2026-03-30T10:00:00+00:00",
+        reason="Payer ACME written exception",
+        until="2026-04-30",
+    )
+    evidence = replace(built.evidence, acceptances={accepted.fingerprint: acceptance})
+    again = build_client_packets(built.material, evidence, options, key=KEY)
+    # The acceptance is evidence: the packet in force does not hold it, so it is rebuilt.
+    assert [s.state for s in first] == ["built"] and [s.state for s in again] == ["built"]
+    assert verify_packet(path, KEY).intact
+    after = _entries(path)
+    assert after["findings.csv"] == before["findings.csv"]  # the contract's file, unchanged
+    rows = list(csv.DictReader(io.StringIO(after[ACCEPTANCES_FILE].decode())))
+    assert list(rows[0]) == list(ACCEPTANCE_COLUMNS)
+    assert [(r["fingerprint"], r["accepted_by"], r["until"], r["reason"]) for r in rows] == [
+        (accepted.fingerprint, "lead", "2026-04-30", "Payer ACME written exception")
+    ]
+    practice = build_practice_packet(built.material, evidence, again, options, key=KEY)
+    assert ACCEPTANCES_FILE in _entries(practice)
+    # Withdrawn: the evidence is the first night's again.
+    back = build_client_packets(built.material, built.evidence, options, key=KEY)
+    assert [s.state for s in back] == ["built"] and ACCEPTANCES_FILE not in _entries(path)

@@ -534,6 +534,39 @@ def test_packets_are_built_signed_then_kept_and_refused_without_a_key(
     assert demo_built["demo_key"] and demo_built["states"] == {"built": len(packets)}
 
 
+def test_packets_carry_the_acceptances_the_store_holds_for_the_date(
+    persisted: dict[str, Any],
+) -> None:
+    import zipfile
+
+    from metaudit.packets.build import ACCEPTANCES_FILE
+
+    first = stages.build_packets(persisted["persisted"], key=PACKET_KEY)
+    with_packets = {p.stem for p in Path(first["folder"]).glob("*.zip")}
+    store = ResultsStore(persisted["store_url"])
+    finding = next(f for f in store.findings(AS_OF, "PR0001") if f.client_id in with_packets)
+    store.accept_finding(
+        "PR0001",
+        finding.fingerprint,
+        user_name="lead",
+        reason="payer exception",
+        until=AS_OF,
+        today=AS_OF,
+    )
+    store.close()
+    built = stages.build_packets(
+        persisted["persisted"], key=PACKET_KEY, store_url=persisted["store_url"]
+    )
+    # Only the packet of the client whose finding was accepted is built again.
+    assert built["states"] == {"built": 1, "kept": len(with_packets) - 1}
+    packet = Path(built["folder"]) / f"{finding.client_id}.zip"
+    with zipfile.ZipFile(packet) as archive:
+        accepted = archive.read(ACCEPTANCES_FILE).decode()
+    assert finding.fingerprint in accepted and "payer exception" in accepted
+    with zipfile.ZipFile(built["practice_packet"]) as archive:
+        assert finding.fingerprint in archive.read(ACCEPTANCES_FILE).decode()
+
+
 def _policy():
     from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule
 

@@ -78,6 +78,7 @@ from metaudit.packets.signing import (
     resolve_key,
 )
 from metaudit.paths import write_atomic
+from metaudit.results.digest import FindingAcceptance
 from metaudit.spec import rulebook
 from metaudit.spec.findings import Finding, read_findings, sort_findings, to_csv
 
@@ -280,6 +281,9 @@ def client_packet_files(
             evaluation.validation, who
         )
         files["findings.csv"] = to_csv(client_findings).encode("utf-8")
+        accepted = acceptances_table(client_findings, evidence.acceptances)
+        if len(accepted):
+            files[ACCEPTANCES_FILE] = render.render_csv(accepted, list(ACCEPTANCE_COLUMNS))
 
     counts = evaluation.counts()
     severities = cover.findings_by_severity
@@ -524,12 +528,15 @@ class _Judge:
         self._findings: dict[str | None, list[Finding]] = {}
         for finding in evidence.findings:
             self._findings.setdefault(finding.client_id, []).append(finding)
+        self._acceptances = evidence.acceptances
 
     def evidence_of(self, client_id: str) -> ClientEvidence:
+        findings = sort_findings(self._findings.get(client_id, ()))
         return client_evidence(
             self.record_hashes.client(client_id),
-            sort_findings(self._findings.get(client_id, ())),
+            findings,
             self.context,
+            acceptances=acceptances_table(findings, self._acceptances).to_dict("records"),
         )
 
     def candidates(self, client_id: str) -> list[tuple[InForce, Mapping[str, Any]]]:
@@ -695,6 +702,45 @@ def _remove_stale(packets_dir: Path, evidence: PracticeEvidence, current: set[st
 # The practice packet (per practice and month)
 
 MONTH_EXTRA_FIELDS = ("first_seen", "last_seen", "open_on_as_of")
+# The accepted findings of a packet, beside findings.csv (whose columns the contract
+# fixes): each finding's key and record, and its acceptance.
+ACCEPTANCES_FILE = "acceptances.csv"
+ACCEPTANCE_COLUMNS = (
+    "fingerprint",
+    "rule_id",
+    "severity",
+    "entity_type",
+    "entity_id",
+    "client_id",
+    "accepted_by",
+    "accepted_at",
+    "until",
+    "reason",
+)
+
+
+def acceptances_table(
+    findings: Iterable[Finding], acceptances: Mapping[str, FindingAcceptance]
+) -> pd.DataFrame:
+    """The accepted findings among ``findings`` (sorted as the packet lists them), each
+    with who accepted it, when, until when and why."""
+    rows = [
+        {
+            "fingerprint": f.fingerprint,
+            "rule_id": f.rule_id,
+            "severity": f.severity,
+            "entity_type": f.entity_type,
+            "entity_id": f.entity_id,
+            "client_id": f.client_id,
+            "accepted_by": acceptance.accepted_by,
+            "accepted_at": acceptance.accepted_at,
+            "until": acceptance.until,
+            "reason": acceptance.reason,
+        }
+        for f in sort_findings(findings)
+        if (acceptance := acceptances.get(f.fingerprint)) is not None
+    ]
+    return pd.DataFrame(rows, columns=list(ACCEPTANCE_COLUMNS))
 
 
 def month_findings_table(month: Mapping[str, Sequence[Finding]], as_of: str) -> pd.DataFrame:
@@ -775,6 +821,9 @@ def practice_packet_files(
         "findings.csv": to_csv(sort_findings(evidence.findings)).encode("utf-8"),
         "findings_month.csv": render.render_csv(month_table, list(month_table.columns)),
     }
+    accepted = acceptances_table(evidence.findings, evidence.acceptances)
+    if len(accepted):
+        files[ACCEPTANCES_FILE] = render.render_csv(accepted, list(ACCEPTANCE_COLUMNS))
     manifest = build_manifest(
         files,
         kind="practice",
@@ -902,8 +951,12 @@ def build_practice_packets(
     typed: TypedSource | None = None,
     view: AuditView | None = None,
     frames: Sequence[Frame] | None = None,
+    acceptances: Mapping[str, FindingAcceptance] | None = None,
 ) -> dict[str, Any]:
     """Build a practice's client packets and its month packet for one as-of date.
+
+    ``acceptances``: the practice's acceptances of findings (the results store's); those
+    covering the date go into the packets beside the findings (``acceptances.csv``).
 
     ``view`` and ``frames``: the practice's as-of view and derived frames, when a check
     of this process made them (see :func:`write_practice_packets`).
@@ -935,6 +988,11 @@ def build_practice_packets(
         result = check_typed(typed, as_of, [practice_id], settings)
         evidence = evidence_from_check(result, practice_id)
         month = {day_iso: list(evidence.findings)}
+    if acceptances:
+        evidence = replace(
+            evidence,
+            acceptances={fp: a for fp, a in acceptances.items() if a.covers(day_iso)},
+        )
     summaries, practice_path, removed = write_practice_packets(
         typed,
         evidence,

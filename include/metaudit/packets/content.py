@@ -42,6 +42,7 @@ from metaudit.check.outcomes import is_missing as _missing
 from metaudit.check.outcomes import row_fails as row_fails
 from metaudit.packets.errors import PacketError
 from metaudit.packets.layout import DEFAULT_ACTIVITY_DAYS as DEFAULT_ACTIVITY_DAYS
+from metaudit.results.digest import FindingAcceptance
 from metaudit.spec import rulebook
 from metaudit.spec.contract import HIGHER_IS_BETTER, LOWER_IS_BETTER, TABLES
 from metaudit.spec.findings import Finding
@@ -65,13 +66,16 @@ class PracticeEvidence:
 
     ``findings`` are the practice's findings (any order); ``results`` maps a
     family (``REF``) to its Great Expectations results, one suite result per
-    derived frame, as ``FamilyValidation.results`` holds them.
+    derived frame, as ``FamilyValidation.results`` holds them. ``acceptances``: the
+    findings' acceptances covering the as-of date, by fingerprint (the results store's;
+    the packets list them beside the findings).
     """
 
     as_of: str
     practice_id: str
     findings: tuple[Finding, ...]
     results: Mapping[str, Sequence[Mapping[str, Any]]]
+    acceptances: Mapping[str, FindingAcceptance] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

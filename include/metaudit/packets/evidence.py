@@ -180,13 +180,23 @@ class RecordHashes:
         return digest.hexdigest()
 
 
-def client_evidence(records: str, findings: Sequence[Finding], context: str) -> ClientEvidence:
+def client_evidence(
+    records: str,
+    findings: Sequence[Finding],
+    context: str,
+    acceptances: Sequence[Mapping[str, Any]] = (),
+) -> ClientEvidence:
     """The client's evidence digest from its records digest (:class:`RecordHashes`), its
-    findings (sorted, as the packet lists them) and the practice's ``context``."""
+    findings (sorted, as the packet lists them), their acceptances as the packet lists
+    them (an acceptance given or withdrawn changes the packet) and the practice's
+    ``context``."""
     rows = []
     for finding in findings:
         row = finding.to_dict()
         row.pop("as_of", None)
         rows.append(row)
-    whole = {"context": context, "records": records, "findings": rows}
+    whole: dict[str, Any] = {"context": context, "records": records, "findings": rows}
+    if acceptances:
+        # Only when there are some: a client without any keeps the digest it had before.
+        whole["acceptances"] = [dict(a) for a in acceptances]
     return ClientEvidence(digest=hashlib.sha256(_canonical(whole)).hexdigest(), records=records)

@@ -245,6 +245,7 @@ def _finish_practice(
             typed=typed,
             view=view,
             frames=frames,
+            store_url=store_url,
         )
         done["packets"] = packets
     except Exception as exc:

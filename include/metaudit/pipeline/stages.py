@@ -517,6 +517,7 @@ def build_packets(
     typed: TypedSource | None = None,
     view: AuditView | None = None,
     frames: Sequence[Frame] | None = None,
+    store_url: str | None = None,
 ) -> dict[str, Any]:
     """Build the practice's audit packets of the as-of date (:mod:`metaudit.packets`): one per
     client with activity and the practice's month packet, from the practice's partition
@@ -527,18 +528,27 @@ def build_packets(
     packet in force (the same file for tonight's date), unless ``rebuild``; the
     ``packets.retention`` setting is applied at the end. ``typed``: the practice's
     partition when the caller has read it already; ``view`` and ``frames``: its as-of
-    view and derived frames when the caller's check made them. Returns counts and paths.
+    view and derived frames when the caller's check made them. With ``store_url``, the
+    findings' acceptances covering the date (the results store's) go into the packets
+    beside the findings. Returns counts and paths.
     """
     from metaudit.packets import build_practice_packets
     from metaudit.source.snapshot import read_partition
 
     practice_id = str(persisted["practice_id"])
+    as_of = date.fromisoformat(str(persisted["as_of"]))
+    acceptances = None
+    if store_url is not None:
+        from metaudit.results import session
+
+        with session(store_url) as store:
+            acceptances = store.acceptances(practice_id, as_of)
     if typed is None:
         typed = read_partition(Path(persisted["partition"]), practice_id)
     return build_practice_packets(
         None,
         practice_id,
-        date.fromisoformat(str(persisted["as_of"])),
+        as_of,
         audit_dir=Path(persisted["out_dir"]),
         key=key,
         demo=demo,
@@ -547,6 +557,7 @@ def build_packets(
         typed=typed,
         view=view,
         frames=frames,
+        acceptances=acceptances,
     )
 
 
