@@ -1,7 +1,9 @@
 """The ``metaudit`` command.
 
 ``metaudit check`` runs the rulebook over a source database and writes the
-findings; ``metaudit demo`` makes a demo network with known defects. Exit codes
+findings; ``metaudit demo`` makes a demo network with known defects;
+``metaudit accept``, ``metaudit withdraw`` and ``metaudit acceptances`` accept a
+finding, withdraw the acceptance and list the trail in the results store. Exit codes
 follow the interfaces: 0 when the check ran (whatever it found), 2 when it
 could not run, with a message naming what is wrong.
 """
@@ -126,7 +128,32 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="demo run: sign with the published demo key when no key is set",
     )
+    _acceptance_parsers(sub)
     return parser
+
+
+def _acceptance_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    store_help = "results store URL (default: the met_results_db connection, else data/)"
+    accept = sub.add_parser(
+        "accept",
+        help="accept a finding until a date (a compliance lead's exception)",
+        description="Accept one finding of a practice, by fingerprint, until a date: it leaves "
+        "the open counts of the email and the dashboard for the audit dates up to then. The "
+        "acceptance goes to the results store's append-only trail under --user (the web page "
+        "records the signed-in Airflow user instead).",
+    )
+    withdraw = sub.add_parser("withdraw", help="withdraw a finding's acceptance")
+    trail = sub.add_parser("acceptances", help="list a practice's acceptance trail")
+    for command in (accept, withdraw, trail):
+        command.add_argument("--practice", required=True, metavar="ID")
+        command.add_argument("--store", default=None, help=store_help)
+    for command in (accept, withdraw):
+        command.add_argument("--fingerprint", required=True)
+        command.add_argument("--user", required=True, help="who accepts or withdraws")
+    accept.add_argument("--reason", required=True, help="why (e.g. the payer's exception)")
+    accept.add_argument("--until", required=True, type=_date, help="last audit date covered")
+    withdraw.add_argument("--reason", default="", help="why (optional)")
+    trail.add_argument("--fingerprint", default=None, help="only this finding")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,10 +172,45 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _verify(args)
         if args.command == "packets":
             return _packets(args)
+        if args.command in ("accept", "withdraw", "acceptances"):
+            return _acceptance(args)
     except MetAuditError as exc:
         print(f"metaudit {args.command}: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     return EXIT_CANNOT_RUN
+
+
+def _acceptance(args: argparse.Namespace) -> int:
+    from metaudit.pipeline.connections import results_url
+    from metaudit.results import session
+
+    with session(args.store or results_url()) as store:
+        if args.command == "accept":
+            made = store.accept_finding(
+                args.practice,
+                args.fingerprint,
+                user_name=args.user,
+                reason=args.reason,
+                until=args.until,
+            )
+            print(f"accepted until {made.until} by {made.accepted_by}: {args.fingerprint}")
+        elif args.command == "withdraw":
+            store.withdraw_acceptance(
+                args.practice, args.fingerprint, user_name=args.user, reason=args.reason
+            )
+            print(f"acceptance withdrawn by {args.user}: {args.fingerprint}")
+        else:
+            for event in store.acceptance_trail(args.practice, args.fingerprint):
+                row = {
+                    "recorded_at": event.recorded_at.isoformat(),
+                    "action": event.action,
+                    "user": event.user_name,
+                    "fingerprint": event.fingerprint,
+                    "until": event.until.isoformat() if event.until else None,
+                    "reason": event.reason,
+                }
+                print(json.dumps(row))
+    return EXIT_OK
 
 
 def _progress(message: str) -> None:

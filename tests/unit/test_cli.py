@@ -89,3 +89,31 @@ def test_check_filters_practices(tmp_path: Path):
         == 0
     )
     assert (out / "findings.jsonl").read_text() == ""
+
+
+def test_accept_withdraw_and_list_the_trail_from_the_command_line(tmp_path: Path, capsys):
+    from datetime import UTC, datetime, timedelta
+
+    from dashboard_builders import D3, dashboard_store, ref
+
+    store_url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    dashboard_store(store_url).close()
+    fingerprint = ref(D3).fingerprint
+    until = (datetime.now(UTC).date() + timedelta(days=10)).isoformat()
+    common = ["--practice", "PR-1", "--store", store_url, "--fingerprint", fingerprint]
+    accept = ["accept", *common, "--user", "kim", "--reason", "payer exception", "--until", until]
+    assert main(accept) == 0
+    assert f"accepted until {until} by kim" in capsys.readouterr().out
+    assert main(["withdraw", *common, "--user", "kim"]) == 0
+    capsys.readouterr()
+    assert main(["acceptances", *common]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["action"], r["user"], r["until"]) for r in rows] == [
+        ("accepted", "kim", until),
+        ("withdrawn", "kim", None),
+    ]
+    # Refusals exit 2 and say why.
+    assert main(["accept", *common[:4], "--fingerprint", "nope", *accept[7:]]) == 2
+    assert "has no finding with fingerprint nope" in capsys.readouterr().err
+    assert main([*accept[:-1], "2020-01-01"]) == 2
+    assert "is in the past" in capsys.readouterr().err

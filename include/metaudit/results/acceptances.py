@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from metaudit.errors import MetAuditError
 from metaudit.results.base import ACCEPTANCES, HISTORY, StoreBase, as_date, utc_now
 from metaudit.results.digest import FindingAcceptance
 
@@ -29,7 +30,7 @@ REASON_LENGTH = 1000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-class AcceptanceError(ValueError):
+class AcceptanceError(MetAuditError, ValueError):
     """An acceptance or withdrawal the store refuses; the message says why, for the user."""
 
 
