@@ -257,3 +257,24 @@ def test_withdrawing_what_is_not_accepted_says_so(site) -> None:
     )
     assert response.status_code == 422
     assert "no acceptance to withdraw" in response.json()["detail"]
+
+
+# ----------------------------------------------------------------------------- the charts
+
+
+def test_the_history_chart_stacks_each_dates_severities_to_scale() -> None:
+    from metaudit.results.dashboard import SeverityDay
+    from metaudit.web import charts
+
+    days = [
+        SeverityDay(date(2026, 3, 1), {"critical": 3, "warning": 1, "notice": 0}),
+        SeverityDay(date(2026, 3, 2), {"critical": 0, "warning": 0, "notice": 0}),
+        SeverityDay(date(2026, 3, 3), {"critical": 1, "warning": 2, "notice": 2}),
+    ]
+    svg = str(charts.severity_history(days))
+    bars = re.findall(r'<rect class="sev-(\w+)"[^>]*height="([\d.]+)"[^>]*data-count="(\d+)"', svg)
+    # Every bar's height is its count on the same scale (the axis top is 5 here).
+    scale = {round(float(h) / int(n), 1) for _, h, n in bars}
+    assert len(scale) == 1 and [n for _, _, n in bars] == ["3", "1", "1", "2", "2"]
+    assert ">5</text>" in svg and "2026-03-01" in svg and "2026-03-03" in svg
+    assert "no audit dates" in str(charts.severity_history([]))
