@@ -93,3 +93,6 @@ def test_the_network_ranking_by_open_critical_then_exposure(store) -> None:
         ("PR-1", "Brookline", 1, 2, 1500),
     ]
     assert [r.practice_id for r in store.practice_ranking(["PR-1"])] == ["PR-1"]
+    assert [r.practice_id for r in store.practice_ranking(by="exposure")] == ["PR-1", "PR-2"]
+    with pytest.raises(ValueError, match="a ranking is by critical or exposure"):
+        store.practice_ranking(by="name")

@@ -143,6 +143,11 @@ def test_an_admin_sees_the_network_ranked(site) -> None:
         for r in site["store"].practice_ranking()
     ]
     assert ranked == expected == [("PR-2", "2", "400"), ("PR-1", "1", "1500")]
+    by_exposure = re.findall(
+        r'data-practice-id="([^"]+)"', _get(site, "dana", rank="exposure").text
+    )
+    assert by_exposure == ["PR-1", "PR-2"]
+    assert _get(site, "dana", rank="name").status_code == 422
     assert _get(site, "dana", practice_id="PR-2").status_code == 200
 
 

@@ -34,6 +34,9 @@ MONEY_CLASSES = ("fix_before_billing", "in_flight", "recoupment_risk")
 # incomplete log, late signature, uncertified staff, notes outside the scope of practice.
 STAFF_RULES = ("DOC-008", "DOC-009", "DOC-010", "DOC-011")
 HISTORY_DAYS = 90
+RANK_CRITICAL = "critical"
+RANK_EXPOSURE = "exposure"
+RANKINGS = (RANK_CRITICAL, RANK_EXPOSURE)
 DUE_DAYS = 7
 
 
@@ -361,10 +364,14 @@ class DashboardRecords(FindingRecords):
             out.update({fp: message for fp, message in rows})
         return out
 
-    def practice_ranking(self, practice_ids: list[str] | None = None) -> list[PracticeRank]:
+    def practice_ranking(
+        self, practice_ids: list[str] | None = None, by: str = RANK_CRITICAL
+    ) -> list[PracticeRank]:
         """Every practice (or those given) on its latest audit date with results: its open
-        critical findings, open findings and their exposure; ranked by open critical,
-        then exposure, then id."""
+        critical findings, open findings and their exposure; ranked by open critical, then
+        exposure (``by`` exposure: by exposure, then open critical), then id."""
+        if by not in RANKINGS:
+            raise ValueError(f"a ranking is by {' or '.join(RANKINGS)}, not {by!r}")
         latest = (
             sa.select(
                 PRACTICE_RUNS.c.practice_id, sa.func.max(PRACTICE_RUNS.c.as_of).label("as_of")
@@ -413,5 +420,8 @@ class DashboardRecords(FindingRecords):
                     by_class=by_class,
                 )
             )
-        items.sort(key=lambda r: (-r.open_critical, -r.exposure, r.practice_id))
+        if by == RANK_EXPOSURE:
+            items.sort(key=lambda r: (-r.exposure, -r.open_critical, r.practice_id))
+        else:
+            items.sort(key=lambda r: (-r.open_critical, -r.exposure, r.practice_id))
         return items

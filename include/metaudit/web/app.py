@@ -599,6 +599,7 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
         practice_id: str | None = None,
         client_id: str | None = None,
         notice: str | None = None,
+        rank: str | None = None,
     ) -> HTMLResponse:
         from metaudit.web.dashboard import dashboard
 
@@ -607,6 +608,7 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
             who,
             practice_id=_check_id(practice_id, "practice_id"),
             client_id=_check_id(client_id, "client_id"),
+            rank=rank or None,
         )
         notices = [_NOTICES[notice]] if notice in _NOTICES else []
         html = _render(request, "dashboard.html", who, ctx, notices=notices, **values)

@@ -24,6 +24,8 @@ from metaudit.results.dashboard import (
     DUE_DAYS,
     HISTORY_DAYS,
     MONEY_CLASSES,
+    RANK_CRITICAL,
+    RANKINGS,
     SEVERITIES,
     STAFF_RULES,
     ClientFinding,
@@ -122,7 +124,12 @@ def board(ctx: WebContext, practice_id: str) -> Board:
 
 
 def dashboard(
-    ctx: WebContext, who: Viewer, *, practice_id: str | None, client_id: str | None
+    ctx: WebContext,
+    who: Viewer,
+    *,
+    practice_id: str | None,
+    client_id: str | None,
+    rank: str | None = None,
 ) -> dict[str, Any]:
     """The template's values for a request; 403 for a practice the user is not granted,
     404 for one without results or a client without findings there."""
@@ -132,9 +139,12 @@ def dashboard(
         raise HTTPException(403, "you are not granted this practice's findings")
     if client_id is not None and practice_id is None:
         raise HTTPException(422, "client_id needs the practice_id of its practice")
+    by = rank or RANK_CRITICAL
+    if by not in RANKINGS:
+        raise HTTPException(422, f"rank must be {' or '.join(RANKINGS)}")
     ranking = None
     if admin:
-        network = store.practice_ranking()
+        network = store.practice_ranking(by=by)
         visible = sorted(r.practice_id for r in network)
         if practice_id is None:
             ranking = network
@@ -144,7 +154,7 @@ def dashboard(
             if len(visible) == 1:
                 practice_id = visible[0]
             else:
-                ranking = store.practice_ranking(visible)
+                ranking = store.practice_ranking(visible, by=by)
     client = None
     if practice_id is not None and client_id is not None:
         found = store.client_findings(practice_id, client_id)
@@ -157,6 +167,7 @@ def dashboard(
         "practice_id": practice_id,
         "client_id": client_id,
         "ranking": ranking,
+        "rank": by,
         "board": board(ctx, practice_id) if practice_id is not None else None,
         "client": client,
         "severities": SEVERITIES,
