@@ -340,6 +340,17 @@ def test_identical_input_gives_identical_bytes(built):
         assert archive.namelist() == sorted(archive.namelist())
 
 
+def test_a_packet_from_the_material_of_its_client_alone_is_the_same(built):
+    # A night that rebuilds some clients prepares only their rows (prepare_material's
+    # clients): a client's packet shows its own records and frames, so nothing changes.
+    suites = suites_of(built.evidence, ("REF", "ELG", "DOC", "REA", "COD", "CLM"))
+    alone = prepare_material(built.typed, AS_OF, "PR-1", built.settings, clients=["CL-1"])
+    assert "CL-2" not in set(alone.tables["clients"]["client_id"])
+    assert set(alone.tables["staff"]["staff_id"]) == set(built.material.tables["staff"]["staff_id"])
+    whole = client_packet_files(built.material, built.evidence, suites, "CL-1", key=KEY)
+    assert client_packet_files(alone, built.evidence, suites, "CL-1", key=KEY) == whole
+
+
 def test_existing_packets_are_kept_unless_damaged_or_rebuilt(built, tmp_path):
     options = PacketOptions(packets_dir=tmp_path / "p")
     build_client_packets(built.material, built.evidence, options, key=KEY)

@@ -290,3 +290,52 @@ def test_without_hard_links_the_packet_in_force_is_copied(
     assert first.stat().st_ino != second.stat().st_ino
     assert first.read_bytes() == second.read_bytes()
     assert verify_packet(second, KEY).intact
+
+
+def test_a_night_with_one_changed_client_builds_only_its_packet(tmp_path, monkeypatch):
+    # A demo practice of many clients; one session note edited between the nights: that
+    # client's packet is built (from material holding its rows only), the others kept.
+    import shutil
+    import sqlite3
+
+    from metaudit.demo import generate
+    from metaudit.packets import build
+
+    report = generate(
+        str(tmp_path / "demo.sqlite"), as_of=DAY1, sessions=400, practices=1, progress=False
+    )
+    db = Path(str(report.database))
+    packets = tmp_path / "packets"
+    practice = "PR0001"
+    first = build_practice_packets(db, practice, DAY1, packets_dir=packets, key=KEY)
+    assert first["client_packets"] > 3 and set(first["states"]) == {"built"}
+    with sqlite3.connect(db) as conn:
+        client, session = conn.execute(
+            "SELECT s.client_id, s.session_id FROM sessions s WHERE s.status = 'completed' "
+            "AND s.session_date >= ? ORDER BY s.session_id LIMIT 1",
+            ((DAY1 - timedelta(days=20)).isoformat(),),
+        ).fetchone()
+        conn.execute("UPDATE sessions SET notes = 'Edited' WHERE session_id = ?", (session,))
+    asked: list[object] = []
+    prepare = build.prepare_material
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("clients"))
+        return prepare(*args, **kwargs)
+
+    monkeypatch.setattr(build, "prepare_material", spy)
+    # The same date again: only the edit differs (a later date may bring due dates).
+    again = build_practice_packets(db, practice, DAY1, packets_dir=packets, key=KEY)
+    assert again["states"] == {"kept": first["client_packets"] - 1, "built": 1}
+    assert asked == [[client]]
+    rebuilt = packets / practice / DAY1.isoformat() / f"{client}.zip"
+    assert verify_packet(rebuilt, KEY).intact
+    # Built from the whole practice's material, the packet is the same bytes.
+    whole = tmp_path / "whole"
+    shutil.copytree(packets, whole)
+    monkeypatch.setattr(build, "prepare_material", prepare)
+    forced = build_practice_packets(db, practice, DAY1, packets_dir=whole, key=KEY, rebuild=True)
+    assert forced["states"]["unchanged"] == forced["client_packets"]
+    assert (whole / practice / DAY1.isoformat() / f"{client}.zip").read_bytes() == (
+        rebuilt.read_bytes()
+    )

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -172,9 +172,16 @@ def prepare_material(
     settings: Settings,
     view: AuditView | None = None,
     frames: Sequence[Frame] | None = None,
+    clients: Collection[str] | None = None,
 ) -> PracticeMaterial:
     """The practice's as-of view and derived frames (the derivations only; no GX); the
-    ``view`` and ``frames`` given are used as they are (a check made them already)."""
+    ``view`` and ``frames`` given are used as they are (a check made them already).
+
+    ``clients``: only these clients' packets will be built from it, so only their rows
+    are prepared (a night that rebuilds 2 of 60 clients sorts, groups and formats 2
+    clients' records, not the practice's). A client's packet shows its own records, the
+    practice's reference tables and its own rows of the derived frames (every
+    expectation is judged row by row), so it comes out the same either way."""
     from metaudit.check.derive.common import referral_expiry
     from metaudit.check.engine import derive_family
 
@@ -182,7 +189,28 @@ def prepare_material(
         view = _practice_view(typed, as_of, practice_id, settings)
     if frames is None:
         frames = [f for family in FAMILIES for f in derive_family(family, view, settings)]
+    if clients is not None:
+        view, frames = _clients_share(view, frames, set(clients))
     return PracticeMaterial(view, frames, referral_expiry(view, settings))
+
+
+def _clients_share(
+    view: AuditView, frames: Sequence[Frame], clients: set[str]
+) -> tuple[AuditView, list[Frame]]:
+    """The rows of ``clients`` of every table and frame that names a client; the
+    practice's other tables (its own row, staff, providers) whole."""
+
+    def rows(frame: pd.DataFrame) -> pd.DataFrame:
+        if "client_id" not in frame.columns:
+            return frame
+        keep = frame["client_id"].isin(clients).fillna(False).to_numpy(dtype=bool)
+        return frame.loc[keep]
+
+    from metaudit.check.view import AuditView
+
+    tables = {name: rows(frame) for name, frame in view.tables.items()}
+    share = AuditView(as_of=view.as_of, tables=tables, practices=view.practices)
+    return share, [replace(frame, data=rows(frame.data)) for frame in frames]
 
 
 def _practice_view(
@@ -395,6 +423,7 @@ def build_client_packets(
     client_ids: Iterable[str] | None = None,
     rebuild: bool = False,
     settings: Settings | None = None,
+    judge: PacketJudge | None = None,
 ) -> list[ClientPacketSummary]:
     """Write the packet of every client with activity (or of ``client_ids``).
 
@@ -405,7 +434,10 @@ def build_client_packets(
     is written whole or not at all, and the date's index is signed at the end.
     ``settings`` are those that judged the evidence (part of the digest). When some
     clients fail, the others are still written and PacketBuildError names the
-    failed ones.
+    failed ones. ``judge``: the practice's :class:`PacketJudge` of the night when the
+    caller made one already (it hashes every record once, and knows the packets
+    ``keep_unchanged_packets`` kept); then the clients come from the judge's view, and
+    ``material`` may hold only those to build (``prepare_material(clients=...)``).
     """
     if evidence.practice_id != material.practice_id:
         raise PacketError(
@@ -421,9 +453,11 @@ def build_client_packets(
         else replace(suite, entity_type=material.entity_type(suite.frame))
         for suite in suites_of(evidence, FAMILIES)
     ]
-    known = set(material.client_ids())
+    if judge is None:
+        judge = PacketJudge(material.view, evidence, options, key, demo_key, settings)
+    known = set(judge.client_ids())
     if client_ids is None:
-        wanted = clients_with_activity(material.view, options.activity_days)
+        wanted = clients_with_activity(judge.view, options.activity_days)
     else:
         wanted = sorted(set(client_ids))
         unknown = sorted(set(wanted) - known)
@@ -432,7 +466,6 @@ def build_client_packets(
                 f"client(s) not in practice {evidence.practice_id}: {', '.join(unknown)}"
             )
     practice_id, as_of = evidence.practice_id, evidence.as_of
-    judge = _Judge(material.view, evidence, options, key, demo_key, settings)
     stamp = date.fromisoformat(as_of)
     summaries: list[ClientPacketSummary] = []
     entries: dict[str, dict[str, Any]] = {}
@@ -444,7 +477,9 @@ def build_client_packets(
             found = judge.evidence_of(client_id)
             candidates = judge.candidates(client_id)
             if not rebuild:
-                kept = _keep_in_force(options.packets_dir, client_id, candidates, found, path)
+                kept = judge.kept.get(client_id) or _keep_in_force(
+                    options.packets_dir, client_id, candidates, found, path
+                )
                 if kept is not None:
                     entries[client_id] = kept
                     summaries.append(_summary_of_entry(client_id, relative, kept, "kept"))
@@ -495,9 +530,10 @@ def build_client_packets(
     return summaries
 
 
-class _Judge:
+class PacketJudge:
     """Tonight's evidence of a practice's clients, and the packets in force it is
-    compared with: from the as-of view alone (no derived frame, nothing rendered)."""
+    compared with: from the as-of view alone (no derived frame, nothing rendered).
+    Made once a practice and night: hashing the records is its cost."""
 
     def __init__(
         self,
@@ -509,6 +545,7 @@ class _Judge:
         settings: Settings | None,
     ) -> None:
         practice_id, as_of = evidence.practice_id, evidence.as_of
+        self.view = view
         # The view's own tables: the referrals' expiry a packet shows follows from them
         # and the settings, both in the digest.
         self.record_hashes = RecordHashes(view.tables, key)
@@ -529,15 +566,29 @@ class _Judge:
         for finding in evidence.findings:
             self._findings.setdefault(finding.client_id, []).append(finding)
         self._acceptances = evidence.acceptances
+        self._evidence: dict[str, ClientEvidence] = {}
+        # What keep_unchanged_packets found: the entries of the packets it put in place,
+        # and the clients whose packets must be built.
+        self.kept: dict[str, dict[str, Any]] = {}
+        self.to_build: list[str] = []
+
+    def client_ids(self) -> list[str]:
+        """Every client of the practice in the view."""
+        clients = self.view.tables["clients"]
+        return sorted(str(c) for c in clients["client_id"].dropna().unique())
 
     def evidence_of(self, client_id: str) -> ClientEvidence:
-        findings = sort_findings(self._findings.get(client_id, ()))
-        return client_evidence(
-            self.record_hashes.client(client_id),
-            findings,
-            self.context,
-            acceptances=acceptances_table(findings, self._acceptances).to_dict("records"),
-        )
+        found = self._evidence.get(client_id)
+        if found is None:
+            findings = sort_findings(self._findings.get(client_id, ()))
+            found = client_evidence(
+                self.record_hashes.client(client_id),
+                findings,
+                self.context,
+                acceptances=acceptances_table(findings, self._acceptances).to_dict("records"),
+            )
+            self._evidence[client_id] = found
+        return found
 
     def candidates(self, client_id: str) -> list[tuple[InForce, Mapping[str, Any]]]:
         """Tonight's own entry first (a rerun of the same night), then the latest earlier
@@ -557,26 +608,33 @@ def keep_unchanged_packets(
     key: bytes,
     demo_key: bool = False,
     settings: Settings | None = None,
+    judge: PacketJudge | None = None,
 ) -> list[ClientPacketSummary] | None:
-    """When every client with activity keeps its packet in force (same evidence, file
-    intact), put them in place, sign the date's index and return their summaries,
-    without deriving or rendering anything; else None (build with build_client_packets,
-    which decides again client by client)."""
+    """Put in place the packet in force of every client with activity whose evidence is
+    tonight's (file intact), without deriving or rendering anything. When that is every
+    client, sign the date's index and return their summaries; else None, and the
+    ``judge`` (given, or made here) knows what was kept (``kept``) and which clients
+    must be built (``to_build``) for build_client_packets."""
     practice_id, as_of = evidence.practice_id, evidence.as_of
-    judge = _Judge(view, evidence, options, key, demo_key, settings)
+    if judge is None:
+        judge = PacketJudge(view, evidence, options, key, demo_key, settings)
     wanted = clients_with_activity(view, options.activity_days)
-    kept: dict[str, dict[str, Any]] = {}
+    kept = judge.kept
     for client_id in wanted:
-        candidates = judge.candidates(client_id)
-        if not candidates:
-            return None
         path = client_packet_path(options.packets_dir, practice_id, as_of, client_id)
         entry = _keep_in_force(
-            options.packets_dir, client_id, candidates, judge.evidence_of(client_id), path
+            options.packets_dir,
+            client_id,
+            judge.candidates(client_id),
+            judge.evidence_of(client_id),
+            path,
         )
         if entry is None:
-            return None
-        kept[client_id] = entry
+            judge.to_build.append(client_id)
+        else:
+            kept[client_id] = entry
+    if judge.to_build:
+        return None
     write_in_force(options.packets_dir, practice_id, as_of, kept, key=key, demo_key=demo_key)
     summaries = []
     for client_id in wanted:
@@ -899,13 +957,15 @@ def write_practice_packets(
     caller's check made them already (the nightly run's), so they are not made again."""
     practice_id = evidence.practice_id
     as_of = date.fromisoformat(evidence.as_of)
+    client_ids = None if client_ids is None else sorted(set(client_ids))
     kept = None
     if view is None:
         view = _practice_view(typed, as_of, practice_id, settings)
+    judge = PacketJudge(view, evidence, options, key, demo_key, settings)
     if not rebuild and client_ids is None:
         # An unchanged night decides from the as-of view alone: no derivation, no render.
         kept = keep_unchanged_packets(
-            view, evidence, options, key=key, demo_key=demo_key, settings=settings
+            view, evidence, options, key=key, demo_key=demo_key, settings=settings, judge=judge
         )
     if kept is not None:
         summaries = kept
@@ -913,7 +973,11 @@ def write_practice_packets(
         # tables suffice (it uses no derived frame).
         material = PracticeMaterial(view, [], pd.Series(dtype="datetime64[us]"))
     else:
-        material = prepare_material(typed, as_of, practice_id, settings, view, frames)
+        # Only the clients the judge could not keep are built: only their rows prepared.
+        clients = judge.to_build if not rebuild and client_ids is None else client_ids
+        material = prepare_material(
+            typed, as_of, practice_id, settings, view, frames, clients=clients
+        )
         summaries = build_client_packets(
             material,
             evidence,
@@ -923,6 +987,7 @@ def write_practice_packets(
             client_ids=client_ids,
             rebuild=rebuild,
             settings=settings,
+            judge=judge,
         )
     practice_path = build_practice_packet(
         material, evidence, summaries, options, month, key=key, demo_key=demo_key

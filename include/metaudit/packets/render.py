@@ -700,6 +700,16 @@ def _p(text: str, style: Any) -> Any:
     return Paragraph("<br/>".join(xml_escape(line) for line in text.split("\n")), style)
 
 
+# The longest text a table cell of a cover draws as a plain string (no wrapping): ids,
+# file names, dates and counts; anything longer (a source's unusual id) wraps.
+_SHORT_CELL = 24
+
+
+def _short(text: str, style: Any) -> Any:
+    """A cell's text as a plain string when it is short and one line, else a Paragraph."""
+    return text if len(text) <= _SHORT_CELL and "\n" not in text else _p(text, style)
+
+
 def _pdf_bytes(story: list[Any], title: str, subject: str, footer: str) -> bytes:
     from reportlab import rl_config
     from reportlab.lib.pagesizes import A4
@@ -1035,13 +1045,19 @@ def render_practice_cover_pdf(cover: PracticeCover) -> bytes:
         )
     story.append(_p("Client packets", styles["h2"]))
     columns = ("client_id", "packet", "rules_failed", "critical", "warning", "notice")
+    # Ids, file names and counts never wrap: drawn as plain strings in the cell font,
+    # not as one Paragraph a cell (a Paragraph costs more than the rest of the cover).
+    cell, cellbold = styles["cell"], styles["cellbold"]
     grid = [
         ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
         ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e6e6e6")),
+        ("FONT", (0, 0), (-1, -1), cell.fontName, cell.fontSize, cell.leading),
+        ("FONT", (0, 0), (-1, 0), cellbold.fontName, cellbold.fontSize, cellbold.leading),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
     ]
-    rows = [[_p(heading(c), styles["cellbold"]) for c in columns]]
+    rows: list[list[Any]] = [[heading(c) for c in columns]]
     for record in cover.clients[list(columns)].astype(object).itertuples(index=False, name=None):
-        rows.append([_p(cell_text(v), styles["cell"]) for v in record])
+        rows.append([_short(cell_text(v), cell) for v in record])
     if len(rows) == 1:
         story.append(_p("No client had activity in the period.", styles["body"]))
     else:
@@ -1053,11 +1069,15 @@ def render_practice_cover_pdf(cover: PracticeCover) -> bytes:
     story.append(Spacer(1, 3 * mm))
     story.append(_p("Findings of the month, rule by rule", styles["h2"]))
     rule_columns = ("rule_id", "title", "severity", "open_on_as_of", "seen_in_month")
-    rows = [[_p(heading(c), styles["cellbold"]) for c in rule_columns]]
-    for record in (
+    rows = [[heading(c) for c in rule_columns]]
+    for rule_id, title, *rest in (
         cover.rule_counts[list(rule_columns)].astype(object).itertuples(index=False, name=None)
     ):
-        rows.append([_p(cell_text(v), styles["cell"]) for v in record])
+        # Only a rule's title may need more than one line.
+        rows.append(
+            [_short(cell_text(rule_id), cell), _p(cell_text(title), cell)]
+            + [_short(cell_text(v), cell) for v in rest]
+        )
     table = Table(rows, colWidths=[18 * mm, 90 * mm, 18 * mm, 27 * mm, 27 * mm], repeatRows=1)
     table.setStyle(TableStyle(grid + _TIGHT))
     story.append(table)

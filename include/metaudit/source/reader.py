@@ -202,10 +202,7 @@ def iter_tables(
                 try:
                     frame = reader(sql) if reader else _read_with_pandas(engine, sql)
                 except _source_errors() as exc:
-                    raise SourceUnavailableError(
-                        f"cannot read table {name!r} from {redact(engine.url)}: "
-                        f"{_first_line(exc)}{_timeout_hint(exc, statement_timeout_s)}"
-                    ) from exc
+                    raise _unreadable(name, engine, exc, statement_timeout_s) from exc
                 frame = _normalise_frame(name, frame)
                 log.debug(
                     "read %s: %d rows in %.2fs", name, len(frame), time.perf_counter() - started
@@ -246,10 +243,7 @@ def iter_table_batches(
                     try:
                         frame = next(batches, None)
                     except _source_errors() as exc:
-                        raise SourceUnavailableError(
-                            f"cannot read table {name!r} from {redact(engine.url)}: "
-                            f"{_first_line(exc)}{_timeout_hint(exc, statement_timeout_s)}"
-                        ) from exc
+                        raise _unreadable(name, engine, exc, statement_timeout_s) from exc
                     if frame is None:
                         break
                     if len(frame) == 0 and not empty:
@@ -261,6 +255,16 @@ def iter_table_batches(
                     yield name, _normalise_frame(name, _empty_text(name))
     finally:
         engine.dispose()
+
+
+def _unreadable(
+    name: str, engine: sa.Engine, exc: BaseException, statement_timeout_s: float
+) -> SourceUnavailableError:
+    """The error of a table the source failed to give: source (redacted), table, cause."""
+    return SourceUnavailableError(
+        f"cannot read table {name!r} from {redact(engine.url)}: "
+        f"{_first_line(exc)}{_timeout_hint(exc, statement_timeout_s)}"
+    )
 
 
 def _empty_text(name: str) -> pd.DataFrame:
