@@ -133,6 +133,18 @@ def test_a_user_granted_nothing_sees_an_empty_ranking_and_why(site) -> None:
     assert 'class="practice"' not in response.text
 
 
+def test_an_owner_before_the_first_run_is_told_so(site) -> None:
+    site["store"].start_run("r-new", "dag", D3, [], ["PR-3"], {"PR-3": "New"})
+    context = site["client"].app.state.metaudit.get()
+    context.policy = access_policy(
+        Settings.from_dict({"practices": {"PR-3": {"packet_viewers": ["owner3"]}}})
+    )
+    response = _get(site, "owner3")
+    assert response.status_code == 200
+    assert "No practice you may see has stored results yet." in response.text
+    assert _get(site, "owner3", practice_id="PR-3").status_code == 404
+
+
 def test_an_admin_sees_the_network_ranked(site) -> None:
     html = _get(site, "dana").text
     ranked = re.findall(

@@ -151,7 +151,8 @@ def dashboard(
     else:
         visible = ctx.policy.practices_of(who, ctx.policy.viewers)
         if practice_id is None:
-            if len(visible) == 1:
+            if len(visible) == 1 and store.latest_result_date(visible[0]) is not None:
+                # A user of one practice lands on it (before its first run: the empty list).
                 practice_id = visible[0]
             else:
                 ranking = store.practice_ranking(visible, by=by)
