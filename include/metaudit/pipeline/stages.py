@@ -379,26 +379,34 @@ def stored_attribution(
     from metaudit.results.digest import FindingAttribution
     from metaudit.source.snapshot import PartitionError, read_partition_columns
 
-    def pairs(table: str, key: str, value: str) -> list[tuple[str, str]]:
+    def columns(table: str, *names: str) -> list[tuple[str, ...]]:
+        """The rows of a few text columns of a partition table (rows with a gap left out)."""
         try:
-            frame = read_partition_columns(partition, table, [key, value])
+            frame = read_partition_columns(partition, table, list(names))
         except PartitionError as exc:
-            log.warning("%s; the dashboard's %s of the findings is left out", exc, value)
+            log.warning("%s; the dashboard's staff or payers of the findings are left out", exc)
             return []
         return [
-            (k, v)
-            for k, v in zip(frame[key], frame[value], strict=True)
-            if isinstance(k, str) and isinstance(v, str)
+            row
+            for row in zip(*(frame[name] for name in names), strict=True)
+            if all(isinstance(value, str) for value in row)
         ]
 
-    sessions = [f.entity_id for f in findings if f.entity_type == "session"]
-    staff = dict(pairs("sessions", "session_id", "staff_id")) if sessions else {}
-    payer_of_policy = dict(pairs("insurance_policies", "policy_id", "payer_name"))
-    policy_of_claim = dict(pairs("claims", "claim_id", "policy_id"))
+    if not findings:
+        return {}
+    has_sessions = any(f.entity_type == "session" for f in findings)
+    has_claims = any(money.claim_id for money in exposure.values())
+    staff = {k: v for k, v in columns("sessions", "session_id", "staff_id")} if has_sessions else {}
+    policy_of_claim = (
+        {k: v for k, v in columns("claims", "claim_id", "policy_id")} if has_claims else {}
+    )
+    payer_of_policy: dict[str, str] = {}
     client_payers: dict[str, set[str]] = {}
-    for policy, client in pairs("insurance_policies", "policy_id", "client_id"):
-        if policy in payer_of_policy:
-            client_payers.setdefault(client, set()).add(payer_of_policy[policy])
+    for policy, client, payer_name in columns(
+        "insurance_policies", "policy_id", "client_id", "payer_name"
+    ):
+        payer_of_policy[policy] = payer_name
+        client_payers.setdefault(client, set()).add(payer_name)
     out: dict[str, FindingAttribution] = {}
     for finding in findings:
         claim = exposure[finding.fingerprint].claim_id if finding.fingerprint in exposure else None
