@@ -17,6 +17,7 @@ The demo signs with a published key (below), refused outside the demo.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -176,8 +177,9 @@ def load_public_keys(text: str | bytes, *, where: str) -> list[PublicKey]:
     return keys
 
 
+@functools.cache
 def demo_signing_key() -> SigningKey:
-    """The published demo key pair (NOT SECRET)."""
+    """The published demo key pair (NOT SECRET), parsed once."""
     return SigningKey(load_signing_key(DEMO_SIGNING_KEY_PEM, where="the demo key"), demo=True)
 
 
