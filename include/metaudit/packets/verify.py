@@ -428,7 +428,9 @@ def _check_ed25519(
     if not isinstance(named, str):
         result.problems.append(f"{MANIFEST_NAME}: {ED25519_KEY_ID} is not a key id")
         return False
-    own = _packet_public_key(archive, names, result)
+    # Without the HMAC, a missing public_key.pem is named by the file check (it is listed).
+    carried = public_keys is None or PUBLIC_KEY_NAME in names
+    own = _packet_public_key(archive, names, result) if carried else None
     if public_keys is None:
         chosen = own
         if chosen is None:
