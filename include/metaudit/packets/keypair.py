@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -217,10 +217,6 @@ def configured_public_keys() -> list[PublicKey]:
     return keys
 
 
-def keyring(keys: Iterable[PublicKey]) -> dict[str, PublicKey]:
-    """Public keys by key id (a key given twice counts once)."""
-    return {key.key_id: key for key in keys}
-
-
 def describe_ids(ids: Sequence[str]) -> str:
+    """Key ids for a message, sorted; "none" for none."""
     return ", ".join(sorted(ids)) if ids else "none"
