@@ -87,7 +87,8 @@ RUNTIME_DIRECT := "apache-airflow==3.3.2" "apache-airflow-providers-celery==3.26
     "celery[redis]==5.6.3" "great-expectations==1.24.1" "pandas==3.1.1" "sqlalchemy==2.1.9" \
     "sendgrid==6.12.5" "simple-icd-10-cm==1.5.0" "psycopg[binary]==3.3.9" "pymysql==1.2.4" \
     "adbc-driver-sqlite==1.13.0" "adbc-driver-postgresql==1.13.0" "pyarrow==26.0.1" \
-    "alembic==1.20.1" tqdm pyyaml "reportlab==5.1.0" "rl-accel==0.9.1" "matplotlib==3.11.2"
+    "alembic==1.20.1" tqdm pyyaml "reportlab==5.1.0" "rl-accel==0.9.1" "matplotlib==3.11.2" \
+    "cryptography==50.0.2"
 DEV_DIRECT := pytest pytest-xdist ruff mypy types-PyYAML pypdf jsonschema "hypothesis==6.170.17"
 lock:
 	rm -rf /tmp/metaudit-lock && $(PYTHON) -m venv /tmp/metaudit-lock

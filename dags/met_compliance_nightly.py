@@ -48,7 +48,9 @@ email.
 **Connections**: `met_practice_db` (the source, required), `met_results_db`
 (default: `data/results.sqlite`), `sendgrid_default` (password: API key; host:
 optional API address), `met_packet_key` (password: the packet signing key; or
-the environment variable `METAUDIT_PACKET_KEY`).
+the environment variable `METAUDIT_PACKET_KEY`), `met_packet_signing_key`
+(password: the Ed25519 private key, PEM, auditors check packets with; or
+`METAUDIT_PACKET_SIGNING_KEY`).
 """
 
 from __future__ import annotations
@@ -123,7 +125,8 @@ RETRY_POLICY = ExceptionRetryPolicy(
         ),
         _fail(
             "metaudit.packets.errors.PacketKeyError",
-            "no usable packet signing key (connection met_packet_key or METAUDIT_PACKET_KEY)",
+            "no usable packet signing key (connection met_packet_key or METAUDIT_PACKET_KEY; "
+            "the Ed25519 key: met_packet_signing_key or METAUDIT_PACKET_SIGNING_KEY)",
         ),
         _RuleAtFailureTime(
             exception="metaudit.mail.errors.MailUnavailableError",
@@ -251,8 +254,9 @@ def met_compliance_nightly() -> None:
         Email: through SendGrid when connection `sendgrid_default` has an API key (its
         host, when set, replaces the API address), else an `.eml` file in
         `data/outbox/<as_of>/`; once per practice and date unless `resend_email`.
-        Packets: signed with connection `met_packet_key` (else METAUDIT_PACKET_KEY; only
-        the demo, METAUDIT_DEMO=1, signs with the published demo key) under
+        Packets: signed with connection `met_packet_key` (else METAUDIT_PACKET_KEY) and,
+        for auditors, `met_packet_signing_key` (else METAUDIT_PACKET_SIGNING_KEY; only
+        the demo, METAUDIT_DEMO=1, signs with the published demo keys) under
         `data/packets/<practice>/`; packets that still hold are kept unless
         `rebuild_packets`. One practice's failure never stops the others: it is recorded
         against the practice and stage, and the task fails after the others finished."""
@@ -278,6 +282,7 @@ def met_compliance_nightly() -> None:
             api_key=api_key,
             host=host,
             packet_key=connections.packet_key(),
+            packet_signing_key=connections.packet_signing_key(),
             demo=config.demo_mode(),
             resend=bool(context["params"].get("resend_email")),
             rebuild=bool(context["params"].get("rebuild_packets")),

@@ -6,7 +6,9 @@
 
 Every ``change-me`` becomes a random hex secret (letters and digits, safe in
 connection JSON and URLs); ``AIRFLOW_FERNET_KEY`` becomes a Fernet key and
-``AIRFLOW_UID`` the current user's id, so files on bind mounts stay yours.
+``AIRFLOW_UID`` the current user's id, so files on bind mounts stay yours. An
+empty ``METAUDIT_PACKET_SIGNING_KEY`` gets a fresh Ed25519 key from
+``openssl genpkey`` (left empty, with a warning, without OpenSSL 3).
 Standard library only: it runs before anything is installed.
 """
 
@@ -17,6 +19,8 @@ import base64
 import logging
 import os
 import secrets
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,11 +28,26 @@ log = logging.getLogger("make_env")
 
 REPO = Path(__file__).resolve().parents[2]
 PLACEHOLDER = "change-me"
+SIGNING_KEY = "METAUDIT_PACKET_SIGNING_KEY"
 
 
 def fernet_key() -> str:
     """A Fernet key: 32 random bytes, url-safe base64 (what Airflow's FERNET_KEY takes)."""
     return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def ed25519_pem() -> str | None:
+    """A fresh Ed25519 private key (PEM, its line breaks written ``\\n``), or None
+    without an OpenSSL that makes one."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    made = subprocess.run(
+        [openssl, "genpkey", "-algorithm", "ed25519"], capture_output=True, text=True
+    )
+    if made.returncode != 0 or "PRIVATE KEY" not in made.stdout:
+        return None
+    return "\\n".join(made.stdout.strip().splitlines()) + "\\n"
 
 
 def fill(example: str, uid: int | None) -> str:
@@ -43,6 +62,14 @@ def fill(example: str, uid: int | None) -> str:
                 )
             elif name.strip() == "AIRFLOW_UID" and uid is not None:
                 value = str(uid)
+            elif name.strip() == SIGNING_KEY and not value.strip():
+                value = ed25519_pem() or ""
+                if not value:
+                    log.warning(
+                        "%s left empty (no OpenSSL 3 to make an Ed25519 key): packets "
+                        "carry the HMAC alone",
+                        SIGNING_KEY,
+                    )
             line = f"{name}={value}"
         lines.append(line)
     return "\n".join(lines) + "\n"

@@ -76,11 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
         "client and as-of date (or month) the packet is taken for: the ones given here, else "
         "those of its place in the packets folder (<practice>/<as_of>/<client>.zip or "
         "<practice>/practice-<YYYY-MM>.zip). A demo signature proves nothing and counts only "
-        "in the demo (METAUDIT_DEMO=1). Exit 0 when intact, 1 when a file is missing, added "
+        "in the demo (METAUDIT_DEMO=1). With --public-key the packet is checked without the "
+        "secret: by its Ed25519 signature, under the key among those given (and "
+        "METAUDIT_PACKET_PUBLIC_KEYS) that the manifest names; the HMAC is not checked. "
+        "Exit 0 when intact, 1 when a file is missing, added "
         "or altered, the signature does not match or the packet belongs elsewhere, 2 when it "
         "cannot check.",
     )
     verify.add_argument("packet", type=Path)
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="a PEM file of the deployment's Ed25519 public key(s) (repeatable): check without "
+        "the secret",
+    )
     verify.add_argument("--practice", default=None, metavar="ID", help="the packet's practice")
     verify.add_argument(
         "--client", default=None, metavar="ID", help="the client of a client packet"
@@ -98,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build the audit packets of one as-of date without Airflow: runs the check "
         "per practice, then writes <out>/<practice_id>/<as_of>/<client_id>.zip and "
         "<out>/<practice_id>/practice-<YYYY-MM>.zip. Signs with METAUDIT_PACKET_KEY; without "
-        "it only --demo builds (with the published demo key).",
+        "it only --demo builds (with the published demo key). For auditors, signs with the "
+        "Ed25519 key of METAUDIT_PACKET_SIGNING_KEY too (--demo: the published demo one).",
     )
     packets.add_argument("--source", required=True, help="SQLAlchemy URL or a SQLite file path")
     packets.add_argument("--as-of", type=_date, default=None, help="as-of date (default: today)")
@@ -297,7 +310,19 @@ def _verify(args: argparse.Namespace) -> int:
                 "say what the packet is: --practice, --client and --as-of for a client "
                 "packet, or --practice and --month for a practice packet"
             )
-    check = verify_packet(args.packet, place=place)
+    public_keys = None
+    if args.public_key:
+        from metaudit.packets.keypair import configured_public_keys, load_public_keys
+
+        public_keys = []
+        for path in args.public_key:
+            try:
+                text = path.read_bytes()
+            except OSError as exc:
+                raise SettingsError(f"cannot read the public key file {path}: {exc}") from None
+            public_keys.extend(load_public_keys(text, where=str(path)))
+        public_keys.extend(configured_public_keys())
+    check = verify_packet(args.packet, place=place, public_keys=public_keys)
     if check.intact:
         print(check.summary())
         return EXIT_OK
@@ -311,13 +336,16 @@ def _packets(args: argparse.Namespace) -> int:
     from metaudit.check.engine import load_source
     from metaudit.errors import SettingsError
     from metaudit.packets import build_practice_packets
+    from metaudit.packets.keypair import resolve_signing_key
     from metaudit.packets.signing import resolve_key
     from metaudit.pipeline.stages import list_practices
     from metaudit.spec.settings import Settings
 
     if args.client and (not args.practice or len(args.practice) != 1):
         raise SettingsError("--client needs exactly one --practice")
-    resolve_key(None, demo=args.demo)  # refuse before reading anything
+    # Refuse before reading anything.
+    resolve_key(None, demo=args.demo)
+    resolve_signing_key(None, demo=args.demo)
     as_of = args.as_of or date.today()
     practices = list_practices(str(args.source), args.practice)
     _progress(f"reading and typing the source as of {as_of.isoformat()}")

@@ -24,6 +24,7 @@ SOURCE_CONN_ID = "met_practice_db"
 RESULTS_CONN_ID = "met_results_db"
 SENDGRID_CONN_ID = "sendgrid_default"
 PACKET_KEY_CONN_ID = "met_packet_key"
+PACKET_SIGNING_KEY_CONN_ID = "met_packet_signing_key"
 # The SQLAlchemy driver of each database name an admin may give (a URL's scheme or an
 # Airflow connection's type): the drivers the project ships, psycopg 3 and PyMySQL.
 SQLALCHEMY_DRIVERS = {
@@ -36,6 +37,8 @@ CONFIG_ENV = "METAUDIT_CONFIG"
 DATA_DIR_ENV = "METAUDIT_DATA_DIR"
 DEMO_ENV = "METAUDIT_DEMO"
 PACKET_KEY_ENV = "METAUDIT_PACKET_KEY"
+PACKET_SIGNING_KEY_ENV = "METAUDIT_PACKET_SIGNING_KEY"
+PACKET_PUBLIC_KEYS_ENV = "METAUDIT_PACKET_PUBLIC_KEYS"
 PACKETS_DIR_ENV = "METAUDIT_PACKETS_DIR"
 SNAPSHOT_KEEP_DAYS_ENV = "METAUDIT_SNAPSHOT_KEEP_DAYS"
 AIRFLOW_API_URL_ENV = "METAUDIT_AIRFLOW_API_URL"
@@ -62,6 +65,13 @@ VARIABLES: dict[str, str] = {
     DATA_DIR_ENV: "the data folder: partitions, results, outbox, packets, the SQLite store",
     DEMO_ENV: "1 in the demo only: packets may be signed with the published demo key",
     PACKET_KEY_ENV: "the packet signing key, when the met_packet_key connection is not set",
+    PACKET_SIGNING_KEY_ENV: (
+        "the Ed25519 private key (PEM) auditors check packets with, when the "
+        "met_packet_signing_key connection is not set"
+    ),
+    PACKET_PUBLIC_KEYS_ENV: (
+        "earlier Ed25519 public keys (PEM blocks) that still verify packets after a rotation"
+    ),
     PACKETS_DIR_ENV: "where packets go, when the configuration's packets.dir is not set",
     SNAPSHOT_KEEP_DAYS_ENV: "days a failed run's partitions are kept for retries (default 7)",
     AIRFLOW_API_URL_ENV: "the Airflow REST API the packets pages post rebuilds to",
@@ -99,6 +109,16 @@ def packet_key() -> str | None:
     """The packet signing key from METAUDIT_PACKET_KEY (unstripped: a key is a secret as
     given), or None."""
     return os.environ.get(PACKET_KEY_ENV) or None
+
+
+def packet_signing_key() -> str | None:
+    """The Ed25519 private key (PEM) from METAUDIT_PACKET_SIGNING_KEY, or None."""
+    return _get(PACKET_SIGNING_KEY_ENV) or None
+
+
+def packet_public_keys() -> str | None:
+    """The earlier Ed25519 public keys (PEM blocks) from METAUDIT_PACKET_PUBLIC_KEYS, or None."""
+    return _get(PACKET_PUBLIC_KEYS_ENV) or None
 
 
 def packets_dir() -> Path | None:

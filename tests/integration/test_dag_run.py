@@ -34,6 +34,8 @@ from urllib.parse import quote
 import pandas as pd
 import pytest
 from builders import ORPHAN_SESSION, demo_source_fixture
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sendgrid_double import Recorded, Reply, SendGridDouble, error_reply
 
 from metaudit.demo import GenerationReport
@@ -46,6 +48,11 @@ ROOT = Path(__file__).resolve().parents[2]
 AS_OF = date(2026, 3, 31)
 PRACTICES = ["PR0001", "PR0002", "PR0003"]
 PACKET_KEY = "dag-test-packet-key-0123456789"
+# The deployment's Ed25519 key, given to the tasks as connection met_packet_signing_key.
+SIGNING_KEY = Ed25519PrivateKey.generate()
+SIGNING_PEM = SIGNING_KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
 API_KEY = "SG.dag-test-key-that-must-never-leak"
 AIRFLOW_UI = "https://airflow.example.org"
 LEADS = {p: f"Lead {p} <lead-{p.lower()}@practice.example>" for p in PRACTICES}
@@ -133,6 +140,9 @@ def _airflow_env(
         METAUDIT_DATA_DIR=str(data),
         METAUDIT_PACKET_KEY=PACKET_KEY,
         AIRFLOW_CONN_MET_PRACTICE_DB=json.dumps({"conn_type": "sqlite", "host": str(source)}),
+        AIRFLOW_CONN_MET_PACKET_SIGNING_KEY=json.dumps(
+            {"conn_type": "generic", "password": SIGNING_PEM}
+        ),
     )
     if sendgrid:
         # The real sendgrid client, pointed at the double by the connection's host.
@@ -484,7 +494,9 @@ def test_every_active_client_and_each_practice_gets_a_packet_that_verifies(
     first_run: dict[str, Any], demo: GenerationReport
 ) -> None:
     from metaudit.packets import verify_packet
+    from metaudit.packets.keypair import PublicKey
 
+    public = PublicKey(SIGNING_KEY.public_key())
     root = first_run["data"] / "packets"
     results = {p: r["packets"] for p, r in practice_results(first_run["run"]).items()}
     for practice_id in PRACTICES:
@@ -496,6 +508,9 @@ def test_every_active_client_and_each_practice_gets_a_packet_that_verifies(
             check = verify_packet(packet, PACKET_KEY)
             assert check.intact, check.problems
             assert not check.manifest["demo_key"]  # outside the demo, the deployment's key
+            # Signed for auditors with the key of the connection: checked without the secret.
+            assert check.ed25519_key_id == public.key_id
+            assert verify_packet(packet, public_keys=[public]).intact
         month = root / practice_id / "practice-2026-03.zip"
         check = verify_packet(month, PACKET_KEY)
         assert check.intact and check.manifest["client_packets"] == len(active)

@@ -505,7 +505,9 @@ def test_docs_create_every_secret_the_values_name_with_the_keys_the_chart_reads(
         "AIRFLOW_CONN_MET_RESULTS_DB",
         "AIRFLOW_CONN_SENDGRID_DEFAULT",
         "METAUDIT_PACKET_KEY",
+        "METAUDIT_PACKET_SIGNING_KEY",
     }
+    assert "BEGIN PRIVATE KEY" in docs_secrets[connections]["METAUDIT_PACKET_SIGNING_KEY"]
     for conn in ("MET_PRACTICE_DB", "MET_RESULTS_DB", "SENDGRID_DEFAULT"):
         json.loads(docs_secrets[connections][f"AIRFLOW_CONN_{conn}"])  # Airflow's JSON form
     # Generated values differ from each other (no secret reused for another purpose).
@@ -515,6 +517,7 @@ def test_docs_create_every_secret_the_values_name_with_the_keys_the_chart_reads(
         docs_secrets[ours["jwtSecretName"]]["jwt-secret"],
         docs_secrets[ours["redis"]["passwordSecretName"]]["password"],
         docs_secrets[connections]["METAUDIT_PACKET_KEY"],
+        docs_secrets[connections]["METAUDIT_PACKET_SIGNING_KEY"],
     ]
     assert len(set(generated)) == len(generated)
 

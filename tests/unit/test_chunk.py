@@ -10,12 +10,15 @@ it and its stage while the others finish.
 from __future__ import annotations
 
 import json
+import zipfile
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 from builders import demo_source_fixture
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from metaudit.check.engine import load_source
 from metaudit.demo import GenerationReport
@@ -27,6 +30,14 @@ from metaudit.source.snapshot import write_partitions
 AS_OF = date(2026, 3, 31)
 PRACTICES = ["PR0001", "PR0002", "PR0003"]
 PACKET_KEY = "chunk-test-packet-key-0123456789"
+# The Ed25519 key the task passes on from its connection (Ed25519 signing is deterministic).
+SIGNING_KEY = (
+    Ed25519PrivateKey.generate()
+    .private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    .decode()
+)
 
 demo = demo_source_fixture(as_of=AS_OF, sessions=900, practices=3)
 
@@ -177,7 +188,12 @@ def _run_chunk(
     task = chunk.TaskRef(dag_id="met_compliance_nightly", run_id="r1", task_id="audit")
     try:
         return store_url, chunk.audit_chunk(
-            store_url, work, task, is_final=is_final, packet_key=PACKET_KEY
+            store_url,
+            work,
+            task,
+            is_final=is_final,
+            packet_key=PACKET_KEY,
+            packet_signing_key=SIGNING_KEY,
         )
     except Exception as exc:
         return store_url, exc
@@ -253,11 +269,14 @@ def test_a_failure_a_retry_may_mend_is_raised_after_the_others_finished(
             audit_dir=tmp_path / "data" / "results" / day / practice_id,
             packets_dir=alone,
             key=PACKET_KEY,
+            signing_key=SIGNING_KEY,
             typed=read_partition(Path(partitions[practice_id]), practice_id),
         )
         grouped = sorted((tmp_path / "data" / "packets" / practice_id / day).glob("*.zip"))
         own = sorted((alone / practice_id / day).glob("*.zip"))
         assert [p.name for p in grouped] == [p.name for p in own]
         assert all(a.read_bytes() == b.read_bytes() for a, b in zip(grouped, own, strict=True))
+        with zipfile.ZipFile(grouped[0]) as archive:
+            assert {"manifest.sig", "public_key.pem", "VERIFY.txt"} <= set(archive.namelist())
         compared += len(own)
     assert compared >= 3

@@ -551,3 +551,43 @@ def test_an_accepted_finding_stays_in_the_packets_with_its_acceptance(built, tmp
     # Withdrawn: the evidence is the first night's again.
     back = build_client_packets(built.material, built.evidence, options, key=KEY)
     assert [s.state for s in back] == ["built"] and ACCEPTANCES_FILE not in _entries(path)
+
+
+def test_a_signing_key_rebuilds_the_packets_once_and_its_fingerprint_is_on_the_covers(
+    built, tmp_path
+):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from metaudit.packets.keypair import SigningKey
+
+    options = PacketOptions(packets_dir=tmp_path / "p")
+    common = {"key": KEY, "settings": built.settings}
+    hmac_only = build_client_packets(built.material, built.evidence, options, **common)
+    assert [s.state for s in hmac_only] == ["built"]
+    # The Ed25519 key is part of the evidence: a packet built without it is rebuilt once.
+    signer = SigningKey(Ed25519PrivateKey.generate())
+    signed = build_client_packets(built.material, built.evidence, options, signer=signer, **common)
+    assert [s.state for s in signed] == ["built"]
+    again = build_client_packets(built.material, built.evidence, options, signer=signer, **common)
+    assert [s.state for s in again] == ["kept"]
+    rotated = SigningKey(Ed25519PrivateKey.generate())
+    after_rotation = build_client_packets(
+        built.material, built.evidence, options, signer=rotated, **common
+    )
+    assert [s.state for s in after_rotation] == ["built"]
+    path = options.packets_dir / "PR-1" / "2026-03-31" / "CL-1.zip"
+    check = verify_packet(path, public_keys=[rotated.public])
+    assert check.intact, check.problems
+    assert check.ed25519_key_id == rotated.public.key_id
+    assert verify_packet(path, KEY).intact
+    cover = " ".join(_cover_text(_entries(path)["cover.pdf"]).split())
+    assert rotated.public.grouped_fingerprint in cover and rotated.public.key_id in cover
+    assert "VERIFY.txt" in cover
+    practice = build_practice_packet(
+        built.material, built.evidence, after_rotation, options, key=KEY, signer=rotated
+    )
+    check = verify_packet(practice, public_keys=[rotated.public])
+    assert check.intact, check.problems
+    cover = " ".join(_cover_text(_entries(practice)["cover.pdf"]).split())
+    assert rotated.public.grouped_fingerprint in cover
+    assert "practice PR-1's packet for 2026-03" in _entries(practice)["VERIFY.txt"].decode()

@@ -339,3 +339,41 @@ def test_a_night_with_one_changed_client_builds_only_its_packet(tmp_path, monkey
     assert (whole / practice / DAY1.isoformat() / f"{client}.zip").read_bytes() == (
         rebuilt.read_bytes()
     )
+
+
+def test_a_new_ed25519_key_rebuilds_every_packet_once_and_old_ones_still_verify(
+    source, tmp_path, monkeypatch
+):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from metaudit.packets.keypair import PublicKey
+
+    monkeypatch.delenv("METAUDIT_PACKET_SIGNING_KEY", raising=False)
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = PublicKey(private.public_key())
+    packets = tmp_path / "packets"
+    # A night before the deployment had a signing key: the HMAC alone.
+    assert _night(source, DAY1, packets)["states"] == {"built": 1}
+    old = tmp_path / "before-the-key.zip"
+    old.write_bytes(_packet(packets, DAY1).read_bytes())
+    # The signing key is part of the evidence: with it, the packet in force is rebuilt
+    # (once), though the records stand as they were.
+    summary = _night(source, DAY1, packets, signing_key=pem)
+    assert summary["states"] == {"built": 1} and summary["ed25519_key_id"] == public.key_id
+    manifest = _manifest(_packet(packets, DAY1))
+    assert manifest["ed25519_key_id"] == public.key_id
+    assert manifest["evidence"]["records_unchanged_since"] == DAY1.isoformat()
+    # The next night, the same key: the packet in force serves.
+    assert _night(source, DAY2, packets, signing_key=pem)["states"] == {"kept": 1}
+    assert verify_packet(_packet(packets, DAY2), KEY).in_force_on == DAY2.isoformat()
+    assert verify_packet(_packet(packets, DAY1), public_keys=[public]).intact
+    # In force on a later date says the date's index, which only the HMAC key checks.
+    (problem,) = verify_packet(_packet(packets, DAY2), public_keys=[public]).problems
+    assert "signed with the HMAC key" in problem
+    # The packet built before the key still verifies with the HMAC key, as it always did.
+    check = verify_packet(old, KEY)
+    assert check.intact and check.ed25519_key_id is None

@@ -357,6 +357,7 @@ def persisted(
     monkeypatch.setenv("METAUDIT_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("METAUDIT_CONFIG", raising=False)
     monkeypatch.delenv("METAUDIT_PACKET_KEY", raising=False)
+    monkeypatch.delenv("METAUDIT_PACKET_SIGNING_KEY", raising=False)
     monkeypatch.delenv("METAUDIT_PACKETS_DIR", raising=False)
     store_url = f"sqlite:///{tmp_path / 'results.sqlite'}"
     source = str(demo.database)
@@ -532,6 +533,32 @@ def test_packets_are_built_signed_then_kept_and_refused_without_a_key(
         stages.build_packets(persisted["persisted"], rebuild=True)
     demo_built = stages.build_packets(persisted["persisted"], demo=True, rebuild=True)
     assert demo_built["demo_key"] and demo_built["states"] == {"built": len(packets)}
+    # The demo signs for auditors with its published Ed25519 key too.
+    from metaudit.packets.keypair import demo_signing_key
+
+    assert demo_built["ed25519_key_id"] == demo_signing_key().public.key_id
+    assert built["ed25519_key_id"] is None  # no signing key: the HMAC alone
+
+
+def test_packets_are_signed_with_the_ed25519_key_the_task_passes(
+    persisted: dict[str, Any],
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from metaudit.packets import verify_packet
+    from metaudit.packets.keypair import PublicKey
+
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    built = stages.build_packets(persisted["persisted"], key=PACKET_KEY, signing_key=pem)
+    public = PublicKey(private.public_key())
+    assert built["ed25519_key_id"] == public.key_id
+    packets = sorted(Path(built["folder"]).glob("*.zip"))
+    assert packets and all(verify_packet(p, public_keys=[public]).intact for p in packets)
+    assert verify_packet(Path(built["practice_packet"]), public_keys=[public]).intact
 
 
 def test_packets_carry_the_acceptances_the_store_holds_for_the_date(

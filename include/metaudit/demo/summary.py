@@ -150,7 +150,14 @@ def _verify_hint(packet: Path) -> str:
     from metaudit.packets.build import read_manifest
 
     command = shown(Path(sys.executable).parent / "metaudit")
-    if read_manifest(packet).get("demo_key"):
+    manifest = read_manifest(packet)
+    auditor = (
+        "      or with no key, as an auditor does: unzip it and run the commands of its "
+        "VERIFY.txt (openssl, sha256sum)\n"
+        if manifest.get("ed25519_key_id")
+        else ""
+    )
+    if manifest.get("demo_key"):
         # Only `make demo` prints the demo key, and only with METAUDIT_DEMO=1: outside the
         # demo, `verify` refuses demo signatures (anybody can make one).
         env = f"{DEMO_ENV}=1 {KEY_ENV}={DEMO_PACKET_KEY.decode('ascii')}"
@@ -161,6 +168,7 @@ def _verify_hint(packet: Path) -> str:
     return (
         f"  Check a packet ({note}):\n"
         f"      {env} {command} verify {shown(packet)}\n"
+        f"{auditor}"
         "  Open an email: any .eml above opens in a mail program.\n"
     )
 

@@ -61,6 +61,7 @@ from metaudit.packets.inforce import (
     read_in_force,
     write_in_force,
 )
+from metaudit.packets.keypair import SigningKey, resolve_signing_key
 from metaudit.packets.layout import (
     PACKETS_DIR_ENV as PACKETS_DIR_ENV,
 )
@@ -71,12 +72,7 @@ from metaudit.packets.layout import (
     practice_packet_path,
 )
 from metaudit.packets.retention import apply_retention
-from metaudit.packets.signing import (
-    MANIFEST_NAME,
-    build_manifest,
-    manifest_bytes,
-    resolve_key,
-)
+from metaudit.packets.signing import MANIFEST_NAME, resolve_key, sign_packet
 from metaudit.paths import write_atomic
 from metaudit.results.digest import FindingAcceptance
 from metaudit.spec import rulebook
@@ -256,6 +252,7 @@ def client_packet_files(
     *,
     key: bytes,
     demo_key: bool = False,
+    signer: SigningKey | None = None,
     activity_days: int = DEFAULT_ACTIVITY_DAYS,
     provenance: Mapping[str, Any] | None = None,
     timings: dict[str, float] | None = None,
@@ -280,6 +277,8 @@ def client_packet_files(
             cover = replace(
                 cover, records_unchanged_since=provenance.get("records_unchanged_since")
             )
+        if signer is not None:
+            cover = replace(cover, signing_key=_signing_line(signer))
         documents = record_documents(material, client_id)
         all_series = chart_series(records)
     who = f"Client {client_id}, practice {cover.practice_id}, records as of {cover.as_of}"
@@ -323,7 +322,7 @@ def client_packet_files(
         "audit_period": {"start": cover.period_start, "end": cover.period_end},
     }
     with step("manifest"):
-        manifest = build_manifest(
+        return sign_packet(
             files,
             kind="client",
             as_of=evidence.as_of,
@@ -331,10 +330,15 @@ def client_packet_files(
             client_id=client_id,
             key=key,
             demo_key=demo_key,
+            signer=signer,
             extra={"summary": summary, **({"evidence": dict(provenance)} if provenance else {})},
         )
-        files[MANIFEST_NAME] = manifest_bytes(manifest)
-    return files
+
+
+def _signing_line(signer: SigningKey) -> str:
+    """What a cover says of the Ed25519 key (its fingerprint, for the auditor to compare)."""
+    public = signer.public
+    return f"Ed25519 key {public.key_id}, fingerprint SHA-256 {public.grouped_fingerprint}"
 
 
 def _prepared(
@@ -420,6 +424,7 @@ def build_client_packets(
     *,
     key: bytes,
     demo_key: bool = False,
+    signer: SigningKey | None = None,
     client_ids: Iterable[str] | None = None,
     rebuild: bool = False,
     settings: Settings | None = None,
@@ -454,7 +459,7 @@ def build_client_packets(
         for suite in suites_of(evidence, FAMILIES)
     ]
     if judge is None:
-        judge = PacketJudge(material.view, evidence, options, key, demo_key, settings)
+        judge = PacketJudge(material.view, evidence, options, key, demo_key, settings, signer)
     known = set(judge.client_ids())
     if client_ids is None:
         wanted = clients_with_activity(judge.view, options.activity_days)
@@ -500,6 +505,7 @@ def build_client_packets(
                 client_id,
                 key=key,
                 demo_key=demo_key,
+                signer=signer,
                 activity_days=options.activity_days,
                 provenance=evidence_record(found, since),
             )
@@ -543,6 +549,7 @@ class PacketJudge:
         key: bytes,
         demo_key: bool,
         settings: Settings | None,
+        signer: SigningKey | None = None,
     ) -> None:
         practice_id, as_of = evidence.practice_id, evidence.as_of
         self.view = view
@@ -557,6 +564,7 @@ class PacketJudge:
             suites_of(evidence, FAMILIES),
             key=key,
             demo_key=demo_key,
+            signer=signer,
             activity_days=options.activity_days,
             reference=self.record_hashes.reference,
         )
@@ -607,6 +615,7 @@ def keep_unchanged_packets(
     *,
     key: bytes,
     demo_key: bool = False,
+    signer: SigningKey | None = None,
     settings: Settings | None = None,
     judge: PacketJudge | None = None,
 ) -> list[ClientPacketSummary] | None:
@@ -617,7 +626,7 @@ def keep_unchanged_packets(
     must be built (``to_build``) for build_client_packets."""
     practice_id, as_of = evidence.practice_id, evidence.as_of
     if judge is None:
-        judge = PacketJudge(view, evidence, options, key, demo_key, settings)
+        judge = PacketJudge(view, evidence, options, key, demo_key, settings, signer)
     wanted = clients_with_activity(view, options.activity_days)
     kept = judge.kept
     for client_id in wanted:
@@ -835,6 +844,7 @@ def practice_packet_files(
     *,
     key: bytes,
     demo_key: bool = False,
+    signer: SigningKey | None = None,
     activity_days: int = DEFAULT_ACTIVITY_DAYS,
 ) -> dict[str, bytes]:
     """Every file of the practice's packet for the month of the as-of date."""
@@ -870,6 +880,7 @@ def practice_packet_files(
         clients=clients,
         rule_counts=rule_counts,
         demo_key=demo_key,
+        signing_key=_signing_line(signer) if signer is not None else None,
     )
     start, end = audit_period(pd.Timestamp(as_of), activity_days)
     files = {
@@ -882,7 +893,7 @@ def practice_packet_files(
     accepted = acceptances_table(evidence.findings, evidence.acceptances)
     if len(accepted):
         files[ACCEPTANCES_FILE] = render.render_csv(accepted, list(ACCEPTANCE_COLUMNS))
-    manifest = build_manifest(
+    return sign_packet(
         files,
         kind="practice",
         as_of=as_of,
@@ -890,6 +901,7 @@ def practice_packet_files(
         client_id=None,
         key=key,
         demo_key=demo_key,
+        signer=signer,
         extra={
             "period": period,
             "audit_dates": sorted(month),
@@ -900,8 +912,6 @@ def practice_packet_files(
             },
         },
     )
-    files[MANIFEST_NAME] = manifest_bytes(manifest)
-    return files
 
 
 def build_practice_packet(
@@ -913,6 +923,7 @@ def build_practice_packet(
     *,
     key: bytes,
     demo_key: bool = False,
+    signer: SigningKey | None = None,
 ) -> Path:
     """Write the practice's month-to-date packet (replaced by each later as-of date of the month)."""
     files = practice_packet_files(
@@ -922,6 +933,7 @@ def build_practice_packet(
         month or {},
         key=key,
         demo_key=demo_key,
+        signer=signer,
         activity_days=options.activity_days,
     )
     path = practice_packet_path(options.packets_dir, evidence.practice_id, evidence.as_of)
@@ -944,6 +956,7 @@ def write_practice_packets(
     *,
     key: bytes,
     demo_key: bool = False,
+    signer: SigningKey | None = None,
     rebuild: bool = False,
     client_ids: Iterable[str] | None = None,
     view: AuditView | None = None,
@@ -961,11 +974,18 @@ def write_practice_packets(
     kept = None
     if view is None:
         view = _practice_view(typed, as_of, practice_id, settings)
-    judge = PacketJudge(view, evidence, options, key, demo_key, settings)
+    judge = PacketJudge(view, evidence, options, key, demo_key, settings, signer)
     if not rebuild and client_ids is None:
         # An unchanged night decides from the as-of view alone: no derivation, no render.
         kept = keep_unchanged_packets(
-            view, evidence, options, key=key, demo_key=demo_key, settings=settings, judge=judge
+            view,
+            evidence,
+            options,
+            key=key,
+            demo_key=demo_key,
+            signer=signer,
+            settings=settings,
+            judge=judge,
         )
     if kept is not None:
         summaries = kept
@@ -984,13 +1004,14 @@ def write_practice_packets(
             options,
             key=key,
             demo_key=demo_key,
+            signer=signer,
             client_ids=client_ids,
             rebuild=rebuild,
             settings=settings,
             judge=judge,
         )
     practice_path = build_practice_packet(
-        material, evidence, summaries, options, month, key=key, demo_key=demo_key
+        material, evidence, summaries, options, month, key=key, demo_key=demo_key, signer=signer
     )
     removed: list[str] = []
     if client_ids is None:
@@ -1009,6 +1030,7 @@ def build_practice_packets(
     audit_dir: Path | str | None = None,
     packets_dir: Path | str | None = None,
     key: bytes | str | None = None,
+    signing_key: str | bytes | None = None,
     demo: bool = False,
     rebuild: bool = False,
     client_ids: Iterable[str] | None = None,
@@ -1032,12 +1054,24 @@ def build_practice_packets(
     typed source, or the practice's partition of it) saves reading ``source``,
     which may then be None. ``key``
     defaults to ``METAUDIT_PACKET_KEY``; without a key only ``demo`` builds
-    (with the published demo key). Returns a JSON-ready summary (fit for XCom).
+    (with the published demo key). ``signing_key``, the Ed25519 private key (PEM) that
+    signs for auditors, defaults to ``METAUDIT_PACKET_SIGNING_KEY`` (the demo's
+    published one in the demo; without one the packets carry the HMAC alone).
+    Returns a JSON-ready summary (fit for XCom).
     """
     from metaudit.check.engine import check_typed, load_source
     from metaudit.spec.settings import Settings
 
     secret, demo_key = resolve_key(key, demo=demo)
+    signer = resolve_signing_key(signing_key, demo=demo)
+    if signer is None:
+        log.warning(
+            "packets of practice %s are signed with the HMAC only: auditors cannot check "
+            "them without the deployment's secret; set the packet signing key (docs/packets.md)",
+            practice_id,
+        )
+    # A packet any part of whose signature anybody can make is a demo packet.
+    demo_key = demo_key or (signer is not None and signer.demo)
     settings = Settings.load(Path(config) if config else None)
     options = packet_options(settings, packets_dir)
     day_iso = as_of.isoformat()
@@ -1066,6 +1100,7 @@ def build_practice_packets(
         settings,
         key=secret,
         demo_key=demo_key,
+        signer=signer,
         rebuild=rebuild,
         client_ids=client_ids,
         view=view,
@@ -1092,6 +1127,7 @@ def build_practice_packets(
         "folder": str(folder_path),
         "practice_packet": str(practice_path),
         "demo_key": demo_key,
+        "ed25519_key_id": signer.public.key_id if signer is not None else None,
         "retention": options.retention,
         "dates_removed": removed,
     }

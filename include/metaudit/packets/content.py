@@ -1031,6 +1031,8 @@ class Cover:
     # The first as-of date from which the client's records stood as they are here
     # (metaudit.packets.evidence); None when not known.
     records_unchanged_since: str | None = None
+    # The Ed25519 key that signs the packet for auditors (id and fingerprint), or None.
+    signing_key: str | None = None
 
     def counts(self) -> dict[str, int]:
         counts = {PASS: 0, FAIL: 0, NOT_APPLICABLE: 0}

@@ -7,7 +7,8 @@ A client's packet is rebuilt only when what it proves changed. That is
 - the client's findings (without their ``as_of`` field, which changes nightly);
 - the rulebook, the Great Expectations suites and the settings that judged
   them, the packet's audit period (``packets.activity_days``);
-- the signing key (by its public fingerprint, never the key itself);
+- the signing keys (the HMAC key by its public fingerprint, never the key itself;
+  the Ed25519 key by its key id, or its absence);
 - the packet format and the code version that renders it.
 
 Deciding costs no rendering and no reading of old packets: one vectorised
@@ -41,12 +42,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from metaudit.packets.content import SuiteRef
+    from metaudit.packets.keypair import SigningKey
     from metaudit.spec.findings import Finding
     from metaudit.spec.settings import Settings
 
 # Bump when the same evidence gives a different packet (the renderers changed what
-# they write): every packet is then rebuilt once on the next night.
-EVIDENCE_FORMAT = "metaudit-evidence/1"
+# they write): every packet is then rebuilt once on the next night. 2: the Ed25519
+# signature for auditors (VERIFY.txt, the key's fingerprint on the cover).
+EVIDENCE_FORMAT = "metaudit-evidence/2"
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,10 @@ def practice_context(
     demo_key: bool,
     activity_days: int,
     reference: str = "",
+    signer: SigningKey | None = None,
 ) -> str:
     """The digest of everything a practice's client packets share: rulebook, suites,
-    the settings that judge the practice, the key's fingerprint, the formats, and the
+    the settings that judge the practice, the keys' fingerprints, the formats, and the
     ``reference`` tables' digest (:attr:`RecordHashes.reference`). Computed once per
     practice and night."""
     suite_part = [
@@ -109,6 +113,9 @@ def practice_context(
         "suites": suite_part,
         "key_id": key_id(key),
         "demo_key": demo_key,
+        # A new or rotated Ed25519 key, or one added to a deployment that had none,
+        # rebuilds every packet once: each names its key and carries its public key.
+        "ed25519_key_id": signer.public.key_id if signer is not None else None,
         "activity_days": activity_days,
         "reference": reference,
     }

@@ -928,6 +928,15 @@ def _wrapped_title(title: str, width: float) -> tuple[str, ...]:
     return _wrap(title, width)
 
 
+def _signed_for_auditors(signing_key: str, styles: Mapping[str, Any]) -> Any:
+    """The cover's line on the Ed25519 signature: the fingerprint an auditor compares."""
+    return _p(
+        f"Signed with {signing_key}. Compare it with the fingerprint the practice gives you; "
+        "VERIFY.txt tells how to check the packet with OpenSSL and sha256sum.",
+        styles["small"],
+    )
+
+
 def render_cover_pdf(cover: Cover) -> bytes:
     """The client packet's cover: who, payer, referral, episode, and all 50 rules' status."""
     from reportlab.lib.units import mm
@@ -959,6 +968,8 @@ def render_cover_pdf(cover: Cover) -> bytes:
                 styles["cellbold"],
             )
         )
+    if cover.signing_key:
+        story.append(_signed_for_auditors(cover.signing_key, styles))
     story.append(Spacer(1, 3 * mm))
     client = cover.client_name or "name not recorded"
     if cover.date_of_birth:
@@ -1023,6 +1034,7 @@ class PracticeCover:
     clients: pd.DataFrame  # the client summary rows (clients.csv)
     rule_counts: pd.DataFrame  # rule_id, title, severity, open on as_of, seen in the month
     demo_key: bool = False
+    signing_key: str | None = None  # the Ed25519 key's id and fingerprint, or None
 
 
 def render_practice_cover_pdf(cover: PracticeCover) -> bytes:
@@ -1043,6 +1055,8 @@ def render_practice_cover_pdf(cover: PracticeCover) -> bytes:
                 styles["cellbold"],
             )
         )
+    if cover.signing_key:
+        story.append(_signed_for_auditors(cover.signing_key, styles))
     story.append(_p("Client packets", styles["h2"]))
     columns = ("client_id", "packet", "rules_failed", "critical", "warning", "notice")
     # Ids, file names and counts never wrap: drawn as plain strings in the cell font,

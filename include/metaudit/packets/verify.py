@@ -8,6 +8,14 @@ A packet is intact when
   no directory entries;
 - its manifest (at most :data:`MAX_MANIFEST_BYTES`) is signed under the
   deployment's key, which is not the published demo key outside the demo;
+- when the manifest names an Ed25519 key (``ed25519_key_id``; packets built
+  before had none and are checked by the HMAC alone), ``manifest.sig`` is that
+  key's signature of the manifest's bytes, ``SHA256SUMS.sig`` of ``SHA256SUMS``,
+  ``SHA256SUMS`` is exactly the manifest's list and ``public_key.pem`` the key.
+  With the HMAC key the packet's own public key is used (the HMAC vouches for
+  it); without it (``public_keys``: an auditor's, or the deployment's current and
+  earlier keys) the HMAC is skipped and the key is picked by its id among the
+  given ones, so nothing in the packet is trusted but what that key signed;
 - the manifest says the packet is the one its place claims (kind, practice,
   client, as-of date or month), when a place is given;
 - the zip holds exactly the files the manifest lists, each with the listed
@@ -32,16 +40,25 @@ import struct
 import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
 from metaudit.packets.errors import PacketError
+from metaudit.packets.keypair import SIGNATURE_SIZE, PublicKey, describe_ids, load_public_keys
 from metaudit.packets.signing import (
     DEMO_PACKET_KEY,
+    DETACHED_SIGNATURES,
+    ED25519_KEY_ID,
     MANIFEST_NAME,
+    MANIFEST_SIGNATURE_NAME,
+    PUBLIC_KEY_NAME,
+    SUMS_NAME,
+    SUMS_SIGNATURE_NAME,
     key_id,
+    sha256sums,
     signature,
     verification_key,
 )
@@ -52,6 +69,8 @@ PRACTICE = "practice"
 # Far above what a packet holds (a few hundred files, a manifest of a few hundred KB).
 MAX_ENTRIES = 10_000
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# A PEM Ed25519 public key is 113 bytes.
+MAX_PUBLIC_KEY_BYTES = 4096
 _CHUNK = 64 * 1024
 MONTH_FILE = re.compile(r"practice-(\d{4}-\d{2})\.zip")
 _DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -118,6 +137,10 @@ class Verification:
     manifest: dict[str, Any] = field(default_factory=dict)
     files_checked: int = 0
     demo_key: bool = False  # signed with the published demo key (proves nothing)
+    # The Ed25519 key whose signature was checked (its id), or None (HMAC only).
+    ed25519_key_id: str | None = None
+    # Checked without the HMAC key, by the public key alone.
+    hmac_checked: bool = True
     # A client packet built on an earlier date and in force on this later one (the
     # date's signed index says so): the later as-of date.
     in_force_on: str | None = None
@@ -133,9 +156,16 @@ class Verification:
         if manifest.get("period"):
             who += f" packet for {manifest['period']}"
         demo = " (demo key: proves nothing)" if self.demo_key else ""
+        signatures = []
+        if self.hmac_checked:
+            signatures.append(f"HMAC signature valid (key {manifest.get('key_id')})")
+        if self.ed25519_key_id:
+            signatures.append(f"Ed25519 signature valid (key {self.ed25519_key_id})")
+        if not self.hmac_checked:
+            signatures.append("HMAC not checked (no secret)")
         line = (
             f"{self.packet}: intact; {self.files_checked} files match the manifest, "
-            f"signature valid (key {manifest.get('key_id')}){demo}; {who} of practice "
+            f"{', '.join(signatures)}{demo}; {who} of practice "
             f"{manifest.get('practice_id')} as of {manifest.get('as_of')}"
         )
         if self.in_force_on:
@@ -152,8 +182,11 @@ def verify_packet(
     place: PacketPlace | None = None,
     demo: bool | None = None,
     data: bytes | None = None,
+    public_keys: Sequence[PublicKey] | None = None,
 ) -> Verification:
-    """Check ``path`` against its manifest with ``key`` (default ``METAUDIT_PACKET_KEY``).
+    """Check ``path`` against its manifest with ``key`` (default ``METAUDIT_PACKET_KEY``),
+    or, when ``public_keys`` are given, without any secret: by the Ed25519 signature of
+    the key among them that the manifest names (the HMAC is then not checked).
 
     ``place`` is what the packet is claimed to be (default: what its path says under
     the packets layout, if it is laid out so); the manifest must say the same.
@@ -161,15 +194,15 @@ def verify_packet(
     ``data``, when given, is the packet's bytes as read from ``path`` (a download
     checks exactly the bytes it serves).
 
-    Raises PacketKeyError without a key and PacketError when the file cannot be
-    opened at all; every other problem lands in ``Verification.problems``.
+    Raises PacketKeyError without a key (or public keys) and PacketError when the file
+    cannot be opened at all; every other problem lands in ``Verification.problems``.
     """
-    secret = verification_key(key)
+    secret = verification_key(key) if public_keys is None else None
     if demo is None:
         from metaudit.config import demo_mode
 
         demo = demo_mode()
-    result = Verification(packet=str(path))
+    result = Verification(packet=str(path), hmac_checked=secret is not None)
     if data is None and not path.is_file():
         raise PacketError(f"no such packet file: {path}")
     laid_out = place_of_path(path)
@@ -201,12 +234,17 @@ def verify_packet(
         if MANIFEST_NAME not in names:
             result.problems.append(f"{MANIFEST_NAME}: missing")
             return result
-        manifest = _read_manifest(archive, result)
-        if manifest is None:
+        read = _read_manifest(archive, result)
+        if read is None:
             return result
+        manifest, manifest_raw = read
         result.manifest = manifest
-        if not _check_signature(manifest, secret, result):
-            # Nothing unsigned is trusted, not even the sizes: no member is read.
+        if secret is not None:
+            if not _check_signature(manifest, secret, result):
+                # Nothing unsigned is trusted, not even the sizes: no member is read.
+                return result
+            _check_ed25519(archive, names, manifest, manifest_raw, None, result)
+        elif not _check_ed25519(archive, names, manifest, manifest_raw, public_keys or (), result):
             return result
         _check_demo(manifest, secret, demo, result)
         # The packets folder, when the packet sits at the place it is taken for: where
@@ -214,7 +252,10 @@ def verify_packet(
         packets_dir = path.parent.parent.parent if place is not None and place == laid_out else None
         _check_place(manifest, place, result, secret, packets_dir)
         listed = _listed_files(manifest, result)
-        present = {info.filename: info for info in entries if info.filename != MANIFEST_NAME}
+        unlisted = {MANIFEST_NAME}
+        if manifest.get(ED25519_KEY_ID) is not None:
+            unlisted.update(DETACHED_SIGNATURES)
+        present = {info.filename: info for info in entries if info.filename not in unlisted}
         for name in sorted(set(listed) - set(present)):
             result.problems.append(f"{name}: missing")
         for name in sorted(set(present) - set(listed)):
@@ -282,7 +323,10 @@ def _check_layout(
         )
 
 
-def _read_manifest(archive: zipfile.ZipFile, result: Verification) -> dict[str, Any] | None:
+def _read_manifest(
+    archive: zipfile.ZipFile, result: Verification
+) -> tuple[dict[str, Any], bytes] | None:
+    """The manifest and its bytes as stored (what the Ed25519 signature signs)."""
     info = archive.getinfo(MANIFEST_NAME)
     if info.file_size > MAX_MANIFEST_BYTES:
         result.problems.append(
@@ -311,7 +355,7 @@ def _read_manifest(archive: zipfile.ZipFile, result: Verification) -> dict[str, 
     if not isinstance(data, dict):
         result.problems.append(f"{MANIFEST_NAME}: not a JSON object")
         return None
-    return data
+    return data, raw
 
 
 def _check_signature(manifest: dict[str, Any], key: bytes, result: Verification) -> bool:
@@ -335,9 +379,12 @@ def _check_signature(manifest: dict[str, Any], key: bytes, result: Verification)
     return True
 
 
-def _check_demo(manifest: dict[str, Any], key: bytes, demo: bool, result: Verification) -> None:
+def _check_demo(
+    manifest: dict[str, Any], key: bytes | None, demo: bool, result: Verification
+) -> None:
     """A signature under the published demo key proves nothing: it counts only in the demo."""
-    if key == DEMO_PACKET_KEY or manifest.get("demo_key") is True:
+    demo_ed25519 = result.ed25519_key_id is not None and result.ed25519_key_id == _demo_key_id()
+    if key == DEMO_PACKET_KEY or manifest.get("demo_key") is True or demo_ed25519:
         result.demo_key = True
         if not demo:
             result.problems.append(
@@ -346,11 +393,167 @@ def _check_demo(manifest: dict[str, Any], key: bytes, demo: bool, result: Verifi
             )
 
 
+def _demo_key_id() -> str:
+    from metaudit.packets.keypair import demo_signing_key
+
+    return demo_signing_key().public.key_id
+
+
+def _check_ed25519(
+    archive: zipfile.ZipFile,
+    names: list[str],
+    manifest: dict[str, Any],
+    manifest_raw: bytes,
+    public_keys: Sequence[PublicKey] | None,
+    result: Verification,
+) -> bool:
+    """Check the Ed25519 signatures (module docstring); False when the manifest's own
+    signature does not hold, so that nothing it lists is trusted.
+
+    ``public_keys`` None: the HMAC checked the manifest already, and the packet's own
+    public key (which the manifest lists) is used; a packet without an Ed25519 key
+    passes. Else the key is picked from ``public_keys`` by the manifest's key id."""
+    named = manifest.get(ED25519_KEY_ID)
+    by_public_key = public_keys is not None
+    if named is None:
+        if by_public_key:
+            result.problems.append(
+                f"{MANIFEST_NAME}: names no Ed25519 key: the packet was built before packets "
+                "were signed for auditors (or without a signing key), and only the "
+                "deployment's HMAC key can check it (metaudit verify without --public-key, "
+                "with METAUDIT_PACKET_KEY)"
+            )
+            return False
+        return True
+    if not isinstance(named, str):
+        result.problems.append(f"{MANIFEST_NAME}: {ED25519_KEY_ID} is not a key id")
+        return False
+    # Without the HMAC, a missing public_key.pem is named by the file check (it is listed).
+    carried = public_keys is None or PUBLIC_KEY_NAME in names
+    own = _packet_public_key(archive, names, result) if carried else None
+    if public_keys is None:
+        chosen = own
+        if chosen is None:
+            return False
+        if chosen.key_id != named:
+            result.problems.append(
+                f"{PUBLIC_KEY_NAME}: holds key {chosen.key_id}, but the manifest names {named}"
+            )
+            return False
+    else:
+        ring = {key.key_id: key for key in public_keys}
+        if named not in ring:
+            result.problems.append(
+                f"{MANIFEST_NAME}: signed with Ed25519 key {named}, which is none of the public "
+                f"keys given (key ids {describe_ids(list(ring))}): another deployment's packet, "
+                "or one signed before a key rotation (pass that earlier public key too; the "
+                "deployment lists them in METAUDIT_PACKET_PUBLIC_KEYS)"
+            )
+            return False
+        chosen = ring[named]
+        if own is not None and own.der != chosen.der:
+            result.problems.append(
+                f"{PUBLIC_KEY_NAME}: not the key {named} the manifest names (replaced)"
+            )
+    signature_bytes = _read_signature(archive, names, MANIFEST_SIGNATURE_NAME, result)
+    if signature_bytes is None:
+        return False
+    if not chosen.verifies(signature_bytes, manifest_raw):
+        result.problems.append(
+            f"{MANIFEST_NAME}: the Ed25519 signature ({MANIFEST_SIGNATURE_NAME}) does not match "
+            f"key {named} (the manifest or its signature was altered)"
+        )
+        return False
+    result.ed25519_key_id = named
+    sums = _read_member(archive, names, SUMS_NAME, MAX_MANIFEST_BYTES, result)
+    sums_signature = _read_signature(archive, names, SUMS_SIGNATURE_NAME, result)
+    if sums is not None and sums_signature is not None:
+        if not chosen.verifies(sums_signature, sums):
+            result.problems.append(
+                f"{SUMS_NAME}: the Ed25519 signature ({SUMS_SIGNATURE_NAME}) does not match key "
+                f"{named} (the list or its signature was altered)"
+            )
+        rows = manifest.get("files")
+        if (
+            isinstance(rows, list)
+            and all(
+                isinstance(r, dict) and isinstance(r.get("path"), str) and "sha256" in r
+                for r in rows
+            )
+            and sums != sha256sums(rows)
+        ):
+            result.problems.append(
+                f"{SUMS_NAME}: does not list exactly the manifest's files and SHA-256"
+            )
+    return True
+
+
+def _read_member(
+    archive: zipfile.ZipFile, names: list[str], name: str, limit: int, result: Verification
+) -> bytes | None:
+    """A small member's bytes (at most ``limit``), or None with the problem noted."""
+    if name not in names:
+        result.problems.append(f"{name}: missing")
+        return None
+    info = archive.getinfo(name)
+    if info.file_size > limit:
+        result.problems.append(f"{name}: {info.file_size} bytes, more than {limit} (not read)")
+        return None
+    try:
+        with archive.open(info) as handle:
+            data = handle.read(limit + 1)
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        ValueError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
+        result.problems.append(f"{name}: unreadable ({exc})")
+        return None
+    if len(data) > limit:
+        result.problems.append(f"{name}: more than {limit} bytes (not read)")
+        return None
+    return data
+
+
+def _read_signature(
+    archive: zipfile.ZipFile, names: list[str], name: str, result: Verification
+) -> bytes | None:
+    data = _read_member(archive, names, name, SIGNATURE_SIZE, result)
+    if data is not None and len(data) != SIGNATURE_SIZE:
+        result.problems.append(
+            f"{name}: {len(data)} bytes; an Ed25519 signature has {SIGNATURE_SIZE}"
+        )
+        return None
+    return data
+
+
+def _packet_public_key(
+    archive: zipfile.ZipFile, names: list[str], result: Verification
+) -> PublicKey | None:
+    """The public key the packet carries, or None with the problem noted."""
+    data = _read_member(archive, names, PUBLIC_KEY_NAME, MAX_PUBLIC_KEY_BYTES, result)
+    if data is None:
+        return None
+    try:
+        keys = load_public_keys(data, where=PUBLIC_KEY_NAME)
+    except PacketError as exc:
+        result.problems.append(str(exc))
+        return None
+    if len(keys) != 1:
+        result.problems.append(f"{PUBLIC_KEY_NAME}: holds {len(keys)} keys, not one")
+        return None
+    return keys[0]
+
+
 def _check_place(
     manifest: dict[str, Any],
     place: PacketPlace | None,
     result: Verification,
-    key: bytes = b"",
+    key: bytes | None = b"",
     packets_dir: Path | None = None,
 ) -> None:
     """The manifest must say the packet is what its place claims (a packet copied over
@@ -407,10 +610,17 @@ def _check_place(
 
 
 def _in_force_problem(
-    manifest: dict[str, Any], place: PacketPlace, key: bytes, packets_dir: Path | None
+    manifest: dict[str, Any], place: PacketPlace, key: bytes | None, packets_dir: Path | None
 ) -> str | None:
     """Why a packet built earlier is not the one in force at its place's date, or None."""
     from metaudit.packets.inforce import in_force_entry
+
+    if key is None:
+        return (
+            "only the packets folder's index of that date can say so, and it is signed with "
+            f"the HMAC key (verify with METAUDIT_PACKET_KEY, or take the packet for its own "
+            f"as-of date {manifest.get('as_of')})"
+        )
 
     if packets_dir is None:
         return (

@@ -134,6 +134,7 @@ def audit_chunk(
     api_key: str | None = None,
     host: str | None = None,
     packet_key: str | None = None,
+    packet_signing_key: str | None = None,
     demo: bool = False,
     resend: bool = False,
     rebuild: bool = False,
@@ -185,6 +186,7 @@ def audit_chunk(
             api_key=api_key,
             host=host,
             packet_key=packet_key,
+            packet_signing_key=packet_signing_key,
             demo=demo,
             resend=resend,
             rebuild=rebuild,
@@ -239,6 +241,7 @@ def _finish_practice(
         packets = stages.build_packets(
             persisted,
             key=options["packet_key"],
+            signing_key=options.get("packet_signing_key"),
             demo=options["demo"],
             rebuild=options["rebuild"],
             config=options["config"],

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from metaudit.config import (
     PACKET_KEY_CONN_ID,
+    PACKET_SIGNING_KEY_CONN_ID,
     RESULTS_CONN_ID,
     SENDGRID_CONN_ID,
     SOURCE_CONN_ID,
@@ -107,6 +108,16 @@ def packet_key(lookup: Callable[[str], Any] | None = None) -> str | None:
     it, so the packets fall back to METAUDIT_PACKET_KEY (and refuse to build without one).
     ``lookup`` as for :func:`results_url`."""
     conn = (lookup or airflow_connection)(PACKET_KEY_CONN_ID)
+    secret = (getattr(conn, "password", None) or "").strip() if conn is not None else ""
+    return secret or None
+
+
+def packet_signing_key(lookup: Callable[[str], Any] | None = None) -> str | None:
+    """The Ed25519 private key (PEM) that signs packets for auditors: the
+    ``met_packet_signing_key`` connection's password (a PEM with real line breaks or
+    literal ``\\n``); None without it, so the packets fall back to
+    METAUDIT_PACKET_SIGNING_KEY. ``lookup`` as for :func:`results_url`."""
+    conn = (lookup or airflow_connection)(PACKET_SIGNING_KEY_CONN_ID)
     secret = (getattr(conn, "password", None) or "").strip() if conn is not None else ""
     return secret or None
 

@@ -519,6 +519,7 @@ def build_packets(
     persisted: Mapping[str, Any],
     *,
     key: str | None = None,
+    signing_key: str | None = None,
     demo: bool = False,
     rebuild: bool = False,
     config: str | None = None,
@@ -532,7 +533,8 @@ def build_packets(
     and the evidence its validate stage wrote (GX is not run again).
 
     ``key`` signs them (else METAUDIT_PACKET_KEY; without either only ``demo`` builds,
-    with the published demo key). A client whose evidence did not change keeps its
+    with the published demo key), and ``signing_key``, the Ed25519 private key, for
+    auditors (else METAUDIT_PACKET_SIGNING_KEY). A client whose evidence did not change keeps its
     packet in force (the same file for tonight's date), unless ``rebuild``; the
     ``packets.retention`` setting is applied at the end. ``typed``: the practice's
     partition when the caller has read it already; ``view`` and ``frames``: its as-of
@@ -559,6 +561,7 @@ def build_packets(
         as_of,
         audit_dir=Path(persisted["out_dir"]),
         key=key,
+        signing_key=signing_key,
         demo=demo,
         rebuild=rebuild,
         config=config,
