@@ -49,7 +49,17 @@ from typing import Any
 
 GOAL_MS_PER_CLIENT = 50.0
 KEY = b"bench-packet-key-0123456789abcdef"
-STEPS = ("material", "content", "cover_pdf", "records", "charts", "validation", "manifest", "zip")
+STEPS = (
+    "material",
+    "content",
+    "cover_pdf",
+    "records",
+    "records_pdf",
+    "charts",
+    "validation",
+    "manifest",
+    "zip",
+)
 
 
 @dataclass

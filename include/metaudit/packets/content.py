@@ -1001,6 +1001,12 @@ def record_documents(material: PracticeMaterial, client_id: str) -> list[RecordD
     return documents
 
 
+def packet_id(practice_id: str, as_of: str, client_id: str) -> str:
+    """A client packet's id, as its records' footer names it: practice, as-of date and
+    client (the packet's place under the packets folder, without the ``.zip``)."""
+    return f"{practice_id}/{as_of}/{client_id}"
+
+
 # ---------------------------------------------------------------------------
 # The cover
 
