@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 
 # Bump when the same evidence gives a different packet (the renderers changed what
 # they write): every packet is then rebuilt once on the next night.
-EVIDENCE_FORMAT = "metaudit-evidence/1"
+# 2: records.pdf, and the cover embeds every font it uses.
+EVIDENCE_FORMAT = "metaudit-evidence/2"
 
 
 @dataclass(frozen=True)
