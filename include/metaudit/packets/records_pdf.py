@@ -23,6 +23,7 @@ the font itself (``TTFont.splitString``), so every character comes out right.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Callable, Sequence
@@ -73,12 +74,21 @@ class RecordsCells:
     def __init__(self, tables: dict[str, pd.DataFrame]) -> None:
         self._tables = tables
         self._columns: dict[tuple[str, str], Callable[[list[int]], list[str]]] = {}
+        self._measures: dict[tuple[str, float], tuple[dict[str, float], dict[str, str]]] = {}
 
-    def rows(self, section: Section) -> list[list[str]]:
-        """The section's rows (its positions) as lists of cell text, in its column order."""
+    def measures(self, font_name: str, size: float) -> tuple[dict[str, float], dict[str, str]]:
+        """The practice's text widths in a font and size, and its ASCII text as PDF
+        operators (``_Type``): the same values recur in every client's PDF."""
+        kept = self._measures.get((font_name, size))
+        if kept is None:
+            kept = self._measures[font_name, size] = ({}, {})
+        return kept
+
+    def rows(self, section: Section, columns: Sequence[str]) -> list[list[str]]:
+        """The section's rows (its positions) as lists of cell text of ``columns``."""
         positions = section.positions.tolist()
-        columns = [self._column(section.table, name)(positions) for name in section.columns]
-        return [list(row) for row in zip(*columns, strict=True)] if columns else []
+        texts = [self._column(section.table, name)(positions) for name in columns]
+        return [list(row) for row in zip(*texts, strict=True)] if texts else []
 
     def _column(self, table: str, name: str) -> Callable[[list[int]], list[str]]:
         column = self._columns.get((table, name))
@@ -121,7 +131,7 @@ def _column_text(values: pd.Series) -> Callable[[list[int]], list[str]]:
 class _Type:
     """One font at one size: its PDF name, widths and text encoding for a document."""
 
-    def __init__(self, font_name: str, size: float, doc: Any) -> None:
+    def __init__(self, font_name: str, size: float, doc: Any, cells: RecordsCells) -> None:
         from reportlab.pdfbase import pdfmetrics
 
         self.font = pdfmetrics.getFont(font_name)
@@ -130,7 +140,8 @@ class _Type:
         # Registers the font with the document (embedded when the file is written).
         self.name = self.font.getSubsetInternalName(0, doc).rsplit("+", 1)[0]
         self.select = f"{self.name}+0 {size:g} Tf"
-        self._widths: dict[str, float] = {}
+        # Widths and ASCII text are the same in every PDF: kept for the practice.
+        self._widths, self._ascii = cells.measures(font_name, size)
         self._shown: dict[str, str] = {}
         self.space = self.width(" ")
 
@@ -148,12 +159,15 @@ class _Type:
     def shown(self, text: str) -> str:
         """The operators that show ``text`` when this font is selected (and leave it so)."""
         try:
-            return self._shown[text]
+            return self._ascii[text]
         except KeyError:
             pass
         if text.isascii() and text.isprintable():
-            shown = f"({text.translate(_PDF_ESCAPES)}) Tj"
-        else:
+            shown = self._ascii[text] = f"({text.translate(_PDF_ESCAPES)}) Tj"
+            return shown
+        try:
+            return self._shown[text]
+        except KeyError:
             from reportlab.lib.rl_accel import escapePDF
 
             shown = " ".join(
@@ -167,7 +181,7 @@ class _Type:
     def wrap(self, text: str, width: float) -> list[str]:
         """``text`` in lines of at most ``width`` points: at blanks, and inside a word
         that is longer than a line; line breaks in the text are kept."""
-        if "\n" not in text and "\r" not in text and self.width(text) <= width:
+        if text.isprintable() and self.width(text) <= width:
             return [text]
         lines: list[str] = []
         for paragraph in text.replace("\t", " ").splitlines() or [""]:
@@ -261,6 +275,9 @@ class _Layout:
 # Tables
 
 
+_heading = functools.lru_cache(maxsize=512)(render.heading)
+
+
 def _column_widths(natural: list[float], width: float) -> list[float]:
     """Each column its natural width when all fit; else the narrow ones theirs and the
     others an equal share of what is left (water-filling), none below ``MIN_COLUMN``."""
@@ -295,11 +312,11 @@ def _table(
         for heading in headings
     ]
     width = cell.width
-    for row in rows:
-        for index, text in enumerate(row):
-            wide = width(text) + 2 * PAD_X
-            if wide > natural[index]:
-                natural[index] = wide
+    measured = [[width(text) for text in row] for row in rows]
+    for row_widths in measured:
+        for index, wide in enumerate(row_widths):
+            if wide + 2 * PAD_X > natural[index]:
+                natural[index] = wide + 2 * PAD_X
     widths = _column_widths(natural, WIDTH)
     lefts = [LEFT + sum(widths[:k]) for k in range(count)]
     right = lefts[-1] + widths[-1]
@@ -310,10 +327,10 @@ def _table(
     # Most cells fit their column: one line, no wrapping.
     wrapped = [
         [
-            [text] if width(text) <= room else wrap(text, room)
-            for text, room in zip(row, inner, strict=True)
+            [text] if wide <= room and text.isprintable() else wrap(text, room)
+            for text, wide, room in zip(row, row_widths, inner, strict=True)
         ]
-        for row in rows
+        for row, row_widths in zip(rows, measured, strict=True)
     ]
     xs = [f"1 0 0 1 {left + PAD_X:.2f} " for left in lefts]
     shown = cell.shown
@@ -324,8 +341,19 @@ def _table(
     top = _header(layout, bold, lefts, head_lines, head_height, right)
     out = layout.page.text
     out.append(cell.select)
+    rule = f"{LEFT:.2f} {{:.2f}} m {right:.2f} {{:.2f}} l S"
+    single = CELL_LEADING + 2 * PAD_Y
     for cells in wrapped:
-        tallest = max(len(c) for c in cells)
+        tallest = max(map(len, cells))
+        if tallest == 1 and single <= layout.room():
+            # Most rows: one line per cell, on this page.
+            at = f"{layout.y - PAD_Y - CELL_SIZE * _ASCENT:.2f} Tm "
+            for x, (line,) in zip(xs, cells, strict=True):
+                if line:
+                    out.append(x + at + shown(line))
+            layout.y -= single
+            layout.page.graphics.append(rule.format(layout.y, layout.y))
+            continue
         height = tallest * CELL_LEADING + 2 * PAD_Y
         if height > layout.room() and (
             tallest <= lines_per_page or layout.room() < 3 * CELL_LEADING + 2 * PAD_Y
@@ -599,10 +627,13 @@ def render_records_pdf(
         initialFontName=regular,
     )
     doc = canvas._doc
-    cell, head = _Type(regular, CELL_SIZE, doc), _Type(bold, CELL_SIZE, doc)
-    intro, small = _Type(regular, INTRO_SIZE, doc), _Type(regular, 6.5, doc)
-    title_face, section_face = _Type(bold, TITLE_SIZE, doc), _Type(bold, SECTION_SIZE, doc)
-    chart_title = _Type(bold, 8.5, doc)
+    cell, head = _Type(regular, CELL_SIZE, doc, cells), _Type(bold, CELL_SIZE, doc, cells)
+    intro, small = _Type(regular, INTRO_SIZE, doc, cells), _Type(regular, 6.5, doc, cells)
+    title_face, section_face = (
+        _Type(bold, TITLE_SIZE, doc, cells),
+        _Type(bold, SECTION_SIZE, doc, cells),
+    )
+    chart_title = _Type(bold, 8.5, doc, cells)
 
     entries = index_entries(documents, bool(all_series))
     per_page = int((TOP - BOTTOM - _INDEX_HEAD) // _INDEX_LEADING)
@@ -625,7 +656,9 @@ def render_records_pdf(
         layout.lines(intro, LEFT, intro.wrap(document.intro, WIDTH), INTRO_SIZE * 1.3, grey=True)
         layout.y -= 4
         for part, section in enumerate(document.sections):
-            rows = cells.rows(section)
+            # Every row is the client's: its id is in the title, not in each row.
+            columns = [c for c in section.columns if c != "client_id" or section.table == "clients"]
+            rows = cells.rows(section, columns)
             # The title stays with the table's header and first lines.
             layout.need(SECTION_SIZE * 1.5 + 3 * CELL_LEADING + 4 * PAD_Y + 8)
             layout.y -= 8
@@ -634,7 +667,7 @@ def render_records_pdf(
                 section_face, LEFT, [f"{section.title}: {section.count} row(s)"], SECTION_SIZE * 1.5
             )
             if rows:
-                _table(layout, cell, head, [render.heading(c) for c in section.columns], rows)
+                _table(layout, cell, head, [_heading(c) for c in columns], rows)
             else:
                 layout.lines(intro, LEFT, ["None on record."], INTRO_SIZE * 1.4, grey=True)
         if document.slug == "assessments" and all_series:
@@ -650,7 +683,7 @@ def render_records_pdf(
         f"{cover.practice_name} (practice {cover.practice_id}), client {cover.client_id}, "
         f"packet {packet_id}, records as of {cover.as_of}"
     )
-    footer = _Type(regular, FOOTER_SIZE, doc)
+    footer = _Type(regular, FOOTER_SIZE, doc, cells)
     left_ops = f"1 0 0 1 {LEFT:.2f} {FOOTER_Y:.2f} Tm {footer.show(footer_left)}"
     for number, page in enumerate(layout.pages, start=1):
         for key, title, level, top in page.marks:
