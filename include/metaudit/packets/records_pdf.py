@@ -24,8 +24,8 @@ the font itself (``TTFont.splitString``), so every character comes out right.
 from __future__ import annotations
 
 import functools
-import io
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,14 +131,15 @@ def _column_text(values: pd.Series) -> Callable[[list[int]], list[str]]:
 class _Type:
     """One font at one size: its PDF name, widths and text encoding for a document."""
 
-    def __init__(self, font_name: str, size: float, doc: Any, cells: RecordsCells) -> None:
+    def __init__(
+        self, font_name: str, name: str, size: float, doc: _Document, cells: RecordsCells
+    ) -> None:
         from reportlab.pdfbase import pdfmetrics
 
         self.font = pdfmetrics.getFont(font_name)
         self.size = size
         self.doc = doc
-        # Registers the font with the document (embedded when the file is written).
-        self.name = self.font.getSubsetInternalName(0, doc).rsplit("+", 1)[0]
+        self.name = name  # the font's name in the PDF; its subsets are name+0, name+1 ...
         self.select = f"{self.name}+0 {size:g} Tf"
         # Widths and ASCII text are the same in every PDF: kept for the practice.
         self._widths, self._ascii = cells.measures(font_name, size)
@@ -613,27 +614,17 @@ def render_records_pdf(
     cells: RecordsCells,
 ) -> bytes:
     """The client's records as one PDF (see the module's docstring)."""
-    from reportlab import rl_config
-    from reportlab.pdfgen.canvas import Canvas
-
     regular, bold = render.font_names()
-    rl_config.useA85 = 0  # as render._pdf_bytes: compressed streams stay binary
-    buffer = io.BytesIO()
-    canvas = Canvas(
-        buffer,
-        pagesize=(PAGE_WIDTH, PAGE_HEIGHT),
-        invariant=1,
-        pageCompression=1,
-        initialFontName=regular,
-    )
-    doc = canvas._doc
-    cell, head = _Type(regular, CELL_SIZE, doc, cells), _Type(bold, CELL_SIZE, doc, cells)
-    intro, small = _Type(regular, INTRO_SIZE, doc, cells), _Type(regular, 6.5, doc, cells)
-    title_face, section_face = (
-        _Type(bold, TITLE_SIZE, doc, cells),
-        _Type(bold, SECTION_SIZE, doc, cells),
-    )
-    chart_title = _Type(bold, 8.5, doc, cells)
+    doc = _Document()  # the PDF's own key to the fonts' subsets (ReportLab's per document)
+    fonts = {regular: "/F1", bold: "/F2"}
+
+    def face(font: str, size: float) -> _Type:
+        return _Type(font, fonts[font], size, doc, cells)
+
+    cell, head = face(regular, CELL_SIZE), face(bold, CELL_SIZE)
+    intro, small = face(regular, INTRO_SIZE), face(regular, 6.5)
+    title_face, section_face = face(bold, TITLE_SIZE), face(bold, SECTION_SIZE)
+    chart_title = face(bold, 8.5)
 
     entries = index_entries(documents, bool(all_series))
     per_page = int((TOP - BOTTOM - _INDEX_HEAD) // _INDEX_LEADING)
@@ -683,34 +674,31 @@ def render_records_pdf(
         f"{cover.practice_name} (practice {cover.practice_id}), client {cover.client_id}, "
         f"packet {packet_id}, records as of {cover.as_of}"
     )
-    footer = _Type(regular, FOOTER_SIZE, doc, cells)
+    footer = face(regular, FOOTER_SIZE)
     left_ops = f"1 0 0 1 {LEFT:.2f} {FOOTER_Y:.2f} Tm {footer.show(footer_left)}"
+    streams = []
     for number, page in enumerate(layout.pages, start=1):
-        for key, title, level, top in page.marks:
-            canvas.bookmarkPage(key, fit="XYZ", left=0, top=top)
-            canvas.addOutlineEntry(title, key, level=level)
-        for key, rect in page.links:
-            canvas.linkRect("", key, rect, relative=0, thickness=0)
         counter = f"page {number} of {total}"
         right_ops = (
             f"1 0 0 1 {RIGHT - footer.width(counter):.2f} {FOOTER_Y:.2f} Tm {footer.show(counter)}"
         )
-        canvas.addLiteral(
+        streams.append(
             "0.6 G 0.3 w "
             + " ".join(page.graphics)
             + " BT "
             + " ".join(page.text)
             + f" 0.33 g {left_ops} {right_ops} ET"
         )
-        canvas.showPage()
-    canvas.setTitle(f"Client records {cover.client_id} {cover.as_of}")
-    canvas.setSubject(f"The client's records, practice {cover.practice_id}, as of {cover.as_of}")
-    canvas.setAuthor(render.GENERATOR)
-    canvas.setCreator(render.GENERATOR)
-    canvas.setProducer(render.GENERATOR)
-    canvas.showOutline()
-    canvas.save()
-    return buffer.getvalue()
+    info = {
+        "Title": f"Client records {cover.client_id} {cover.as_of}",
+        "Subject": f"The client's records, practice {cover.practice_id}, as of {cover.as_of}",
+        "Author": render.GENERATOR,
+        "Creator": render.GENERATOR,
+        "Producer": render.GENERATOR,
+    }
+    return _write_pdf(
+        layout.pages, streams, info, {name: font for font, name in fonts.items()}, doc
+    )
 
 
 def _index(
@@ -761,3 +749,183 @@ def _index(
                 page.links.append((entry.key, rect))
             layout.y -= _INDEX_LEADING
     layout.pages, layout.y = saved
+
+
+# ---------------------------------------------------------------------------
+# The file
+
+
+class _Document:
+    """The key of one PDF to ReportLab's font state (which characters went into
+    which subset of each font), as ReportLab keys it by its own document."""
+
+
+# Subset bytes compressed, widths and ToUnicode map, by font and glyph list: the same
+# ASCII subset goes into nearly every PDF.
+_FONT_PARTS: dict[tuple[str, tuple[int, ...]], tuple[bytes, bytes, str]] = {}
+
+
+def _font_parts(font: Any, subset: Sequence[int], base: str) -> tuple[bytes, bytes, str]:
+    from reportlab.pdfbase.ttfonts import makeToUnicodeCMap
+
+    key = (font.fontName, tuple(subset))
+    parts = _FONT_PARTS.get(key)
+    if parts is None:
+        if len(_FONT_PARTS) > 256:
+            _FONT_PARTS.clear()
+        face = font.face
+        raw = face.makeSubset(list(subset))
+        program, length1 = zlib.compress(raw), len(raw)
+        to_unicode = zlib.compress(makeToUnicodeCMap(base, list(subset)).encode("latin-1"))
+        widths = " ".join(f"{face.getCharWidth(code):g}" for code in subset)
+        parts = _FONT_PARTS[key] = (
+            b"<< /Length %d /Length1 %d /Filter /FlateDecode >>\nstream\n" % (len(program), length1)
+            + program
+            + b"\nendstream",
+            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(to_unicode)
+            + to_unicode
+            + b"\nendstream",
+            widths,
+        )
+    return parts
+
+
+def _link(rect: tuple[float, float, float, float], page_object: int, top: float) -> str:
+    """A link annotation over ``rect`` to ``top`` of a page."""
+    corners = " ".join(f"{v:.2f}" for v in rect)
+    return (
+        f"<< /Type /Annot /Subtype /Link /Rect [{corners}] /Border [0 0 0] "
+        f"/Dest [{page_object} 0 R /XYZ 0 {top:.2f} 0] >>"
+    )
+
+
+def _pdf_text(text: str) -> str:
+    """A PDF text string: ASCII as it is (escaped), anything else as UTF-16."""
+    if text.isascii() and text.isprintable():
+        return f"({text.translate(_PDF_ESCAPES)})"
+    return "<FEFF" + text.encode("utf-16-be").hex().upper() + ">"
+
+
+def _write_pdf(
+    pages: Sequence[_Page],
+    streams: Sequence[str],
+    info: dict[str, str],
+    fonts: dict[str, str],
+    doc: _Document,
+) -> bytes:
+    """The PDF file: catalog, pages, the fonts' subsets embedded, the outline (a
+    bookmark per mark) and the index's links; no clock, so the same pages give
+    the same bytes.
+
+    Written here rather than by ReportLab's canvas: its generic object writer
+    cost more than laying out the pages. The fonts are embedded as ReportLab's
+    own ``TTFont.addObjects`` embeds them (TrueType subsets of up to 256 glyphs,
+    each with its widths and a ToUnicode map, so text is selectable).
+    """
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import FF_NONSYMBOLIC, FF_SYMBOLIC, SUBSETN
+
+    objects: list[bytes] = []
+
+    def reserve() -> int:
+        objects.append(b"")
+        return len(objects)
+
+    def put(number: int, body: bytes | str) -> int:
+        objects[number - 1] = body.encode("latin-1") if isinstance(body, str) else body
+        return number
+
+    catalog, tree, about, resources, outline = (reserve() for _ in range(5))
+    page_numbers = [(reserve(), reserve()) for _ in pages]
+    marks: dict[str, tuple[int, float]] = {}
+    for (page_object, _), page in zip(page_numbers, pages, strict=True):
+        for key, _title, _level, top in page.marks:
+            marks[key] = (page_object, top)
+    font_refs = []
+    for name, font_name in fonts.items():
+        font = pdfmetrics.getFont(font_name)
+        state = font.state.get(doc) or font.State(font._asciiReadable, font)
+        face = font.face
+        for number, subset in enumerate(state.subsets):
+            base = (b"".join((SUBSETN(number), b"+", face.name, face.subfontNameX))).decode(
+                "latin-1"
+            )
+            program, to_unicode, widths = _font_parts(font, subset, base)
+            program_ref, unicode_ref = put(reserve(), program), put(reserve(), to_unicode)
+            flags = (face.flags & ~FF_NONSYMBOLIC) | FF_SYMBOLIC
+            bbox = " ".join(f"{v:g}" for v in face.bbox)
+            descriptor = put(
+                reserve(),
+                f"<< /Type /FontDescriptor /Ascent {face.ascent:g} /CapHeight {face.capHeight:g} "
+                f"/Descent {face.descent:g} /Flags {flags} /FontBBox [{bbox}] /FontName /{base} "
+                f"/ItalicAngle {face.italicAngle:g} /StemV {face.stemV:g} "
+                f"/FontFile2 {program_ref} 0 R /MissingWidth {face.defaultWidth:g} >>",
+            )
+            subset_name = f"{name}+{number}"
+            reference = put(
+                reserve(),
+                f"<< /Type /Font /Subtype /TrueType /Name {subset_name} /BaseFont /{base} "
+                f"/FirstChar 0 /LastChar {len(subset) - 1} /Widths [{widths}] "
+                f"/FontDescriptor {descriptor} 0 R /ToUnicode {unicode_ref} 0 R >>",
+            )
+            font_refs.append(f"{subset_name} {reference} 0 R")
+    put(resources, f"<< /Font << {' '.join(font_refs)} >> /ProcSet [/PDF /Text] >>")
+    for (page_object, content), page, stream in zip(page_numbers, pages, streams, strict=True):
+        data = zlib.compress(stream.encode("latin-1"))
+        put(
+            content,
+            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream",
+        )
+        annotations = " ".join(
+            f"{put(reserve(), _link(rect, *marks[key]))} 0 R" for key, rect in page.links
+        )
+        put(
+            page_object,
+            f"<< /Type /Page /Parent {tree} 0 R /MediaBox [0 0 {PAGE_WIDTH:g} {PAGE_HEIGHT:g}] "
+            f"/Resources {resources} 0 R /Contents {content} 0 R"
+            + (f" /Annots [{annotations}]" if annotations else "")
+            + " >>",
+        )
+    kids = " ".join(f"{page_object} 0 R" for page_object, _ in page_numbers)
+    put(tree, f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>")
+    items = [(title, key) for page in pages for key, title, _level, _top in page.marks]
+    item_numbers = [reserve() for _ in items]
+    for index, ((title, key), number) in enumerate(zip(items, item_numbers, strict=True)):
+        links = f"/Parent {outline} 0 R"
+        if index:
+            links += f" /Prev {item_numbers[index - 1]} 0 R"
+        if index + 1 < len(items):
+            links += f" /Next {item_numbers[index + 1]} 0 R"
+        page_object, top = marks[key]
+        put(
+            number,
+            f"<< /Title {_pdf_text(title)} {links} /Dest [{page_object} 0 R /XYZ 0 {top:.2f} 0] >>",
+        )
+    if item_numbers:
+        put(
+            outline,
+            f"<< /Type /Outlines /First {item_numbers[0]} 0 R /Last {item_numbers[-1]} 0 R "
+            f"/Count {len(items)} >>",
+        )
+    else:
+        put(outline, "<< /Type /Outlines /Count 0 >>")
+    put(
+        catalog,
+        f"<< /Type /Catalog /Pages {tree} 0 R /Outlines {outline} 0 R /PageMode /UseOutlines >>",
+    )
+    put(about, "<< " + " ".join(f"/{k} {_pdf_text(v)}" for k, v in info.items()) + " >>")
+    out = bytearray(b"%PDF-1.4\n%\x93\x8c\x8b\x9e\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    start = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root %d 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        catalog,
+        about,
+        start,
+    )
+    return bytes(out)
