@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -142,15 +143,15 @@ class _Type:
         self.name = name  # the font's name in the PDF; its subsets are name+0, name+1 ...
         self.select = f"{self.name}+0 {size:g} Tf"
         # Widths and ASCII text are the same in every PDF: kept for the practice.
-        self._widths, self._ascii = cells.measures(font_name, size)
+        self.widths, self.ascii_shown = cells.measures(font_name, size)
         self._shown: dict[str, str] = {}
         self.space = self.width(" ")
 
     def width(self, text: str) -> float:
         try:
-            return self._widths[text]
+            return self.widths[text]
         except KeyError:
-            width = self._widths[text] = self.font.stringWidth(text, self.size)
+            width = self.widths[text] = self.font.stringWidth(text, self.size)
             return width
 
     def show(self, text: str) -> str:
@@ -160,11 +161,11 @@ class _Type:
     def shown(self, text: str) -> str:
         """The operators that show ``text`` when this font is selected (and leave it so)."""
         try:
-            return self._ascii[text]
+            return self.ascii_shown[text]
         except KeyError:
             pass
         if text.isascii() and text.isprintable():
-            shown = self._ascii[text] = f"({text.translate(_PDF_ESCAPES)}) Tj"
+            shown = self.ascii_shown[text] = f"({text.translate(_PDF_ESCAPES)}) Tj"
             return shown
         try:
             return self._shown[text]
@@ -312,12 +313,16 @@ def _table(
         max((bold.width(word) for word in heading.split(" ")), default=0.0) + 2 * PAD_X
         for heading in headings
     ]
-    width = cell.width
-    measured = [[width(text) for text in row] for row in rows]
-    for row_widths in measured:
-        for index, wide in enumerate(row_widths):
-            if wide + 2 * PAD_X > natural[index]:
-                natural[index] = wide + 2 * PAD_X
+    known = cell.widths
+    measured: list[list[float]] = []
+    for row in rows:
+        found = list(map(known.get, row))
+        measured.append(
+            [cell.width(text) for text in row] if None in found else cast(list[float], found)
+        )
+    pad = 2 * PAD_X
+    for index, column in enumerate(zip(*measured, strict=True)):
+        natural[index] = max(natural[index], max(column) + pad)
     widths = _column_widths(natural, WIDTH)
     lefts = [LEFT + sum(widths[:k]) for k in range(count)]
     right = lefts[-1] + widths[-1]
@@ -325,36 +330,37 @@ def _table(
     head_height = max(len(lines) for lines in head_lines) * CELL_LEADING + 2 * PAD_Y
     inner = [w - 2 * PAD_X for w in widths]
     wrap = cell.wrap
-    # Most cells fit their column: one line, no wrapping.
-    wrapped = [
-        [
-            [text] if wide <= room and text.isprintable() else wrap(text, room)
-            for text, wide, room in zip(row, row_widths, inner, strict=True)
-        ]
+    # Most rows fit their columns on one line: kept as they are (None), else wrapped.
+    wrapped: list[list[list[str]] | None] = [
+        None
+        if all(map(operator.le, row_widths, inner)) and all(map(str.isprintable, row))
+        else [wrap(text, room) for text, room in zip(row, inner, strict=True)]
         for row, row_widths in zip(rows, measured, strict=True)
     ]
     xs = [f"1 0 0 1 {left + PAD_X:.2f} " for left in lefts]
     shown = cell.shown
     # A row's lines may span pages (a note longer than a page); the header comes first.
     lines_per_page = max(int((TOP - BOTTOM - head_height - 2 * PAD_Y) // CELL_LEADING), 1)
-    first = max((len(c) for c in wrapped[0]), default=0) if wrapped else 0
+    first = max(map(len, wrapped[0])) if wrapped and wrapped[0] is not None else 1
     layout.need(head_height + min(first, 3) * CELL_LEADING + 2 * PAD_Y)
     top = _header(layout, bold, lefts, head_lines, head_height, right)
     out = layout.page.text
     out.append(cell.select)
     rule = f"{LEFT:.2f} {{:.2f}} m {right:.2f} {{:.2f}} l S"
     single = CELL_LEADING + 2 * PAD_Y
-    for cells in wrapped:
-        tallest = max(map(len, cells))
-        if tallest == 1 and single <= layout.room():
+    ascii_shown = cell.ascii_shown
+    for row, lines_of in zip(rows, wrapped, strict=True):
+        if lines_of is None and single <= layout.room():
             # Most rows: one line per cell, on this page.
             at = f"{layout.y - PAD_Y - CELL_SIZE * _ASCENT:.2f} Tm "
-            for x, (line,) in zip(xs, cells, strict=True):
+            for x, line in zip(xs, row, strict=True):
                 if line:
-                    out.append(x + at + shown(line))
+                    out.append(x + at + (ascii_shown.get(line) or shown(line)))
             layout.y -= single
             layout.page.graphics.append(rule.format(layout.y, layout.y))
             continue
+        cells = [[text] for text in row] if lines_of is None else lines_of
+        tallest = max(map(len, cells))
         height = tallest * CELL_LEADING + 2 * PAD_Y
         if height > layout.room() and (
             tallest <= lines_per_page or layout.room() < 3 * CELL_LEADING + 2 * PAD_Y
