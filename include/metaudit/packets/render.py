@@ -1016,7 +1016,8 @@ def render_cover_pdf(cover: Cover) -> bytes:
     story.append(Spacer(1, 3 * mm))
     story.append(
         _p(
-            "Contents: cover.pdf (this page); records/ (the client's records as HTML and CSV, "
+            "Contents: cover.pdf (this page); records.pdf (the client's records in one PDF, "
+            "with an index); records/ (the same records as HTML and CSV, "
             "with outcome-measure charts in charts/); validation/ (the Great Expectations results "
             "for this client, JSON and HTML); findings.csv; manifest.json (every file's size and "
             "SHA-256, signed with HMAC-SHA256; check with: metaudit verify PACKET.zip).",
