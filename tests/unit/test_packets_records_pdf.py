@@ -31,6 +31,14 @@ EXTRA_SESSIONS = 70
 NON_ASCII_NOTE = "Zoë felt better → less pain; Größe ±2 cm"
 LONG_NOTE_WORDS = [f"word{n:04d}" for n in range(900)]
 NOTES_OVER_A_PAGE = {" ".join(LONG_NOTE_WORDS)}
+# More characters outside ASCII than one font subset holds (256), PDF string syntax,
+# a word longer than any column, a tab, a bell and Windows line ends.
+CYRILLIC = "".join(chr(code) for code in range(0x0410, 0x0450)) * 2 + "".join(
+    chr(code)
+    for code in range(0x0460, 0x0526)  # DejaVu Sans has these
+)
+LONG_WORD = "x" * 60 + "Y" * 60 + "z" * 60
+HOSTILE_NOTE = f"a (b) c\\d )( {CYRILLIC}\r\nnext\tline \x07bell {LONG_WORD}"
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("pdftotext", "pdffonts", "pdftoppm")),
@@ -43,6 +51,7 @@ def _records() -> dict:
     find(records, "clients", client_id="CL-1")["first_name"] = "Zoë"
     find(records, "sessions", session_id="S-2")["notes"] = NON_ASCII_NOTE
     find(records, "sessions", session_id="S-3")["notes"] = " ".join(LONG_NOTE_WORDS)
+    find(records, "sessions", session_id="S-4")["client_response"] = HOSTILE_NOTE
     template = find(records, "sessions", session_id="S-1")
     first = date(2025, 10, 1)
     for number in range(EXTRA_SESSIONS):
@@ -136,7 +145,7 @@ def test_every_record_of_the_client_is_in_the_pdf(pdf):
                     if not value:
                         continue
                     shown = {"true": "yes", "false": "no"}.get(value, value)
-                    if value in NOTES_OVER_A_PAGE:  # its parts are on pages of their own
+                    if value in NOTES_OVER_A_PAGE or "bell" in value:  # tested on their own
                         continue
                     assert re.sub(r"\s+", "", shown) in text, (path.name, column, value)
                     values += 1
@@ -152,6 +161,15 @@ def test_text_outside_ascii_is_selectable_text(pdf):
     text = " ".join(_run("pdftotext", str(pdf), "-").split())
     assert "Zoë" in text
     assert NON_ASCII_NOTE in text
+
+
+def test_hostile_text_comes_out_as_it_was_written(pdf):
+    text = _run("pdftotext", str(pdf), "-")
+    flat = re.sub(r"\s+", "", text)
+    assert "a(b)c\\d)(" in flat
+    assert re.sub(r"\s+", "", CYRILLIC) in flat  # the characters of two font subsets
+    assert LONG_WORD in flat  # broken over lines inside its cell, every character kept
+    assert "nextline" in flat and "bell" in flat
 
 
 def test_every_page_has_the_footer(pdf):
