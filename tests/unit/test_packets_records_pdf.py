@@ -230,3 +230,45 @@ def test_the_first_pages_render_with_ink_where_the_text_is(pdf, tmp_path):
         body = grey[: int(height * 0.85)]
         assert (body < 0.5).mean() > 0.003, image.name
         assert body.std() > 0.03, image.name
+
+
+def test_the_covers_rule_table_keeps_text_outside_ascii(tmp_path):
+    from metaudit.packets.content import FAIL, PASS, Cover, RuleStatus
+    from metaudit.packets.render import render_cover_pdf
+
+    # In words: the cover's cells break lines at blanks only.
+    words = " ".join(CYRILLIC[k : k + 20] for k in range(0, len(CYRILLIC), 20))
+
+    statuses = tuple(
+        RuleStatus(
+            rule_id=f"REF-{n:03d}",
+            family="REF",
+            title=f"Rule {n}",
+            severity="critical",
+            status=FAIL if n == 1 else PASS,
+            messages=(f"Referral RF-{n} of Zoë (a) \\ {words} is not signed.",) if n == 1 else (),
+        )
+        for n in range(1, 4)
+    )
+    cover = Cover(
+        practice_id="PR-1",
+        practice_name=PRACTICE_NAME,
+        client_id="CL-1",
+        client_name="Zoë Ångström",
+        date_of_birth="1958-05-01",
+        client_status="active",
+        as_of="2026-03-31",
+        period_start="2026-03-01",
+        period_end="2026-03-31",
+        payers=("Acme",),
+        referrals=("Referral RF-1",),
+        episode=(),
+        statuses=statuses,
+    )
+    path = tmp_path / "cover.pdf"
+    path.write_bytes(render_cover_pdf(cover))
+    flat = re.sub(r"\s+", "", _run("pdftotext", str(path), "-"))
+    assert re.sub(r"\s+", "", f"Referral RF-1 of Zoë (a) \\ {words} is not signed.") in flat
+    assert "ZoëÅngström" in flat
+    for line in _run("pdffonts", str(path)).splitlines()[2:]:
+        assert re.findall(r"\b(yes|no)\b", line)[:1] == ["yes"], line

@@ -56,8 +56,6 @@ TITLE_SIZE, SECTION_SIZE, INTRO_SIZE, FOOTER_SIZE = 13.0, 9.5, 8.0, 6.5
 CHART_WIDTH, CHART_PLOT_HEIGHT = 370.0, 170.0
 CHART_GAP = 16.0
 
-_PDF_ESCAPES = str.maketrans({"\\": "\\\\", "(": "\\(", ")": "\\)"})
-
 
 # ---------------------------------------------------------------------------
 # Cell text, once per practice row
@@ -165,7 +163,7 @@ class _Type:
         except KeyError:
             pass
         if text.isascii() and text.isprintable():
-            shown = self.ascii_shown[text] = f"({text.translate(_PDF_ESCAPES)}) Tj"
+            shown = self.ascii_shown[text] = f"({text.translate(render.PDF_ESCAPES)}) Tj"
             return shown
         try:
             return self._shown[text]
@@ -433,11 +431,6 @@ def _grid(layout: _Layout, lefts: Sequence[float], right: float, top: float) -> 
 _MEASURED_RGB = "0.122 0.306 0.475"
 
 
-def _rgb(colour: str) -> str:
-    value = colour.lstrip("#")
-    return " ".join(f"{int(value[k : k + 2], 16) / 255:.3f}" for k in (0, 2, 4))
-
-
 def _chart(
     layout: _Layout, small: _Type, title_face: _Type, left: float, top: float, series: ChartSeries
 ) -> float:
@@ -482,7 +475,7 @@ def _chart(
         for tick, label in x_ticks:
             layout.text(small, x(tick) - small.width(label) / 2, plot_bottom - 10, label)
         for number, (_label, value, target_date) in enumerate(targets):
-            colour = _rgb(render.GOAL_COLOURS[number % len(render.GOAL_COLOURS)])
+            colour = render.rgb(render.GOAL_COLOURS[number % len(render.GOAL_COLOURS)])
             graphics.append(
                 f"{colour} RG {colour} rg 0.8 w [4 2.5] 0 d {plot_left:.1f} {y(value):.1f} m "
                 f"{plot_right:.1f} {y(value):.1f} l S [] 0 d"
@@ -519,7 +512,7 @@ def _chart(
         if days and number == 0:
             style = f"{_MEASURED_RGB} RG 1.2 w"
         else:
-            colour = _rgb(
+            colour = render.rgb(
                 render.GOAL_COLOURS[(number - (1 if days else 0)) % len(render.GOAL_COLOURS)]
             )
             style = f"{colour} RG 0.8 w [4 2.5] 0 d"
@@ -808,7 +801,7 @@ def _link(rect: tuple[float, float, float, float], page_object: int, top: float)
 def _pdf_text(text: str) -> str:
     """A PDF text string: ASCII as it is (escaped), anything else as UTF-16."""
     if text.isascii() and text.isprintable():
-        return f"({text.translate(_PDF_ESCAPES)})"
+        return f"({text.translate(render.PDF_ESCAPES)})"
     return "<FEFF" + text.encode("utf-16-be").hex().upper() + ">"
 
 

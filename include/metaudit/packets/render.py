@@ -899,18 +899,23 @@ def _rule_table_class() -> type:
                     for number, text in enumerate(cell):
                         lines.append((left, row_top - number * _CELL_LEADING, font, ink, text))
                 row_tops.append(row_top - height)
-            text = canvas.beginText()
+            # PDF text operators written here: ReportLab's text object encodes every
+            # string in Python (its font subsets), a third of the cover's time.
+            ops = ["q BT"]
             font = ink = ""
+            doc = canvas._doc
             for left, cell_top, line_font, line_ink, line in lines:
                 if line_font != font:
                     font = line_font
-                    text.setFont(font, _CELL_SIZE, _CELL_LEADING)
+                    select = f"{_subset_name(font, doc)}+0 {_CELL_SIZE:g} Tf"
+                    ops.append(select)
                 if line_ink != ink:
                     ink = line_ink
-                    text.setFillColor(colors.HexColor(ink))
-                text.setTextOrigin(left + _CELL_PADDING, cell_top - _CELL_TOP - _CELL_SIZE)
-                text.textOut(line)
-            canvas.drawText(text)
+                    ops.append(f"{rgb(ink)} rg")
+                x, y = left + _CELL_PADDING, cell_top - _CELL_TOP - _CELL_SIZE
+                ops.append(f"1 0 0 1 {x:.2f} {y:.2f} Tm {shown(font, line, doc, select)}")
+            ops.append("ET Q")
+            canvas.addLiteral(" ".join(ops))
             # The grid: a line under the header and each row, and the column edges.
             canvas.setStrokeColor(colors.grey)
             canvas.setLineWidth(0.3)
@@ -922,6 +927,45 @@ def _rule_table_class() -> type:
             canvas.restoreState()
 
     return RuleTable
+
+
+# PDF string syntax: a backslash and unbalanced parentheses are escaped.
+PDF_ESCAPES = str.maketrans({"\\": "\\\\", "(": "\\(", ")": "\\)"})
+
+
+def rgb(colour: str) -> str:
+    """``#rrggbb`` as PDF colour components (``0.122 0.306 0.475``)."""
+    value = colour.lstrip("#")
+    return " ".join(f"{int(value[k : k + 2], 16) / 255:.3f}" for k in (0, 2, 4))
+
+
+def _subset_name(font_name: str, doc: Any) -> str:
+    """The PDF name of a font in a ReportLab document (``/F1``; its subsets are
+    ``/F1+0``, ``/F1+1`` ...); registers the font with the document."""
+    from reportlab.pdfbase import pdfmetrics
+
+    name: str = pdfmetrics.getFont(font_name).getSubsetInternalName(0, doc)
+    return name.rsplit("+", 1)[0]
+
+
+def shown(font_name: str, text: str, doc: Any, select: str) -> str:
+    """PDF operators that show ``text`` in a font whose subset 0 is selected
+    (``select``), and leave it selected. Printable ASCII is its own code in the
+    font's first subset (ReportLab's "ASCII readable" subsets); other text is
+    encoded by the font (``TTFont.splitString``), subset by subset."""
+    if text.isascii() and text.isprintable():
+        return f"({text.translate(PDF_ESCAPES)}) Tj"
+    from reportlab.lib.rl_accel import escapePDF
+    from reportlab.pdfbase import pdfmetrics
+
+    font = pdfmetrics.getFont(font_name)
+    size = select.rsplit(" ", 2)[-2]
+    prefix = _subset_name(font_name, doc)
+    parts = [
+        f"{prefix}+{subset} {size} Tf ({escapePDF(codes)}) Tj"
+        for subset, codes in font.splitString(text, doc)
+    ]
+    return " ".join([*parts, select])
 
 
 @functools.cache
