@@ -5,20 +5,22 @@ referrals, prior rehab and conditions, intake, assessments with their outcome
 measures and trend charts, plans of exercise with goals, session logs with the
 exercises and CPT minutes, progress reports, claims with lines, diagnoses and
 linkage) starts on a page of its own, after an index that names each document's
-and each table's page. Each document is a PDF bookmark (its tables below it),
-and every page has a footer: practice, client, packet id, page x of y. The text
-is real text in DejaVu Sans, embedded (subset), so it is selectable and
-``pdftotext`` reads it.
+and each table's page (each document's line a link to it). Each document is
+a PDF bookmark, and every page has a footer: practice, client, packet id,
+page x of y. The text is real text in DejaVu Sans, embedded (subsets), so it
+is selectable and ``pdftotext`` reads it.
 
 Why not ReportLab's platypus: a client has hundreds of rows, and a Table of
 Paragraphs parses markup and lays out every cell on each pass, several times
-the whole packet's budget (issue 15: 50 ms a packet). Here the pages are laid
-out once, cell text formatted once per practice row, widths measured with
-ReportLab's C string width, and the page streams written as PDF operators
-(``Canvas.addLiteral``); ReportLab still writes the file: fonts, outline,
-compression. Text of printable ASCII is its own code in the font's first
-subset (ReportLab's "ASCII readable" subset); any other text is encoded by
-the font itself (``TTFont.splitString``), so every character comes out right.
+the whole packet's budget (issue 15: 50 ms a packet); ReportLab's canvas and
+its object writer, with the layout done here, still cost three times what
+they do now. So the pages are laid out once, cell text formatted once per
+practice row (``RecordsCells``), widths measured with ReportLab's C string
+width, the page streams written as PDF operators and the file written here
+(``_write_pdf``), with the fonts' subsets embedded as ReportLab embeds them.
+Text of printable ASCII is its own code in the font's first subset
+(ReportLab's "ASCII readable" subset); any other text is encoded by the font
+itself (``TTFont.splitString``), so every character comes out right.
 """
 
 from __future__ import annotations
@@ -581,7 +583,6 @@ class IndexEntry:
     level: int
     rows: int | None
     key: str
-    page: int = 0
 
 
 CHARTS_TITLE = "Outcome-measure trends"
