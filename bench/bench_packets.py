@@ -16,8 +16,8 @@ read and typed once (``load_source``) and each chosen practice audited once
   practice's partition as the nightly ``build_packets`` gets it (made here by
   ``partition_of``, untimed; ``--whole-source``: from the whole typed network);
 - per client with activity: ``client_packet_files`` (split by its own steps:
-  content, cover_pdf, records, charts, validation, manifest) and the zip
-  (``zip_bytes``). Nothing is written: the keep-or-rebuild decision and the
+  content, cover_pdf, records, records_pdf, charts, validation, manifest) and
+  the zip (``zip_bytes``). Nothing is written: the keep-or-rebuild decision and the
   atomic write are not the per-client cost measured here.
 
 Prints the clients, the total seconds, the milliseconds per client (material
@@ -49,7 +49,17 @@ from typing import Any
 
 GOAL_MS_PER_CLIENT = 50.0
 KEY = b"bench-packet-key-0123456789abcdef"
-STEPS = ("material", "content", "cover_pdf", "records", "charts", "validation", "manifest", "zip")
+STEPS = (
+    "material",
+    "content",
+    "cover_pdf",
+    "records",
+    "records_pdf",
+    "charts",
+    "validation",
+    "manifest",
+    "zip",
+)
 
 
 @dataclass

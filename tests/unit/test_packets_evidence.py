@@ -207,6 +207,29 @@ def test_a_change_in_what_the_packet_proves_gives_a_new_packet(
     assert verify_packet(first, KEY).intact
 
 
+def test_packets_of_an_earlier_format_are_rebuilt_once(source, tmp_path, monkeypatch):
+    from metaudit.packets import evidence
+
+    packets = tmp_path / "packets"
+    # Format 1: the packets before records.pdf (built on the first night).
+    assert evidence.EVIDENCE_FORMAT != "metaudit-evidence/1"
+    with monkeypatch.context() as patch:
+        patch.setattr(evidence, "EVIDENCE_FORMAT", "metaudit-evidence/1")
+        patch.setattr("metaudit.packets.build.EVIDENCE_FORMAT", "metaudit-evidence/1")
+        assert _night(source, DAY1, packets)["states"] == {"built": 1}
+    assert _manifest(_packet(packets, DAY1))["evidence"]["format"] == "metaudit-evidence/1"
+    # The next night's code writes another format: the packet is rebuilt, once.
+    assert _night(source, DAY2, packets)["states"] == {"built": 1}
+    built = _packet(packets, DAY2).read_bytes()
+    assert _night(source, DAY2, packets)["states"] == {"kept": 1}
+    assert _packet(packets, DAY2).read_bytes() == built
+    rebuilt = _manifest(_packet(packets, DAY2))
+    assert rebuilt["evidence"]["format"] == evidence.EVIDENCE_FORMAT
+    assert "records.pdf" in {entry["path"] for entry in rebuilt["files"]}
+    # The records did not change: they stand as they were since the first night.
+    assert rebuilt["evidence"]["records_unchanged_since"] == DAY1.isoformat()
+
+
 def test_retention_keeps_the_latest_and_month_ends_and_never_the_packet_in_force(source, tmp_path):
     packets = tmp_path / "packets"
     config = tmp_path / "metaudit.yaml"

@@ -1,10 +1,10 @@
 """Audit packets: one signed zip per client and as-of date, and one per practice and month.
 
 A packet is what a practice owner hands a payer or an auditor: a cover (PDF)
-with the client's status rule by rule, the client's records (HTML and CSV),
-outcome-measure charts (SVG), the validation report (JSON and HTML), the
-findings (CSV) and ``manifest.json``, which lists every file's size and
-SHA-256 and is signed with HMAC-SHA256 (``metaudit verify PACKET.zip``).
+with the client's status rule by rule, the client's records (one paginated PDF,
+and HTML and CSV), outcome-measure charts (SVG), the validation report (JSON
+and HTML), the findings (CSV) and ``manifest.json``, which lists every file's
+size and SHA-256 and is signed with HMAC-SHA256 (``metaudit verify PACKET.zip``).
 
 Public API:
 

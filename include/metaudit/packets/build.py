@@ -26,7 +26,7 @@ import pandas as pd
 
 from metaudit.check.derive import FAMILIES
 from metaudit.errors import MetAuditError
-from metaudit.packets import render
+from metaudit.packets import records_pdf, render
 from metaudit.packets.archive import zip_bytes
 from metaudit.packets.content import (
     DEFAULT_ACTIVITY_DAYS,
@@ -43,6 +43,7 @@ from metaudit.packets.content import (
     cover_content,
     document_tables,
     evaluate_client,
+    packet_id,
     record_documents,
     suites_of,
 )
@@ -261,12 +262,12 @@ def client_packet_files(
 
     ``provenance`` (from :func:`evidence_record`) goes into the manifest as ``evidence``
     and its ``records_unchanged_since`` onto the cover. ``timings``, when given,
-    accumulates the seconds spent per step (content, cover_pdf, records, charts,
-    validation, manifest), for bench/bench_packets.py.
+    accumulates the seconds spent per step (content, cover_pdf, records, records_pdf,
+    charts, validation, manifest), for bench/bench_packets.py.
     """
     step = _Steps(timings)
     with step("content"):
-        outcomes, text = _prepared(material, suites)
+        outcomes, text, cells = _prepared(material, suites)
         records = material.client_rows(client_id)
         client_findings = sort_findings(f for f in evidence.findings if f.client_id == client_id)
         evaluation = evaluate_client(client_id, evidence, outcomes, client_findings)
@@ -301,6 +302,14 @@ def client_packet_files(
             charts.append((path, series))
     with step("records"):
         files["records/index.html"] = render.render_records_index_html(documents, charts, who)
+    with step("records_pdf"):
+        files["records.pdf"] = records_pdf.render_records_pdf(
+            cover,
+            packet_id(evidence.practice_id, evidence.as_of, client_id),
+            documents,
+            all_series,
+            cells,
+        )
 
     with step("validation"):
         files["validation/client_validation.json"] = render.render_json(evaluation.validation)
@@ -343,19 +352,22 @@ def _signing_line(signer: SigningKey) -> str:
 
 def _prepared(
     material: PracticeMaterial, suites: Sequence[SuiteRef]
-) -> tuple[SuiteOutcomes, render.RecordsText]:
+) -> tuple[SuiteOutcomes, render.RecordsText, records_pdf.RecordsCells]:
     """What every client packet of the practice shares, made for its first client:
-    the rows each expectation evaluates and the record tables as text."""
+    the rows each expectation evaluates and the record tables as text (HTML and CSV,
+    and the records PDF's cells)."""
     kept = material.prepared.get("packets")
     # build_client_packets hands every client the same list of suites.
     if kept is None or kept[0] is not suites:
+        tables = document_tables(material)
         kept = (
             suites,
             SuiteOutcomes(material, suites),
-            render.RecordsText(document_tables(material)),
+            render.RecordsText(tables),
+            records_pdf.RecordsCells(tables),
         )
         material.prepared["packets"] = kept
-    return kept[1], kept[2]
+    return kept[1], kept[2], kept[3]
 
 
 class _Steps:

@@ -1005,6 +1005,13 @@ def record_documents(material: PracticeMaterial, client_id: str) -> list[RecordD
     return documents
 
 
+def packet_id(practice_id: str, as_of: str, client_id: str) -> str:
+    """A client packet's id, as its records' footer names it: practice, as-of date and
+    client, the parts of its path under the packets folder (where ids are
+    percent-encoded as file names need)."""
+    return f"{practice_id}/{as_of}/{client_id}"
+
+
 # ---------------------------------------------------------------------------
 # The cover
 

@@ -47,8 +47,9 @@ if TYPE_CHECKING:
     from metaudit.spec.settings import Settings
 
 # Bump when the same evidence gives a different packet (the renderers changed what
-# they write): every packet is then rebuilt once on the next night. 2: the Ed25519
-# signature for auditors (VERIFY.txt, the key's fingerprint on the cover).
+# they write): every packet is then rebuilt once on the next night. 2: records.pdf,
+# the cover embeds every font it uses, and the Ed25519 signature for auditors
+# (VERIFY.txt, the key's fingerprint on the cover).
 EVIDENCE_FORMAT = "metaudit-evidence/2"
 
 

@@ -440,7 +440,7 @@ _LEGEND_TOP = 312
 _LEGEND_LINE = 15
 # matplotlib's default colour cycle, from its third colour on for the goals (as before).
 _MEASURED_COLOUR = "#1f4e79"
-_GOAL_COLOURS = (
+GOAL_COLOURS = (
     "#2ca02c",
     "#d62728",
     "#9467bd",
@@ -477,8 +477,8 @@ def render_chart_svg(plot: ChartPlot) -> bytes:
         measured_values=tuple(value for _, value in measured),
         targets=tuple(t for t in plot.targets if math.isfinite(t[1])),
     )
-    days = [_day_number(d) for d in plot.measured_dates]
-    target_days = [_day_number(t[2]) for t in plot.targets if t[2]]
+    days = [day_number(d) for d in plot.measured_dates]
+    target_days = [day_number(t[2]) for t in plot.targets if t[2]]
     values = list(plot.measured_values) + [t[1] for t in plot.targets]
     legend = (["measured"] if days else []) + [t[0] for t in plot.targets]
     height = _LEGEND_TOP + max(len(legend), 1) * _LEGEND_LINE + 6
@@ -498,8 +498,8 @@ def render_chart_svg(plot: ChartPlot) -> bytes:
             'text-anchor="middle">no data</text>'
         )
     else:
-        low, high, y_ticks = _value_axis(values)
-        first, last, x_ticks = _date_axis(days + target_days)
+        low, high, y_ticks = value_axis(values)
+        first, last, x_ticks = date_axis(days + target_days)
 
         def x(day: int) -> float:
             return _PLOT_LEFT + (day - first) / (last - first) * (_PLOT_RIGHT - _PLOT_LEFT)
@@ -527,14 +527,14 @@ def render_chart_svg(plot: ChartPlot) -> bytes:
             out.append(f'<text x="{_n(x(tick))}" y="{_PLOT_BOTTOM + 14}">{label}</text>')
         out.append("</g>")
         for number, (label, value, target_date) in enumerate(plot.targets):
-            colour = _GOAL_COLOURS[number % len(_GOAL_COLOURS)]
+            colour = GOAL_COLOURS[number % len(GOAL_COLOURS)]
             out.append(
                 f'<g class="goal" stroke="{colour}" fill="{colour}"><title>{xml_escape(label)}</title>'
                 f'<line x1="{_PLOT_LEFT}" x2="{_PLOT_RIGHT}" y1="{_n(y(value))}" y2="{_n(y(value))}" '
                 'stroke-width="1" stroke-dasharray="5,3"/>'
             )
             if target_date:
-                out.append(_star(x(_day_number(target_date)), y(value)))
+                out.append(_star(x(day_number(target_date)), y(value)))
             out.append("</g>")
         if days:
             points = " ".join(
@@ -569,7 +569,7 @@ def render_chart_svg(plot: ChartPlot) -> bytes:
         if days and number == 0:
             style = f'stroke="{_MEASURED_COLOUR}" stroke-width="1.6"'
         else:
-            colour = _GOAL_COLOURS[(number - (1 if days else 0)) % len(_GOAL_COLOURS)]
+            colour = GOAL_COLOURS[(number - (1 if days else 0)) % len(GOAL_COLOURS)]
             style = f'stroke="{colour}" stroke-width="1" stroke-dasharray="5,3"'
         out.append(
             f'<line x1="{_PLOT_LEFT}" x2="{_PLOT_LEFT + 24}" y1="{top - 3.5}" y2="{top - 3.5}" {style}/>'
@@ -594,11 +594,11 @@ def _star(cx: float, cy: float, outer: float = 7.0) -> str:
     return f'<polygon class="target" points="{" ".join(corners)}"/>'
 
 
-def _day_number(day: str) -> int:
+def day_number(day: str) -> int:
     return datetime.strptime(day[:10], "%Y-%m-%d").toordinal()
 
 
-def _value_axis(values: Sequence[float]) -> tuple[float, float, list[float]]:
+def value_axis(values: Sequence[float]) -> tuple[float, float, list[float]]:
     """The value axis: from low to high with room for the labels, and round ticks."""
     low, high = min(values), max(values)
     if high == low:
@@ -619,7 +619,7 @@ def _value_axis(values: Sequence[float]) -> tuple[float, float, list[float]]:
     return low, high, ticks
 
 
-def _date_axis(days: Sequence[int]) -> tuple[float, float, list[tuple[int, str]]]:
+def date_axis(days: Sequence[int]) -> tuple[float, float, list[tuple[int, str]]]:
     """The date axis: the dates with a margin, and up to 7 ticks (month starts when
     the span is long enough, else days)."""
     first, last = min(days), max(days)
@@ -656,7 +656,7 @@ def _date_axis(days: Sequence[int]) -> tuple[float, float, list[tuple[int, str]]
 
 
 @functools.cache
-def _fonts() -> tuple[str, str]:
+def font_names() -> tuple[str, str]:
     """Register a Unicode font (DejaVu Sans, shipped with matplotlib) once per process.
 
     ReportLab's built-in Helvetica knows Latin-1 only: names from the records
@@ -667,12 +667,33 @@ def _fonts() -> tuple[str, str]:
     from reportlab.pdfbase.ttfonts import TTFont
 
     folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    pdfmetrics.registerFont(TTFont(FONT, str(folder / "DejaVuSans.ttf")))
-    pdfmetrics.registerFont(TTFont(FONT_BOLD, str(folder / "DejaVuSans-Bold.ttf")))
+    for name, file in ((FONT, "DejaVuSans.ttf"), (FONT_BOLD, "DejaVuSans-Bold.ttf")):
+        font = TTFont(name, str(folder / file))
+        _keep_subsets(font.face)
+        pdfmetrics.registerFont(font)
     pdfmetrics.registerFontFamily(
         FONT, normal=FONT, bold=FONT_BOLD, italic=FONT, boldItalic=FONT_BOLD
     )
     return FONT, FONT_BOLD
+
+
+def _keep_subsets(face: Any) -> None:
+    """Make each embedded font subset once per process, not once per PDF.
+
+    ReportLab embeds the characters a PDF uses as subsets of up to 256 glyphs; the
+    first holds printable ASCII at its own codes, so PDFs of ASCII text embed the
+    same subset, and building it (parsing and re-writing the TrueType tables) cost
+    milliseconds per font and file. The subset's bytes depend only on its glyph
+    list: they are kept by it (a few dozen distinct lists in a night).
+    """
+    make = face.makeSubset
+
+    @functools.lru_cache(maxsize=64)
+    def subset(codes: tuple[int, ...]) -> bytes:
+        data: bytes = make(list(codes))
+        return data
+
+    face.makeSubset = lambda codes: subset(tuple(codes))
 
 
 @functools.cache
@@ -680,7 +701,7 @@ def _styles() -> dict[str, Any]:
     """The paragraph styles, made once per process (ReportLab only reads them)."""
     from reportlab.lib.styles import ParagraphStyle
 
-    regular, bold = _fonts()
+    regular, bold = font_names()
     return {
         "title": ParagraphStyle("title", fontName=bold, fontSize=15, leading=19, spaceAfter=4),
         "h2": ParagraphStyle(
@@ -716,7 +737,7 @@ def _pdf_bytes(story: list[Any], title: str, subject: str, footer: str) -> bytes
     from reportlab.lib.units import mm
     from reportlab.platypus import SimpleDocTemplate
 
-    regular, _ = _fonts()
+    regular, _ = font_names()
     # Compressed streams stay binary: ASCII85 on top (ReportLab's default) only makes
     # the file larger and, in pure Python, cost a sixth of a cover's time.
     rl_config.useA85 = 0
@@ -742,6 +763,8 @@ def _pdf_bytes(story: list[Any], title: str, subject: str, footer: str) -> bytes
         creator=GENERATOR,
         producer=GENERATOR,
         invariant=1,
+        # The canvas's first font would be Helvetica, which PDFs reference but never embed.
+        initialFontName=regular,
     )
     document.build(story, onFirstPage=on_page, onLaterPages=on_page)
     return buffer.getvalue()
@@ -760,10 +783,17 @@ def _key_value_table(pairs: Iterable[tuple[str, str]], styles: Mapping[str, Any]
                 ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
                 ("VALIGN", (0, 0), (-1, -1), "TOP"),
                 ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#f0f0f0")),
+                _cell_font(),
             ]
         )
     )
     return table
+
+
+def _cell_font() -> tuple[Any, ...]:
+    """A table's own font: ReportLab sets a cell's font (Helvetica, never embedded)
+    even when a Paragraph draws the cell's text."""
+    return ("FONTNAME", (0, 0), (-1, -1), font_names()[0])
 
 
 # Narrow cells: ReportLab's default 6 pt side padding wraps "DOC-001".
@@ -859,7 +889,7 @@ def _rule_table_class() -> type:
 
         def draw(self) -> None:
             canvas = self.canv
-            regular, bold = _fonts()
+            regular, bold = font_names()
             lefts = [sum(self.widths[:k]) for k in range(len(self.widths))]
             top = self.height
             canvas.saveState()
@@ -879,18 +909,23 @@ def _rule_table_class() -> type:
                     for number, text in enumerate(cell):
                         lines.append((left, row_top - number * _CELL_LEADING, font, ink, text))
                 row_tops.append(row_top - height)
-            text = canvas.beginText()
+            # PDF text operators written here: ReportLab's text object encodes every
+            # string in Python (its font subsets), a third of the cover's time.
+            ops = ["q BT"]
             font = ink = ""
+            doc = canvas._doc
             for left, cell_top, line_font, line_ink, line in lines:
                 if line_font != font:
                     font = line_font
-                    text.setFont(font, _CELL_SIZE, _CELL_LEADING)
+                    select = f"{_subset_name(font, doc)}+0 {_CELL_SIZE:g} Tf"
+                    ops.append(select)
                 if line_ink != ink:
                     ink = line_ink
-                    text.setFillColor(colors.HexColor(ink))
-                text.setTextOrigin(left + _CELL_PADDING, cell_top - _CELL_TOP - _CELL_SIZE)
-                text.textOut(line)
-            canvas.drawText(text)
+                    ops.append(f"{rgb(ink)} rg")
+                x, y = left + _CELL_PADDING, cell_top - _CELL_TOP - _CELL_SIZE
+                ops.append(f"1 0 0 1 {x:.2f} {y:.2f} Tm {shown(font, line, doc, select)}")
+            ops.append("ET Q")
+            canvas.addLiteral(" ".join(ops))
             # The grid: a line under the header and each row, and the column edges.
             canvas.setStrokeColor(colors.grey)
             canvas.setLineWidth(0.3)
@@ -902,6 +937,45 @@ def _rule_table_class() -> type:
             canvas.restoreState()
 
     return RuleTable
+
+
+# PDF string syntax: a backslash and unbalanced parentheses are escaped.
+PDF_ESCAPES = str.maketrans({"\\": "\\\\", "(": "\\(", ")": "\\)"})
+
+
+def rgb(colour: str) -> str:
+    """``#rrggbb`` as PDF colour components (``0.122 0.306 0.475``)."""
+    value = colour.lstrip("#")
+    return " ".join(f"{int(value[k : k + 2], 16) / 255:.3f}" for k in (0, 2, 4))
+
+
+def _subset_name(font_name: str, doc: Any) -> str:
+    """The PDF name of a font in a ReportLab document (``/F1``; its subsets are
+    ``/F1+0``, ``/F1+1`` ...); registers the font with the document."""
+    from reportlab.pdfbase import pdfmetrics
+
+    name: str = pdfmetrics.getFont(font_name).getSubsetInternalName(0, doc)
+    return name.rsplit("+", 1)[0]
+
+
+def shown(font_name: str, text: str, doc: Any, select: str) -> str:
+    """PDF operators that show ``text`` in a font whose subset 0 is selected
+    (``select``), and leave it selected. Printable ASCII is its own code in the
+    font's first subset (ReportLab's "ASCII readable" subsets); other text is
+    encoded by the font (``TTFont.splitString``), subset by subset."""
+    if text.isascii() and text.isprintable():
+        return f"({text.translate(PDF_ESCAPES)}) Tj"
+    from reportlab.lib.rl_accel import escapePDF
+    from reportlab.pdfbase import pdfmetrics
+
+    font = pdfmetrics.getFont(font_name)
+    size = select.rsplit(" ", 2)[-2]
+    prefix = _subset_name(font_name, doc)
+    parts = [
+        f"{prefix}+{subset} {size} Tf ({escapePDF(codes)}) Tj"
+        for subset, codes in font.splitString(text, doc)
+    ]
+    return " ".join([*parts, select])
 
 
 @functools.cache
@@ -919,7 +993,7 @@ def _wrap(text: str, width: float) -> tuple[str, ...]:
 
     if not text:
         return ()
-    regular, _ = _fonts()
+    regular, _ = font_names()
     return tuple(simpleSplit(text, regular, _CELL_SIZE, width - 2 * _CELL_PADDING))
 
 
@@ -1007,7 +1081,8 @@ def render_cover_pdf(cover: Cover) -> bytes:
     story.append(Spacer(1, 3 * mm))
     story.append(
         _p(
-            "Contents: cover.pdf (this page); records/ (the client's records as HTML and CSV, "
+            "Contents: cover.pdf (this page); records.pdf (the client's records in one PDF, "
+            "with an index); records/ (the same records as HTML and CSV, "
             "with outcome-measure charts in charts/); validation/ (the Great Expectations results "
             "for this client, JSON and HTML); findings.csv; manifest.json (every file's size and "
             "SHA-256, signed with HMAC-SHA256; check with: metaudit verify PACKET.zip).",
