@@ -208,6 +208,27 @@ def test_a_rerun_skips_recorded_dates_and_replace_does_not_duplicate(
     assert store.table_contents("finding_history", ("id",)) == before["finding_history"]
 
 
+def test_only_the_practices_a_date_lacks_are_audited(
+    demo: GenerationReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METAUDIT_DATA_DIR", str(tmp_path))
+    store_url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    (first,) = backfill(str(demo.database), store_url, [AS_OF], wanted=["PR0001"])
+    assert (first.findings.keys(), first.skipped) == ({"PR0001"}, [])
+    store = ResultsStore(store_url)
+    kept = store.table_contents("findings", ("id",))
+
+    (second,) = backfill(str(demo.database), store_url, [AS_OF])
+    assert (second.findings.keys(), second.skipped) == ({"PR0002"}, ["PR0001"])
+    rows = {r["practice_id"]: r for r in store.practice_runs(AS_OF)}
+    assert rows["PR0001"]["has_results"] and rows["PR0002"]["has_results"]
+    # PR0001's rows of the date are the first run's, untouched.
+    pr0001 = [row for row in store.table_contents("findings", ("id",)) if "PR0001" in row]
+    assert pr0001 == [row for row in kept if "PR0001" in row]
+    with pytest.raises(SettingsError, match="practice_ids not in the source: PR9999"):
+        backfill(str(demo.database), store_url, [AS_OF], wanted=["PR9999"])
+
+
 # -- the demo's summary ------------------------------------------------------------------------
 
 
