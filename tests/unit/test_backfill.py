@@ -5,7 +5,8 @@ weekly dates given out of order; the store must then hold each date as a run of
 its own, the findings history computed from the per-date findings as if the dates
 had come night after night, the dashboard's trend counting every date, and a rerun
 must neither duplicate rows nor, without --replace, touch a date already recorded.
-The demo summary's figures are checked against the store's.
+The demo summary's figures are checked against the store's, the dashboard page's
+and the morning email's.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ from metaudit.pipeline.backfill import (
     backfill_run_id,
 )
 from metaudit.results import ResultsStore
+from metaudit.spec.settings import Settings
+from metaudit.web.access import access_policy
+from metaudit.web.catalog import PacketCatalog
+from metaudit.web.context import WebContext
+from metaudit.web.dashboard import board
 
 AS_OF = date(2026, 3, 31)
 WEEK = timedelta(days=7)
@@ -252,8 +258,24 @@ def test_the_demo_summary_shows_the_store_s_money_trend_and_accepted_finding(
     )
     text = out.getvalue()
     assert code == 0
+    page = WebContext(
+        policy=access_policy(Settings.from_dict({})),
+        catalog=PacketCatalog(backfilled["data"] / "packets"),
+        store=store,
+        packet_key=None,
+        clock=lambda: AS_OF,
+    )
     for practice_id in PRACTICES:
         figures = practice_figures(store, practice_id, AS_OF)
+        # What the dashboard page of the practice shows.
+        shown = board(page, practice_id)
+        assert (shown.as_of, shown.exposure_total, shown.by_class) == (
+            AS_OF,
+            figures.money_at_risk,
+            figures.by_class,
+        )
+        assert [day.as_of for day in shown.history] == figures.audit_dates
+        assert shown.accepted == len(figures.accepted)
         # The money the morning email counts (new and still open, from the digest).
         digest = store.digest(practice_id, AS_OF)
         assert figures.by_class == exposure_totals(digest)
