@@ -26,6 +26,7 @@ from metaudit.demo import GenerationReport
 from metaudit.demo.summary import demo_finding, practice_figures, write_summary
 from metaudit.errors import SettingsError
 from metaudit.mail.content import exposure_totals, money
+from metaudit.pipeline import stages
 from metaudit.pipeline.backfill import (
     BACKFILL_DAG_ID,
     MAX_DATES,
@@ -233,6 +234,40 @@ def test_only_the_practices_a_date_lacks_are_audited(
     assert pr0001 == [row for row in kept if "PR0001" in row]
     with pytest.raises(SettingsError, match="practice_ids not in the source: PR9999"):
         backfill(str(demo.database), store_url, [AS_OF], wanted=["PR9999"])
+
+
+def test_a_practice_that_fails_is_named_and_the_others_are_recorded(
+    demo: GenerationReport,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("METAUDIT_DATA_DIR", str(tmp_path))
+    store_url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    persist = stages.persist_practice
+
+    def refuse_pr0002(url: str, run_id: str, validated: Any) -> Any:
+        if validated["practice_id"] == "PR0002":
+            raise OSError("disk full, record CL000001 quoted")
+        return persist(url, run_id, validated)
+
+    monkeypatch.setattr(stages, "persist_practice", refuse_pr0002)
+    day = AS_OF.isoformat()
+    args = ["backfill", "--source", str(demo.database), "--from", day, "--to", day]
+    code = main([*args, "--store", store_url])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (
+        "1 practice-date(s) failed, the others were recorded: 2026-03-31 PR0002 at persist" in err
+    )
+    # The error's type, not its message: a foreign message may quote a record.
+    assert "(OSError)" in err and "CL000001" not in err
+    store = ResultsStore(store_url)
+    rows = {r["practice_id"]: r for r in store.practice_runs(AS_OF)}
+    assert rows["PR0001"]["status"] == "success" and store.findings(AS_OF, "PR0001")
+    assert rows["PR0002"]["status"] == "failed" and not rows["PR0002"]["has_results"]
+    run = store.run(backfill_run_id(AS_OF))
+    assert run is not None and (run["status"], run["failed_practices"]) == ("failed", ["PR0002"])
 
 
 # -- the demo's summary ------------------------------------------------------------------------
