@@ -1,6 +1,7 @@
 # MET Audit: two commands for a newcomer.
-#   make demo   set up, generate a demo practice database, run the nightly DAG once
-#               (findings, one .eml per practice in data/outbox, packets in data/packets)
+#   make demo   set up, generate a demo practice database, record the audits of the weeks
+#               before (metaudit backfill), run the nightly DAG once (findings, one .eml per
+#               practice in data/outbox, packets in data/packets), accept one finding
 #   make test   run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -13,6 +14,11 @@ DEMO_AS_OF ?= $(shell date -u +%Y-%m-%d)
 # after another under `dags test`) keep `make demo` near two minutes.
 DEMO_SESSIONS ?= 12000
 DEMO_PRACTICES ?= 3
+# The weekly audit dates before the as-of date that `make demo` records first (the
+# dashboard's 90-day trend; some 3.5 s each here, 0: none), and the practice of its accepted
+# finding.
+DEMO_HISTORY_WEEKS ?= 12
+DEMO_ACCEPT_PRACTICE ?= PR0001
 
 # The embedded Airflow: its home, metadata database (SQLite) and folders live in the project.
 export AIRFLOW_HOME := $(CURDIR)/airflow_home
@@ -37,6 +43,15 @@ demo: install
 	@mkdir -p $(DATA)/demo $(AIRFLOW_HOME)
 	$(BIN)/metaudit demo --target $(DEMO_DB) --as-of $(DEMO_AS_OF) \
 	    --practices $(DEMO_PRACTICES) --sessions $(DEMO_SESSIONS)
+	@# The weeks before, audited as their nightly runs would have (no email, no packets);
+	@# --replace: the demo database was just generated anew.
+	@if [ "$(DEMO_HISTORY_WEEKS)" -gt 0 ]; then \
+	    echo "recording the audits of the $(DEMO_HISTORY_WEEKS) weeks before $(DEMO_AS_OF) (log: $(AIRFLOW_HOME)/backfill.log) ..."; \
+	    span=$$($(BIN)/python -c 'import sys; from datetime import date, timedelta as t; d = date.fromisoformat(sys.argv[1]); print(d - t(weeks=int(sys.argv[2])), d - t(weeks=1))' $(DEMO_AS_OF) $(DEMO_HISTORY_WEEKS)) \
+	    && set -- $$span && $(BIN)/metaudit backfill --source $(DEMO_DB) --from $$1 --to $$2 --every 7 --replace \
+	        >$(AIRFLOW_HOME)/backfill.log 2>&1 || { tail -20 $(AIRFLOW_HOME)/backfill.log; exit 1; }; \
+	    tail -1 $(AIRFLOW_HOME)/backfill.log; \
+	fi
 	$(BIN)/airflow db migrate >$(AIRFLOW_HOME)/db-migrate.log 2>&1 || { tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
 	@echo "running met_compliance_nightly as of $(DEMO_AS_OF): audit, email, packets (log: $(AIRFLOW_HOME)/dags-test.log) ..."
 	@# METAUDIT_DEMO=1: the packets may be signed with the published demo key (no secret needed).
@@ -45,6 +60,15 @@ demo: install
 	    $(BIN)/airflow dags test met_compliance_nightly $(DEMO_AS_OF) -c '{"rebuild_packets": true}' \
 	    >$(AIRFLOW_HOME)/dags-test.log 2>&1 \
 	    || { tail -40 $(AIRFLOW_HOME)/dags-test.log; exit 1; }
+	@# A compliance lead's exception, as `metaudit accept` records one (after the morning
+	@# email: the next night's email lists it as accepted, the dashboard at once); until 30
+	@# days after the as-of date, today at the earliest (an older DEMO_AS_OF: a past date is refused).
+	@fingerprint=$$($(BIN)/python -m metaudit.demo.summary --data $(DATA) --as-of $(DEMO_AS_OF) \
+	    --db $(DEMO_DB) --demo-finding $(DEMO_ACCEPT_PRACTICE)) \
+	    && until=$$($(BIN)/python -c 'import sys; from datetime import UTC, date, datetime, timedelta; print(max(date.fromisoformat(sys.argv[1]) + timedelta(days=30), datetime.now(UTC).date()))' $(DEMO_AS_OF)) \
+	    && $(BIN)/metaudit accept --practice $(DEMO_ACCEPT_PRACTICE) --fingerprint "$$fingerprint" \
+	        --user demo-lead --reason 'Demo: payer written exception on file' --until $$until \
+	        2>$(AIRFLOW_HOME)/accept.log || { cat $(AIRFLOW_HOME)/accept.log; exit 1; }
 	@$(BIN)/python -m metaudit.demo.summary --data $(DATA) --as-of $(DEMO_AS_OF) --db $(DEMO_DB)
 
 # The Airflow UI on the demo, with the packets pages (Browse > Audit packets): users admin,

@@ -3,7 +3,9 @@
 ``metaudit check`` runs the rulebook over a source database and writes the
 findings; ``metaudit demo`` makes a demo network with known defects;
 ``metaudit accept``, ``metaudit withdraw`` and ``metaudit acceptances`` accept a
-finding, withdraw the acceptance and list the trail in the results store. Exit codes
+finding, withdraw the acceptance and list the trail in the results store;
+``metaudit backfill`` records the audits of earlier dates in the results store
+(the history of a practice that joins with months of records). Exit codes
 follow the interfaces: 0 when the check ran (whatever it found), 2 when it
 could not run, with a message naming what is wrong.
 """
@@ -142,7 +144,52 @@ def build_parser() -> argparse.ArgumentParser:
         help="demo run: sign with the published demo key when no key is set",
     )
     _acceptance_parsers(sub)
+    _backfill_parser(sub)
     return parser
+
+
+def _backfill_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    backfill = sub.add_parser(
+        "backfill",
+        help="record the audits of earlier dates in the results store (history, trend)",
+        description="Audit earlier as-of dates of the source, from --to back to --from every "
+        "--every days, and record each date in the results store as the nightly run does "
+        "(findings, exposure, filing deadlines, staff and payer, the practice's status, the "
+        "findings history): the dashboard's trend and the next morning email then count "
+        "them. No email is sent and no packet is built. Dates the store has results for "
+        "already are skipped unless --replace. Exit 0 when every date was recorded, 1 when "
+        "some practice of some date failed (the others are recorded), 2 when it cannot run.",
+    )
+    backfill.add_argument("--source", required=True, help="SQLAlchemy URL or a SQLite file path")
+    backfill.add_argument(
+        "--from", dest="first", required=True, type=_date, help="earliest as-of date"
+    )
+    backfill.add_argument("--to", dest="last", required=True, type=_date, help="latest as-of date")
+    backfill.add_argument(
+        "--every",
+        type=int,
+        default=7,
+        metavar="DAYS",
+        help="days between the dates, counted back from --to (default 7: weekly)",
+    )
+    backfill.add_argument(
+        "--practice",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="only this practice (repeatable)",
+    )
+    backfill.add_argument(
+        "--store",
+        default=None,
+        help="results store URL (default: the met_results_db connection, else data/)",
+    )
+    backfill.add_argument("--config", type=Path, default=None, help="configuration file (YAML)")
+    backfill.add_argument(
+        "--replace",
+        action="store_true",
+        help="audit again the dates the store has results for (replacing them)",
+    )
 
 
 def _acceptance_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -187,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _packets(args)
         if args.command in ("accept", "withdraw", "acceptances"):
             return _acceptance(args)
+        if args.command == "backfill":
+            return _backfill(args)
     except MetAuditError as exc:
         print(f"metaudit {args.command}: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
@@ -223,6 +272,39 @@ def _acceptance(args: argparse.Namespace) -> int:
                     "reason": event.reason,
                 }
                 print(json.dumps(row))
+    return EXIT_OK
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from metaudit.pipeline.backfill import BackfillFailedError, backfill, backfill_dates
+    from metaudit.pipeline.connections import results_url
+
+    # The range is checked before the source or the store is opened.
+    dates = backfill_dates(args.first, args.last, args.every)
+    store_url = args.store or results_url()
+    _progress(
+        f"backfilling {len(dates)} date(s) from {dates[0].isoformat()} to "
+        f"{dates[-1].isoformat()} into {store_url}"
+    )
+    started = time.perf_counter()
+    try:
+        done = backfill(
+            str(args.source),
+            store_url,
+            dates,
+            wanted=args.practice,
+            replace=args.replace,
+            config=str(args.config) if args.config else None,
+            progress=_progress,
+        )
+    except BackfillFailedError as exc:
+        print(f"metaudit backfill: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    recorded = sum(1 for item in done if item.findings)
+    _progress(
+        f"{recorded} date(s) recorded, {len(done) - recorded} already recorded, in "
+        f"{time.perf_counter() - started:.1f}s"
+    )
     return EXIT_OK
 
 

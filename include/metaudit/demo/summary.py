@@ -1,9 +1,11 @@
 """Print where a demo run left its results and a short summary per practice.
 
-Reads the results store (the run's per-practice status, and each practice's
-digest: new, still open, resolved), the mail outbox (the morning email of each
-practice) and the packets folder, and ends with the command that checks a
-packet.
+Reads the results store (the run's per-practice status, each practice's digest:
+new, still open, resolved, and the dashboard's figures: the money at risk, the
+audit dates of its 90-day trend, the accepted findings), the mail outbox (the
+morning email of each practice) and the packets folder, and ends with the command
+that checks a packet. ``--demo-finding PRACTICE`` prints instead the fingerprint
+of the finding the demo accepts (``make demo`` passes it to ``metaudit accept``).
 """
 
 from __future__ import annotations
@@ -11,15 +13,93 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
+from urllib.parse import urlencode
 
 from metaudit.paths import OUTBOX_FOLDER, UNATTRIBUTED_FILE
 
 if TYPE_CHECKING:
     from metaudit.mail.outbox import Outbox
+    from metaudit.results import ResultsStore
     from metaudit.spec.settings import Settings
+
+
+@dataclass(frozen=True)
+class AcceptedFinding:
+    fingerprint: str
+    rule_id: str
+    entity_id: str
+    accepted_by: str
+    until: str
+
+
+@dataclass(frozen=True)
+class PracticeFigures:
+    """A practice's dashboard figures on one audit date, from the dashboard's queries."""
+
+    practice_id: str
+    as_of: date
+    by_class: dict[str, int]  # open exposure per money class, cents
+    audit_dates: list[date]  # the audit dates of the 90-day trend, oldest first
+    accepted: list[AcceptedFinding]
+
+    @property
+    def money_at_risk(self) -> int:
+        return sum(self.by_class.values())
+
+    @property
+    def dashboard_path(self) -> str:
+        from metaudit.web.app import PREFIX
+
+        return f"{PREFIX}/dashboard?{urlencode({'practice_id': self.practice_id})}"
+
+
+def practice_figures(store: ResultsStore, practice_id: str, day: date) -> PracticeFigures:
+    """What the dashboard shows of the practice on ``day``: the same queries."""
+    from metaudit.results.dashboard import HISTORY_DAYS
+
+    accepted = store.acceptances(practice_id, day)
+    findings = {f.fingerprint: f for f in store.findings(day, practice_id)}
+    return PracticeFigures(
+        practice_id=practice_id,
+        as_of=day,
+        by_class=store.exposure_by_class(practice_id, day),
+        audit_dates=[d.as_of for d in store.open_by_severity(practice_id, day, HISTORY_DAYS)],
+        accepted=[
+            AcceptedFinding(
+                fingerprint=fp,
+                rule_id=findings[fp].rule_id,
+                entity_id=findings[fp].entity_id,
+                accepted_by=item.accepted_by,
+                until=item.until,
+            )
+            for fp, item in sorted(accepted.items())
+            if fp in findings
+        ],
+    )
+
+
+def demo_finding(store: ResultsStore, practice_id: str, day: date) -> str | None:
+    """The finding the demo accepts: the practice's finding of the date with the most
+    money at stake (then the first in the findings' order), so that the dashboard's
+    money visibly drops; the same finding on every demo of the same network, so a
+    second ``make demo`` renews its acceptance. None when the date has no findings."""
+    findings = store.findings(day, practice_id)
+    if not findings:
+        return None
+    exposure = store.exposure(day, practice_id)
+
+    def at_stake(fingerprint: str) -> int:
+        money = exposure.get(fingerprint)
+        if money is None:
+            return 0
+        return money.fix_before_billing + money.in_flight + money.recoupment_risk
+
+    # max keeps the first of equals: the findings come in their sort order.
+    return max(findings, key=lambda f: at_stake(f.fingerprint)).fingerprint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,8 +110,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--results-url", help="the results store (default: results.sqlite in the data folder)"
     )
+    parser.add_argument(
+        "--demo-finding",
+        metavar="PRACTICE",
+        help="print only the fingerprint of the practice's finding the demo accepts",
+    )
     args = parser.parse_args(argv)
+    if args.demo_finding:
+        return print_demo_finding(
+            args.data, args.as_of, args.demo_finding, args.results_url, sys.stdout
+        )
     return write_summary(args.data, args.as_of, args.db, args.results_url, sys.stdout)
+
+
+def print_demo_finding(
+    data: Path, as_of: str, practice_id: str, results_url: str | None, out: TextIO
+) -> int:
+    """Print :func:`demo_finding`'s fingerprint; 1 (and a message) when there is none."""
+    from metaudit.results import default_url, session
+
+    with session(results_url or default_url(data)) as store:
+        fingerprint = demo_finding(store, practice_id, date.fromisoformat(as_of))
+    if fingerprint is None:
+        print(f"practice {practice_id} has no findings as of {as_of}", file=sys.stderr)
+        return 1
+    out.write(fingerprint + "\n")
+    return 0
 
 
 def shown(path: Path) -> str:
@@ -66,6 +170,7 @@ def write_summary(data: Path, as_of: str, db: Path, results_url: str | None, out
     out.write(f"  audit packets   : {shown(packets_dir)}\n\n")
 
     sample: Path | None = None
+    accepted_any = False
     with session(url) as store:
         rows = store.practice_runs(day)
         if not rows:
@@ -97,13 +202,48 @@ def write_summary(data: Path, as_of: str, db: Path, results_url: str | None, out
                 f"      most frequent: {top or 'none'}\n"
                 f"      findings: {shown(csv)}\n"
             )
+            out.write(_figure_lines(practice_figures(store, practice_id, day)))
             out.write(_email_lines(outbox, DIGEST, as_of, practice_id))
             packets, lines = _packet_lines(packets_dir, practice_id, as_of)
             out.write(lines + "\n")
             sample = sample or (packets[0] if packets else None)
+            accepted_any = accepted_any or bool(store.acceptances(practice_id, day))
+    if accepted_any:
+        out.write(
+            "  The morning emails above went out before the demo's acceptance was recorded:\n"
+            "  the next night's email lists the finding as accepted; the dashboard does now.\n"
+        )
+    out.write(
+        "  Dashboard: `make ui`, then http://localhost:8080 + the path above (Browse >\n"
+        "  Compliance dashboard).\n"
+    )
     if sample is not None:
         out.write(_verify_hint(sample))
     return 0
+
+
+def _figure_lines(figures: PracticeFigures) -> str:
+    """The practice's dashboard figures: money at risk, trend, accepted findings, link."""
+    from metaudit.mail.content import money
+    from metaudit.results.dashboard import HISTORY_DAYS
+
+    classes = ", ".join(
+        f"{name.replace('_', ' ')} {money(cents)}" for name, cents in figures.by_class.items()
+    )
+    dates = figures.audit_dates
+    span = f" ({dates[0].isoformat()} .. {dates[-1].isoformat()})" if dates else ""
+    lines = (
+        f"      at risk : {money(figures.money_at_risk)} open exposure ({classes})\n"
+        f"      trend   : {len(dates)} audit date(s) in the last {HISTORY_DAYS} days{span}\n"
+    )
+    if not figures.accepted:
+        lines += "      accepted: none\n"
+    for item in figures.accepted:
+        lines += (
+            f"      accepted: {item.rule_id} on {item.entity_id}, by {item.accepted_by} "
+            f"until {item.until} ({item.fingerprint})\n"
+        )
+    return lines + f"      dashboard: {figures.dashboard_path}\n"
 
 
 def _packets_dir(settings: Settings, data: Path) -> Path | None:

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from metaudit.check.view import AuditView
     from metaudit.results.digest import FindingAttribution, FindingExposure
     from metaudit.source.quality import TypedSource
+    from metaudit.source.stream import StreamedSource
     from metaudit.spec.findings import Finding
 
 log = logging.getLogger(__name__)
@@ -179,35 +180,56 @@ def extract(
     import shutil
     import uuid
 
-    from metaudit.check.engine import release_memory, stream_typed
-    from metaudit.source.snapshot import write_partitions, write_unattributed
+    from metaudit.check.engine import stream_typed
     from metaudit.spec.settings import Settings
 
     timings: dict[str, float] = {}
     # The configuration (METAUDIT_CONFIG) bounds each statement and lock wait: a table
     # locked by a reload ends this try with SourceUnavailableError, which is retried.
     timeout = Settings.load(None).statement_timeout_s
-    day = as_of.isoformat()
-    folder = snapshot_dir(day)
     # The spool holds health records: a private folder beside the partitions, never /tmp.
-    spool = folder / f".spool-{uuid.uuid4().hex[:8]}"
-    partitions: dict[str, Path] = {}
+    spool = snapshot_dir(as_of.isoformat()) / f".spool-{uuid.uuid4().hex[:8]}"
     try:
         streamed = stream_typed(source, as_of, timings, timeout, folder=spool)
-        started = time.perf_counter()
-        wanted = sorted(set(practice_ids))
-        for number in range(len(streamed.groups)):
-            members = [p for p in wanted if streamed.group_of(p) == number]
-            if not members:
-                continue
-            typed = streamed.read_group(number)
-            partitions.update(write_partitions(typed, members, day, folder))
-            del typed
-            release_memory()
-        timings["partition"] = time.perf_counter() - started
-        orphans = [f for f in streamed.findings if f.practice_id is None]
+        return write_snapshot(
+            streamed, as_of, practice_ids, timings, store_url=store_url, run_id=run_id
+        )
     finally:
         shutil.rmtree(spool, ignore_errors=True)
+
+
+def write_snapshot(
+    streamed: StreamedSource,
+    as_of: date,
+    practice_ids: Sequence[str],
+    timings: dict[str, float],
+    *,
+    store_url: str | None = None,
+    run_id: str | None = None,
+) -> list[dict[str, str]]:
+    """Extract's second half: split a streamed source into the practices' partitions of
+    ``as_of`` and write the run-level findings that name no practice; returns extract's
+    work items. The data-quality findings are stamped with ``as_of`` (the typing judges
+    every row whatever the date, so one streamed source serves several dates: the
+    backfill of earlier dates, :mod:`metaudit.pipeline.backfill`)."""
+    from metaudit.check.engine import release_memory
+    from metaudit.source.snapshot import write_partitions, write_unattributed
+
+    day = as_of.isoformat()
+    folder = snapshot_dir(day)
+    partitions: dict[str, Path] = {}
+    started = time.perf_counter()
+    wanted = sorted(set(practice_ids))
+    for number in range(len(streamed.groups)):
+        members = [p for p in wanted if streamed.group_of(p) == number]
+        if not members:
+            continue
+        typed = _dated(streamed.read_group(number), day)
+        partitions.update(write_partitions(typed, members, day, folder))
+        del typed
+        release_memory()
+    timings["partition"] = time.perf_counter() - started
+    orphans = [replace(f, as_of=day) for f in streamed.findings if f.practice_id is None]
     unattributed = write_unattributed(orphans, unattributed_path(day))
     if orphans:
         log.warning(
@@ -225,6 +247,13 @@ def extract(
         {"practice_id": practice_id, "as_of": day, "partition": str(path)}
         for practice_id, path in sorted(partitions.items())
     ]
+
+
+def _dated(typed: TypedSource, day: str) -> TypedSource:
+    """The typed source with its data-quality findings stamped as of ``day``."""
+    if all(f.as_of == day for f in typed.findings):
+        return typed
+    return replace(typed, findings=[replace(f, as_of=day) for f in typed.findings])
 
 
 def validate_practice(
