@@ -135,7 +135,7 @@ def test_owner1_reads_the_dashboard_with_the_stores_numbers(
         "groups => groups.map(g => [g.dataset.asOf, Number(g.dataset.total)])"
     )
     assert bars == [[d.as_of.isoformat(), d.total] for d in history]
-    assert chart.locator("rect").count() > 0, "the chart draws no bar"
+    assert chart.locator("g.day rect").count() > 0, "the chart draws no bar"
     assert _tile(page, "open-total") == history[-1].total > 0
     for severity, n in history[-1].counts.items():
         assert _tile(page, f"open-{severity}") == n

@@ -295,3 +295,6 @@ def test_the_history_chart_stacks_each_dates_severities_to_scale() -> None:
     assert len(scale) == 1 and [n for _, _, n in bars] == ["3", "1", "1", "2", "2"]
     assert ">5</text>" in svg and "2026-03-01" in svg and "2026-03-03" in svg
     assert "no audit dates" in str(charts.severity_history([]))
+    # A legend names each severity's colour.
+    legend = re.findall(r'<rect class="sev-(\w+) legend"[^>]*/><text[^>]*>(\w+)</text>', svg)
+    assert legend == [("critical", "critical"), ("warning", "warning"), ("notice", "notice")]

@@ -319,9 +319,13 @@ def _checked(path: Path, key: bytes, place: PacketPlace, data: bytes | None) -> 
             since = (
                 f"; built as of {result.manifest.get('as_of')}, in force on {result.in_force_on}"
             )
-        return Verdict(
-            True, f"verified: {result.files_checked} files, signature valid{demo}{since}"
+        # Which signatures held: the auditor's Ed25519 one only when a signing key built it.
+        signed = (
+            f"HMAC and Ed25519 (key {result.ed25519_key_id}) signatures valid"
+            if result.ed25519_key_id
+            else "HMAC signature valid, no Ed25519 signature"
         )
+        return Verdict(True, f"verified: {result.files_checked} files, {signed}{demo}{since}")
     shown = "; ".join(result.problems[:3])
     more = f" (+{len(result.problems) - 3} more)" if len(result.problems) > 3 else ""
     return Verdict(False, f"does not verify: {shown}{more}")

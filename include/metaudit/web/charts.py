@@ -21,6 +21,9 @@ HEIGHT = 220
 _LEFT = 40
 _BOTTOM = 24
 _TOP = 10
+# The history chart keeps a row above its bars for the severities' legend.
+_HISTORY_TOP = 24
+_LEGEND_STEP = 78
 
 
 def _nice_top(value: int) -> int:
@@ -39,21 +42,28 @@ def severity_history(days: Sequence[SeverityDay]) -> Markup:
     """Stacked bars, one per audit date, of the open findings by severity."""
     top = _nice_top(max((d.total for d in days), default=0))
     plot_w = WIDTH - _LEFT - 8
-    plot_h = HEIGHT - _TOP - _BOTTOM
+    plot_h = HEIGHT - _HISTORY_TOP - _BOTTOM
     slot = plot_w / max(len(days), 1)
     bar = max(min(slot * 0.8, 40), 1)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="open-history" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="Open findings by severity, {len(days)} audit dates">',
-        f'<line class="axis" x1="{_LEFT}" y1="{_TOP + plot_h}" x2="{WIDTH - 8}" '
-        f'y2="{_TOP + plot_h}"/>',
-        f'<text class="tick" x="{_LEFT - 4}" y="{_TOP + 8}" text-anchor="end">{top}</text>',
-        f'<text class="tick" x="{_LEFT - 4}" y="{_TOP + plot_h}" text-anchor="end">0</text>',
+        f'<line class="axis" x1="{_LEFT}" y1="{_HISTORY_TOP + plot_h}" x2="{WIDTH - 8}" '
+        f'y2="{_HISTORY_TOP + plot_h}"/>',
+        f'<text class="tick" x="{_LEFT - 4}" y="{_HISTORY_TOP + 8}" text-anchor="end">{top}</text>',
+        f'<text class="tick" x="{_LEFT - 4}" y="{_HISTORY_TOP + plot_h}" text-anchor="end">0</text>',
     ]
+    # The legend, above the bars: the colours are the severity cards' own.
+    for i, severity in enumerate(SEVERITIES):
+        at = WIDTH - 8 - (len(SEVERITIES) - i) * _LEGEND_STEP
+        parts.append(
+            f'<rect class="sev-{severity} legend" x="{at}" y="3" width="10" height="10"/>'
+            f'<text class="tick" x="{at + 14}" y="12">{severity}</text>'
+        )
     for i, day in enumerate(days):
         x = _LEFT + i * slot + (slot - bar) / 2
-        y: float = _TOP + plot_h
+        y: float = _HISTORY_TOP + plot_h
         label = day.as_of.isoformat()
         parts.append(f'<g class="day" data-as-of="{label}" data-total="{day.total}">')
         for severity in SEVERITIES:
