@@ -44,13 +44,23 @@ demo: install
 	$(BIN)/metaudit demo --target $(DEMO_DB) --as-of $(DEMO_AS_OF) \
 	    --practices $(DEMO_PRACTICES) --sessions $(DEMO_SESSIONS)
 	@# The weeks before, audited as their nightly runs would have (no email, no packets);
-	@# --replace: the demo database was just generated anew.
+	@# --replace: the demo database was just generated anew. Then a compliance lead's
+	@# exception to a finding of the last of those weeks, as `metaudit accept` records one:
+	@# tonight's email lists it as accepted, apart from its open counts and money; until 30
+	@# days after the as-of date, today at the earliest (an older DEMO_AS_OF: a past date
+	@# is refused).
 	@if [ "$(DEMO_HISTORY_WEEKS)" -gt 0 ]; then \
 	    echo "recording the audits of the $(DEMO_HISTORY_WEEKS) weeks before $(DEMO_AS_OF) (log: $(AIRFLOW_HOME)/backfill.log) ..."; \
 	    span=$$($(BIN)/python -c 'import sys; from datetime import date, timedelta as t; d = date.fromisoformat(sys.argv[1]); print(d - t(weeks=int(sys.argv[2])), d - t(weeks=1))' $(DEMO_AS_OF) $(DEMO_HISTORY_WEEKS)) \
 	    && set -- $$span && $(BIN)/metaudit backfill --source $(DEMO_DB) --from $$1 --to $$2 --every 7 --replace \
 	        >$(AIRFLOW_HOME)/backfill.log 2>&1 || { tail -20 $(AIRFLOW_HOME)/backfill.log; exit 1; }; \
 	    tail -1 $(AIRFLOW_HOME)/backfill.log; \
+	    fingerprint=$$($(BIN)/python -m metaudit.demo.summary --data $(DATA) --as-of $$2 \
+	        --db $(DEMO_DB) --demo-finding $(DEMO_ACCEPT_PRACTICE) --known-since $$1) \
+	    && until=$$($(BIN)/python -c 'import sys; from datetime import UTC, date, datetime, timedelta; print(max(date.fromisoformat(sys.argv[1]) + timedelta(days=30), datetime.now(UTC).date()))' $(DEMO_AS_OF)) \
+	    && $(BIN)/metaudit accept --practice $(DEMO_ACCEPT_PRACTICE) --fingerprint "$$fingerprint" \
+	        --user demo-lead --reason 'Demo: payer written exception on file' --until $$until \
+	        2>$(AIRFLOW_HOME)/accept.log || { cat $(AIRFLOW_HOME)/accept.log; exit 1; }; \
 	fi
 	$(BIN)/airflow db migrate >$(AIRFLOW_HOME)/db-migrate.log 2>&1 || { tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
 	@echo "running met_compliance_nightly as of $(DEMO_AS_OF): audit, email, packets (log: $(AIRFLOW_HOME)/dags-test.log) ..."
@@ -60,15 +70,6 @@ demo: install
 	    $(BIN)/airflow dags test met_compliance_nightly $(DEMO_AS_OF) -c '{"rebuild_packets": true}' \
 	    >$(AIRFLOW_HOME)/dags-test.log 2>&1 \
 	    || { tail -40 $(AIRFLOW_HOME)/dags-test.log; exit 1; }
-	@# A compliance lead's exception, as `metaudit accept` records one (after the morning
-	@# email: the next night's email lists it as accepted, the dashboard at once); until 30
-	@# days after the as-of date, today at the earliest (an older DEMO_AS_OF: a past date is refused).
-	@fingerprint=$$($(BIN)/python -m metaudit.demo.summary --data $(DATA) --as-of $(DEMO_AS_OF) \
-	    --db $(DEMO_DB) --demo-finding $(DEMO_ACCEPT_PRACTICE)) \
-	    && until=$$($(BIN)/python -c 'import sys; from datetime import UTC, date, datetime, timedelta; print(max(date.fromisoformat(sys.argv[1]) + timedelta(days=30), datetime.now(UTC).date()))' $(DEMO_AS_OF)) \
-	    && $(BIN)/metaudit accept --practice $(DEMO_ACCEPT_PRACTICE) --fingerprint "$$fingerprint" \
-	        --user demo-lead --reason 'Demo: payer written exception on file' --until $$until \
-	        2>$(AIRFLOW_HOME)/accept.log || { cat $(AIRFLOW_HOME)/accept.log; exit 1; }
 	@$(BIN)/python -m metaudit.demo.summary --data $(DATA) --as-of $(DEMO_AS_OF) --db $(DEMO_DB)
 
 # The Airflow UI on the demo, with the packets pages (Browse > Audit packets): users admin,

@@ -279,6 +279,11 @@ def test_the_demo_summary_shows_the_store_s_money_trend_and_accepted_finding(
     store = ResultsStore(backfilled["store_url"])
     fingerprint = demo_finding(store, "PR0001", AS_OF)
     assert fingerprint is not None
+    # With an earlier date known: a finding the store has on both (a long-standing one).
+    first = min(DATES)
+    lasting = demo_finding(store, "PR0001", AS_OF, since=first)
+    assert lasting in {f.fingerprint for f in store.findings(first, "PR0001")}
+    assert lasting in {f.fingerprint for f in store.findings(AS_OF, "PR0001")}
     store.accept_finding(
         "PR0001",
         fingerprint,
@@ -324,5 +329,5 @@ def test_the_demo_summary_shows_the_store_s_money_trend_and_accepted_finding(
     assert [item.fingerprint for item in accepted] == [fingerprint]
     assert store.accepted_count("PR0001", AS_OF) == 1
     assert f"by demo-lead until {(AS_OF + timedelta(days=30)).isoformat()} ({fingerprint})" in text
-    assert "the next night's email lists the finding as accepted" in text
+    assert "the morning email lists it as accepted" in text
     assert practice_figures(store, "PR0002", AS_OF).accepted == []
