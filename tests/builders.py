@@ -624,3 +624,11 @@ def write_signed_packet(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(zip_bytes(files, date.fromisoformat(as_of)))
     return path
+
+
+def zip_entries(path: Path) -> dict[str, bytes]:
+    """Every entry of a zip (a packet) by name."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}

@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from builders import AS_OF, clean_records, find, write_sqlite
+from builders import AS_OF, clean_records, find, write_sqlite, zip_entries
 
 from metaudit.packets import (
     PacketBuildError,
@@ -110,11 +110,6 @@ def built(tmp_path_factory) -> Built:
     return Built(db, typed, settings, result, evidence, material, options, summaries, practice_zip)
 
 
-def _entries(path: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(path) as archive:
-        return {name: archive.read(name) for name in archive.namelist()}
-
-
 def _cover_text(pdf: bytes) -> str:
     from pypdf import PdfReader
 
@@ -143,7 +138,7 @@ def test_only_clients_with_activity_get_a_packet_under_ids_only(built):
     every_name = [
         str(p.relative_to(built.options.packets_dir)) for p in built.options.packets_dir.rglob("*")
     ]
-    every_name += list(_entries(built.client_zip)) + list(_entries(built.practice_zip))
+    every_name += list(zip_entries(built.client_zip)) + list(zip_entries(built.practice_zip))
     for name in every_name:
         for phi in ("Jane", "Quigley", "Olivia", "Zephyrine", "1958", "M17"):
             assert phi not in name
@@ -159,7 +154,7 @@ def test_client_packet_verifies_and_its_manifest_names_the_client(built):
         "CL-1",
     )
     assert manifest["summary"]["rules_failed"] == len(EXPECTED_FAIL)
-    names = set(_entries(built.client_zip))
+    names = set(zip_entries(built.client_zip))
     assert {
         "cover.pdf",
         "findings.csv",
@@ -175,7 +170,7 @@ def test_client_packet_verifies_and_its_manifest_names_the_client(built):
 
 
 def test_cover_lists_all_50_rules_with_the_right_status(built):
-    text = _cover_text(_entries(built.client_zip)["cover.pdf"])
+    text = _cover_text(zip_entries(built.client_zip)["cover.pdf"])
     statuses = _statuses(text)
     assert set(statuses) == set(rulebook.RULES) and len(statuses) == 50
     fails = {rule for rule, status in statuses.items() if status == "Fail"}
@@ -202,7 +197,7 @@ def test_cover_lists_all_50_rules_with_the_right_status(built):
 def test_the_rule_table_continues_on_the_next_page_under_its_header(built):
     from pypdf import PdfReader
 
-    reader = PdfReader(io.BytesIO(_entries(built.client_zip)["cover.pdf"]))
+    reader = PdfReader(io.BytesIO(zip_entries(built.client_zip)["cover.pdf"]))
     pages = [" ".join(page.extract_text().split()) for page in reader.pages]
     assert len(pages) >= 2
     header = "Rule Title Severity Status Detail"
@@ -222,7 +217,7 @@ def test_cover_page_renders_to_a_non_blank_image(built, tmp_path):
     import matplotlib.image
 
     pdf = tmp_path / "cover.pdf"
-    pdf.write_bytes(_entries(built.client_zip)["cover.pdf"])
+    pdf.write_bytes(zip_entries(built.client_zip)["cover.pdf"])
     subprocess.run(
         ["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "page")],
         check=True,
@@ -236,7 +231,7 @@ def test_cover_page_renders_to_a_non_blank_image(built, tmp_path):
 
 
 def test_findings_csv_holds_the_clients_findings_in_the_interfaces_format(built):
-    rows = list(csv.DictReader(io.StringIO(_entries(built.client_zip)["findings.csv"].decode())))
+    rows = list(csv.DictReader(io.StringIO(zip_entries(built.client_zip)["findings.csv"].decode())))
     assert rows and list(rows[0]) == list(FIELDS)
     assert {r["client_id"] for r in rows} == {"CL-1"}
     assert {r["rule_id"] for r in rows} == EXPECTED_FAIL
@@ -244,7 +239,7 @@ def test_findings_csv_holds_the_clients_findings_in_the_interfaces_format(built)
 
 
 def test_validation_report_is_the_practice_result_restricted_to_the_client(built):
-    entries = _entries(built.client_zip)
+    entries = zip_entries(built.client_zip)
     report = json.loads(entries["validation/client_validation.json"])
     assert report["client_id"] == "CL-1" and report["success"] is False
     by_part = {}
@@ -265,7 +260,7 @@ def test_validation_report_is_the_practice_result_restricted_to_the_client(built
 
 
 def test_records_are_readable_documents_and_csv_with_escaped_values(built):
-    entries = _entries(built.client_zip)
+    entries = zip_entries(built.client_zip)
     sessions = list(csv.DictReader(io.StringIO(entries["records/sessions.csv"].decode())))
     assert [r["session_id"] for r in sessions] == ["S-1", "S-2", "S-3", "S-4"]  # S-5 is after D
     assert sessions[0]["signed_at"] == "2026-01-12T15:00:00Z"
@@ -308,7 +303,7 @@ def test_charts_have_the_instruments_measures_and_goal_targets(built):
     assert [(t.goal_id, t.target_value, t.target_date) for t in series["GRIP"].targets] == [
         ("G-2", 26.0, None)
     ]
-    entries = _entries(built.client_zip)
+    entries = zip_entries(built.client_zip)
     assert not [name for name in entries if name.endswith(".png")]
     tug = entries["charts/outcome-02.svg"].decode()
     assert tug.startswith("<?xml") and "<svg" in tug and "TUG" in tug
@@ -405,7 +400,7 @@ def test_practice_packet_summarises_every_client_packet_and_the_months_findings(
     check = verify_packet(built.practice_zip, KEY)
     assert check.intact, check.problems
     assert check.manifest["kind"] == "practice" and check.manifest["period"] == "2026-03"
-    entries = _entries(built.practice_zip)
+    entries = zip_entries(built.practice_zip)
     clients = list(csv.DictReader(io.StringIO(entries["clients.csv"].decode())))
     assert [c["client_id"] for c in clients] == ["CL-1"]
     import hashlib
@@ -466,7 +461,7 @@ def test_cli_builds_packets_only_with_a_key_or_in_the_demo(built, tmp_path, monk
     packet = out / "PR-1" / "2026-03-31" / "CL-1.zip"
     check = verify_packet(packet, DEMO_PACKET_KEY, demo=True)
     assert check.intact and check.manifest["demo_key"] is True
-    assert "DEMO PACKET" in _cover_text(_entries(packet)["cover.pdf"])
+    assert "DEMO PACKET" in _cover_text(zip_entries(packet)["cover.pdf"])
     monkeypatch.setenv(KEY_ENV, DEMO_PACKET_KEY.decode())
     monkeypatch.setenv("METAUDIT_DEMO", "1")
     assert main(["verify", str(packet)]) == 0
@@ -490,7 +485,7 @@ def test_a_practice_without_findings_gets_its_packets(tmp_path):
     practice_zip = Path(summary["practice_packet"])
     check = verify_packet(practice_zip, KEY)
     assert check.intact, check.problems
-    entries = _entries(practice_zip)
+    entries = zip_entries(practice_zip)
     rules = list(csv.DictReader(io.StringIO(entries["rules.csv"].decode())))
     assert len(rules) == len(rulebook.RULES)
     assert {(r["open_on_as_of"], r["seen_in_month"]) for r in rules} == {("0", "0")}
@@ -524,7 +519,7 @@ def test_an_accepted_finding_stays_in_the_packets_with_its_acceptance(built, tmp
     options = PacketOptions(packets_dir=tmp_path / "p")
     first = build_client_packets(built.material, built.evidence, options, key=KEY)
     path = options.packets_dir / "PR-1" / "2026-03-31" / "CL-1.zip"
-    before = _entries(path)
+    before = zip_entries(path)
     assert ACCEPTANCES_FILE not in before  # no acceptance, no file: the packet as it was
     accepted = next(f for f in built.evidence.findings if f.client_id == "CL-1")
     acceptance = FindingAcceptance(
@@ -539,7 +534,7 @@ def test_an_accepted_finding_stays_in_the_packets_with_its_acceptance(built, tmp
     # The acceptance is evidence: the packet in force does not hold it, so it is rebuilt.
     assert [s.state for s in first] == ["built"] and [s.state for s in again] == ["built"]
     assert verify_packet(path, KEY).intact
-    after = _entries(path)
+    after = zip_entries(path)
     assert after["findings.csv"] == before["findings.csv"]  # the contract's file, unchanged
     rows = list(csv.DictReader(io.StringIO(after[ACCEPTANCES_FILE].decode())))
     assert list(rows[0]) == list(ACCEPTANCE_COLUMNS)
@@ -547,10 +542,10 @@ def test_an_accepted_finding_stays_in_the_packets_with_its_acceptance(built, tmp
         (accepted.fingerprint, "lead", "2026-04-30", "Payer ACME written exception")
     ]
     practice = build_practice_packet(built.material, evidence, again, options, key=KEY)
-    assert ACCEPTANCES_FILE in _entries(practice)
+    assert ACCEPTANCES_FILE in zip_entries(practice)
     # Withdrawn: the evidence is the first night's again.
     back = build_client_packets(built.material, built.evidence, options, key=KEY)
-    assert [s.state for s in back] == ["built"] and ACCEPTANCES_FILE not in _entries(path)
+    assert [s.state for s in back] == ["built"] and ACCEPTANCES_FILE not in zip_entries(path)
 
 
 def test_a_signing_key_rebuilds_the_packets_once_and_its_fingerprint_is_on_the_covers(
@@ -580,7 +575,7 @@ def test_a_signing_key_rebuilds_the_packets_once_and_its_fingerprint_is_on_the_c
     assert check.intact, check.problems
     assert check.ed25519_key_id == rotated.public.key_id
     assert verify_packet(path, KEY).intact
-    cover = " ".join(_cover_text(_entries(path)["cover.pdf"]).split())
+    cover = " ".join(_cover_text(zip_entries(path)["cover.pdf"]).split())
     assert rotated.public.grouped_fingerprint in cover and rotated.public.key_id in cover
     assert "VERIFY.txt" in cover
     practice = build_practice_packet(
@@ -588,6 +583,6 @@ def test_a_signing_key_rebuilds_the_packets_once_and_its_fingerprint_is_on_the_c
     )
     check = verify_packet(practice, public_keys=[rotated.public])
     assert check.intact, check.problems
-    cover = " ".join(_cover_text(_entries(practice)["cover.pdf"]).split())
+    cover = " ".join(_cover_text(zip_entries(practice)["cover.pdf"]).split())
     assert rotated.public.grouped_fingerprint in cover
-    assert "practice PR-1's packet for 2026-03" in _entries(practice)["VERIFY.txt"].decode()
+    assert "practice PR-1's packet for 2026-03" in zip_entries(practice)["VERIFY.txt"].decode()

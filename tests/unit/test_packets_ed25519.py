@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zipfile
 from datetime import date
 from pathlib import Path
 
 import pytest
+from builders import zip_entries
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -65,11 +65,6 @@ def _packet(
     return path
 
 
-def _entries(path: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(path) as archive:
-        return {name: archive.read(name) for name in archive.namelist()}
-
-
 def _rezip(path: Path, entries: dict[str, bytes]) -> None:
     path.write_bytes(zip_bytes(entries, AS_OF))
 
@@ -83,7 +78,7 @@ def _no_keys_in_the_environment(monkeypatch):
 
 def test_the_packet_carries_its_public_key_sums_and_detached_signatures(tmp_path):
     signer = _signer()
-    entries = _entries(_packet(tmp_path, signer))
+    entries = zip_entries(_packet(tmp_path, signer))
     manifest = json.loads(entries["manifest.json"])
     listed = {row["path"] for row in manifest["files"]}
     # Everything but the manifest and the signatures of it and of the sums is listed.
@@ -126,7 +121,7 @@ def test_it_verifies_with_the_hmac_key_and_with_the_public_key_alone(tmp_path):
 def test_a_changed_file_is_named_without_the_secret(tmp_path):
     signer = _signer()
     path = _packet(tmp_path, signer)
-    entries = _entries(path)
+    entries = zip_entries(path)
     entries["records/sessions.csv"] = b"session_id\nS-2\n"
     _rezip(path, entries)
     assert verify_packet(path, public_keys=[signer.public]).problems == [
@@ -137,7 +132,7 @@ def test_a_changed_file_is_named_without_the_secret(tmp_path):
 def test_a_changed_manifest_fails_the_ed25519_signature_and_nothing_is_trusted(tmp_path):
     signer = _signer()
     path = _packet(tmp_path, signer)
-    entries = _entries(path)
+    entries = zip_entries(path)
     manifest = json.loads(entries["manifest.json"])
     manifest["client_id"] = "CL-9"
     entries["manifest.json"] = json.dumps(manifest, indent=2).encode()
@@ -164,7 +159,7 @@ def test_a_packet_re_signed_with_another_key_names_the_unknown_key(tmp_path):
 def test_a_replaced_public_key_or_missing_signature_is_named(tmp_path):
     signer, other = _signer(), _signer()
     path = _packet(tmp_path, signer)
-    entries = _entries(path)
+    entries = zip_entries(path)
     entries["public_key.pem"] = other.public.pem
     _rezip(path, entries)
     problems = verify_packet(path, public_keys=[signer.public]).problems
@@ -177,7 +172,7 @@ def test_a_replaced_public_key_or_missing_signature_is_named(tmp_path):
         f"public_key.pem: holds key {other.public.key_id}, but the manifest names "
         f"{signer.public.key_id}"
     )
-    entries = _entries(_packet(tmp_path, signer))
+    entries = zip_entries(_packet(tmp_path, signer))
     del entries["manifest.sig"]
     _rezip(path, entries)
     assert verify_packet(path, public_keys=[signer.public]).problems == ["manifest.sig: missing"]
@@ -186,7 +181,7 @@ def test_a_replaced_public_key_or_missing_signature_is_named(tmp_path):
 def test_altered_sums_are_caught_by_their_signature_and_the_manifest(tmp_path):
     signer = _signer()
     path = _packet(tmp_path, signer)
-    entries = _entries(path)
+    entries = zip_entries(path)
     entries["SHA256SUMS"] = entries["SHA256SUMS"].replace(b"cover.pdf", b"cover.PDF")
     _rezip(path, entries)
     problems = verify_packet(path, public_keys=[signer.public]).problems
@@ -200,14 +195,14 @@ def test_altered_sums_are_caught_by_their_signature_and_the_manifest(tmp_path):
 
 def test_an_old_hmac_only_packet_verifies_with_the_secret_only(tmp_path):
     path = _packet(tmp_path, None)
-    assert "public_key.pem" not in _entries(path)
+    assert "public_key.pem" not in zip_entries(path)
     check = verify_packet(path, KEY)
     assert check.intact and check.ed25519_key_id is None
     problems = verify_packet(path, public_keys=[_signer().public]).problems
     assert len(problems) == 1 and "names no Ed25519 key" in problems[0]
     assert "METAUDIT_PACKET_KEY" in problems[0]
     # A signature file the manifest knows nothing of is an added file.
-    entries = _entries(path)
+    entries = zip_entries(path)
     entries["manifest.sig"] = b"\0" * 64
     _rezip(path, entries)
     assert verify_packet(path, KEY).problems == ["manifest.sig: added (not in the manifest)"]
@@ -301,7 +296,7 @@ def test_the_published_demo_key_signs_only_in_the_demo(tmp_path, monkeypatch):
     signer = resolve_signing_key(None, demo=True)
     assert signer is not None and signer.demo
     path = _packet(tmp_path, signer)
-    assert "DEMO PACKET" in _entries(path)["VERIFY.txt"].decode()
+    assert "DEMO PACKET" in zip_entries(path)["VERIFY.txt"].decode()
     # Its signature holds, and proves nothing: it counts only in the demo.
     outside = verify_packet(path, public_keys=[signer.public], demo=False)
     assert outside.demo_key and len(outside.problems) == 1

@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from builders import zip_entries
 
 from metaudit.cli import main
 from metaudit.packets import DEMO_PACKET_KEY, PacketKeyError, verify_packet
@@ -43,11 +44,6 @@ def _packet(tmp_path: Path, files: dict[str, bytes] | None = None, key: bytes = 
     return path
 
 
-def _entries(path: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(path) as archive:
-        return {name: archive.read(name) for name in archive.namelist()}
-
-
 def _rezip(path: Path, entries: dict[str, bytes]) -> None:
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in entries.items():
@@ -55,7 +51,7 @@ def _rezip(path: Path, entries: dict[str, bytes]) -> None:
 
 
 def test_manifest_lists_every_file_with_size_and_sha256_and_is_signed(tmp_path):
-    manifest = json.loads(_entries(_packet(tmp_path))["manifest.json"])
+    manifest = json.loads(zip_entries(_packet(tmp_path))["manifest.json"])
     assert [f["path"] for f in manifest["files"]] == sorted(FILES)
     assert {f["path"]: f["size"] for f in manifest["files"]} == {
         k: len(v) for k, v in FILES.items()
@@ -80,7 +76,7 @@ def test_intact_packet_verifies_and_the_cli_exits_0(tmp_path, monkeypatch, capsy
 
 def test_a_changed_byte_is_named(tmp_path, monkeypatch, capsys):
     path = _packet(tmp_path)
-    entries = _entries(path)
+    entries = zip_entries(path)
     entries["records/sessions.csv"] = b"session_id\nS-2\n"  # same size, other content
     _rezip(path, entries)
     check = verify_packet(path, KEY)
@@ -111,7 +107,7 @@ def test_a_flipped_byte_in_the_zip_itself_is_caught(tmp_path):
 
 def test_an_added_and_a_removed_file_are_named(tmp_path):
     path = _packet(tmp_path)
-    entries = _entries(path)
+    entries = zip_entries(path)
     entries["extra/notes.txt"] = b"added later"
     del entries["findings.csv"]
     _rezip(path, entries)
@@ -123,7 +119,7 @@ def test_an_added_and_a_removed_file_are_named(tmp_path):
 
 def test_a_manifest_re_signed_with_another_key_is_a_forgery(tmp_path, monkeypatch, capsys):
     path = _packet(tmp_path)
-    entries = _entries(path)
+    entries = zip_entries(path)
     entries["findings.csv"] = b"as_of,practice_id\n"  # the findings removed...
     forged = build_manifest(  # ...and a consistent manifest signed with the forger's key
         {k: v for k, v in entries.items() if k != "manifest.json"},
@@ -146,7 +142,7 @@ def test_a_manifest_re_signed_with_another_key_is_a_forgery(tmp_path, monkeypatc
 
 def test_an_edited_manifest_field_breaks_the_signature(tmp_path):
     path = _packet(tmp_path)
-    entries = _entries(path)
+    entries = zip_entries(path)
     manifest = json.loads(entries["manifest.json"])
     manifest["as_of"] = "2026-04-30"
     entries["manifest.json"] = json.dumps(manifest).encode()
@@ -158,7 +154,7 @@ def test_an_edited_manifest_field_breaks_the_signature(tmp_path):
 
 def test_missing_manifest_and_non_zip_fail_with_exit_1(tmp_path, monkeypatch, capsys):
     path = _packet(tmp_path)
-    entries = _entries(path)
+    entries = zip_entries(path)
     del entries["manifest.json"]
     _rezip(path, entries)
     assert verify_packet(path, KEY).problems == ["manifest.json: missing"]

@@ -9,13 +9,14 @@ reproduces that day's view (rulebook definitions, readings 3, 4 and 18).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
 import pandas as pd
 
+from metaudit.check.frames import Frame
 from metaudit.source.quality import TypedSource, is_in, is_zone
 from metaudit.spec.contract import PARENT_OF, TABLES
 
@@ -142,20 +143,32 @@ def build_view(
     return AuditView(as_of=day, tables=tables, practices=practices)
 
 
+def rows_of(frame: pd.DataFrame, column: str, values: Collection[str]) -> pd.DataFrame:
+    """The rows of ``frame`` whose ``column`` is one of ``values``, in the frame's order
+    (index reset); the frame whole when it has no such column."""
+    if column not in frame.columns:
+        return frame
+    keep = frame[column].isin(list(values)).fillna(False).to_numpy(bool)
+    return frame.loc[keep].reset_index(drop=True)
+
+
 def practice_share(view: AuditView, practice_id: str) -> AuditView:
     """One practice's part of a view of several: its rows of every table that names a
     practice (in the view's order), the other tables whole; what the view built for
     that practice alone holds. Its cache starts empty."""
-    tables = {
-        name: frame.loc[
-            (frame["practice_id"] == practice_id).fillna(False).to_numpy(bool)
-        ].reset_index(drop=True)
-        if "practice_id" in frame.columns
-        else frame
-        for name, frame in view.tables.items()
-    }
-    practices = view.practices
-    practices = practices.loc[
-        (practices["practice_id"] == practice_id).fillna(False).to_numpy(bool)
-    ].reset_index(drop=True)
+    own = {practice_id}
+    tables = {name: rows_of(frame, "practice_id", own) for name, frame in view.tables.items()}
+    practices = rows_of(view.practices, "practice_id", own)
     return AuditView(as_of=view.as_of, tables=tables, practices=practices)
+
+
+def client_share(view: AuditView, client_ids: Collection[str]) -> AuditView:
+    """Some clients' part of a practice's view: their rows of every table that names a
+    client, the practice's other tables (its own row, staff, providers) whole."""
+    tables = {name: rows_of(frame, "client_id", client_ids) for name, frame in view.tables.items()}
+    return AuditView(as_of=view.as_of, tables=tables, practices=view.practices)
+
+
+def frames_share(frames: Iterable[Frame], column: str, values: Collection[str]) -> list[Frame]:
+    """Each derived frame with only its rows whose ``column`` is one of ``values``."""
+    return [replace(frame, data=rows_of(frame.data, column, values)) for frame in frames]

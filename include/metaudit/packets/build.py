@@ -187,27 +187,11 @@ def prepare_material(
     if frames is None:
         frames = [f for family in FAMILIES for f in derive_family(family, view, settings)]
     if clients is not None:
-        view, frames = _clients_share(view, frames, set(clients))
+        from metaudit.check.view import client_share, frames_share
+
+        wanted = set(clients)
+        view, frames = client_share(view, wanted), frames_share(frames, "client_id", wanted)
     return PracticeMaterial(view, frames, referral_expiry(view, settings))
-
-
-def _clients_share(
-    view: AuditView, frames: Sequence[Frame], clients: set[str]
-) -> tuple[AuditView, list[Frame]]:
-    """The rows of ``clients`` of every table and frame that names a client; the
-    practice's other tables (its own row, staff, providers) whole."""
-
-    def rows(frame: pd.DataFrame) -> pd.DataFrame:
-        if "client_id" not in frame.columns:
-            return frame
-        keep = frame["client_id"].isin(clients).fillna(False).to_numpy(dtype=bool)
-        return frame.loc[keep]
-
-    from metaudit.check.view import AuditView
-
-    tables = {name: rows(frame) for name, frame in view.tables.items()}
-    share = AuditView(as_of=view.as_of, tables=tables, practices=view.practices)
-    return share, [replace(frame, data=rows(frame.data)) for frame in frames]
 
 
 def _practice_view(

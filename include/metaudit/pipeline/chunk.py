@@ -391,25 +391,15 @@ def _share_of(
 ) -> tuple[AuditView, list[Frame]] | None:
     """The practice's as-of view and derived frames out of the group's (what the view and
     derivation of the practice alone give), or None when the group's check kept none."""
-    from metaudit.check.frames import Frame
-    from metaudit.check.view import practice_share
+    from metaudit.check.view import frames_share, practice_share
 
     view, frames = material.get("view"), material.get("frames")
     if view is None or frames is None:
         return None
     if material.get("practices") == [practice_id]:
         return view, list(frames)
-    own = [
-        Frame(
-            frame.name,
-            frame.entity_type,
-            frame.data.loc[
-                (frame.data["practice_id"] == practice_id).fillna(False).to_numpy(bool)
-            ].reset_index(drop=True),
-        )
-        for frame in frames
-    ]
-    return practice_share(view, practice_id), own
+    own = {practice_id}
+    return practice_share(view, practice_id), frames_share(frames, "practice_id", own)
 
 
 def _raise_failures(
