@@ -112,8 +112,8 @@ def private_tree(root: Path) -> Path:
     return Path(root)
 
 
-def _fsync_dir(path: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
+def fsync_dir(path: Path) -> None:
+    """Put a folder's entries on disk: a rename or link into it is durable only then."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -150,7 +150,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 # -- the data folder ------------------------------------------------------------------------

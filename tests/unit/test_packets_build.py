@@ -106,7 +106,7 @@ def built(tmp_path_factory) -> Built:
     options = PacketOptions(packets_dir=tmp / "packets")
     # The settings that judged the evidence are part of its digest (as the nightly run passes them).
     summaries = build_client_packets(material, evidence, options, key=KEY, settings=settings)
-    practice_zip = build_practice_packet(material, evidence, summaries, options, key=KEY)
+    practice_zip = build_practice_packet(material.practice, evidence, summaries, options, key=KEY)
     return Built(db, typed, settings, result, evidence, material, options, summaries, practice_zip)
 
 
@@ -541,7 +541,7 @@ def test_an_accepted_finding_stays_in_the_packets_with_its_acceptance(built, tmp
     assert [(r["fingerprint"], r["accepted_by"], r["until"], r["reason"]) for r in rows] == [
         (accepted.fingerprint, "lead", "2026-04-30", "Payer ACME written exception")
     ]
-    practice = build_practice_packet(built.material, evidence, again, options, key=KEY)
+    practice = build_practice_packet(built.material.practice, evidence, again, options, key=KEY)
     assert ACCEPTANCES_FILE in zip_entries(practice)
     # Withdrawn: the evidence is the first night's again.
     back = build_client_packets(built.material, built.evidence, options, key=KEY)
@@ -579,7 +579,7 @@ def test_a_signing_key_rebuilds_the_packets_once_and_its_fingerprint_is_on_the_c
     assert rotated.public.grouped_fingerprint in cover and rotated.public.key_id in cover
     assert "VERIFY.txt" in cover
     practice = build_practice_packet(
-        built.material, built.evidence, after_rotation, options, key=KEY, signer=rotated
+        built.material.practice, built.evidence, after_rotation, options, key=KEY, signer=rotated
     )
     check = verify_packet(practice, public_keys=[rotated.public])
     assert check.intact, check.problems

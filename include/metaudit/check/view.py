@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from metaudit.check.frames import Frame
@@ -152,13 +153,47 @@ def rows_of(frame: pd.DataFrame, column: str, values: Collection[str]) -> pd.Dat
     return frame.loc[keep].reset_index(drop=True)
 
 
-def practice_share(view: AuditView, practice_id: str) -> AuditView:
+class RowsBy:
+    """The shares of many values of one column, each what :func:`rows_of` gives.
+
+    A group's check hands each of its practices its share of every table and frame:
+    scanning the whole frame once per practice cost the group's rows times its
+    practices. Here each frame is grouped once (the positions of each value's rows,
+    in the frame's order) and a share is one take of those positions."""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+        # id(frame) -> (the frame, kept so the id stays its own; value -> positions)
+        self._groups: dict[int, tuple[pd.DataFrame, dict[Any, np.ndarray]]] = {}
+
+    def _positions(self, frame: pd.DataFrame) -> dict[Any, np.ndarray]:
+        kept = self._groups.get(id(frame))
+        if kept is None or kept[0] is not frame:
+            groups = frame.groupby(self.column, sort=False, dropna=True, observed=True).indices
+            kept = self._groups[id(frame)] = (frame, dict(groups))
+        return kept[1]
+
+    def rows(self, frame: pd.DataFrame, values: Collection[str]) -> pd.DataFrame:
+        """``rows_of(frame, self.column, values)``."""
+        if self.column not in frame.columns:
+            return frame
+        groups = self._positions(frame)
+        found = [groups[value] for value in values if value in groups]
+        if not found:
+            return frame.iloc[:0].reset_index(drop=True)
+        where = found[0] if len(found) == 1 else np.sort(np.concatenate(found))
+        return frame.take(where).reset_index(drop=True)
+
+
+def practice_share(view: AuditView, practice_id: str, by: RowsBy | None = None) -> AuditView:
     """One practice's part of a view of several: its rows of every table that names a
     practice (in the view's order), the other tables whole; what the view built for
-    that practice alone holds. Its cache starts empty."""
+    that practice alone holds. Its cache starts empty. ``by`` (on ``practice_id``):
+    the view's rows grouped once for the shares of all its practices."""
     own = {practice_id}
-    tables = {name: rows_of(frame, "practice_id", own) for name, frame in view.tables.items()}
-    practices = rows_of(view.practices, "practice_id", own)
+    by = by or RowsBy("practice_id")
+    tables = {name: by.rows(frame, own) for name, frame in view.tables.items()}
+    practices = by.rows(view.practices, own)
     return AuditView(as_of=view.as_of, tables=tables, practices=practices)
 
 
@@ -169,6 +204,13 @@ def client_share(view: AuditView, client_ids: Collection[str]) -> AuditView:
     return AuditView(as_of=view.as_of, tables=tables, practices=view.practices)
 
 
-def frames_share(frames: Iterable[Frame], column: str, values: Collection[str]) -> list[Frame]:
-    """Each derived frame with only its rows whose ``column`` is one of ``values``."""
-    return [replace(frame, data=rows_of(frame.data, column, values)) for frame in frames]
+def frames_share(
+    frames: Iterable[Frame], column: str, values: Collection[str], by: RowsBy | None = None
+) -> list[Frame]:
+    """Each derived frame with only its rows whose ``column`` is one of ``values``
+    (``by``: those frames' rows grouped on ``column`` once for many shares)."""
+    if by is None:
+        return [replace(frame, data=rows_of(frame.data, column, values)) for frame in frames]
+    if by.column != column:
+        raise ValueError(f"rows grouped by {by.column!r}, not {column!r}")
+    return [replace(frame, data=by.rows(frame.data, values)) for frame in frames]

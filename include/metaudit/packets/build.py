@@ -44,6 +44,7 @@ from metaudit.packets.content import (
     document_tables,
     evaluate_client,
     packet_id,
+    practice_row,
     record_documents,
     suites_of,
 )
@@ -589,7 +590,7 @@ class PacketJudge:
                 self.record_hashes.client(client_id),
                 findings,
                 self.context,
-                acceptances=acceptances_table(findings, self._acceptances).to_dict("records"),
+                acceptances=acceptance_rows(findings, self._acceptances),
             )
             self._evidence[client_id] = found
         return found
@@ -694,7 +695,7 @@ def _keep_in_force(
         except (OSError, ValueError) as exc:
             log.warning("rebuilding %s: the packet in force at %s: %s", path, source, exc)
             continue
-        link_into_place(source, path)
+        link_into_place(source, path, sync=False)
         return dict(entry)
     return None
 
@@ -787,7 +788,17 @@ def acceptances_table(
 ) -> pd.DataFrame:
     """The accepted findings among ``findings`` (sorted as the packet lists them), each
     with who accepted it, when, until when and why."""
-    rows = [
+    return pd.DataFrame(acceptance_rows(findings, acceptances), columns=list(ACCEPTANCE_COLUMNS))
+
+
+def acceptance_rows(
+    findings: Iterable[Finding], acceptances: Mapping[str, FindingAcceptance]
+) -> list[dict[str, Any]]:
+    """:func:`acceptances_table`'s rows (every value a string or None), without the
+    frame: the evidence of each client of a practice needs only these."""
+    if not acceptances:
+        return []
+    return [
         {
             "fingerprint": f.fingerprint,
             "rule_id": f.rule_id,
@@ -803,7 +814,6 @@ def acceptances_table(
         for f in sort_findings(findings)
         if (acceptance := acceptances.get(f.fingerprint)) is not None
     ]
-    return pd.DataFrame(rows, columns=list(ACCEPTANCE_COLUMNS))
 
 
 def month_findings_table(month: Mapping[str, Sequence[Finding]], as_of: str) -> pd.DataFrame:
@@ -833,7 +843,7 @@ def month_findings_table(month: Mapping[str, Sequence[Finding]], as_of: str) -> 
 
 
 def practice_packet_files(
-    material: PracticeMaterial,
+    practice: Mapping[str, Any],
     evidence: PracticeEvidence,
     summaries: Sequence[ClientPacketSummary],
     month: Mapping[str, Sequence[Finding]],
@@ -870,7 +880,7 @@ def practice_packet_files(
     )
     cover = render.PracticeCover(
         practice_id=evidence.practice_id,
-        practice_name=str(material.practice.get("name") or evidence.practice_id),
+        practice_name=str(practice.get("name") or evidence.practice_id),
         period=period,
         as_of=as_of,
         clients=clients,
@@ -911,7 +921,7 @@ def practice_packet_files(
 
 
 def build_practice_packet(
-    material: PracticeMaterial,
+    practice: Mapping[str, Any],
     evidence: PracticeEvidence,
     summaries: Sequence[ClientPacketSummary],
     options: PacketOptions,
@@ -921,9 +931,10 @@ def build_practice_packet(
     demo_key: bool = False,
     signer: SigningKey | None = None,
 ) -> Path:
-    """Write the practice's month-to-date packet (replaced by each later as-of date of the month)."""
+    """Write the practice's month-to-date packet (replaced by each later as-of date of the
+    month). ``practice``: its row of the practices table (the packet names it)."""
     files = practice_packet_files(
-        material,
+        practice,
         evidence,
         summaries,
         month or {},
@@ -983,11 +994,10 @@ def write_practice_packets(
             settings=settings,
             judge=judge,
         )
+    practice = practice_row(view)
     if kept is not None:
+        # The month packet names the practice and lists the client packets: nothing more.
         summaries = kept
-        # The month packet names the practice and lists the client packets: the view's
-        # tables suffice (it uses no derived frame).
-        material = PracticeMaterial(view, [], pd.Series(dtype="datetime64[us]"))
     else:
         # Only the clients the judge could not keep are built: only their rows prepared.
         clients = judge.to_build if not rebuild and client_ids is None else client_ids
@@ -1007,7 +1017,7 @@ def write_practice_packets(
             judge=judge,
         )
     practice_path = build_practice_packet(
-        material, evidence, summaries, options, month, key=key, demo_key=demo_key, signer=signer
+        practice, evidence, summaries, options, month, key=key, demo_key=demo_key, signer=signer
     )
     removed: list[str] = []
     if client_ids is None:

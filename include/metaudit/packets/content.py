@@ -159,6 +159,12 @@ def _index(config: Mapping[str, Any]) -> int:
     return int(value) if isinstance(value, int) else 0
 
 
+def practice_row(view: AuditView) -> dict[str, Any]:
+    """The practice's row of the practices table (empty when the view has none)."""
+    practices = view.practices
+    return practices.iloc[0].to_dict() if len(practices) else {}
+
+
 class PracticeMaterial:
     """A practice's as-of view and derived frames, prepared once for all its clients.
 
@@ -192,8 +198,7 @@ class PracticeMaterial:
         }
         self._columns: dict[str, dict[str, list[Any]]] = {}
         self.prepared: dict[str, Any] = {}
-        practices = view.practices
-        self.practice = practices.iloc[0].to_dict() if len(practices) else {}
+        self.practice = practice_row(view)
 
     @property
     def practice_id(self) -> str:

@@ -39,7 +39,7 @@ from typing import Any
 
 from metaudit.packets.errors import PacketError
 from metaudit.packets.signing import key_id, signature
-from metaudit.paths import id_name, write_atomic
+from metaudit.paths import fsync_dir, id_name, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ def write_in_force(
     key: bytes,
     demo_key: bool = False,
 ) -> Path:
-    """Sign and write the date's index (atomically)."""
+    """Sign and write the date's index (atomically), once the date's packet files it
+    names are on disk (their folder fsynced: links made without a sync of their own)."""
     index: dict[str, Any] = {
         "format": IN_FORCE_FORMAT,
         "kind": IN_FORCE_KIND,
@@ -108,6 +109,7 @@ def write_in_force(
     }
     index["signature"] = signature(index, key)
     path = in_force_path(packets_dir, practice_id, as_of)
+    fsync_dir(path.parent.parent / path.stem)
     text = json.dumps(index, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False)
     write_atomic(path, text + "\n")
     return path
@@ -180,11 +182,13 @@ def in_force_entry(
     return entry, None
 
 
-def link_into_place(source: Path, target: Path) -> str:
+def link_into_place(source: Path, target: Path, *, sync: bool = True) -> str:
     """Make ``target`` the same file as ``source``: a hard link (no bytes written), or a
     copy where the file system has no hard links (another device, a FAT or SMB share).
     Atomic: a reader of ``target`` sees the old file or the new one. Returns "linked",
-    "copied" or "same" (already the same file)."""
+    "copied" or "same" (already the same file). ``sync=False`` leaves the folder's fsync
+    to the caller (one for a night's links: :func:`write_in_force` makes them durable
+    before the index that names them)."""
     import os
     import tempfile
 
@@ -205,9 +209,6 @@ def link_into_place(source: Path, target: Path) -> str:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    folder = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    if sync:
+        fsync_dir(target.parent)
     return "linked"

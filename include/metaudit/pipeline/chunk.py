@@ -387,19 +387,21 @@ def _check_together(
 
 
 def _share_of(
-    material: Mapping[str, Any], practice_id: str
+    material: dict[str, Any], practice_id: str
 ) -> tuple[AuditView, list[Frame]] | None:
     """The practice's as-of view and derived frames out of the group's (what the view and
     derivation of the practice alone give), or None when the group's check kept none."""
-    from metaudit.check.view import frames_share, practice_share
+    from metaudit.check.view import RowsBy, frames_share, practice_share
 
     view, frames = material.get("view"), material.get("frames")
     if view is None or frames is None:
         return None
     if material.get("practices") == [practice_id]:
         return view, list(frames)
-    own = {practice_id}
-    return practice_share(view, practice_id), frames_share(frames, "practice_id", own)
+    # The group's rows are grouped by practice once, for the shares of all its practices.
+    by = material.setdefault("rows_by_practice", RowsBy("practice_id"))
+    share = practice_share(view, practice_id, by)
+    return share, frames_share(frames, "practice_id", {practice_id}, by)
 
 
 def _raise_failures(
