@@ -662,11 +662,10 @@ def font_names() -> tuple[str, str]:
     ReportLab's built-in Helvetica knows Latin-1 only: names from the records
     may hold any character.
     """
-    import matplotlib
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.ttfonts import TTFont
 
-    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    folder = _dejavu_folder()
     for name, file in ((FONT, "DejaVuSans.ttf"), (FONT_BOLD, "DejaVuSans-Bold.ttf")):
         font = TTFont(name, str(folder / file))
         _keep_subsets(font.face)
@@ -677,8 +676,19 @@ def font_names() -> tuple[str, str]:
     return FONT, FONT_BOLD
 
 
+def _dejavu_folder() -> Path:
+    """matplotlib's folder of DejaVu fonts, found without importing matplotlib (a third
+    of a second a process, for a path)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("matplotlib (which ships the DejaVu fonts packets use) is missing")
+    return Path(next(iter(spec.submodule_search_locations))) / "mpl-data" / "fonts" / "ttf"
+
+
 def _keep_subsets(face: Any) -> None:
-    """Make each embedded font subset once per process, not once per PDF.
+    """Make each embedded font subset once per process, not once per PDF, and lean.
 
     ReportLab embeds the characters a PDF uses as subsets of up to 256 glyphs; the
     first holds printable ASCII at its own codes, so PDFs of ASCII text embed the
@@ -690,10 +700,48 @@ def _keep_subsets(face: Any) -> None:
 
     @functools.lru_cache(maxsize=64)
     def subset(codes: tuple[int, ...]) -> bytes:
-        data: bytes = make(list(codes))
-        return data
+        return lean_subset(make(list(codes)))
 
     face.makeSubset = lambda codes: subset(tuple(codes))
+
+
+# The name table entries a font needs to be named (family, style, unique, full,
+# version, PostScript name); DejaVu's others are its licence and URLs, 15 kB a subset.
+_KEPT_NAME_IDS = frozenset({1, 2, 3, 4, 5, 6})
+
+
+def lean_subset(data: bytes) -> bytes:
+    """A font subset as a PDF needs it: without its hinting (the programs for rasterising
+    at small pixel sizes on screen, which PDF viewers and printers scale past) and
+    without the long entries of its name table. DejaVu's subset of ASCII drops from
+    35 to 24 kB, 18 to 10 kB compressed: two fifths of a cover's bytes. The glyphs,
+    their widths and their codes are untouched, and the same subset gives the same
+    bytes (no timestamp is renewed)."""
+    from fontTools.ttLib import TTFont as FontFile
+    from fontTools.ttLib.tables import ttProgram
+
+    font = FontFile(io.BytesIO(data), recalcTimestamp=False)
+    for tag in ("fpgm", "prep", "cvt "):
+        if tag in font:
+            del font[tag]
+    glyphs = font["glyf"]
+    for name in glyphs.glyphOrder:
+        glyph = glyphs[name]
+        if hasattr(glyph, "program"):
+            empty = ttProgram.Program()
+            empty.fromBytecode(b"")
+            glyph.program = empty
+    if "name" in font:
+        table = font["name"]
+        table.names = [record for record in table.names if record.nameID in _KEPT_NAME_IDS]
+    maxp = font["maxp"]
+    if getattr(maxp, "tableVersion", 0) >= 0x00010000:
+        maxp.maxZones = 1
+        maxp.maxTwilightPoints = maxp.maxStorage = maxp.maxFunctionDefs = 0
+        maxp.maxInstructionDefs = maxp.maxStackElements = maxp.maxSizeOfInstructions = 0
+    out = io.BytesIO()
+    font.save(out)
+    return out.getvalue()
 
 
 @functools.cache

@@ -386,9 +386,7 @@ def _check_together(
     return result, timings
 
 
-def _share_of(
-    material: dict[str, Any], practice_id: str
-) -> tuple[AuditView, list[Frame]] | None:
+def _share_of(material: dict[str, Any], practice_id: str) -> tuple[AuditView, list[Frame]] | None:
     """The practice's as-of view and derived frames out of the group's (what the view and
     derivation of the practice alone give), or None when the group's check kept none."""
     from metaudit.check.view import RowsBy, frames_share, practice_share
