@@ -18,7 +18,7 @@ import pytest
 from builders import AS_OF, clean_records, find, write_sqlite
 
 from metaudit.packets import build_practice_packets, verify_packet
-from metaudit.packets.inforce import in_force_path
+from metaudit.packets.inforce import base_path, in_force_path, read_in_force
 from metaudit.packets.retention import LATEST_AND_MONTH_ENDS, dates_kept
 from metaudit.packets.verify import PacketPlace
 
@@ -75,10 +75,17 @@ def test_an_unchanged_client_keeps_its_packet_on_the_next_date(two_nights):
     assert manifest["as_of"] == DAY1.isoformat()
     assert manifest["evidence"]["records_unchanged_since"] == DAY1.isoformat()
     assert f"Records unchanged since {DAY1.isoformat()}" in _cover_text(second)
-    index = json.loads(in_force_path(two_nights, "PR-1", DAY2.isoformat()).read_text())
-    entry = index["packets"]["CL-1"]
+    index, problem = read_in_force(two_nights, "PR-1", DAY2.isoformat(), KEY)
+    assert problem is None and index is not None
+    entry = index.packets["CL-1"]
     assert entry["built_as_of"] == DAY1.isoformat()
     assert entry["manifest_signature"] == manifest["signature"]
+    # The next night's index states only what changed against the first night's base.
+    stored = json.loads(in_force_path(two_nights, "PR-1", DAY2.isoformat()).read_text())
+    first_index = json.loads(in_force_path(two_nights, "PR-1", DAY1.isoformat()).read_text())
+    assert stored["base"] == first_index["base"]
+    assert stored["base"]["as_of"] == DAY1.isoformat()
+    assert "CL-1" not in stored["packets"] and stored["dropped"] == []
 
 
 def test_verify_accepts_the_packet_in_force_at_the_later_date(two_nights):
@@ -105,11 +112,26 @@ def test_verify_rejects_a_packet_the_dates_index_does_not_name(two_nights, tmp_p
     assert "not in force there" in check.problems[0] and "no index" in check.problems[0]
     # An edited index loses its signature.
     index_path = in_force_path(packets, "PR-1", DAY2.isoformat())
-    index = json.loads(index_path.read_text())
-    index["packets"]["CL-1"]["built_as_of"] = "2026-03-30"
+    original = index_path.read_text()
+    index = json.loads(original)
+    index["packets"]["CL-1"] = {"built_as_of": "2026-03-30"}
     index_path.write_text(json.dumps(index))
     check = verify_packet(_packet(packets, DAY2), KEY)
     assert not check.intact and "signature does not match" in check.problems[0]
+    index_path.write_text(original)
+    assert verify_packet(_packet(packets, DAY2), KEY).intact
+    # So does an edited base (the full list the date's index states its changes against),
+    # and a date whose base is gone proves nothing either.
+    base = json.loads(original)["base"]
+    base_file = base_path(packets, "PR-1", base["as_of"], base["signature"])
+    listed = json.loads(base_file.read_text())
+    listed["packets"]["CL-1"]["built_as_of"] = "2026-03-30"
+    base_file.write_text(json.dumps(listed))
+    check = verify_packet(_packet(packets, DAY2), KEY)
+    assert not check.intact and "signature does not match" in check.problems[0]
+    base_file.unlink()
+    check = verify_packet(_packet(packets, DAY2), KEY)
+    assert not check.intact and "is missing" in check.problems[0]
     # Out of its folder, taken for the later date: only the folder's index can say so.
     copy = tmp_path / "download.zip"
     shutil.copy(_packet(packets, DAY1), copy)
@@ -245,10 +267,19 @@ def test_retention_keeps_the_latest_and_month_ends_and_never_the_packet_in_force
     assert summary["dates_removed"] == [first.isoformat(), built.isoformat()]
     kept = sorted(p.name for p in (packets / "PR-1").iterdir() if p.name[:1].isdigit())
     assert kept == [AS_OF.isoformat(), DAY2.isoformat()]
-    assert sorted(p.name for p in (packets / "PR-1" / "in-force").iterdir()) == [
+    in_force = packets / "PR-1" / "in-force"
+    assert sorted(p.name for p in in_force.iterdir() if p.is_file()) == [
         f"{AS_OF.isoformat()}.json",
         f"{DAY2.isoformat()}.json",
     ]
+    # The base the kept indexes state their changes against stays, though it was made on
+    # a removed date; no other base does.
+    named = {
+        json.loads((in_force / f"{d.isoformat()}.json").read_text())["base"]["as_of"]
+        for d in (AS_OF, DAY2)
+    }
+    assert named == {first.isoformat()}
+    assert [p.name[:10] for p in (in_force / "bases").iterdir()] == [first.isoformat()]
     # The date it was built on is gone, the packet in force is not: it verifies where it
     # stands, on the month end and on the latest date.
     for day in (AS_OF, DAY2):

@@ -8,13 +8,25 @@ in force that day:
 
     <packets_dir>/<practice_id>/in-force/<as_of>.json
 
-    {"format": "metaudit-in-force/1", "kind": "in-force", "practice_id": ...,
+    {"format": "metaudit-in-force/2", "kind": "in-force", "practice_id": ...,
      "as_of": ..., "key_id": ..., "demo_key": ...,
+     "base": {"as_of": D0, "signature": the base's signature},
      "packets": {"<client_id>": {"built_as_of": D0, "records_unchanged_since": D,
                                  "evidence": digest, "records": digest,
                                  "manifest_signature": ..., "sha256": ..., "size": ...,
                                  "summary": {...}}},
+     "dropped": [client ids of the base no longer in force],
      "signature": HMAC-SHA256 (as a manifest's)}
+
+A date's list is its base's, less ``dropped``, with ``packets`` over it. The base
+is a full list signed once and never rewritten, kept beside the indexes:
+
+    <packets_dir>/<practice_id>/in-force/bases/<as_of>-<signature[:16]>.json
+
+so an unchanged night writes the few entries that changed, not some 600 bytes
+for every client of the practice (a new base is made when the changes pass a
+quarter of the list). An index of format 1 (no base: ``packets`` is the whole
+list) is read as before.
 
 ``metaudit verify`` and the packets page accept a packet built as of D0 at a
 later date D when that date's index, signed under the deployment's key, names
@@ -43,9 +55,14 @@ from metaudit.paths import fsync_dir, id_name, write_atomic
 
 log = logging.getLogger(__name__)
 
-IN_FORCE_FORMAT = "metaudit-in-force/1"
+IN_FORCE_FORMAT = "metaudit-in-force/2"
 IN_FORCE_KIND = "in-force"
 IN_FORCE_DIR = "in-force"
+BASE_FORMAT = "metaudit-in-force-base/1"
+BASE_KIND = "in-force-base"
+BASES_DIR = "bases"
+# A date's changes against its base past this share of the list: a new base is made.
+REBASE_SHARE = 0.25
 # Far above a practice's clients (an entry is about 600 bytes).
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 
@@ -87,6 +104,31 @@ def index_dates(packets_dir: Path, practice_id: str) -> list[str]:
     return sorted(found)
 
 
+def bases_dir(packets_dir: Path, practice_id: str) -> Path:
+    """``<packets_dir>/<practice_id>/in-force/bases``."""
+    return in_force_dir(packets_dir, practice_id) / BASES_DIR
+
+
+def base_path(packets_dir: Path, practice_id: str, as_of: str, signature_hex: str) -> Path:
+    """The file of the base made as of ``as_of`` whose signature is ``signature_hex``."""
+    day = date.fromisoformat(as_of).isoformat()
+    tag = signature_hex[:16].lower()
+    if len(tag) != 16 or any(c not in "0123456789abcdef" for c in tag):
+        raise PacketError(f"not a base signature: {signature_hex[:20]!r}")
+    return bases_dir(packets_dir, practice_id) / f"{day}-{tag}.json"
+
+
+def _base_ref(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(as_of, signature) of an index's base, or None for a whole list (format 1)."""
+    base = data.get("base")
+    if not isinstance(base, dict):
+        return None
+    day, sig = base.get("as_of"), base.get("signature")
+    if not isinstance(day, str) or not isinstance(sig, str):
+        raise ValueError("its base is not named by date and signature")
+    return day, sig
+
+
 def write_in_force(
     packets_dir: Path,
     practice_id: str,
@@ -97,22 +139,77 @@ def write_in_force(
     demo_key: bool = False,
 ) -> Path:
     """Sign and write the date's index (atomically), once the date's packet files it
-    names are on disk (their folder fsynced: links made without a sync of their own)."""
+    names are on disk (their folder fsynced: links made without a sync of their own).
+
+    Against the base of the latest earlier date when tonight changes little of it, else
+    against a new base (written first, never rewritten: a rerun of an earlier date leaves
+    the later dates' bases as they were)."""
+    tonight = {client: dict(packets[client]) for client in sorted(packets)}
+    signed_by = key_id(key)
+    base = _usable_base(packets_dir, practice_id, as_of, key)
+    changed: dict[str, dict[str, Any]] = {}
+    dropped: list[str] = []
+    if base is not None:
+        base_day, base_sig, listed = base
+        changed = {c: e for c, e in tonight.items() if listed.get(c) != e}
+        dropped = sorted(set(listed) - set(tonight))
+        if len(changed) + len(dropped) > max(8, REBASE_SHARE * len(tonight)):
+            base = None
+    if base is None:
+        made: dict[str, Any] = {
+            "format": BASE_FORMAT,
+            "kind": BASE_KIND,
+            "practice_id": practice_id,
+            "as_of": as_of,
+            "key_id": signed_by,
+            "demo_key": demo_key,
+            "packets": tonight,
+        }
+        made["signature"] = signature(made, key)
+        path = base_path(packets_dir, practice_id, as_of, made["signature"])
+        if not path.exists():
+            write_atomic(path, _text(made))
+        base_day, base_sig, changed, dropped = as_of, made["signature"], {}, []
     index: dict[str, Any] = {
         "format": IN_FORCE_FORMAT,
         "kind": IN_FORCE_KIND,
         "practice_id": practice_id,
         "as_of": as_of,
-        "key_id": key_id(key),
+        "key_id": signed_by,
         "demo_key": demo_key,
-        "packets": {client: dict(packets[client]) for client in sorted(packets)},
+        "base": {"as_of": base_day, "signature": base_sig},
+        "packets": changed,
+        "dropped": dropped,
     }
     index["signature"] = signature(index, key)
     path = in_force_path(packets_dir, practice_id, as_of)
     fsync_dir(path.parent.parent / path.stem)
-    text = json.dumps(index, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False)
-    write_atomic(path, text + "\n")
+    write_atomic(path, _text(index))
     return path
+
+
+def _text(document: Mapping[str, Any]) -> str:
+    return (
+        json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    )
+
+
+def _usable_base(
+    packets_dir: Path, practice_id: str, as_of: str, key: bytes
+) -> tuple[str, str, Mapping[str, Mapping[str, Any]]] | None:
+    """The base of the latest earlier date's index, when it verifies under ``key``."""
+    earlier = [day for day in index_dates(packets_dir, practice_id) if day < as_of]
+    if not earlier:
+        return None
+    data = read_raw(in_force_path(packets_dir, practice_id, earlier[-1]))
+    try:
+        ref = _base_ref(data) if data is not None else None
+    except ValueError:
+        return None
+    if ref is None:
+        return None
+    listed, problem = _read_base(packets_dir, practice_id, ref[0], ref[1], key)
+    return None if listed is None or problem else (ref[0], ref[1], listed)
 
 
 def read_raw(path: Path) -> dict[str, Any] | None:
@@ -126,26 +223,100 @@ def read_raw(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def read_in_force(
-    packets_dir: Path, practice_id: str, as_of: str, key: bytes
-) -> tuple[InForce | None, str | None]:
-    """The date's index when it is signed under ``key`` for this practice and date, else
-    None and why (None and None when there is no index)."""
-    path = in_force_path(packets_dir, practice_id, as_of)
+def listed_raw(packets_dir: Path, practice_id: str, as_of: str) -> dict[str, Any]:
+    """The date's list of packets in force as stored (its base's with its changes),
+    unverified: for listing only (the packets page verifies what it serves)."""
+    data = read_raw(in_force_path(packets_dir, practice_id, as_of))
+    if data is None:
+        return {}
+    packets = data.get("packets")
+    changes = {str(k): v for k, v in packets.items()} if isinstance(packets, dict) else {}
+    try:
+        ref = _base_ref(data)
+        if ref is None:
+            return changes
+        base = read_raw(base_path(packets_dir, practice_id, ref[0], ref[1])) or {}
+    except (ValueError, PacketError):
+        return {}
+    listed = base.get("packets")
+    whole = {str(k): v for k, v in listed.items()} if isinstance(listed, dict) else {}
+    dropped = data.get("dropped")
+    for client in dropped if isinstance(dropped, list) else []:
+        whole.pop(str(client), None)
+    whole.update(changes)
+    return whole
+
+
+def _version(path: Path) -> tuple[int, int, int] | None:
     try:
         stat = path.stat()
     except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def read_in_force(
+    packets_dir: Path, practice_id: str, as_of: str, key: bytes
+) -> tuple[InForce | None, str | None]:
+    """The date's list of packets in force when its index (and the index's base) are
+    signed under ``key`` for this practice and date, else None and why (None and None
+    when there is no index)."""
+    path = in_force_path(packets_dir, practice_id, as_of)
+    # Verified once per version of the files: a listing checks many packets of one date.
+    version = _version(path)
+    if version is None:
         return None, None
-    # Verified once per version of the file: a listing checks many packets of one date.
-    version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-    return _read_verified(str(path), version, practice_id, as_of, key)
+    signed, problem = _read_verified(str(path), version, practice_id, as_of, key)
+    if signed is None:
+        return None, problem
+    if signed.base is None:  # format 1: the whole list
+        return InForce(practice_id, as_of, signed.packets), None
+    day, sig = signed.base
+    try:
+        where = base_path(packets_dir, practice_id, day, sig)
+    except (PacketError, ValueError) as exc:
+        return None, f"{path.name}: {exc}"
+    base_version = _version(where)
+    if base_version is None:
+        return None, f"{path.name}: its base of {day} ({where.name}) is missing"
+    return _merged(str(path), version, str(where), base_version, practice_id, as_of, key)
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """An index whose own signature held: its entries, its base and what it drops."""
+
+    packets: Mapping[str, Mapping[str, Any]]
+    base: tuple[str, str] | None
+    dropped: tuple[str, ...]
 
 
 @lru_cache(maxsize=256)
 def _read_verified(
     name: str, version: tuple[int, int, int], practice_id: str, as_of: str, key: bytes
-) -> tuple[InForce | None, str | None]:
+) -> tuple[_Signed | None, str | None]:
     path = Path(name)
+    data, problem = _signed_document(path, key, IN_FORCE_KIND, practice_id, as_of)
+    if data is None:
+        return None, problem
+    try:
+        base = _base_ref(data)
+    except ValueError as exc:
+        return None, f"{path.name}: {exc}"
+    dropped = data.get("dropped", [])
+    if base is not None and not (
+        isinstance(dropped, list) and all(isinstance(c, str) for c in dropped)
+    ):
+        return None, f"{path.name}: its list of dropped clients is not a list of ids"
+    packets = data["packets"]
+    return _Signed(packets, base, tuple(dropped) if base is not None else ()), None
+
+
+def _signed_document(
+    path: Path, key: bytes, kind: str, practice_id: str, as_of: str
+) -> tuple[dict[str, Any] | None, str | None]:
+    """An index or a base whose signature holds under ``key``, for this practice and date,
+    its ``packets`` a mapping of entries; else None and why."""
     data = read_raw(path)
     if data is None:
         return None, f"{path.name}: unreadable"
@@ -157,7 +328,7 @@ def _read_verified(
     if not isinstance(stored, str) or not hmac.compare_digest(stored.lower(), expected):
         return None, f"{path.name}: signature does not match (altered, or signed with another key)"
     if (
-        data.get("kind") != IN_FORCE_KIND
+        data.get("kind") != kind
         or data.get("practice_id") != practice_id
         or data.get("as_of") != as_of
     ):
@@ -165,8 +336,57 @@ def _read_verified(
     packets = data.get("packets")
     if not isinstance(packets, dict):
         return None, f"{path.name}: has no packet list"
-    entries = {str(k): v for k, v in packets.items() if isinstance(v, dict)}
-    return InForce(practice_id=practice_id, as_of=as_of, packets=entries), None
+    data["packets"] = {str(k): v for k, v in packets.items() if isinstance(v, dict)}
+    return data, None
+
+
+@lru_cache(maxsize=256)
+def _read_base_file(
+    name: str, version: tuple[int, int, int], practice_id: str, as_of: str, sig: str, key: bytes
+) -> tuple[Mapping[str, Mapping[str, Any]] | None, str | None]:
+    path = Path(name)
+    data, problem = _signed_document(path, key, BASE_KIND, practice_id, as_of)
+    if data is None:
+        return None, problem
+    if not hmac.compare_digest(str(data["signature"]).lower(), sig.lower()):
+        return None, f"{path.name}: not the base the index names (another signature)"
+    packets: Mapping[str, Mapping[str, Any]] = data["packets"]
+    return packets, None
+
+
+def _read_base(
+    packets_dir: Path, practice_id: str, as_of: str, sig: str, key: bytes
+) -> tuple[Mapping[str, Mapping[str, Any]] | None, str | None]:
+    try:
+        where = base_path(packets_dir, practice_id, as_of, sig)
+    except (PacketError, ValueError) as exc:
+        return None, str(exc)
+    version = _version(where)
+    if version is None:
+        return None, f"{where.name} is missing"
+    return _read_base_file(str(where), version, practice_id, as_of, sig, key)
+
+
+@lru_cache(maxsize=256)
+def _merged(
+    name: str,
+    version: tuple[int, int, int],
+    base_name: str,
+    base_version: tuple[int, int, int],
+    practice_id: str,
+    as_of: str,
+    key: bytes,
+) -> tuple[InForce | None, str | None]:
+    signed, problem = _read_verified(name, version, practice_id, as_of, key)
+    if signed is None or signed.base is None:
+        return None, problem or f"{Path(name).name}: has no base"
+    day, sig = signed.base
+    listed, problem = _read_base_file(base_name, base_version, practice_id, day, sig, key)
+    if listed is None:
+        return None, f"{Path(name).name}: its base of {day}: {problem}"
+    whole = {client: entry for client, entry in listed.items() if client not in signed.dropped}
+    whole.update(signed.packets)
+    return InForce(practice_id=practice_id, as_of=as_of, packets=whole), None
 
 
 def in_force_entry(

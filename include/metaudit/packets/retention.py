@@ -5,7 +5,8 @@
   so a year of unchanged nights costs a folder entry per night, not a packet.
 - ``latest-and-month-ends``: the latest as-of date and, for every month, the
   last as-of date of that month that has packets; the other date folders (and
-  their indexes) are removed by the nightly run after the practice's packets.
+  their indexes, and the bases no kept index names) are removed by the nightly
+  run after the practice's packets.
 
 Nothing removed is ever in force: the latest date is always kept, and a packet
 built on a removed date lives on in the folders that link to it (removing a
@@ -22,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from metaudit.packets.errors import PacketError
-from metaudit.packets.inforce import in_force_path, index_dates
+from metaudit.packets.inforce import base_path, bases_dir, in_force_path, index_dates, read_raw
 from metaudit.packets.verify import is_date_folder
 from metaudit.paths import id_name
 
@@ -75,6 +76,7 @@ def apply_retention(
             shutil.rmtree(date_folder)
         removed.append(day)
     if removed:
+        _remove_unused_bases(packets_dir, practice_id)
         log.info(
             "packets of practice %s: retention %s removed %d as-of date(s), %s to %s",
             practice_id,
@@ -84,3 +86,22 @@ def apply_retention(
             removed[-1],
         )
     return removed
+
+
+def _remove_unused_bases(packets_dir: Path, practice_id: str) -> None:
+    """Remove the bases no remaining index names (their dates' indexes are gone)."""
+    used = set()
+    for day in index_dates(packets_dir, practice_id):
+        data = read_raw(in_force_path(packets_dir, practice_id, day)) or {}
+        base = data.get("base")
+        if isinstance(base, dict) and isinstance(base.get("signature"), str):
+            with contextlib.suppress(PacketError, ValueError):
+                used.add(
+                    base_path(
+                        packets_dir, practice_id, str(base.get("as_of")), base["signature"]
+                    ).name
+                )
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for path in bases_dir(packets_dir, practice_id).iterdir():
+            if path.name.endswith(".json") and path.name not in used and path.is_file():
+                path.unlink()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from metaudit.packets.errors import PacketError
-from metaudit.packets.inforce import in_force_path, read_raw
+from metaudit.packets.inforce import in_force_path, listed_raw
 from metaudit.packets.layout import client_packet_path, practice_packet_path
 from metaudit.packets.verify import (
     CLIENT,
@@ -87,14 +87,13 @@ def _in_force(packets_dir: Path, practice_id: str, as_of: str) -> dict[str, Any]
         stamp = path.stat().st_mtime_ns
     except (FileNotFoundError, NotADirectoryError):
         return {}
-    return _index_of(str(path), stamp)
+    return _index_of(str(packets_dir), practice_id, as_of, stamp)
 
 
 @lru_cache(maxsize=1024)
-def _index_of(path: str, mtime_ns: int) -> dict[str, Any]:
-    data = read_raw(Path(path)) or {}
-    packets = data.get("packets")
-    return packets if isinstance(packets, dict) else {}
+def _index_of(packets_dir: str, practice_id: str, as_of: str, mtime_ns: int) -> dict[str, Any]:
+    # A date's index names its base, which is never rewritten: the index's time suffices.
+    return listed_raw(Path(packets_dir), practice_id, as_of)
 
 
 def _entry(
