@@ -12,6 +12,12 @@ packets in a scratch data folder, emails to the outbox, the published demo key):
 2. the first night: ``airflow dags test met_compliance_nightly AS_OF``;
 3. the next night on the same, unchanged records: ``... AS_OF+1``.
 
+4. ``--airflow-floor``: the same DAG shape with tasks that do nothing (plan, extract,
+   as many mapped ``audit`` tasks as the night had, finish), run the same way: what
+   ``airflow dags test`` costs whatever the tasks do (its start, the DAG's parse, the
+   in-process execution API, each task's runner), so a night's own cost is its
+   wall time less this floor.
+
 Printed: each one's wall time and peak RSS (``getrusage`` of the child), the nights'
 ratios to the check, the bytes of packets each night wrote (files new or rewritten
 under the packets folder), the task instances' durations from the metadata
@@ -38,6 +44,36 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DAG_ID = "met_compliance_nightly"
+FLOOR_DAG_ID = "metaudit_airflow_floor"
+# The nightly DAG's shape with tasks that do nothing: what Airflow itself costs.
+FLOOR_DAG = """
+import pendulum
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="%(dag_id)s", schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False)
+def floor():
+    @task
+    def plan() -> dict:
+        return {"as_of": "x"}
+
+    @task
+    def extract(run: dict) -> list:
+        return [{"group": i} for i in range(%(groups)d)]
+
+    @task
+    def audit(item: dict) -> dict:
+        return item
+
+    @task(trigger_rule="all_done")
+    def finish(results: list) -> int:
+        return len(list(results))
+
+    finish(audit.expand(item=extract(plan())))
+
+
+floor()
+"""
 
 
 def without_later_records(source: Path, copy: Path, as_of: date) -> int:
@@ -130,6 +166,21 @@ def stage_timings(data: Path, as_of: str) -> dict[str, float]:
     return total
 
 
+def airflow_floor(work: Path, env: dict[str, str], groups: int, as_of: date) -> dict[str, float]:
+    """``airflow dags test`` of the nightly DAG's shape with tasks that do nothing."""
+    folder = work / "floor_dags"
+    folder.mkdir(exist_ok=True)
+    (folder / "floor.py").write_text(
+        FLOOR_DAG % {"dag_id": FLOOR_DAG_ID, "groups": groups}, encoding="utf-8"
+    )
+    floor_env = dict(env, AIRFLOW__CORE__DAGS_FOLDER=str(folder))
+    return timed(
+        [str(BIN / "airflow"), "dags", "test", FLOOR_DAG_ID, as_of.isoformat()],
+        floor_env,
+        work / "floor.log",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--practices", type=int, default=20)
@@ -152,6 +203,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--first-night-only", action="store_true", help="run the first night and stop"
+    )
+    parser.add_argument(
+        "--airflow-floor",
+        action="store_true",
+        help="also run the same DAG shape with tasks that do nothing (Airflow's own cost)",
     )
     args = parser.parse_args()
 
@@ -245,6 +301,10 @@ def main() -> None:
         night["practice_stages"] = stage_timings(data, day.isoformat())
         figures[name] = night
         print(json.dumps(night, indent=1))
+    if args.airflow_floor:
+        groups = figures["first_night"]["tasks"].get("audit", {}).get("tasks", 1)
+        figures["airflow_floor"] = airflow_floor(work, env, groups, as_of)
+        print(f"airflow floor ({groups} audit tasks): {figures['airflow_floor']}")
     first = figures["first_night"]["packet_bytes_written"]
     figures["load_after"] = os.getloadavg()[0]
     if args.first_night_only:

@@ -408,27 +408,35 @@ def stored_attribution(
     from metaudit.results.digest import FindingAttribution
     from metaudit.source.snapshot import PartitionError, read_partition_columns
 
-    def columns(table: str, *names: str) -> list[tuple[str, ...]]:
-        """The rows of a few text columns of a partition table (rows with a gap left out)."""
+    def columns(table: str, *names: str, among: set[str] | None = None) -> list[tuple[str, ...]]:
+        """The rows of a few text columns of a partition table (rows with a gap left out);
+        ``among``: only those whose first column is one of these (the findings' records,
+        not every session of the practice turned into Python objects)."""
         try:
             frame = read_partition_columns(partition, table, list(names))
         except PartitionError as exc:
             log.warning("%s; the dashboard's staff or payers of the findings are left out", exc)
             return []
+        if among is not None:
+            frame = frame.loc[frame[names[0]].isin(list(among)).fillna(False).to_numpy(bool)]
         return [
             row
-            for row in zip(*(frame[name] for name in names), strict=True)
+            for row in zip(*(frame[name].tolist() for name in names), strict=True)
             if all(isinstance(value, str) for value in row)
         ]
 
     if not findings:
         return {}
-    has_sessions = any(f.entity_type == "session" for f in findings)
-    has_claims = any(money.claim_id for money in exposure.values())
-    staff = {k: v for k, v in columns("sessions", "session_id", "staff_id")} if has_sessions else {}
-    policy_of_claim = (
-        {k: v for k, v in columns("claims", "claim_id", "policy_id")} if has_claims else {}
-    )
+    sessions = {f.entity_id for f in findings if f.entity_type == "session"}
+    claims = {money.claim_id for money in exposure.values() if money.claim_id}
+    staff: dict[str, str] = {}
+    if sessions:
+        staff = {k: v for k, v in columns("sessions", "session_id", "staff_id", among=sessions)}
+    policy_of_claim: dict[str, str] = {}
+    if claims:
+        policy_of_claim = {
+            k: v for k, v in columns("claims", "claim_id", "policy_id", among=claims)
+        }
     payer_of_policy: dict[str, str] = {}
     client_payers: dict[str, set[str]] = {}
     for policy, client, payer_name in columns(
@@ -464,7 +472,11 @@ def stored_exposure(out_dir: Path, partition: Path) -> dict[str, FindingExposure
         return {}
     rows = read_exposure(path)
     claim_of_line: dict[str, str] = {}
-    if any(row["entity_type"] in ("claim_line", "row") for row in rows):
+    # The lines the findings name (a line's own id, or a data-quality row's of claim_lines).
+    named = {row["entity_id"] for row in rows if row["entity_type"] == "claim_line"} | {
+        row["entity_id"].partition(":")[2] for row in rows if row["entity_type"] == "row"
+    }
+    if named:
         try:
             lines = read_partition_columns(partition, "claim_lines", ["line_id", "claim_id"])
         except PartitionError as exc:
@@ -472,9 +484,12 @@ def stored_exposure(out_dir: Path, partition: Path) -> dict[str, FindingExposure
             # email's fix-before-billing block) are lost, so the findings are still stored.
             log.warning("%s; findings on claim lines are stored without their claim", exc)
         else:
+            lines = lines.loc[lines["line_id"].isin(list(named)).fillna(False).to_numpy(bool)]
             claim_of_line = {
-                str(line): str(claim)
-                for line, claim in zip(lines["line_id"], lines["claim_id"], strict=True)
+                line: claim
+                for line, claim in zip(
+                    lines["line_id"].tolist(), lines["claim_id"].tolist(), strict=True
+                )
                 if isinstance(line, str) and isinstance(claim, str)
             }
     return {
