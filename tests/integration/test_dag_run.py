@@ -79,7 +79,7 @@ if args.get("damage"):
     def write_partition(part, practice_id, as_of, folder):
         written = write(part, practice_id, as_of, folder)
         if practice_id == args["damage"]:
-            (written / "claims.parquet").write_bytes(b"damaged on disk")
+            (written / "claims.arrow").write_bytes(b"damaged on disk")
         return written
 
     snapshot.write_partition = write_partition

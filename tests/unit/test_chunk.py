@@ -207,7 +207,7 @@ def test_a_damaged_partition_fails_its_practice_alone(
     damaged = dict(partitions)
     copy = tmp_path / "PR0002"
     shutil.copytree(partitions["PR0002"], copy)
-    (copy / "claims.parquet").write_bytes(b"damaged on disk")
+    (copy / "claims.arrow").write_bytes(b"damaged on disk")
     damaged["PR0002"] = str(copy)
     store_url, outcome = _run_chunk(damaged, tmp_path, monkeypatch, is_final=lambda exc: True)
     assert isinstance(outcome, chunk.PracticesFailedInTaskError)

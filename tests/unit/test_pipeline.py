@@ -142,8 +142,8 @@ def test_a_mask_without_unreadable_values_is_not_written(typed, tmp_path: Path) 
     expected = partition_of(marked, owner)
     holding = sorted(n for n, mask in expected.unreadable.items() if mask.to_numpy().any())
     assert "sessions" in holding and len(holding) < len(expected.unreadable) / 2
-    assert sorted(p.name for p in folder.glob("*.unreadable.parquet")) == [
-        f"{name}.unreadable.parquet" for name in holding
+    assert sorted(p.name for p in folder.glob("*.unreadable.arrow")) == [
+        f"{name}.unreadable.arrow" for name in holding
     ]
     back = read_partition(folder, owner)
     for name, mask in expected.unreadable.items():
@@ -170,7 +170,7 @@ def test_a_damaged_partition_is_refused_naming_what_is_wrong(typed, tmp_path: Pa
     folder = write_partitions(typed, ["PR0001"], AS_OF.isoformat(), tmp_path)["PR0001"]
     with pytest.raises(PartitionError, match="holds practice 'PR0001', not 'PR0002'"):
         read_partition(folder, "PR0002")
-    (folder / "sessions.parquet").write_bytes(b"PAR1 not really")
+    (folder / "sessions.arrow").write_bytes(b"ARROW1 not really")
     with pytest.raises(PartitionError, match="table sessions unreadable"):
         read_partition(folder, "PR0001")
     (folder / "manifest.json").unlink()
@@ -180,9 +180,9 @@ def test_a_damaged_partition_is_refused_naming_what_is_wrong(typed, tmp_path: Pa
 
 def test_rewriting_a_partition_replaces_it_whole(typed, tmp_path: Path) -> None:
     folder = write_partitions(typed, ["PR0001"], AS_OF.isoformat(), tmp_path)["PR0001"]
-    (folder / "stale.parquet").write_bytes(b"left over")
+    (folder / "stale.arrow").write_bytes(b"left over")
     write_partitions(typed, ["PR0001"], AS_OF.isoformat(), tmp_path)
-    assert not (folder / "stale.parquet").exists()
+    assert not (folder / "stale.arrow").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["PR0001"]  # nothing left aside
 
 
@@ -253,7 +253,7 @@ def test_stages_store_every_finding_and_a_damaged_practice_fails_alone(
     # Second run of the date: PR0002's partition is damaged, so it fails alone.
     stages.plan_run(source, store_url, run_id="r2", dag_id="met", as_of=AS_OF)
     work = stages.extract(source, AS_OF, ["PR0001", "PR0002"])
-    Path(work[1]["partition"], "claims.parquet").write_bytes(b"damaged")
+    Path(work[1]["partition"], "claims.arrow").write_bytes(b"damaged")
     stages.persist_practice(
         store_url,
         "r2",

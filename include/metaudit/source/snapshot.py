@@ -5,10 +5,12 @@ Extract reads and types the source once, streaming into practice groups
 practice: every typed table restricted
 to the practice's rows (tables that belong to no practice, such as providers,
 whole), the masks of unreadable values that the as-of view needs, and the
-practice's data-quality findings. A partition is a folder of Parquet files
-(pandas dtypes kept through Arrow's pandas metadata) and a ``manifest.json``
-naming each table's row count and dtypes, so a reader can tell a damaged
-partition from a good one.
+practice's data-quality findings. A partition is a folder of Arrow IPC files
+(``<table>.arrow``, zstd level 1; pandas dtypes kept through Arrow's pandas
+metadata) and a ``manifest.json`` naming each table's row count and dtypes, so a
+reader can tell a damaged partition from a good one. Arrow IPC rather than
+Parquet: a partition lives for one night and is written once and read once or
+twice, and IPC writes and reads it in half Parquet's time at the same size.
 
 The findings whose practice is unknown (rows whose parent is missing, so no
 practice can be named) belong to no partition: they are the run's own and are
@@ -40,7 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PARTITION_FORMAT = 1
+PARTITION_FORMAT = 2
+SUFFIX = ".arrow"
 MANIFEST = "manifest.json"
 DQ_FINDINGS = "dq_findings.jsonl"
 
@@ -81,7 +84,6 @@ def write_partitions(
 def write_partition(part: TypedSource, practice_id: str, as_of: str, folder: Path) -> Path:
     """Write a partition into ``folder`` (built aside, then renamed into place)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     private_dir(folder.parent)
     building = folder.parent / f".{folder.name}.building-{uuid.uuid4().hex[:8]}"
@@ -90,16 +92,14 @@ def write_partition(part: TypedSource, practice_id: str, as_of: str, folder: Pat
         tables: dict[str, Any] = {}
         for name, frame in part.tables.items():
             unreadable = part.unreadable[name]
-            pq.write_table(
-                pa.Table.from_pandas(frame, preserve_index=False), building / f"{name}.parquet"
-            )
+            _write_table(pa.Table.from_pandas(frame, preserve_index=False), building / name)
             # Almost every mask holds no unreadable value: the manifest says so instead of
             # a file (half the files of a partition, which a small practice pays for).
             masked = bool(unreadable.to_numpy(dtype=bool).any()) if unreadable.size else False
             if masked:
-                pq.write_table(
+                _write_table(
                     pa.Table.from_pandas(unreadable, preserve_index=False),
-                    building / f"{name}.unreadable.parquet",
+                    building / f"{name}.unreadable",
                 )
             tables[name] = {
                 "rows": len(frame),
@@ -140,7 +140,6 @@ def read_partition(folder: Path, practice_id: str | None = None) -> TypedSource:
     missing, damaged, or belongs to another practice.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from metaudit.source.quality import TypedSource
 
@@ -160,9 +159,9 @@ def read_partition(folder: Path, practice_id: str | None = None) -> TypedSource:
     unreadable: dict[str, pd.DataFrame] = {}
     for name, spec in manifest["tables"].items():
         try:
-            frame = pq.read_table(folder / f"{name}.parquet").to_pandas()
+            frame = _read_table(folder / name).to_pandas()
             if spec.get("unreadable_file", True):
-                masks = pq.read_table(folder / f"{name}.unreadable.parquet").to_pandas()
+                masks = _read_table(folder / f"{name}.unreadable").to_pandas()
             else:
                 masks = _no_unreadable(spec["unreadable_dtypes"], spec["rows"])
         except (OSError, pa.ArrowException) as exc:
@@ -188,15 +187,24 @@ def read_partition(folder: Path, practice_id: str | None = None) -> TypedSource:
 def read_partition_columns(folder: Path, table: str, columns: list[str]) -> pd.DataFrame:
     """A few columns of one table of a partition (without reading the rest)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     try:
-        frame: pd.DataFrame = pq.read_table(
-            folder / f"{table}.parquet", columns=columns
-        ).to_pandas()
+        frame: pd.DataFrame = _read_table(folder / table, columns).to_pandas()
     except (OSError, pa.ArrowException) as exc:
         raise PartitionError(f"partition {folder}: table {table} unreadable: {exc}") from exc
     return frame
+
+
+def _write_table(table: Any, stem: Path) -> None:
+    import pyarrow.feather as feather
+
+    feather.write_feather(table, str(stem) + SUFFIX, compression="zstd", compression_level=1)
+
+
+def _read_table(stem: Path, columns: list[str] | None = None) -> Any:
+    import pyarrow.feather as feather
+
+    return feather.read_table(str(stem) + SUFFIX, columns=columns, memory_map=False)
 
 
 def write_unattributed(findings: list[Finding], path: Path) -> Path:
