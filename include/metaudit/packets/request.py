@@ -54,7 +54,6 @@ import pandas as pd
 
 from metaudit.check.derive import FAMILIES
 from metaudit.check.outcomes import is_missing, rule_status
-from metaudit.errors import Problems
 from metaudit.packets import records_pdf
 from metaudit.packets.archive import zip_bytes
 from metaudit.packets.content import (
@@ -69,12 +68,11 @@ from metaudit.packets.content import (
     table_columns,
 )
 from metaudit.packets.errors import PacketError
+from metaudit.packets.layout import Letterhead, letterhead_values
 from metaudit.packets.signing import MANIFEST_NAME, sign_packet
 from metaudit.paths import id_name, write_atomic
 from metaudit.spec import rulebook
 from metaudit.spec.findings import Finding, sort_findings
-from metaudit.spec.npi import is_valid_npi
-from metaudit.spec.sections import TEXT, Field, validate_section
 
 if TYPE_CHECKING:
     from metaudit.packets.keypair import SigningKey
@@ -90,13 +88,6 @@ REFERENCE_LENGTH = 200
 # At most this many claims in one request (a request is an answer to a person, not a dump).
 MAX_CLAIMS = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-# The configuration's ``practices.<id>.letterhead``: what the cover letter is headed with.
-LETTERHEAD_FIELDS = (
-    Field("name", TEXT, what="the practice's name as the letter shows it"),
-    Field("npi", TEXT, what="the practice's organization NPI (10 digits)"),
-    Field("address", TEXT, what="the practice's postal address (lines separated by newlines)"),
-)
 
 
 class RequestError(PacketError):
@@ -185,32 +176,16 @@ def parse_claim_ids(text: str) -> tuple[str, ...]:
 # Letterhead
 
 
-@dataclass(frozen=True)
-class Letterhead:
-    name: str
-    npi: str | None
-    address: str | None
-
-
 def letterhead(settings: Settings, practice_id: str, practice: Mapping[str, Any]) -> Letterhead:
-    """The practice's letterhead: ``practices.<id>.letterhead`` of the configuration; the
-    name and NPI default to the source's practices table (name, organization_npi). A
-    missing address is no error: the letter says it is not configured."""
-    problems = Problems()
-    raw = settings.practice_section(practice_id).get("letterhead")
-    values, problems = validate_section(
-        f"practices.{practice_id}.letterhead", raw, LETTERHEAD_FIELDS, problems
+    """The practice's letterhead (``layout.letterhead_values``); the name and NPI default to
+    the source's practices table (name, organization_npi). A missing address is no error:
+    the letter says it is not configured."""
+    values = letterhead_values(settings, practice_id)
+    return Letterhead(
+        name=values["name"] or _text(practice.get("name")) or practice_id,
+        npi=values["npi"] or _text(practice.get("organization_npi")),
+        address=values["address"],
     )
-    npi = (values["npi"] or "").strip() or _text(practice.get("organization_npi"))
-    if values["npi"] and not is_valid_npi(values["npi"].strip()):
-        problems.add(
-            f"practices.{practice_id}.letterhead.npi",
-            f"{values['npi']!r} is not a valid NPI (10 digits, Luhn check digit)",
-        )
-    problems.raise_if_any(f"invalid configuration ({settings.source})")
-    name = (values["name"] or "").strip() or _text(practice.get("name")) or practice_id
-    address = (values["address"] or "").strip() or None
-    return Letterhead(name=name, npi=npi, address=address)
 
 
 # ---------------------------------------------------------------------------

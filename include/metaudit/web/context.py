@@ -100,7 +100,7 @@ def load_context() -> WebContext:
     ``met_packet_key`` or METAUDIT_PACKET_KEY)."""
     from metaudit.config import demo_mode
     from metaudit.packets.errors import PacketKeyError
-    from metaudit.packets.layout import packet_options
+    from metaudit.packets.layout import check_letterheads, packet_options
     from metaudit.packets.signing import resolve_key
     from metaudit.pipeline.connections import packet_key, packet_signing_key, results_url
     from metaudit.results import ResultsStore
@@ -109,6 +109,7 @@ def load_context() -> WebContext:
     settings = Settings.load()
     policy = access_policy(settings)
     packets_dir = packet_options(settings).packets_dir
+    check_letterheads(settings)
     store = ResultsStore.open(results_url(lookup=_server_connection))
     key: bytes | None
     problem = None
