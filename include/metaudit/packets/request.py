@@ -257,7 +257,6 @@ def resolve_services(material: PracticeMaterial, request: RecordsRequest) -> Sel
     naming what is wrong: unknown claims, claims of another practice or of several
     clients, a range without services."""
     claims = material.tables["claims"]
-    lines = material.tables["claim_lines"]
     practice = material.practice_id
     if request.claim_ids:
         known = {
@@ -306,11 +305,17 @@ def resolve_services(material: PracticeMaterial, request: RecordsRequest) -> Sel
     services = [
         _service(r) for r in material.rows("claim_lines", client_id) if within(r["service_date"])
     ]
-    billed = {(s.day) for s in services}
+    billed = {s.day for s in services}
     for session in material.rows("sessions", client_id):
-        day = _day(session["session_date"])
-        if session["status"] == "completed" and within(day) and day not in billed:
-            services.append(Service(day, None, None, None, None, None, str(session["session_id"])))  # type: ignore[arg-type]
+        held = _day(session["session_date"])
+        # A completed session of the range that no claim line bills: a service all the same.
+        if (
+            held is not None
+            and session["status"] == "completed"
+            and within(held)
+            and held not in billed
+        ):
+            services.append(Service(held, None, None, None, None, None, str(session["session_id"])))
     if not services:
         raise RequestError(
             f"client {client_id} has no services from {start.isoformat()} to {end.isoformat()} "
@@ -318,13 +323,15 @@ def resolve_services(material: PracticeMaterial, request: RecordsRequest) -> Sel
             f"{material.view.as_of_iso})"
         )
     claim_ids = tuple(sorted({s.claim_id for s in services if s.claim_id}))
-    del lines
     return Selection(client_id, claim_ids, sorted(services, key=_service_order))
 
 
 def _service(row: Mapping[str, Any]) -> Service:
+    """A claim line as a service (its service date is known: the callers keep only those)."""
+    day = _day(row["service_date"])
+    assert day is not None
     return Service(
-        day=_day(row["service_date"]),  # type: ignore[arg-type]
+        day=day,
         claim_id=str(row["claim_id"]),
         line_id=_text(row["line_id"]),
         line_no=row["line_no"],
