@@ -136,6 +136,15 @@ def _records() -> dict:
         status="cancelled",
         timed_minutes=None,
     )
+    # A completed session no claim line bills (a service of a range all the same).
+    _like(
+        records,
+        "sessions",
+        {"session_id": "S-3"},
+        session_id="S-6",
+        session_date=date(2026, 3, 5),
+        signed_at="2026-03-05T15:00:00Z",
+    )
     # Another client of the practice, with a claim of its own.
     add_client_without_sessions(records)
     _like(records, "claims", {"claim_id": "CLM-1"}, claim_id="CLM-9", client_id="CL-2")
@@ -186,6 +195,7 @@ EXPECTED = {
     ("sessions", "S-2C"): (False, "a cancelled session on 2026-02-10"),
     ("sessions", "S-3"): (True, "session note of 2026-03-12"),
     ("sessions", "S-4"): (False, "2026-03-30 is not a requested service date"),
+    ("sessions", "S-6"): (False, "2026-03-05 is not a requested service date"),
     ("progress_reports", "PRR-1"): (True, "sent on 2026-02-12, within the requested period"),
     ("progress_reports", "PRR-2"): (False, "outside the requested period"),
     ("claims", "CLM-1"): (False, "claim not requested"),
@@ -246,8 +256,12 @@ def test_a_range_of_service_dates(practice):
     )
     selection, decided = _decide(practice["material"], request)
     assert selection.claim_ids == ("CLM-3", "CLM-4")
-    assert selection.dates == [date(2026, 3, 12), date(2026, 3, 30)]
-    assert decided["sessions", "S-3"].included and decided["sessions", "S-4"].included
+    # The lines of CLM-3 and CLM-4, and the session of 2026-03-05 that no line bills.
+    assert selection.dates == [date(2026, 3, 5), date(2026, 3, 12), date(2026, 3, 30)]
+    unbilled = [s for s in selection.services if s.claim_id is None]
+    assert [(s.day, s.session_id) for s in unbilled] == [(date(2026, 3, 5), "S-6")]
+    for session in ("S-3", "S-4", "S-6"):
+        assert decided["sessions", session].included, session
     assert decided["progress_reports", "PRR-2"].included  # 2026-03-13, within the range
     assert not decided["claims", "CLM-2"].included
 
