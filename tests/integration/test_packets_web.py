@@ -988,3 +988,17 @@ def test_no_trail_no_request_packet(site, request_source, monkeypatch):
     response = _ask(site, "owner1", claims="CLM-1")
     assert response.status_code == 503
     assert b"PK" not in response.content
+
+
+def test_a_browser_that_posted_the_form_is_told_on_a_page_what_is_wrong(site, request_source):
+    response = site["client"].post(
+        "/metaudit/packets/request",
+        data={"practice_id": "PR-1", "reference": "ref", "claims": "CLM-1, <b>NOPE</b>"},
+        headers=_as(site, "owner1", Origin="http://airflow.test", Accept="text/html"),
+        follow_redirects=False,
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Records request not answered" in response.text
+    assert "&lt;b&gt;NOPE&lt;/b&gt;" in response.text and "<b>NOPE" not in response.text
+    assert 'href="/metaudit/packets?practice_id=PR-1"' in response.text

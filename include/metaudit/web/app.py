@@ -727,18 +727,33 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
                 "records request refused: %s is not granted practice %s", who.name, practice
             )
             raise HTTPException(403, "you are not granted this practice's packets")
-        return _answer_request(
-            request,
-            ctx,
-            who,
-            practice,
-            reference=reference,
-            claims=claims,
-            client_id=_check_id(client_id, "client_id"),
-            service_from=_check_date(service_from, "service_from"),
-            service_to=_check_date(service_to, "service_to"),
-            as_of=_check_date(as_of),
-        )
+        try:
+            return _answer_request(
+                request,
+                ctx,
+                who,
+                practice,
+                reference=reference,
+                claims=claims,
+                client_id=_check_id(client_id, "client_id"),
+                service_from=_check_date(service_from, "service_from"),
+                service_to=_check_date(service_to, "service_to"),
+                as_of=_check_date(as_of),
+            )
+        except HTTPException as exc:
+            if "text/html" not in request.headers.get("accept", ""):
+                raise
+            # The form's own browser: a page that says what is wrong, and the way back.
+            html = _render(
+                request,
+                "request_error.html",
+                who,
+                ctx,
+                title="Records request not answered",
+                practice_id=practice,
+                notices=[{"level": "error", "text": str(exc.detail)}],
+            )
+            return HTMLResponse(html, status_code=exc.status_code)
 
     return app
 
