@@ -83,6 +83,7 @@ def test_an_owner_answers_a_request_for_three_claims_and_a_reviewer_checks_it_wi
     owner1_context: BrowserContext,
     admin_context: BrowserContext,
     metaudit_server: MetAuditServer,
+    e2e_artifacts_dir: Path,
     tmp_path: Path,
 ) -> None:
     assert metaudit_server.source is not None and metaudit_server.public_key is not None
@@ -144,17 +145,41 @@ def test_an_owner_answers_a_request_for_three_claims_and_a_reviewer_checks_it_wi
     assert {
         d["record_id"] for d in manifest["request"]["documents"] if d["table"] == "claims"
     } == set(claims)
-    text = (
-        subprocess.run(
+    if shutil.which("pdftotext") and shutil.which("pdftoppm"):
+        letter = subprocess.run(
             ["pdftotext", "-f", "1", "-l", "1", str(folder / "request.pdf"), "-"],
             capture_output=True,
             text=True,
+            check=True,
         ).stdout
-        if shutil.which("pdftotext")
-        else ""
-    )
-    if text:
-        assert REFERENCE in " ".join(text.split())
+        assert REFERENCE in " ".join(letter.split())
+        # The letter, the index and the first document as a person sees them (kept in
+        # build/e2e to look at), none of them blank.
+        import matplotlib.image
+
+        for old in e2e_artifacts_dir.glob("records-request-page*.png"):
+            old.unlink()
+        subprocess.run(
+            [
+                "pdftoppm",
+                "-png",
+                "-r",
+                "50",
+                "-f",
+                "1",
+                "-l",
+                "3",
+                str(folder / "request.pdf"),
+                str(e2e_artifacts_dir / "records-request-page"),
+            ],
+            check=True,
+        )
+        images = sorted(e2e_artifacts_dir.glob("records-request-page*.png"))
+        assert len(images) == 3
+        for image in images:
+            pixels = matplotlib.image.imread(str(image))
+            body = pixels[..., :3].mean(axis=2)[: int(pixels.shape[0] * 0.85)]
+            assert (body < 0.5).mean() > 0.001, image.name
 
     # Tampered: a document changed fails sha256sum; the manifest changed fails its signature.
     changed = tmp_path / "changed"
