@@ -5,7 +5,8 @@ findings; ``metaudit demo`` makes a demo network with known defects;
 ``metaudit accept``, ``metaudit withdraw`` and ``metaudit acceptances`` accept a
 finding, withdraw the acceptance and list the trail in the results store;
 ``metaudit backfill`` records the audits of earlier dates in the results store
-(the history of a practice that joins with months of records). Exit codes
+(the history of a practice that joins with months of records); ``metaudit
+request`` answers a records request with one signed packet. Exit codes
 follow the interfaces: 0 when the check ran (whatever it found), 2 when it
 could not run, with a message naming what is wrong.
 """
@@ -145,7 +146,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _acceptance_parsers(sub)
     _backfill_parser(sub)
+    _request_parser(sub)
     return parser
+
+
+def _request_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    request = sub.add_parser(
+        "request",
+        help="answer a records request: one signed packet with the supporting documents",
+        description="Build the answer to a records request: for --claims (all of one client), "
+        "or --client with --from and --to (service dates, inclusive), a signed packet with a "
+        "cover letter (the practice's letterhead), an index, only the documents that support "
+        "those services and their compliance status rule by rule, written to "
+        "<out>/<practice>/requests/<request_id>.zip (its path is printed). Signed as every "
+        "packet: METAUDIT_PACKET_KEY, and METAUDIT_PACKET_SIGNING_KEY for auditors.",
+    )
+    request.add_argument("--source", required=True, help="SQLAlchemy URL or a SQLite file path")
+    request.add_argument("--practice", required=True, metavar="ID")
+    request.add_argument("--reference", required=True, help="the requester's reference")
+    request.add_argument(
+        "--claims", default=None, metavar="C1,C2", help="claim ids, separated by commas"
+    )
+    request.add_argument("--client", default=None, metavar="ID")
+    request.add_argument("--from", dest="service_from", type=_date, default=None)
+    request.add_argument("--to", dest="service_to", type=_date, default=None)
+    request.add_argument(
+        "--as-of",
+        type=_date,
+        default=None,
+        help="records as of this date (default: the practice's latest audit in the data folder)",
+    )
+    request.add_argument(
+        "--out", type=Path, default=None, help="packets folder (default: data/packets)"
+    )
+    request.add_argument(
+        "--results", type=Path, default=None, help="audit results folder (default: data/results)"
+    )
+    request.add_argument("--config", type=Path, default=None, help="configuration file (YAML)")
+    request.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo run: sign with the published demo keys when no key is set",
+    )
 
 
 def _backfill_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -236,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _acceptance(args)
         if args.command == "backfill":
             return _backfill(args)
+        if args.command == "request":
+            return _request(args)
     except MetAuditError as exc:
         print(f"metaudit {args.command}: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
@@ -450,6 +494,50 @@ def _packets(args: argparse.Namespace) -> int:
             f"practice {practice_id}: {summary['client_packets']} client packet(s) {summary['states']} "
             f"in {summary['folder']}; practice packet {summary['practice_packet']}"
         )
+    return EXIT_OK
+
+
+def _request(args: argparse.Namespace) -> int:
+    from metaudit.errors import SettingsError
+    from metaudit.packets.request import (
+        RecordsRequest,
+        build_request_packet,
+        latest_audit_date,
+        parse_claim_ids,
+    )
+
+    if args.claims is not None and (args.client or args.service_from or args.service_to):
+        raise SettingsError("give --claims, or --client with --from and --to, not both")
+    request = RecordsRequest(
+        practice_id=args.practice,
+        reference=args.reference,
+        claim_ids=parse_claim_ids(args.claims or ""),
+        client_id=args.client,
+        service_from=args.service_from,
+        service_to=args.service_to,
+    )
+    as_of = args.as_of
+    if as_of is None:
+        latest = latest_audit_date(args.practice, args.results)
+        if latest is None:
+            raise SettingsError(
+                f"no audit of practice {args.practice} in the results folder: give --as-of"
+            )
+        as_of = date.fromisoformat(latest)
+    packet = build_request_packet(
+        str(args.source),
+        request,
+        as_of,
+        packets_dir=args.out,
+        results_root=args.results,
+        demo=args.demo,
+        config=args.config,
+    )
+    _progress(
+        f"records request {packet.request_id}: client {packet.client_id}, "
+        f"{packet.documents} document(s), records as of {packet.as_of}, sha256 {packet.sha256}"
+    )
+    print(packet.path)
     return EXIT_OK
 
 

@@ -84,6 +84,10 @@ class MetAuditServer:
     env: dict[str, str]
     process: subprocess.Popen[bytes]
     packets: list[Packet] = field(default_factory=list)
+    # The demo network the server reads (records requests) and the deployment's Ed25519
+    # public key (PEM), which signs the packets the server builds for auditors.
+    source: Path | None = None
+    public_key: Path | None = None
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -300,6 +304,27 @@ def metaudit_server(
             f"practice packets; log {packets_log}:\n{_tail(packets_log)}"
         )
 
+    # The records requests: the server reads the demo network through met_practice_db and
+    # signs with the deployment's own Ed25519 key, made as docs/packets.md says. Given to
+    # the API server only: the packets built above stay as the other tests know them.
+    private_key, public_key = root / "signing.pem", root / "public_key.pem"
+    _run(
+        "openssl genpkey",
+        ["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(private_key)],
+        env,
+        logs / "openssl.log",
+    )
+    _run(
+        "openssl pkey -pubout",
+        ["openssl", "pkey", "-in", str(private_key), "-pubout", "-out", str(public_key)],
+        env,
+        logs / "openssl-pub.log",
+    )
+    server_env = {
+        **env,
+        "AIRFLOW_CONN_MET_PRACTICE_DB": json.dumps({"conn_type": "sqlite", "host": str(demo_db)}),
+        "METAUDIT_PACKET_SIGNING_KEY": private_key.read_text(encoding="utf-8"),
+    }
     log_path = logs / "api-server.log"
     with log_path.open("wb") as out:
         process = subprocess.Popen(
@@ -311,7 +336,7 @@ def metaudit_server(
                 "--port",
                 str(port),
             ],
-            env=env,
+            env=server_env,
             cwd=root,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -327,6 +352,8 @@ def metaudit_server(
             env=env,
             process=process,
             packets=packets,
+            source=demo_db,
+            public_key=public_key,
         )
     finally:
         _stop_group(process)

@@ -110,10 +110,43 @@ def packets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     client = out / "PR-1" / AS_OF.isoformat() / "CL-1.zip"
     practice = out / "PR-1" / f"practice-{AS_OF:%Y-%m}.zip"
     assert client.is_file() and practice.is_file()
-    return {"client": client, "practice": practice, "public": public, "tmp": tmp}
+    # The answer to a records request for three claims of the client, signed the same way.
+    asked = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "metaudit.cli",
+            "request",
+            "--source",
+            str(db),
+            "--practice",
+            "PR-1",
+            "--claims",
+            "CLM-1,CLM-2,CLM-3",
+            "--reference",
+            "Payer X audit 123",
+            "--as-of",
+            AS_OF.isoformat(),
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert asked.returncode == 0, asked.stderr
+    request = Path(asked.stdout.strip())
+    assert request.parent == out / "PR-1" / "requests" and request.is_file()
+    return {
+        "client": client,
+        "practice": practice,
+        "request": request,
+        "public": public,
+        "tmp": tmp,
+    }
 
 
-@pytest.mark.parametrize("which", ["client", "practice"])
+@pytest.mark.parametrize("which", ["client", "practice", "request"])
 def test_the_commands_of_verify_txt_pass_on_the_packet_as_built(packets, which, tmp_path):
     folder = _unzip(packets[which], tmp_path / "unzipped")
     text = (folder / "VERIFY.txt").read_text()
@@ -143,7 +176,56 @@ def test_the_commands_of_verify_txt_pass_on_the_packet_as_built(packets, which, 
     assert "Signature Verified Successfully" in runs[2].stdout
     listed = runs[3].stdout.splitlines()
     assert listed and all(line.endswith(": OK") for line in listed)
-    assert "cover.pdf: OK" in listed
+    assert ("request.pdf: OK" if which == "request" else "cover.pdf: OK") in listed
+
+
+def test_a_changed_request_pdf_or_a_document_added_fails(packets, tmp_path):
+    folder = _unzip(packets["request"], tmp_path / "unzipped")
+    assert "records request" in (folder / "VERIFY.txt").read_text()
+    pdf = folder / "request.pdf"
+    # A bookmark's title (outside the compressed streams) renamed: another claim.
+    original = pdf.read_bytes()
+    assert b"(Claim CLM-3)" in original
+    pdf.write_bytes(original.replace(b"(Claim CLM-3)", b"(Claim CLM-9)", 1))
+    commands = _commands((folder / "VERIFY.txt").read_text())
+    runs = [_run(command, folder) for command in commands]
+    assert [run.returncode for run in runs[:3]] == [0, 0, 0]
+    assert runs[3].returncode != 0 and "request.pdf: FAILED" in runs[3].stdout
+    # The manifest says what was asked: another claim list fails its signature.
+    manifest = folder / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"CLM-3"', '"CLM-4"'))
+    assert _run(commands[1], folder).returncode != 0
+
+
+def test_metaudit_verify_checks_the_request_packet_with_the_public_key(packets, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METAUDIT_PACKET")}
+    command = [sys.executable, "-m", "metaudit.cli", "verify", "--public-key"]
+    done = subprocess.run(
+        [*command, str(packets["public"]), str(packets["request"])],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "records request" in done.stdout and "client CL-1" in done.stdout
+    tampered = tmp_path / "request.zip"
+    with zipfile.ZipFile(packets["request"]) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            dst.writestr(info, data + b"\n" if info.filename == "records.csv" else data)
+    done = subprocess.run(
+        [*command, str(packets["public"]), str(tampered)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "records.csv: altered" in done.stderr
+    # And with the deployment's secret (the HMAC) as well.
+    done = subprocess.run(
+        [sys.executable, "-m", "metaudit.cli", "verify", str(packets["request"])],
+        env={**env, "METAUDIT_PACKET_KEY": KEY},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_changed_file_fails_the_sha256sum_step(packets, tmp_path):

@@ -8,6 +8,7 @@ REST API call of a rebuild is answered by a stand-in transport.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -835,3 +836,169 @@ def test_the_dashboard_and_an_acceptance_through_airflows_own_authentication(sit
     page = _get(site, "/metaudit/dashboard", "owner1", practice_id="PR-1")
     assert 'id="open-total" data-count="0"' in page.text
     assert 'id="accepted-count" data-count="1"' in page.text
+
+
+# ---------------------------------------------------------------------- records requests
+
+
+@pytest.fixture
+def request_source(site, tmp_path):
+    """The builders' clean practice PR-1 (client CL-1, claims CLM-1..4) as the source the
+    records requests read, with an empty results folder (the check runs on the request)."""
+    from builders import clean_records, write_sqlite
+
+    context = _context(site)
+    before = context.source_url, context.results_root
+    context.source_url = str(write_sqlite(clean_records(), tmp_path / "source.sqlite"))
+    context.results_root = tmp_path / "results"
+    yield context
+    context.source_url, context.results_root = before
+
+
+def _ask(site: dict[str, Any], user: str, origin: str = "http://airflow.test", **form: str):
+    fields = {"practice_id": "PR-1", "reference": "Payer X audit 123", "as_of": AS_OF, **form}
+    response: httpx.Response = site["client"].post(
+        "/metaudit/packets/request",
+        data=fields,
+        headers=_as(site, user, Origin=origin),
+        follow_redirects=False,
+    )
+    return response
+
+
+def test_an_owner_gets_the_answer_to_a_request_and_the_trail_names_them_and_the_reference(
+    site, request_source
+):
+    response = _ask(site, "owner1", claims="CLM-1, CLM-2\nCLM-3")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/zip"
+    rid = response.headers["x-metaudit-request-id"]
+    assert response.headers["content-disposition"] == (
+        f'attachment; filename="metaudit-PR-1-request-{rid}.zip"'
+    )
+    assert response.headers["x-metaudit-verified"] == "true"
+    sha256 = hashlib.sha256(response.content).hexdigest()
+    assert response.headers["x-metaudit-sha256"] == sha256
+    stored = site["packets"] / "PR-1" / "requests" / f"{rid}.zip"
+    assert stored.read_bytes() == response.content
+    with zipfile.ZipFile(stored) as packet:
+        manifest = json.loads(packet.read("manifest.json"))
+    assert manifest["kind"] == "request" and manifest["client_id"] == "CL-1"
+    assert manifest["request"]["claims"] == ["CLM-1", "CLM-2", "CLM-3"]
+    rows, _ = request_source.store.downloads(practice_id="PR-1")
+    row = rows[0]
+    assert (row["user_name"], row["kind"], row["client_id"], row["reference"]) == (
+        "owner1",
+        "request",
+        "CL-1",
+        "Payer X audit 123",
+    )
+    assert (row["sha256"], row["verified"], row["packet"]) == (
+        sha256,
+        True,
+        f"PR-1/requests/{rid}.zip",
+    )
+    trail = _get(site, "/metaudit/downloads", "dana", practice_id="PR-1")
+    assert '<td class="reference">Payer X audit 123</td>' in trail.text
+
+
+def test_a_request_by_client_and_range_of_service_dates(site, request_source):
+    response = _ask(
+        site, "root", client_id="CL-1", service_from="2026-03-01", service_to="2026-03-31"
+    )
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as packet:
+        manifest = json.loads(packet.read("manifest.json"))
+    asked = manifest["request"]
+    assert (asked["claims"], asked["service_from"], asked["service_to"]) == (
+        [],
+        "2026-03-01",
+        "2026-03-31",
+    )
+    # The range holds CLM-3's and CLM-4's lines, and the session of 2026-03-12 and 2026-03-30.
+    assert sorted({s["claim_id"] for s in asked["services"]}) == ["CLM-3", "CLM-4"]
+
+
+def test_the_packets_page_has_the_request_form_for_granted_users_only(site):
+    owner = _get(site, "/metaudit/packets", "owner1")
+    assert '<form id="records-request"' in owner.text
+    assert '<option value="PR-1"' in owner.text.split('id="records-request"')[1]
+    assert '<option value="PR-2"' not in owner.text.split('id="records-request"')[1]
+    nobody = _get(site, "/metaudit/packets", "nobody")
+    assert '<form id="records-request"' not in nobody.text
+
+
+@pytest.mark.parametrize("practice", ["PR-2", "PR-404"])
+def test_a_request_of_another_practice_is_refused_before_anything_is_looked_up(
+    site, request_source, practice
+):
+    before = request_source.store.downloads()[1]
+    response = _ask(site, "owner1", practice_id=practice, claims="CLM-1")
+    assert response.status_code == 403
+    assert request_source.store.downloads()[1] == before
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "words"),
+    [
+        ({"claims": "CLM-1,NOPE"}, 422, "NOPE"),
+        ({"claims": "CLM-1", "reference": ""}, 422, "reference is required"),
+        ({"claims": "CLM-1", "reference": "x" * 201}, 422, "at most 200"),
+        ({"claims": "CLM-1", "reference": "two\nlines"}, 422, "printable"),
+        ({"claims": "CLM-1", "client_id": "CL-1"}, 422, "not both"),
+        (
+            {"client_id": "CL-1", "service_from": "2026-03-20", "service_to": "2026-03-01"},
+            422,
+            "empty",
+        ),
+        (
+            {"client_id": "CL-1", "service_from": "2025-01-01", "service_to": "2025-01-31"},
+            422,
+            "no services",
+        ),
+        (
+            {"client_id": "CL-9", "service_from": "2026-03-01", "service_to": "2026-03-31"},
+            422,
+            "CL-9",
+        ),
+        ({}, 422, "claims, or a client"),
+        ({"claims": "CLM-1", "as_of": "2026-02-30"}, 422, "as_of"),
+    ],
+)
+def test_a_request_that_cannot_be_answered_says_what_is_wrong(
+    site, request_source, form, status, words
+):
+    before = request_source.store.downloads()[1]
+    response = _ask(site, "owner1", **form)
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]
+    assert request_source.store.downloads()[1] == before
+
+
+def test_a_cross_site_request_post_is_refused(site, request_source):
+    response = _ask(site, "owner1", origin="https://evil.example", claims="CLM-1")
+    assert response.status_code == 403
+
+
+def test_no_trail_no_request_packet(site, request_source, monkeypatch):
+    def broken(**_: Any) -> int:
+        raise RuntimeError("results store is down")
+
+    monkeypatch.setattr(request_source.store, "record_download", broken)
+    response = _ask(site, "owner1", claims="CLM-1")
+    assert response.status_code == 503
+    assert b"PK" not in response.content
+
+
+def test_a_browser_that_posted_the_form_is_told_on_a_page_what_is_wrong(site, request_source):
+    response = site["client"].post(
+        "/metaudit/packets/request",
+        data={"practice_id": "PR-1", "reference": "ref", "claims": "CLM-1, <b>NOPE</b>"},
+        headers=_as(site, "owner1", Origin="http://airflow.test", Accept="text/html"),
+        follow_redirects=False,
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Records request not answered" in response.text
+    assert "&lt;b&gt;NOPE&lt;/b&gt;" in response.text and "<b>NOPE" not in response.text
+    assert 'href="/metaudit/packets?practice_id=PR-1"' in response.text

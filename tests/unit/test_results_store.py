@@ -86,7 +86,7 @@ def test_migrations_build_exactly_the_models(store: ResultsStore) -> None:
 
 def test_migrating_again_changes_nothing(store: ResultsStore) -> None:
     persist(store, D1, [finding("REF-001", "C1", D1)])
-    assert migrate(store.engine) == "0005"
+    assert migrate(store.engine) == "0006"
     assert len(store.findings(D1, PRACTICE)) == 1
 
 
@@ -104,7 +104,7 @@ def test_the_store_keeps_its_own_version_table_beside_another_alembic_project(
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == (
             "airflow-head"
         )
-        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0005"
+        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0006"
     store.close()
 
 
@@ -131,7 +131,7 @@ def test_a_process_migrates_a_store_once_and_a_new_store_on_first_open(
     assert migrated == [str(first), str(second)]
     # migrate() called by name still migrates (and finds nothing to do).
     with session(f"sqlite:///{first}") as opened:
-        assert store_module.migrate(opened.engine) == "0005"
+        assert store_module.migrate(opened.engine) == "0006"
     assert migrated == [str(first), str(second), str(first)]
 
 

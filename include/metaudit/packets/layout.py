@@ -44,6 +44,46 @@ PACKETS_FIELDS = (
 )
 
 
+# A practice's ``letterhead`` (``practices.<id>.letterhead``): what the cover letter of a
+# records request is headed with (metaudit.packets.request).
+LETTERHEAD_FIELDS = (
+    Field("name", TEXT, what="the practice's name as the letter shows it"),
+    Field("npi", TEXT, what="the practice's organization NPI (10 digits)"),
+    Field("address", TEXT, what="the practice's postal address (lines separated by newlines)"),
+)
+
+
+@dataclass(frozen=True)
+class Letterhead:
+    """The cover letter's heading: the practice's name, NPI and address (None: not known)."""
+
+    name: str
+    npi: str | None
+    address: str | None
+
+
+def letterhead_values(settings: Settings, practice_id: str) -> dict[str, str | None]:
+    """The practice's ``letterhead`` keys as configured (trimmed; None when not set), or
+    SettingsError naming every problem (an unknown key, an NPI that fails its check digit)."""
+    from metaudit.spec.npi import is_valid_npi
+
+    path = f"practices.{practice_id}.letterhead"
+    raw = settings.practice_section(practice_id).get("letterhead")
+    values, problems = validate_section(path, raw, LETTERHEAD_FIELDS)
+    found = {k: (str(v).strip() or None) if v is not None else None for k, v in values.items()}
+    npi = found["npi"]
+    if npi is not None and not is_valid_npi(npi):
+        problems.add(f"{path}.npi", f"{npi!r} is not a valid NPI (10 digits, Luhn check digit)")
+    problems.raise_if_any(f"invalid configuration ({settings.source})")
+    return found
+
+
+def check_letterheads(settings: Settings) -> None:
+    """Every practice's letterhead checked (the packets page does it when it starts)."""
+    for practice_id in settings.practice_ids:
+        letterhead_values(settings, practice_id)
+
+
 @dataclass(frozen=True)
 class PacketOptions:
     """Where packets go and which clients get one."""

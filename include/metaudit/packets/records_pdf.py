@@ -583,17 +583,23 @@ class IndexEntry:
     level: int
     rows: int | None
     key: str
+    note: str = ""
 
 
 CHARTS_TITLE = "Outcome-measure trends"
 
 
-def index_entries(documents: Sequence[RecordDocument], charts: bool) -> list[IndexEntry]:
+def index_entries(
+    documents: Sequence[RecordDocument], charts: bool, notes: Sequence[str] = ()
+) -> list[IndexEntry]:
     """What the index lists, in order, before pages are known."""
     entries = []
     for number, document in enumerate(documents):
+        note = notes[number] if number < len(notes) else ""
         entries.append(
-            IndexEntry(document.title, 0, sum(s.count for s in document.sections), f"d{number}")
+            IndexEntry(
+                document.title, 0, sum(s.count for s in document.sections), f"d{number}", note
+            )
         )
         for part, section in enumerate(document.sections):
             entries.append(IndexEntry(section.title, 1, section.count, f"d{number}s{part}"))
@@ -614,6 +620,54 @@ def render_records_pdf(
     cells: RecordsCells,
 ) -> bytes:
     """The client's records as one PDF (see the module's docstring)."""
+    about = (
+        f"{cover.practice_name} (practice {cover.practice_id}); records as of "
+        f"{cover.as_of}; audit period {cover.period_start} to {cover.period_end}; "
+        f"packet {packet_id}. The same records are in records/ as HTML and CSV."
+    )
+    footer = (
+        f"{cover.practice_name} (practice {cover.practice_id}), client {cover.client_id}, "
+        f"packet {packet_id}, records as of {cover.as_of}"
+    )
+    info = {
+        "Title": f"Client records {cover.client_id} {cover.as_of}",
+        "Subject": f"The client's records, practice {cover.practice_id}, as of {cover.as_of}",
+    }
+    return render_documents_pdf(
+        PdfFrame(f"The client's records: client {cover.client_id}", about, footer, info),
+        documents,
+        cells,
+        all_series=all_series,
+    )
+
+
+@dataclass(frozen=True)
+class PdfFrame:
+    """What frames a PDF of documents: the index's title and the lines under it, the
+    footer's text (the page counter is added) and the file's Title and Subject."""
+
+    index_title: str
+    index_about: str
+    footer: str
+    info: dict[str, str]
+
+
+def render_documents_pdf(
+    frame: PdfFrame,
+    documents: Sequence[RecordDocument],
+    cells: RecordsCells,
+    *,
+    all_series: Sequence[ChartSeries] = (),
+    lead: int = 0,
+    notes: Sequence[str] = (),
+) -> bytes:
+    """Documents as one PDF, each from a page of its own, with an index naming each
+    document's and each table's page: records.pdf and the records-request packet's PDF
+    (``metaudit.packets.request``) both come from here.
+
+    ``lead``: how many of the first documents come before the index (a cover letter).
+    ``notes``: per document, a short line the index shows beside it (why it is there).
+    """
     regular, bold = render.font_names()
     doc = _Document()  # the PDF's own key to the fonts' subsets (ReportLab's per document)
     fonts = {regular: "/F1", bold: "/F2"}
@@ -626,11 +680,9 @@ def render_records_pdf(
     title_face, section_face = face(bold, TITLE_SIZE), face(bold, SECTION_SIZE)
     chart_title = face(bold, 8.5)
 
-    entries = index_entries(documents, bool(all_series))
+    entries = index_entries(documents, bool(all_series), notes)
     per_page = int((TOP - BOTTOM - _INDEX_HEAD) // _INDEX_LEADING)
     layout = _Layout()
-    for _ in range(max(1, math.ceil(len(entries) / per_page))):
-        layout.new_page()
     pages: dict[str, int] = {}
 
     def mark(key: str, title: str, level: int) -> None:
@@ -640,7 +692,12 @@ def render_records_pdf(
             layout.page.marks.append((key, title, level, layout.y + 4))
         pages[key] = layout.number
 
+    index_at = 0
     for number, document in enumerate(documents):
+        if number == lead:
+            index_at = layout.number
+            for _ in range(max(1, math.ceil(len(entries) / per_page))):
+                layout.new_page()
         layout.new_page()
         mark(f"d{number}", document.title, 0)
         layout.lines(title_face, LEFT, [document.title], TITLE_SIZE * 1.4)
@@ -667,15 +724,16 @@ def render_records_pdf(
             mark(f"d{number}charts", CHARTS_TITLE, 1)
             layout.lines(section_face, LEFT, [CHARTS_TITLE], SECTION_SIZE * 1.5)
             _charts(layout, small, chart_title, all_series)
+    if lead >= len(documents):
+        index_at = layout.number
+        for _ in range(max(1, math.ceil(len(entries) / per_page))):
+            layout.new_page()
+        # The index's pages were added last: they go where the documents' lead ends.
 
-    _index(layout, entries, pages, per_page, cover, packet_id, title_face, intro, cell, head)
+    _index(layout, entries, pages, per_page, frame, index_at, title_face, intro, cell, head)
     total = layout.number
-    footer_left = (
-        f"{cover.practice_name} (practice {cover.practice_id}), client {cover.client_id}, "
-        f"packet {packet_id}, records as of {cover.as_of}"
-    )
     footer = face(regular, FOOTER_SIZE)
-    left_ops = f"1 0 0 1 {LEFT:.2f} {FOOTER_Y:.2f} Tm {footer.show(footer_left)}"
+    left_ops = f"1 0 0 1 {LEFT:.2f} {FOOTER_Y:.2f} Tm {footer.show(frame.footer)}"
     streams = []
     for number, page in enumerate(layout.pages, start=1):
         counter = f"page {number} of {total}"
@@ -690,8 +748,7 @@ def render_records_pdf(
             + f" 0.33 g {left_ops} {right_ops} ET"
         )
     info = {
-        "Title": f"Client records {cover.client_id} {cover.as_of}",
-        "Subject": f"The client's records, practice {cover.practice_id}, as of {cover.as_of}",
+        **frame.info,
         "Author": render.GENERATOR,
         "Creator": render.GENERATOR,
         "Producer": render.GENERATOR,
@@ -706,35 +763,36 @@ def _index(
     entries: Sequence[IndexEntry],
     pages: dict[str, int],
     per_page: int,
-    cover: Cover,
-    packet_id: str,
+    frame: PdfFrame,
+    index_at: int,
     title_face: _Type,
     intro: _Type,
     cell: _Type,
     head: _Type,
 ) -> None:
-    """The index on the first page(s): each document's and table's rows and page,
-    each line a link to its page; drawn last, when the pages are known."""
+    """The index on its page(s) (``index_at``: the first one's position): each document's
+    and table's rows and page, each document's line a link to it, and its note (why it is
+    there) when it has one; drawn last, when the pages are known."""
     saved = layout.pages, layout.y
-    index_pages = layout.pages[: math.ceil(len(entries) / per_page) or 1]
+    count = math.ceil(len(entries) / per_page) or 1
+    index_pages = layout.pages[index_at : index_at + count]
     number_right = LEFT + 420
+    note_left = number_right + 16
     for page_number, page in enumerate(index_pages):
         layout.pages = [page]
         layout.y = TOP
         if page_number == 0:
             page.marks.insert(0, ("index", "Index", 0, TOP + 4))
-            title = f"The client's records: client {cover.client_id}"
-            layout.lines(title_face, LEFT, [title], TITLE_SIZE * 1.4)
-            about = (
-                f"{cover.practice_name} (practice {cover.practice_id}); records as of "
-                f"{cover.as_of}; audit period {cover.period_start} to {cover.period_end}; "
-                f"packet {packet_id}. The same records are in records/ as HTML and CSV."
+            layout.lines(title_face, LEFT, [frame.index_title], TITLE_SIZE * 1.4)
+            layout.lines(
+                intro, LEFT, intro.wrap(frame.index_about, WIDTH), INTRO_SIZE * 1.3, grey=True
             )
-            layout.lines(intro, LEFT, intro.wrap(about, WIDTH), INTRO_SIZE * 1.3, grey=True)
         layout.y = TOP - _INDEX_HEAD + _INDEX_LEADING
         layout.text(head, LEFT, layout.y, "Document")
         layout.text(head, number_right - 60 - head.width("Rows"), layout.y, "Rows")
         layout.text(head, number_right - head.width("Page"), layout.y, "Page")
+        if any(entry.note for entry in entries):
+            layout.text(head, note_left, layout.y, "Why it is here")
         layout.y -= _INDEX_LEADING
         for entry in entries[page_number * per_page : (page_number + 1) * per_page]:
             face = head if entry.level == 0 else cell
@@ -744,6 +802,11 @@ def _index(
             layout.text(face, x, layout.y, entry.title)
             layout.text(cell, number_right - 60 - cell.width(rows), layout.y, rows)
             layout.text(face, number_right - face.width(page_text), layout.y, page_text)
+            if entry.note:
+                # One line: the document's own page gives the whole reason.
+                lines = cell.wrap(entry.note, RIGHT - note_left)
+                shown = lines[0] + (" ..." if len(lines) > 1 else "")
+                layout.text(cell, note_left, layout.y, shown, grey=True)
             if entry.level == 0:
                 rect = (LEFT, layout.y - 2.5, number_right, layout.y + CELL_SIZE + 1.5)
                 page.links.append((entry.key, rect))

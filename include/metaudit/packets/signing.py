@@ -188,10 +188,12 @@ def sign_packet(
     demo_key: bool = False,
     signer: SigningKey | None = None,
     extra: Mapping[str, Any] | None = None,
+    what: str | None = None,
 ) -> dict[str, bytes]:
     """The packet's files with its signed manifest: ``files`` plus ``manifest.json``
     (HMAC-signed, :func:`build_manifest`) and, with an Ed25519 ``signer``, the auditor's
-    files (module docstring)."""
+    files (module docstring). ``what``: what VERIFY.txt says the packet is (default: the
+    client's or the practice's packet)."""
     clash = sorted(set(files) & {MANIFEST_NAME, *AUDITOR_FILES})
     if clash:
         raise ValueError(f"the packet's own files cannot be among its content: {clash}")
@@ -201,7 +203,7 @@ def sign_packet(
         public = signer.public
         fields[ED25519_KEY_ID] = public.key_id
         signed[PUBLIC_KEY_NAME] = public.pem
-        what = (
+        what = what or (
             f"client {client_id}'s packet of practice {practice_id} as of {as_of}"
             if client_id is not None
             else f"practice {practice_id}'s packet for {as_of[:7]} (as of {as_of})"

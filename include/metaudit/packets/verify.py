@@ -155,6 +155,9 @@ class Verification:
         who = f"client {manifest.get('client_id')}" if manifest.get("client_id") else "practice"
         if manifest.get("period"):
             who += f" packet for {manifest['period']}"
+        request = manifest.get("request")
+        if isinstance(request, dict):
+            who += f", records request {request.get('id')}"
         demo = " (demo key: proves nothing)" if self.demo_key else ""
         signatures = []
         if self.hmac_checked:

@@ -27,8 +27,10 @@ class DownloadTrail(StoreBase):
         sha256: str,
         verified: bool,
         remote_addr: str | None = None,
+        reference: str | None = None,
     ) -> int:
-        """Record a packet served to a user (before it is sent); return the row's id."""
+        """Record a packet served to a user (before it is sent); return the row's id.
+        ``reference``: a records request's, for the answer to one."""
         return self._insert(
             DOWNLOADS,
             downloaded_at=utc_now(),
@@ -42,6 +44,7 @@ class DownloadTrail(StoreBase):
             sha256=sha256,
             verified=verified,
             remote_addr=remote_addr,
+            reference=reference,
         )
 
     def downloads(

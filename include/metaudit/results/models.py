@@ -32,7 +32,8 @@ Twelve tables, each keyed the way a rerun must find its own rows again:
   ``notified_at`` is set by whatever delivers them.
 - ``packet_downloads``: every packet served by the packets page (who, when,
   which file, its size and SHA-256, whether it verified), written before the
-  first byte is sent.
+  first byte is sent; the answers to records requests too (kind ``request``, with
+  the requester's ``reference``).
 - ``packet_rebuilds``: every packet rebuild an admin asked for from the page,
   with the Airflow run it triggered or the error that stopped it.
 - ``finding_acceptances``: the append-only trail of acceptances of findings (a
@@ -230,6 +231,8 @@ class PacketDownload(Base):
     sha256: Mapped[str] = mapped_column(sa.String(64))
     verified: Mapped[bool] = mapped_column(sa.Boolean)
     remote_addr: Mapped[str | None] = mapped_column(sa.String(64))
+    # A records request's answer: the requester's reference (NULL for other packets).
+    reference: Mapped[str | None] = mapped_column(sa.String(250))
 
 
 class PacketRebuild(Base):

@@ -308,7 +308,7 @@ PAYER_SETTINGS: frozenset[str] = frozenset(n for n, s in SETTINGS.items() if s.p
 # Sections that later parts of the project read (email, audit packets, plugin
 # access); they are accepted here unvalidated and validated by their owners.
 RESERVED_TOP_LEVEL = ("email", "packets", "access")
-RESERVED_PRACTICE_KEYS = ("name", "compliance_leads", "email", "packet_viewers")
+RESERVED_PRACTICE_KEYS = ("name", "compliance_leads", "email", "packet_viewers", "letterhead")
 TOP_LEVEL_KEYS = ("defaults", "practices", "payers", "source", *RESERVED_TOP_LEVEL)
 # How long reading the source may take: one statement, or one wait for a lock (seconds).
 DEFAULT_STATEMENT_TIMEOUT_SECONDS = 300.0

@@ -22,6 +22,10 @@ Routes (below the mount point):
   practice (or an admin) accepts one of its findings, by fingerprint, with a reason
   and an until date, or withdraws the acceptance; both go to the append-only trail
   (:mod:`metaudit.results.acceptances`) with the signed-in user as who;
+- ``POST /packets/request``: a user granted the practice (or an admin) builds the
+  answer to a records request (claims, or a client and a range of service dates,
+  with the requester's reference) and gets it as a zip, recorded in the download
+  trail with who asked and the reference (:mod:`metaudit.packets.request`);
 - ``POST /packets/rebuild`` (admins): triggers ``met_compliance_nightly`` for
   the packet's practice and as-of date with ``rebuild_packets`` through
   Airflow's REST API, as the user who asked, and records the request.
@@ -700,7 +704,179 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
         }
         return RedirectResponse(f"{PREFIX}/packets?{urlencode(query)}", 303)
 
+    @app.post("/packets/request")
+    def records_request(
+        request: Request,
+        ctx: Context,
+        who: CurrentViewer,
+        practice_id: Annotated[str, Form()],
+        reference: Annotated[str, Form()] = "",
+        claims: Annotated[str, Form()] = "",
+        client_id: Annotated[str, Form()] = "",
+        service_from: Annotated[str, Form()] = "",
+        service_to: Annotated[str, Form()] = "",
+        as_of: Annotated[str, Form()] = "",
+    ) -> Response:
+        _same_origin(request)
+        practice = _check_id(practice_id, "practice_id")
+        if practice is None:
+            raise HTTPException(422, "practice_id is required")
+        # Authorisation before anything about the practice's records is looked at.
+        if not ctx.policy.may_see(who, practice):
+            log.warning(
+                "records request refused: %s is not granted practice %s", who.name, practice
+            )
+            raise HTTPException(403, "you are not granted this practice's packets")
+        try:
+            return _answer_request(
+                request,
+                ctx,
+                who,
+                practice,
+                reference=reference,
+                claims=claims,
+                client_id=_check_id(client_id, "client_id"),
+                service_from=_check_date(service_from, "service_from"),
+                service_to=_check_date(service_to, "service_to"),
+                as_of=_check_date(as_of),
+            )
+        except HTTPException as exc:
+            if "text/html" not in request.headers.get("accept", ""):
+                raise
+            # The form's own browser: a page that says what is wrong, and the way back.
+            html = _render(
+                request,
+                "request_error.html",
+                who,
+                ctx,
+                title="Records request not answered",
+                practice_id=practice,
+                notices=[{"level": "error", "text": str(exc.detail)}],
+            )
+            return HTMLResponse(html, status_code=exc.status_code)
+
     return app
+
+
+def _answer_request(
+    request: Request,
+    ctx: WebContext,
+    who: Viewer,
+    practice: str,
+    *,
+    reference: str,
+    claims: str,
+    client_id: str | None,
+    service_from: str | None,
+    service_to: str | None,
+    as_of: str | None,
+) -> Response:
+    """Build the answer to a records request, record it in the download trail with who
+    asked and the request's reference, and send it (nothing is sent unrecorded)."""
+    from metaudit.errors import MetAuditError
+    from metaudit.packets.errors import PacketKeyError
+    from metaudit.packets.request import (
+        RecordsRequest,
+        RequestError,
+        build_request_packet,
+        latest_audit_date,
+        parse_claim_ids,
+    )
+    from metaudit.packets.verify import verify_packet
+
+    claim_ids = parse_claim_ids(claims)
+    if claim_ids and (client_id or service_from or service_to):
+        raise HTTPException(422, "give claims, or a client with a range of service dates, not both")
+    try:
+        asked = RecordsRequest(
+            practice_id=practice,
+            reference=reference,
+            claim_ids=claim_ids,
+            client_id=client_id,
+            service_from=date.fromisoformat(service_from) if service_from else None,
+            service_to=date.fromisoformat(service_to) if service_to else None,
+        )
+    except RequestError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    if ctx.packet_key is None:
+        why = ctx.packet_key_problem or "the deployment's packet key is not configured"
+        raise HTTPException(503, f"records requests cannot be signed: {why}")
+    day = (
+        as_of
+        or latest_audit_date(practice, ctx.results_root)
+        or next(iter(ctx.catalog.as_of_dates([practice])), None)
+    )
+    if day is None:
+        raise HTTPException(404, f"practice {practice} has no audit yet: give the as-of date")
+    try:
+        packet = build_request_packet(
+            ctx.source(),
+            asked,
+            date.fromisoformat(day),
+            packets_dir=ctx.packets_dir,
+            results_root=ctx.results_root,
+            key=ctx.packet_key,
+            signing_key=ctx.signing_key,
+            demo=config_demo(),
+        )
+    except RequestError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    except (PacketKeyError, SettingsError) as exc:
+        log.error("records request of practice %s not built: %s", practice, exc)
+        raise HTTPException(503, f"the records request cannot be built: {exc}") from exc
+    except MetAuditError as exc:
+        log.error("records request of practice %s not built: %s", practice, exc)
+        raise HTTPException(503, f"the records request could not be built: {exc}") from exc
+    data = packet.path.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    check = verify_packet(packet.path, ctx.packet_key, data=data, demo=config_demo())
+    relative = f"{packet.path.parent.parent.name}/{packet.path.parent.name}/{packet.path.name}"
+    try:
+        ctx.store.record_download(
+            user_name=who.name,
+            kind="request",
+            practice_id=practice,
+            client_id=packet.client_id,
+            period=packet.as_of,
+            packet=relative,
+            size=len(data),
+            sha256=sha256,
+            verified=check.intact,
+            remote_addr=request.client.host if request.client else None,
+            reference=asked.reference,
+        )
+    except Exception as exc:
+        log.exception("records request not recorded, so not served: %s", relative)
+        raise HTTPException(503, "the records request could not be recorded; try again") from exc
+    # Ids only in the log: the reference is the requester's text, kept in the trail.
+    log.info(
+        "records request %s of practice %s built for %s (sha256 %s, verified %s)",
+        packet.request_id,
+        practice,
+        who.name,
+        sha256,
+        check.intact,
+    )
+    name = f"metaudit-{practice}-request-{packet.request_id}.zip"
+    headers = {
+        "Content-Disposition": f'attachment; filename="{_safe_file_name(name)}"',
+        "Content-Length": str(len(data)),
+        "X-MetAudit-SHA256": sha256,
+        "X-MetAudit-Verified": "true" if check.intact else "false",
+        "X-MetAudit-Request-Id": packet.request_id,
+    }
+    return StreamingResponse(_chunks(data), media_type="application/zip", headers=headers)
+
+
+def config_demo() -> bool:
+    from metaudit.config import demo_mode
+
+    return demo_mode()
+
+
+def _safe_file_name(name: str) -> str:
+    """A download's file name with only safe characters (ids may hold anything printable)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 _NOTICES = {

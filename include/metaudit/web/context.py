@@ -42,6 +42,29 @@ class WebContext:
     airflow_transport: Any = None
     # Today's date (UTC) as the pages judge it (an until date in the past); tests fix it.
     clock: Any = None
+    # The records requests: the source database's URL (None: the ``met_practice_db``
+    # connection, looked up when a request is built), the Ed25519 key that signs for
+    # auditors (None: METAUDIT_PACKET_SIGNING_KEY), the packets folder and the audit
+    # results folder (None: the data folder's).
+    source_url: str | None = None
+    signing_key: str | None = None
+    packets_dir: Path | None = None
+    results_root: Path | None = None
+
+    def source(self) -> str:
+        """The source database's URL the records requests read."""
+        if self.source_url:
+            return self.source_url
+        from metaudit.pipeline.connections import sqlalchemy_url_from_connection
+
+        conn = _server_connection(config.SOURCE_CONN_ID)
+        if conn is None:
+            raise SettingsError(
+                f"Airflow connection {config.SOURCE_CONN_ID!r} is not defined: the packets page "
+                "reads the practice database from it to answer a records request"
+            )
+        url: str = sqlalchemy_url_from_connection(conn)
+        return url
 
     def today(self) -> date:
         if self.clock is not None:
@@ -77,15 +100,16 @@ def load_context() -> WebContext:
     ``met_packet_key`` or METAUDIT_PACKET_KEY)."""
     from metaudit.config import demo_mode
     from metaudit.packets.errors import PacketKeyError
-    from metaudit.packets.layout import packet_options
+    from metaudit.packets.layout import check_letterheads, packet_options
     from metaudit.packets.signing import resolve_key
-    from metaudit.pipeline.connections import packet_key, results_url
+    from metaudit.pipeline.connections import packet_key, packet_signing_key, results_url
     from metaudit.results import ResultsStore
     from metaudit.spec.settings import Settings
 
     settings = Settings.load()
     policy = access_policy(settings)
     packets_dir = packet_options(settings).packets_dir
+    check_letterheads(settings)
     store = ResultsStore.open(results_url(lookup=_server_connection))
     key: bytes | None
     problem = None
@@ -104,6 +128,8 @@ def load_context() -> WebContext:
         packet_key=key,
         airflow_api_url=_airflow_api_url(),
         packet_key_problem=problem,
+        signing_key=packet_signing_key(lookup=_server_connection),
+        packets_dir=Path(packets_dir),
     )
 
 
