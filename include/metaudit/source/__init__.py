@@ -5,5 +5,5 @@
 - :mod:`~metaudit.source.quality`: typing the raw tables by the contract and the
   data-quality rules (DQ-*) on what does not type, keys and duplicates.
 - :mod:`~metaudit.source.snapshot`: the typed source cut into one partition per practice
-  (Parquet), written by extract and read by each practice's tasks.
+  (Arrow IPC files), written by extract and read by each practice's tasks.
 """
