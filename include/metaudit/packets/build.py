@@ -301,8 +301,9 @@ def client_packet_files(
             evaluation.validation, who
         )
         files["findings.csv"] = to_csv(client_findings).encode("utf-8")
-        accepted = acceptances_table(client_findings, evidence.acceptances)
-        if len(accepted):
+        # Most clients have no accepted finding: no frame made for them.
+        if _any_accepted(client_findings, evidence.acceptances):
+            accepted = acceptances_table(client_findings, evidence.acceptances)
             files[ACCEPTANCES_FILE] = render.render_csv(accepted, list(ACCEPTANCE_COLUMNS))
 
     counts = evaluation.counts()
@@ -585,11 +586,13 @@ class PacketJudge:
         found = self._evidence.get(client_id)
         if found is None:
             findings = sort_findings(self._findings.get(client_id, ()))
+            accepted = (
+                acceptances_table(findings, self._acceptances).to_dict("records")
+                if _any_accepted(findings, self._acceptances)
+                else []
+            )
             found = client_evidence(
-                self.record_hashes.client(client_id),
-                findings,
-                self.context,
-                acceptances=acceptances_table(findings, self._acceptances).to_dict("records"),
+                self.record_hashes.client(client_id), findings, self.context, acceptances=accepted
             )
             self._evidence[client_id] = found
         return found
@@ -804,6 +807,13 @@ def acceptances_table(
         if (acceptance := acceptances.get(f.fingerprint)) is not None
     ]
     return pd.DataFrame(rows, columns=list(ACCEPTANCE_COLUMNS))
+
+
+def _any_accepted(
+    findings: Iterable[Finding], acceptances: Mapping[str, FindingAcceptance]
+) -> bool:
+    """Whether :func:`acceptances_table` of ``findings`` has a row (without making it)."""
+    return bool(acceptances) and any(acceptances.get(f.fingerprint) is not None for f in findings)
 
 
 def month_findings_table(month: Mapping[str, Sequence[Finding]], as_of: str) -> pd.DataFrame:
