@@ -796,7 +796,18 @@ def _p(text: str, style: Any) -> Any:
     """A paragraph of plain text: escaped for ReportLab's markup, line breaks kept."""
     from reportlab.platypus import Paragraph
 
-    return Paragraph("<br/>".join(xml_escape(line) for line in text.split("\n")), style)
+    markup = "<br/>".join(xml_escape(line) for line in text.split("\n"))
+    return Paragraph(markup, style, frags=_fragments(markup, style))
+
+
+@functools.lru_cache(maxsize=512)
+def _fragments(markup: str, style: Any) -> Any:
+    """A paragraph's markup parsed (ReportLab's fragments; it reads them, never changes
+    them): most of a cover's paragraphs (its notes, the table's headings) are the same
+    on every cover, and parsing them was a tenth of its time."""
+    from reportlab.platypus import Paragraph
+
+    return Paragraph(markup, style).frags
 
 
 # The longest text a table cell of a cover draws as a plain string (no wrapping): ids,
