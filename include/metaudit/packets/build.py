@@ -187,11 +187,10 @@ def prepare_material(
     if frames is None:
         frames = [f for family in FAMILIES for f in derive_family(family, view, settings)]
     if clients is not None:
-        from metaudit.check.view import frames_share
-        from metaudit.packets.content import sorted_client_share
+        from metaudit.check.view import client_share, frames_share
 
         wanted = set(clients)
-        view, frames = sorted_client_share(view, wanted), frames_share(frames, "client_id", wanted)
+        view, frames = client_share(view, wanted), frames_share(frames, "client_id", wanted)
     return PracticeMaterial(view, frames, referral_expiry(view, settings))
 
 

@@ -369,45 +369,10 @@ _ROW_ORDER: dict[str, tuple[str, ...]] = {
 
 
 def _sorted(name: str, rows: pd.DataFrame) -> pd.DataFrame:
-    """The table's rows in document order (index reset); rows already in that order
-    (``sorted_client_share``'s) are not copied again."""
-    order = _document_order(name, rows)
-    if not np.array_equal(order, np.arange(len(rows))):
-        rows = rows.take(order)
-    return rows.reset_index(drop=True)
-
-
-def _document_order(name: str, rows: pd.DataFrame) -> np.ndarray:
-    """The positions of ``rows`` in document order: the stable sort of its order
-    columns (missing values last), sorting only those columns."""
     order = [c for c in _ROW_ORDER.get(name, ()) if c in rows.columns]
-    if not order or len(rows) < 2:
-        return np.arange(len(rows))
-    keys = rows[order].reset_index(drop=True)
-    positions: np.ndarray = keys.sort_values(
-        order, kind="stable", na_position="last"
-    ).index.to_numpy()
-    return positions
-
-
-def sorted_client_share(view: AuditView, client_ids: Collection[str]) -> AuditView:
-    """``check.view.client_share`` with each table's rows already in document order:
-    one copy of a table's rows (its clients', sorted), not one to share them and
-    another to sort them; what PracticeMaterial makes of it is the same."""
-    from metaudit.check.view import AuditView
-
-    wanted = list(client_ids)
-    tables = {}
-    for name, frame in view.tables.items():
-        if "client_id" not in frame.columns:
-            tables[name] = frame
-            continue
-        keep = np.flatnonzero(frame["client_id"].isin(wanted).fillna(False).to_numpy(bool))
-        order = [c for c in _ROW_ORDER.get(name, ()) if c in frame.columns]
-        if order and len(keep) > 1:
-            keep = keep[_document_order(name, frame[order].take(keep))]
-        tables[name] = frame.take(keep).reset_index(drop=True)
-    return AuditView(as_of=view.as_of, tables=tables, practices=view.practices)
+    if order and len(rows) > 1:
+        rows = rows.sort_values(order, kind="stable", na_position="last")
+    return rows.reset_index(drop=True)
 
 
 def _positions(frame: pd.DataFrame, column: str = "client_id") -> dict[str, np.ndarray]:
