@@ -206,15 +206,17 @@ def _column_cells(values: pd.Series) -> _Cells:
     codes, uniques = pd.factorize(values)
     code_list = codes.tolist()
     done: dict[int, tuple[str, str]] = {-1: ("<td></td>", "")}  # -1: a missing value
-    if is_datetime(values.dtype):
-        # A date's text is its CSV cell too (cell_text differs for CSV only for booleans).
-        done.update(
-            (code, (f"<td>{html.escape(text)}</td>", text))
-            for code, text in enumerate(datetime_texts(uniques))
-        )
-        distinct: list[Any] = []
-    else:
-        distinct = pd.Series(uniques, dtype=values.dtype).astype(object).tolist()
+    # A date's text is its CSV cell too (cell_text differs for CSV only for booleans).
+    dated = datetime_texts(uniques) if is_datetime(values.dtype) else None
+    distinct = (
+        [] if dated is not None else pd.Series(uniques, dtype=values.dtype).astype(object).tolist()
+    )
+
+    def pair_of(code: int) -> tuple[str, str]:
+        if dated is None:
+            return _cell_pair(distinct[code])
+        text = dated[code]
+        return f"<td>{html.escape(text)}</td>", text
 
     def coded_cells(rows: list[int]) -> tuple[list[str], list[str]]:
         pairs = []
@@ -222,7 +224,7 @@ def _column_cells(values: pd.Series) -> _Cells:
             code = code_list[i]
             pair = done.get(code)
             if pair is None:
-                pair = done[code] = _cell_pair(distinct[code])
+                pair = done[code] = pair_of(code)
             pairs.append(pair)
         return [h for h, _ in pairs], [c for _, c in pairs]
 
