@@ -27,6 +27,16 @@ chosen practices are the first ``--practices`` in id order (or ``--practice``).
 ``--repeat`` builds every packet that many times and keeps the best run (the
 machine is shared). ``--profile FILE`` writes a cProfile of one timed run to
 FILE and prints the top of it by cumulative and by own time.
+
+``--clients N``: what a night that rebuilds a few clients costs (the nightly run on
+an unchanged night rebuilds some 2 % of the clients). Each practice's as-of view and
+derived frames are made untimed (the check of the night made them); timed, per
+practice: ``prepare_material(view, frames, clients=...)`` for N clients with activity
+(evenly spread over them), the suites, and those N clients' packets and zips. Prints
+the milliseconds per practice and the split into a fixed cost per practice and a cost
+per client: the per-client figure is the mean of each practice's clients after its
+first (the first pays what a practice's packets make once: ``_prepared``, the record
+tables' text), the fixed figure what is left of the practice's time.
 """
 
 from __future__ import annotations
@@ -163,6 +173,103 @@ def build_all(
     return run
 
 
+@dataclass
+class FewRun:
+    practices: int = 0
+    clients: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    material: float = 0.0
+    # Each practice's client seconds in build order.
+    per_practice: list[list[float]] = field(default_factory=list)
+
+
+def build_few(
+    typed: Any,
+    settings: Any,
+    as_of: date,
+    chosen: Sequence[str],
+    evidence: dict[str, Any],
+    count: int,
+    prepared: dict[str, tuple[Any, Any, list[str]]],
+) -> FewRun:
+    """One timed run: ``count`` clients of every chosen practice, material included."""
+    from metaudit.packets import client_packet_files, prepare_material
+    from metaudit.packets.archive import zip_bytes
+    from metaudit.packets.layout import packet_options
+
+    options = packet_options(settings, None)
+    run = FewRun()
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    for practice_id in chosen:
+        view, frames, clients = prepared[practice_id]
+        t0 = time.perf_counter()
+        material = prepare_material(
+            typed[practice_id], as_of, practice_id, settings, view, frames, clients=clients
+        )
+        suites = practice_suites(material, evidence[practice_id])
+        run.material += time.perf_counter() - t0
+        seconds = []
+        for client_id in clients:
+            t0 = time.perf_counter()
+            files = client_packet_files(
+                material,
+                evidence[practice_id],
+                suites,
+                client_id,
+                key=KEY,
+                activity_days=options.activity_days,
+            )
+            zip_bytes(files, as_of)
+            seconds.append(time.perf_counter() - t0)
+            run.clients += 1
+        run.per_practice.append(seconds)
+        run.practices += 1
+    run.seconds = time.perf_counter() - started
+    run.cpu_seconds = time.process_time() - cpu_started
+    return run
+
+
+def few_material(
+    typed: Any, settings: Any, as_of: date, chosen: Sequence[str], count: int
+) -> dict[str, tuple[Any, Any, list[str]]]:
+    """Each practice's view, derived frames and ``count`` clients (untimed: the check's)."""
+    from metaudit.check.derive import FAMILIES
+    from metaudit.check.engine import derive_family
+    from metaudit.packets import clients_with_activity
+    from metaudit.packets.build import _practice_view
+
+    found = {}
+    for practice_id in chosen:
+        view = _practice_view(typed[practice_id], as_of, practice_id, settings)
+        frames = [f for family in FAMILIES for f in derive_family(family, view, settings)]
+        active = clients_with_activity(view)
+        step = max(len(active) // max(count, 1), 1)
+        found[practice_id] = (view, frames, active[::step][:count])
+    return found
+
+
+def report_few(run: FewRun, repeat: int) -> None:
+    practices = max(run.practices, 1)
+    later = [s for seconds in run.per_practice for s in seconds[1:]]
+    per_client = sum(later) / len(later) if later else float("nan")
+    fixed = (run.seconds - per_client * run.clients) / practices if later else float("nan")
+    print()
+    print(f"practices: {run.practices}; clients: {run.clients} (best of {repeat})")
+    print(
+        f"total: {run.seconds:.2f} s; CPU {run.cpu_seconds:.2f} s; "
+        f"per practice {1000 * run.seconds / practices:.1f} ms "
+        f"(CPU {1000 * run.cpu_seconds / practices:.1f} ms), of which material "
+        f"{1000 * run.material / practices:.1f} ms"
+    )
+    first = [seconds[0] for seconds in run.per_practice if seconds]
+    print(
+        f"per practice: fixed {1000 * fixed:.1f} ms + {1000 * per_client:.1f} ms per client "
+        f"(first client of a practice: {1000 * sum(first) / max(len(first), 1):.1f} ms)"
+    )
+
+
 def report(run: Run, repeat: int) -> None:
     per_client = 1000 * run.seconds / max(run.clients, 1)
     print()
@@ -199,6 +306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="prepare each practice from the whole typed network, not its partition",
     )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        help="build only this many clients per practice, from the check's view and frames",
+    )
     parser.add_argument("--profile", type=Path, help="write a cProfile of one run here")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args(argv)
@@ -217,17 +329,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     # One untimed client first: imports, fonts, caches of the process.
     _warm_up(typed, settings, as_of, chosen[0], evidence)
-    runs = []
-    for _ in range(max(args.repeat, 1)):
-        runs.append(build_all(typed, settings, as_of, chosen, evidence))
+    if args.clients:
+        prepared = few_material(typed, settings, as_of, chosen, args.clients)
+
+        def one_run() -> Any:
+            return build_few(typed, settings, as_of, chosen, evidence, args.clients, prepared)
+    else:
+
+        def one_run() -> Any:
+            return build_all(typed, settings, as_of, chosen, evidence)
+
+    runs = [one_run() for _ in range(max(args.repeat, 1))]
     best = min(runs, key=lambda r: r.seconds)
     print(f"practices: {', '.join(chosen)}; load {os.getloadavg()[0]:.1f}")
-    report(best, len(runs))
+    if args.clients:
+        report_few(best, len(runs))
+    else:
+        report(best, len(runs))
     if args.profile:
         # CPU time: the machine may be shared, and waiting for a core is not the code's cost.
         profiler = cProfile.Profile(time.process_time)
         profiler.enable()
-        build_all(typed, settings, as_of, chosen, evidence)
+        one_run()
         profiler.disable()
         profiler.dump_stats(args.profile)
         for order in ("cumulative", "tottime"):

@@ -322,3 +322,67 @@ def test_csv_cells_that_begin_like_a_formula_are_neutralised_and_json_stays_exac
     assert row["fingerprint"] == "'DOC-001|session|+S1"[1:]  # begins with D: unchanged
     exact = json.loads(to_jsonl([finding]))
     assert (exact["practice_id"], exact["entity_id"], exact["client_id"]) == ("=PR", "+S1", "@CL")
+
+
+@pytest.mark.parametrize(
+    "dtype", ["datetime64[us]", "datetime64[s]", "datetime64[ns]", "UTC", "America/New_York"]
+)
+def test_dates_formatted_at_once_read_as_each_value_formatted_alone(dtype):
+    from metaudit.packets.render import cell_text, datetime_texts
+
+    days = [
+        "2026-03-31",
+        "2026-03-31 10:11:12.999999",
+        "1969-12-31 23:59:59.5",  # before 1970: the fraction is dropped, not rounded
+        "1900-01-01",
+        "1000-01-01 00:00:00.1",
+    ]
+    if dtype in {"datetime64[ns]", "America/New_York"}:
+        days = days[:-1]  # nanoseconds hold 1677..2262; the zone's rules too
+    values = pd.Series(pd.to_datetime(days, format="ISO8601"))
+    if dtype.startswith("datetime64"):
+        values = values.astype(dtype)
+    else:
+        values = values.dt.tz_localize(dtype)
+    _, uniques = pd.factorize(values)
+    assert datetime_texts(uniques) == [cell_text(v) for v in values.astype(object)]
+    # strftime does not pad a year before 1000: such a column is formatted value by value.
+    early = pd.Series(pd.to_datetime(["0999-01-01 00:00:01", "2026-01-01"], format="ISO8601"))
+    assert datetime_texts(pd.factorize(early)[1]) == ["999-01-01T00:00:01", "2026-01-01"]
+
+
+def test_a_client_row_reads_its_columns_as_plain_values():
+    from metaudit.packets.content import PracticeMaterial
+
+    view = SimpleNamespace(
+        as_of=pd.Timestamp("2026-03-31"),
+        practices=pd.DataFrame({"practice_id": ["P1"]}),
+        tables={
+            "referrals": pd.DataFrame({"referral_id": ["R1"], "client_id": ["C1"]}),
+            "sessions": pd.DataFrame(
+                {
+                    "session_id": ["S2", "S1", "S3"],
+                    "client_id": ["C1", "C1", "C2"],
+                    "session_date": pd.to_datetime(["2026-03-02", None, "2026-03-01"]),
+                    "status": pd.array(["completed", None, "completed"], dtype="string"),
+                }
+            ),
+            "staff": pd.DataFrame({"staff_id": ["ST1"]}),
+            "providers": pd.DataFrame({"provider_id": ["PV1"]}),
+        },
+    )
+    material = PracticeMaterial(view, [], pd.Series(dtype="datetime64[us]"))  # type: ignore[arg-type]
+    rows = material.rows("sessions", "C1")
+    # In document order (date, then id; a missing date last), as plain values.
+    assert [dict(r) for r in rows] == [
+        {
+            "session_id": "S2",
+            "client_id": "C1",
+            "session_date": pd.Timestamp("2026-03-02"),
+            "status": "completed",
+        },
+        {"session_id": "S1", "client_id": "C1", "session_date": pd.NaT, "status": pd.NA},
+    ]
+    assert rows[0].get("no such column") is None
+    with pytest.raises(KeyError):
+        rows[0]["no such column"]

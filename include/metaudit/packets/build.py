@@ -302,8 +302,9 @@ def client_packet_files(
             evaluation.validation, who
         )
         files["findings.csv"] = to_csv(client_findings).encode("utf-8")
-        accepted = acceptances_table(client_findings, evidence.acceptances)
-        if len(accepted):
+        # Most clients have no accepted finding: no frame made for them.
+        if _any_accepted(client_findings, evidence.acceptances):
+            accepted = acceptances_table(client_findings, evidence.acceptances)
             files[ACCEPTANCES_FILE] = render.render_csv(accepted, list(ACCEPTANCE_COLUMNS))
 
     counts = evaluation.counts()
@@ -814,6 +815,13 @@ def acceptance_rows(
         for f in sort_findings(findings)
         if (acceptance := acceptances.get(f.fingerprint)) is not None
     ]
+
+
+def _any_accepted(
+    findings: Iterable[Finding], acceptances: Mapping[str, FindingAcceptance]
+) -> bool:
+    """Whether :func:`acceptances_table` of ``findings`` has a row (without making it)."""
+    return bool(acceptances) and any(acceptances.get(f.fingerprint) is not None for f in findings)
 
 
 def month_findings_table(month: Mapping[str, Sequence[Finding]], as_of: str) -> pd.DataFrame:

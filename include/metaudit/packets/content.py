@@ -196,7 +196,7 @@ class PracticeMaterial:
             name: _positions(self.tables[name], column)
             for name, column in (("staff", "staff_id"), ("providers", "provider_id"))
         }
-        self._columns: dict[str, dict[str, list[Any]]] = {}
+        self._columns: dict[str, _Columns] = {}
         self.prepared: dict[str, Any] = {}
         self.practice = practice_row(view)
 
@@ -237,18 +237,12 @@ class PracticeMaterial:
         found = [at[i] for i in named if i in at]
         return np.sort(np.concatenate(found)) if found else _EMPTY
 
-    def rows(self, name: str, client_id: str) -> list[dict[str, Any]]:
-        """The client's rows of a table as dicts of plain values (NA, NaT for missing)."""
+    def rows(self, name: str, client_id: str) -> list[Row]:
+        """The client's rows of a table as mappings of plain values (NA, NaT for missing)."""
         columns = self._columns.get(name)
         if columns is None:
-            # Column by column (a frame's to_dict costs several times more), and the
-            # rows made only for the clients asked for.
-            table = self.tables[name]
-            columns = self._columns[name] = {c: table[c].astype(object).tolist() for c in table}
-        return [
-            {column: values[i] for column, values in columns.items()}
-            for i in self.positions(name, client_id)
-        ]
+            columns = self._columns[name] = _Columns(self.tables[name])
+        return [Row(columns, i) for i in self.positions(name, client_id).tolist()]
 
     def client_rows(self, client_id: str) -> ClientRows:
         """The client's records as rows, table by table, taken when first asked for."""
@@ -278,16 +272,64 @@ class PracticeMaterial:
         return frame.entity_type if frame is not None else ""
 
 
-class ClientRows(Mapping[str, list[dict[str, Any]]]):
+class _Columns(dict[str, list[Any]]):
+    """A table's columns as lists of plain values, each converted when first read:
+    column by column (a frame's to_dict costs several times more), and only the
+    columns a packet reads (a table's signing times, a distinct time per row, cost
+    more to box than the rest of its columns)."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        super().__init__()
+        self.table = table
+        self.names: tuple[str, ...] = tuple(table.columns)
+
+    def __missing__(self, column: str) -> list[Any]:
+        if column not in self.table.columns:
+            raise KeyError(column)
+        values = self[column] = _plain_values(self.table[column])
+        return values
+
+
+def _plain_values(column: pd.Series) -> list[Any]:
+    """A column's values as Python objects (NA, NaT for missing), as ``astype(object)``
+    gives them; a datetime column's distinct values boxed once each."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype) or column.dtype.kind == "M":
+        codes, uniques = pd.factorize(column)
+        boxed = [*pd.Series(uniques, dtype=column.dtype).astype(object).tolist(), pd.NaT]
+        return [boxed[code] for code in codes.tolist()]
+    values: list[Any] = column.astype(object).tolist()
+    return values
+
+
+class Row(Mapping[str, Any]):
+    """One row of a practice's table (``PracticeMaterial.rows``): its values by column."""
+
+    __slots__ = ("_at", "_columns")
+
+    def __init__(self, columns: _Columns, at: int) -> None:
+        self._columns = columns
+        self._at = at
+
+    def __getitem__(self, column: str) -> Any:
+        return self._columns[column][self._at]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns.names)
+
+    def __len__(self) -> int:
+        return len(self._columns.names)
+
+
+class ClientRows(Mapping[str, list[Row]]):
     """One client's records as rows (``PracticeMaterial.rows``), by table, on demand."""
 
     def __init__(self, material: PracticeMaterial, client_id: str) -> None:
         self._material = material
         self._client_id = client_id
         self._names = material.record_tables()
-        self._taken: dict[str, list[dict[str, Any]]] = {}
+        self._taken: dict[str, list[Row]] = {}
 
-    def __getitem__(self, name: str) -> list[dict[str, Any]]:
+    def __getitem__(self, name: str) -> list[Row]:
         if name not in self._taken:
             if name not in self._names:
                 raise KeyError(name)

@@ -109,6 +109,10 @@ def _column_text(values: pd.Series) -> Callable[[list[int]], list[str]]:
         return lambda rows: [render.cell_text(objects[i]) for i in rows]
     codes, uniques = pd.factorize(values)
     code_list = codes.tolist()
+    if render.is_datetime(values.dtype):
+        # Formatted at once (no Timestamp per value); code -1 (missing) takes the last, "".
+        dated = [*render.datetime_texts(uniques), ""]
+        return lambda rows: [dated[code_list[i]] for i in rows]
     distinct = pd.Series(uniques, dtype=values.dtype).astype(object).tolist()
     done: dict[int, str] = {-1: ""}  # -1: a missing value
 

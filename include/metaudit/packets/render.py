@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
+import numpy as np
 import pandas as pd
 
 from metaudit.packets.content import (
@@ -70,6 +71,42 @@ def cell_text(value: Any, *, for_csv: bool = False) -> str:
         number = float(value)
         return str(int(number)) if number.is_integer() else format(number, ".10g")
     return str(value)
+
+
+def is_datetime(dtype: Any) -> bool:
+    """A numpy-backed datetime dtype (naive or with a time zone): what
+    :func:`datetime_texts` formats at once."""
+    return isinstance(dtype, pd.DatetimeTZDtype) or (
+        isinstance(dtype, np.dtype) and dtype.kind == "M"
+    )
+
+
+def datetime_texts(values: Any) -> list[str]:
+    """:func:`cell_text` of each value of a datetime array without missing values
+    (``pd.factorize``'s uniques), formatted by numpy at once.
+
+    Boxing each value as a Timestamp to format it cost more than the rest of a
+    practice's record text (a column of signing times holds a distinct value per
+    row). numpy's seconds are floored as ``strftime("%S")`` drops the fraction;
+    years before 1000 or after 9999 (which ``strftime`` does not pad to four
+    digits) are formatted value by value.
+    """
+    index = pd.DatetimeIndex(values)
+    aware = index.tz is not None
+    if aware:
+        index = index.tz_convert("UTC").tz_localize(None)
+    raw = index.to_numpy()
+    years = raw.astype("datetime64[Y]").astype(np.int64) + 1970
+    if len(raw) and (years.min() < 1000 or years.max() > 9999):
+        return [cell_text(value) for value in pd.Series(values).astype(object).tolist()]
+    seconds = np.datetime_as_string(raw, unit="s")
+    if aware:
+        return [text + "Z" for text in seconds.tolist()]
+    days = raw.astype("datetime64[D]")
+    texts: list[str] = np.where(
+        raw == days, np.datetime_as_string(days, unit="D"), seconds
+    ).tolist()
+    return texts
 
 
 def heading(column: str) -> str:
@@ -168,8 +205,18 @@ def _column_cells(values: pd.Series) -> _Cells:
         return object_cells
     codes, uniques = pd.factorize(values)
     code_list = codes.tolist()
-    distinct = pd.Series(uniques, dtype=values.dtype).astype(object).tolist()
     done: dict[int, tuple[str, str]] = {-1: ("<td></td>", "")}  # -1: a missing value
+    # A date's text is its CSV cell too (cell_text differs for CSV only for booleans).
+    dated = datetime_texts(uniques) if is_datetime(values.dtype) else None
+    distinct = (
+        [] if dated is not None else pd.Series(uniques, dtype=values.dtype).astype(object).tolist()
+    )
+
+    def pair_of(code: int) -> tuple[str, str]:
+        if dated is None:
+            return _cell_pair(distinct[code])
+        text = dated[code]
+        return f"<td>{html.escape(text)}</td>", text
 
     def coded_cells(rows: list[int]) -> tuple[list[str], list[str]]:
         pairs = []
@@ -177,7 +224,7 @@ def _column_cells(values: pd.Series) -> _Cells:
             code = code_list[i]
             pair = done.get(code)
             if pair is None:
-                pair = done[code] = _cell_pair(distinct[code])
+                pair = done[code] = pair_of(code)
             pairs.append(pair)
         return [h for h, _ in pairs], [c for _, c in pairs]
 
@@ -703,6 +750,39 @@ def _keep_subsets(face: Any) -> None:
         return lean_subset(make(list(codes)))
 
     face.makeSubset = lambda codes: subset(tuple(codes))
+    # Compressing the subset into a cover's font stream cost as much again: the stream
+    # keeps the compressed bytes of each subset (zlib gives the same bytes every time).
+    add = face.addSubsetObjects
+
+    def add_subset_objects(doc: Any, font_name: str, codes: Any) -> Any:
+        reference = add(doc, font_name, codes)
+        stream = doc.idToObject.get(f"fontFile:{face.filename}({font_name})")
+        if stream is not None and stream.filters:
+            stream.filters = [_KEPT_FLATE]
+        return reference
+
+    face.addSubsetObjects = add_subset_objects
+
+
+class _KeptFlate:
+    """ReportLab's FlateDecode filter, each result kept by its input (a font subset's
+    bytes, the same object for the same subset: ``_keep_subsets``)."""
+
+    pdfname = "FlateDecode"
+
+    @staticmethod
+    def encode(data: bytes | str) -> bytes:
+        return _flate(data.encode("utf8") if isinstance(data, str) else data)
+
+
+@functools.lru_cache(maxsize=64)
+def _flate(data: bytes) -> bytes:
+    import zlib
+
+    return zlib.compress(data)
+
+
+_KEPT_FLATE = _KeptFlate()
 
 
 # The name table entries a font needs to be named (family, style, unique, full,
@@ -766,7 +846,18 @@ def _p(text: str, style: Any) -> Any:
     """A paragraph of plain text: escaped for ReportLab's markup, line breaks kept."""
     from reportlab.platypus import Paragraph
 
-    return Paragraph("<br/>".join(xml_escape(line) for line in text.split("\n")), style)
+    markup = "<br/>".join(xml_escape(line) for line in text.split("\n"))
+    return Paragraph(markup, style, frags=_fragments(markup, style))
+
+
+@functools.lru_cache(maxsize=512)
+def _fragments(markup: str, style: Any) -> Any:
+    """A paragraph's markup parsed (ReportLab's fragments; it reads them, never changes
+    them): most of a cover's paragraphs (its notes, the table's headings) are the same
+    on every cover, and parsing them was a tenth of its time."""
+    from reportlab.platypus import Paragraph
+
+    return Paragraph(markup, style).frags
 
 
 # The longest text a table cell of a cover draws as a plain string (no wrapping): ids,
