@@ -28,6 +28,10 @@ chosen practices are the first ``--practices`` in id order (or ``--practice``).
 machine is shared). ``--profile FILE`` writes a cProfile of one timed run to
 FILE and prints the top of it by cumulative and by own time.
 
+``--from-check``: the material from the check's view and derived frames, made untimed
+(the nightly run's audit task hands its check's to the packets, so deriving is counted
+in its validate stage, not here): the cost of a packet as the nightly run pays it.
+
 ``--clients N``: what a night that rebuilds a few clients costs (the nightly run on
 an unchanged night rebuilds some 2 % of the clients). Each practice's as-of view and
 derived frames are made untimed (the check of the night made them); timed, per
@@ -137,9 +141,16 @@ def audit(
 
 
 def build_all(
-    typed: Any, settings: Any, as_of: date, chosen: Sequence[str], evidence: dict[str, Any]
+    typed: Any,
+    settings: Any,
+    as_of: date,
+    chosen: Sequence[str],
+    evidence: dict[str, Any],
+    checked: dict[str, tuple[Any, Any, list[str]]] | None = None,
 ) -> Run:
-    """One timed run: every client packet of the chosen practices, in memory."""
+    """One timed run: every client packet of the chosen practices, in memory. ``checked``
+    (``--from-check``): each practice's view and derived frames made by the check, as the
+    nightly run hands them to the packets (their derivation is the check's time)."""
     from metaudit.packets import client_packet_files, clients_with_activity, prepare_material
     from metaudit.packets.archive import zip_bytes
     from metaudit.packets.layout import packet_options
@@ -150,7 +161,13 @@ def build_all(
     cpu_started = time.process_time()
     for practice_id in chosen:
         t0 = time.perf_counter()
-        material = prepare_material(typed[practice_id], as_of, practice_id, settings)
+        if checked is None:
+            material = prepare_material(typed[practice_id], as_of, practice_id, settings)
+        else:
+            view, frames, _ = checked[practice_id]
+            material = prepare_material(
+                typed[practice_id], as_of, practice_id, settings, view, frames
+            )
         suites = practice_suites(material, evidence[practice_id])
         clients = clients_with_activity(material.view, options.activity_days)
         run.steps["material"] += time.perf_counter() - t0
@@ -307,6 +324,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="prepare each practice from the whole typed network, not its partition",
     )
     parser.add_argument(
+        "--from-check",
+        action="store_true",
+        help="every client's material from the check's view and derived frames, as the "
+        "nightly run builds packets (derivation is then the check's time, not material's)",
+    )
+    parser.add_argument(
         "--clients",
         type=int,
         help="build only this many clients per practice, from the check's view and frames",
@@ -335,9 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         def one_run() -> Any:
             return build_few(typed, settings, as_of, chosen, evidence, args.clients, prepared)
     else:
+        checked = few_material(typed, settings, as_of, chosen, 0) if args.from_check else None
 
         def one_run() -> Any:
-            return build_all(typed, settings, as_of, chosen, evidence)
+            return build_all(typed, settings, as_of, chosen, evidence, checked)
 
     runs = [one_run() for _ in range(max(args.repeat, 1))]
     best = min(runs, key=lambda r: r.seconds)
