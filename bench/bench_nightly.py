@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import sqlite3
 import subprocess
@@ -103,17 +102,18 @@ def without_later_records(source: Path, copy: Path, as_of: date) -> int:
 
 
 def timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, float]:
-    """Run a command to the end; its wall time and peak RSS (the child's, in MiB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run a command to the end; its wall time and peak RSS (that child's own, in MiB:
+    ``wait4`` gives the child's resource use, where RUSAGE_CHILDREN gives the largest of
+    every child so far)."""
     started = time.perf_counter()
     with log.open("w") as out:
-        done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+        child = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(command[:3])} failed ({done.returncode}); see {log}")
-    # ru_maxrss of the children is the largest so far: a smaller child reads as the same.
-    return {"seconds": round(seconds, 2), "peak_rss_mib": round(max(peak, before) / 1024, 1)}
+    if child.returncode != 0:
+        sys.exit(f"{' '.join(command[:3])} failed ({child.returncode}); see {log}")
+    return {"seconds": round(seconds, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
 def packet_files(root: Path) -> dict[str, tuple[int, int, int]]:
