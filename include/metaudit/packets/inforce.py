@@ -42,7 +42,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -239,10 +239,19 @@ def listed_raw(packets_dir: Path, practice_id: str, as_of: str) -> dict[str, Any
     except (ValueError, PacketError):
         return {}
     listed = base.get("packets")
-    whole = {str(k): v for k, v in listed.items()} if isinstance(listed, dict) else {}
     dropped = data.get("dropped")
-    for client in dropped if isinstance(dropped, list) else []:
-        whole.pop(str(client), None)
+    return _applied(
+        {str(k): v for k, v in listed.items()} if isinstance(listed, dict) else {},
+        {str(c) for c in dropped} if isinstance(dropped, list) else set(),
+        changes,
+    )
+
+
+def _applied(
+    base: Mapping[str, Any], dropped: Collection[str], changes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A date's list: its base's, less the clients it drops, with its changed entries over it."""
+    whole = {client: entry for client, entry in base.items() if client not in dropped}
     whole.update(changes)
     return whole
 
@@ -384,8 +393,7 @@ def _merged(
     listed, problem = _read_base_file(base_name, base_version, practice_id, day, sig, key)
     if listed is None:
         return None, f"{Path(name).name}: its base of {day}: {problem}"
-    whole = {client: entry for client, entry in listed.items() if client not in signed.dropped}
-    whole.update(signed.packets)
+    whole = _applied(listed, set(signed.dropped), signed.packets)
     return InForce(practice_id=practice_id, as_of=as_of, packets=whole), None
 
 

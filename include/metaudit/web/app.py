@@ -42,7 +42,7 @@ import hashlib
 import logging
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -556,17 +556,12 @@ def create_app(holder: ContextHolder | None = None) -> FastAPI:
             sha256,
             check.intact,
         )
-        name = f"metaudit-{entry.relative.replace('/', '-')}"
-        headers = {
-            "Content-Disposition": f'attachment; filename="{name}"',
-            "Content-Length": str(len(data)),
-            "X-MetAudit-SHA256": sha256,
-            "X-MetAudit-Verified": "true" if check.intact else "false",
-        }
+        extra = {}
         if entry.built_as_of and entry.built_as_of != entry.as_of:
             # The packet in force on the date asked for was built on an earlier one.
-            headers["X-MetAudit-Built-As-Of"] = entry.built_as_of
-        return StreamingResponse(_chunks(data), media_type="application/zip", headers=headers)
+            extra["X-MetAudit-Built-As-Of"] = entry.built_as_of
+        name = f"metaudit-{entry.relative.replace('/', '-')}"
+        return _zip_download(data, name, sha256, check.intact, extra)
 
     @app.get("/downloads", response_class=HTMLResponse)
     def downloads_page(
@@ -857,21 +852,30 @@ def _answer_request(
         sha256,
         check.intact,
     )
-    name = f"metaudit-{practice}-request-{packet.request_id}.zip"
-    headers = {
-        "Content-Disposition": f'attachment; filename="{_safe_file_name(name)}"',
-        "Content-Length": str(len(data)),
-        "X-MetAudit-SHA256": sha256,
-        "X-MetAudit-Verified": "true" if check.intact else "false",
-        "X-MetAudit-Request-Id": packet.request_id,
-    }
-    return StreamingResponse(_chunks(data), media_type="application/zip", headers=headers)
+    name = _safe_file_name(f"metaudit-{practice}-request-{packet.request_id}.zip")
+    return _zip_download(
+        data, name, sha256, check.intact, {"X-MetAudit-Request-Id": packet.request_id}
+    )
 
 
 def config_demo() -> bool:
     from metaudit.config import demo_mode
 
     return demo_mode()
+
+
+def _zip_download(
+    data: bytes, name: str, sha256: str, intact: bool, extra: Mapping[str, str]
+) -> StreamingResponse:
+    """A packet served as a download: its name, size, SHA-256 and whether it verified."""
+    headers = {
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "Content-Length": str(len(data)),
+        "X-MetAudit-SHA256": sha256,
+        "X-MetAudit-Verified": "true" if intact else "false",
+        **extra,
+    }
+    return StreamingResponse(_chunks(data), media_type="application/zip", headers=headers)
 
 
 def _safe_file_name(name: str) -> str:
