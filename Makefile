@@ -18,6 +18,9 @@ DEMO_PRACTICES ?= 3
 # dashboard's 90-day trend; some 3.5 s each here, 0: none), and the practice of its accepted
 # finding.
 DEMO_HISTORY_WEEKS ?= 12
+# `airflow dags test` runs the DAG's tasks one after another in one process: each audit
+# task audits its practices in this many forked processes, one a core (1: in the task's own).
+DEMO_PROCESSES ?= $(shell nproc 2>/dev/null || echo 1)
 DEMO_ACCEPT_PRACTICE ?= PR0001
 
 # The embedded Airflow: its home, metadata database (SQLite) and folders live in the project.
@@ -66,7 +69,7 @@ demo: install
 	@echo "running met_compliance_nightly as of $(DEMO_AS_OF): audit, email, packets (log: $(AIRFLOW_HOME)/dags-test.log) ..."
 	@# METAUDIT_DEMO=1: the packets may be signed with the published demo key (no secret needed).
 	@# rebuild_packets: the demo database was just generated anew, so last demo's packets may be stale.
-	@METAUDIT_DEMO=1 AIRFLOW_CONN_MET_PRACTICE_DB='{"conn_type": "sqlite", "host": "$(DEMO_DB)"}' \
+	@METAUDIT_DEMO=1 METAUDIT_AUDIT_PROCESSES=$(DEMO_PROCESSES) AIRFLOW_CONN_MET_PRACTICE_DB='{"conn_type": "sqlite", "host": "$(DEMO_DB)"}' \
 	    $(BIN)/airflow dags test met_compliance_nightly $(DEMO_AS_OF) -c '{"rebuild_packets": true}' \
 	    >$(AIRFLOW_HOME)/dags-test.log 2>&1 \
 	    || { tail -40 $(AIRFLOW_HOME)/dags-test.log; exit 1; }

@@ -202,6 +202,13 @@ def main() -> None:
         help="practices per audit task (METAUDIT_PRACTICES_PER_TASK; default the DAG's)",
     )
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="processes each audit task audits in (METAUDIT_AUDIT_PROCESSES); default, as "
+        "`make demo` sets it: one a core this process may use",
+    )
+    parser.add_argument(
         "--first-night-only", action="store_true", help="run the first night and stop"
     )
     parser.add_argument(
@@ -232,6 +239,7 @@ def main() -> None:
     )
     if args.per_task:
         env["METAUDIT_PRACTICES_PER_TASK"] = str(args.per_task)
+    env["METAUDIT_AUDIT_PROCESSES"] = str(args.processes)
     if not args.source:
         print(f"generating {args.practices} practices, {args.sessions:,} sessions ...", flush=True)
         generated = timed(
@@ -264,6 +272,7 @@ def main() -> None:
 
     figures: dict[str, Any] = {
         "source": str(source),
+        "audit_processes": args.processes,
         "as_of": as_of.isoformat(),
         "load_before": os.getloadavg()[0],
     }

@@ -237,11 +237,13 @@ def met_compliance_nightly() -> None:
             plan["practice_ids"],
             store_url=connections.results_url(),
             run_id=get_current_context()["run_id"],
+            processes=config.audit_processes(),
         )
         return chunk.chunk_work(
             work,
             per_task=config.practices_per_task(),
             max_tasks=conf.getint("core", "max_map_length", fallback=1024),
+            processes=config.audit_processes(),
         )
 
     @task(multiple_outputs=False, map_index_template="{{ practices }}")
@@ -286,6 +288,7 @@ def met_compliance_nightly() -> None:
             demo=config.demo_mode(),
             resend=bool(context["params"].get("resend_email")),
             rebuild=bool(context["params"].get("rebuild_packets")),
+            processes=config.audit_processes(),
         )
 
     @task(trigger_rule="all_done")

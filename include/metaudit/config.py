@@ -46,6 +46,7 @@ EXPECTATIONS_DIR_ENV = "METAUDIT_EXPECTATIONS_DIR"
 NIGHTLY_CRON_ENV = "METAUDIT_NIGHTLY_CRON"
 NIGHTLY_TIMEZONE_ENV = "METAUDIT_NIGHTLY_TIMEZONE"
 PRACTICES_PER_TASK_ENV = "METAUDIT_PRACTICES_PER_TASK"
+AUDIT_PROCESSES_ENV = "METAUDIT_AUDIT_PROCESSES"
 # Airflow's own setting for the address of its UI ([api] base_url).
 AIRFLOW_BASE_URL_ENV = "AIRFLOW__API__BASE_URL"
 # Arrow's: when set, the engine leaves Arrow's memory pool as the operator chose it.
@@ -79,6 +80,10 @@ VARIABLES: dict[str, str] = {
     NIGHTLY_CRON_ENV: "the nightly schedule (cron, default 30 5 * * *)",
     NIGHTLY_TIMEZONE_ENV: "the schedule's time zone (default America/New_York)",
     PRACTICES_PER_TASK_ENV: "practices audited by one task of the nightly run (default 10)",
+    AUDIT_PROCESSES_ENV: (
+        "processes one task of the nightly run audits its practices in (default 1; "
+        "`make demo` uses every core)"
+    ),
 }
 
 
@@ -152,6 +157,18 @@ def practices_per_task() -> int:
         return DEFAULT_PRACTICES_PER_TASK
     if not raw.isdigit() or int(raw) < 1:
         raise SettingsError(f"{PRACTICES_PER_TASK_ENV} must be a whole number >= 1, got {raw!r}")
+    return int(raw)
+
+
+def audit_processes() -> int:
+    """How many processes one task of the nightly run audits its practices in
+    (METAUDIT_AUDIT_PROCESSES, default 1). More than one pays where a task has the machine
+    to itself, as under `airflow dags test`; a Celery worker already runs tasks side by side."""
+    raw = _get(AUDIT_PROCESSES_ENV)
+    if not raw:
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(f"{AUDIT_PROCESSES_ENV} must be a whole number >= 1, got {raw!r}")
     return int(raw)
 
 

@@ -13,7 +13,9 @@ sent twice, packets kept), and a rerun with ``resend_email`` and
 practice fails alone, the admins are alerted through the double). The fourth
 uses the embedded default (.eml files only) and damages one practice's
 partition; the fifth reads a source where one practice's rows hold unreadable
-values (bytes that are not UTF-8, an int beyond 64 bits).
+values (bytes that are not UTF-8, an int beyond 64 bits). Those two audit in two
+processes a task, as `make demo` does (METAUDIT_AUDIT_PROCESSES=2): extract reads
+in a forked process, and each practice of the task is audited in a part of its own.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ RESULT_TABLES = ("findings", "finding_history", "practice_runs", "practices", "a
 # and PR0003): a network with more practices than the mapping cap still runs.
 OVER_THE_CAP = {"METAUDIT_PRACTICES_PER_TASK": "1", "AIRFLOW__CORE__MAX_MAP_LENGTH": "2"}
 GROUPS = {"PR0001": "PR0001..PR0002 (2)", "PR0002": "PR0001..PR0002 (2)", "PR0003": "PR0003"}
+# As `make demo` runs the DAG on a machine of two cores.
+TWO_PROCESSES = {"METAUDIT_AUDIT_PROCESSES": "2"}
 
 # Runs one dag.test() of the DAG folder's nightly DAG. With "damage", the partition
 # of that practice is damaged right after extract writes it (its claims table).
@@ -607,6 +611,7 @@ def test_a_practice_with_a_damaged_partition_fails_alone(
         damage="PR0002",
         conf={"as_of": "2026-03-31", "practice_ids": ["PR0001", "PR0002"]},
         logical_date="2026-04-02T00:00:00+00:00",
+        extra=TWO_PROCESSES,
     )
     assert run["state"] == "failed"
     store = ResultsStore(default_url(tmp_path))
@@ -650,6 +655,9 @@ def test_a_practice_with_a_damaged_partition_fails_alone(
     ]
     assert any("PR0002 at validate (PartitionError)" in t for t in texts)
     assert any("Practice: PR0001..PR0002 (2)" in t for t in texts)
+    # PR0001 was audited in a forked part: its log lines reached the task's log.
+    log = (tmp_path / "dag-test.log").read_text(encoding="utf-8")
+    assert re.search(r"practice PR0001 as of 2026-03-31: \d+ findings; persist", log)
 
 
 def test_unreadable_values_in_one_practice_never_stop_the_others(
@@ -678,6 +686,7 @@ def test_unreadable_values_in_one_practice_never_stop_the_others(
         conf={"as_of": "2026-03-31", "practice_ids": ["PR0001", "PR0002"]},
         logical_date="2026-04-03T00:00:00+00:00",
         source=source,
+        extra=TWO_PROCESSES,
     )
     assert run["state"] == "success", run["tasks"]
     store = ResultsStore(default_url(data))

@@ -90,6 +90,9 @@ def test_work_items_name_their_practices_and_partitions() -> None:
     assert {c["as_of"] for c in chunks} == {"2026-03-31"}
     with pytest.raises(ValueError, match=">= 1"):
         chunk.chunk_practices(["PR1"], 0, 10)
+    # A task of two processes takes two practices for each: one task of the three here.
+    (both,) = chunk.chunk_work(work, per_task=2, max_tasks=1024, processes=2)
+    assert both["label"] == "PR1..PR3 (3)"
 
 
 # -- checked together, written as alone ----------------------------------------------------
@@ -173,6 +176,7 @@ def _run_chunk(
     monkeypatch: pytest.MonkeyPatch,
     *,
     is_final: Any,
+    processes: int = 1,
 ) -> tuple[str, dict[str, Any] | BaseException]:
     monkeypatch.setenv("METAUDIT_DATA_DIR", str(tmp_path / "data"))
     store_url = f"sqlite:///{tmp_path / 'results.sqlite'}"
@@ -194,13 +198,20 @@ def _run_chunk(
             is_final=is_final,
             packet_key=PACKET_KEY,
             packet_signing_key=SIGNING_KEY,
+            processes=processes,
         )
     except Exception as exc:
         return store_url, exc
 
 
+# Each test runs in the task's own process and in two forked parts (PR0002 alone in one):
+# the failures come back to the task as they happened there.
+IN_PROCESSES = pytest.mark.parametrize("processes", [1, 2], ids=["in-task", "two-parts"])
+
+
+@IN_PROCESSES
 def test_a_damaged_partition_fails_its_practice_alone(
-    partitions: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    partitions: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: int
 ) -> None:
     import shutil
 
@@ -209,7 +220,9 @@ def test_a_damaged_partition_fails_its_practice_alone(
     shutil.copytree(partitions["PR0002"], copy)
     (copy / "claims.arrow").write_bytes(b"damaged on disk")
     damaged["PR0002"] = str(copy)
-    store_url, outcome = _run_chunk(damaged, tmp_path, monkeypatch, is_final=lambda exc: True)
+    store_url, outcome = _run_chunk(
+        damaged, tmp_path, monkeypatch, is_final=lambda exc: True, processes=processes
+    )
     assert isinstance(outcome, chunk.PracticesFailedInTaskError)
     assert "PR0002 at validate (PartitionError)" in str(outcome)
     store = ResultsStore(store_url)
@@ -228,8 +241,9 @@ def test_a_damaged_partition_fails_its_practice_alone(
     store.close()
 
 
+@IN_PROCESSES
 def test_a_failure_a_retry_may_mend_is_raised_after_the_others_finished(
-    partitions: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    partitions: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: int
 ) -> None:
     notify = stages.notify_practice
 
@@ -239,7 +253,9 @@ def test_a_failure_a_retry_may_mend_is_raised_after_the_others_finished(
         return notify(store_url, run_id, persisted, **kwargs)
 
     monkeypatch.setattr(stages, "notify_practice", flaky)
-    store_url, outcome = _run_chunk(partitions, tmp_path, monkeypatch, is_final=lambda exc: False)
+    store_url, outcome = _run_chunk(
+        partitions, tmp_path, monkeypatch, is_final=lambda exc: False, processes=processes
+    )
     # The error itself, for Airflow's retry policy (SendGrid unavailable: retried).
     assert isinstance(outcome, MailUnavailableError)
     store = ResultsStore(store_url)

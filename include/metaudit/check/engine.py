@@ -390,8 +390,8 @@ def run_check(
     say = progress or (lambda message: None)
     day = as_of or date.today()
     timings: dict[str, float] = {}
-    warm_up = threading.Thread(target=_warm_up, name="metaudit-warm-up", daemon=True)
-    warm_up.start()
+    loading = threading.Thread(target=warm_up, name="metaudit-warm-up", daemon=True)
+    loading.start()
     timeout = settings.statement_timeout_s if settings is not None else None
     say("reading and typing the source (data-contract rules)")
     with stream_typed(source, day, timings, timeout, clients_per_group) as streamed:
@@ -399,7 +399,7 @@ def run_check(
             f"deriving the rule facts and validating the suites "
             f"({len(streamed.groups)} practice group(s))"
         )
-        warm_up.join()
+        loading.join()
         return check_streamed(streamed, day, practice_ids, settings, timings, say)
 
 
@@ -520,7 +520,7 @@ def _add_time(timings: dict[str, float], stage: str, started: float) -> None:
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
 
 
-def _warm_up() -> None:
+def warm_up() -> None:
     """Load Great Expectations, the suites and the ICD-10-CM code set while the
     source is read: seconds of imports and parsing that otherwise wait for the read.
 

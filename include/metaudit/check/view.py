@@ -182,6 +182,10 @@ class RowsBy:
         if not found:
             return frame.iloc[:0].reset_index(drop=True)
         where = found[0] if len(found) == 1 else np.sort(np.concatenate(found))
+        if len(where) and where[-1] - where[0] + 1 == len(where):
+            # One run of rows (a group's partitions are concatenated practice by practice):
+            # a slice, which copies nothing, where a take copies every column.
+            return frame.iloc[int(where[0]) : int(where[-1]) + 1].reset_index(drop=True)
         return frame.take(where).reset_index(drop=True)
 
 

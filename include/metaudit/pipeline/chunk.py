@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VALIDATE, PERSIST, NOTIFY, PACKETS = "validate", "persist", "notify", "packets"
+# A practice's stage when the forked process auditing it died before saying which.
+AUDIT = "audit"
 
 
 class PracticesFailedInTaskError(MetAuditError):
@@ -71,6 +73,8 @@ class PracticeFailure:
     practice_id: str
     stage: str
     error: BaseException
+    # Judged where it happened (a forked part of the task); None: judge it when raising.
+    final: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -105,13 +109,17 @@ def chunk_practices(practice_ids: Sequence[str], per_task: int, max_tasks: int) 
 
 
 def chunk_work(
-    work: Sequence[Mapping[str, str]], per_task: int, max_tasks: int
+    work: Sequence[Mapping[str, str]], per_task: int, max_tasks: int, processes: int = 1
 ) -> list[dict[str, Any]]:
     """Extract's work items (one per practice) grouped into one work item per task:
-    ``{"as_of", "label", "practices": [{"practice_id", "partition"}, ...]}``."""
+    ``{"as_of", "label", "practices": [{"practice_id", "partition"}, ...]}``. A task that
+    audits in ``processes`` processes takes ``per_task`` practices for each: every part
+    still checks about ``per_task`` practices together (GX's fixed cost spread as
+    before), and a run that gives a task the machine (``airflow dags test``) pays
+    Airflow's cost per task fewer times."""
     by_id = {item["practice_id"]: item for item in work}
     chunks = []
-    for group in chunk_practices(sorted(by_id), per_task, max_tasks):
+    for group in chunk_practices(sorted(by_id), per_task * max(1, processes), max_tasks):
         label = group[0] if len(group) == 1 else f"{group[0]}..{group[-1]} ({len(group)})"
         chunks.append(
             {
@@ -140,11 +148,92 @@ def audit_chunk(
     rebuild: bool = False,
     config: str | None = None,
     out_root: Path | None = None,
+    processes: int = 1,
 ) -> dict[str, Any]:
     """Audit a group of practices of one as-of date (see the module's docstring); return
     ``{"as_of", "practices": {practice_id: {"findings", "email", "packets"}}}`` (the
     email's delivery and the packets' summary, for the practices that got that far).
-    ``is_final`` tells a failure a retry would not mend."""
+    ``is_final`` tells a failure a retry would not mend. ``processes`` > 1 audits the
+    group in that many forked processes at once (:mod:`metaudit.pipeline.workers`)."""
+    as_of = str(chunk["as_of"])
+    options: dict[str, Any] = {
+        "api_key": api_key,
+        "host": host,
+        "packet_key": packet_key,
+        "packet_signing_key": packet_signing_key,
+        "demo": demo,
+        "resend": resend,
+        "rebuild": rebuild,
+        "config": config,
+        "out_root": out_root,
+    }
+    if processes > 1 and len(chunk["practices"]) > 1:
+        summary, failures = _audit_in_parts(store_url, chunk, task, is_final, processes, options)
+    else:
+        summary, failures = _audit_practices(store_url, chunk, task, **options)
+    _raise_failures(store_url, task, date.fromisoformat(as_of), failures, is_final)
+    return {"as_of": as_of, "practices": summary}
+
+
+def _audit_in_parts(
+    store_url: str,
+    chunk: Mapping[str, Any],
+    task: TaskRef,
+    is_final: Callable[[BaseException], bool],
+    processes: int,
+    options: Mapping[str, Any],
+) -> tuple[dict[str, Any], list[PracticeFailure]]:
+    """The group split into ``processes`` parts of about equal records, each audited in a
+    forked process; the failures come back judged final or not where they happened (the
+    task's retry policy and try number are there too)."""
+    from metaudit.check.engine import warm_up
+    from metaudit.pipeline import workers
+
+    parts = workers.split_by_size(
+        chunk["practices"], processes, lambda item: workers.partition_bytes(item["partition"])
+    )
+    # Loaded once here, so that every part (and every later task of this process) starts
+    # with Great Expectations and the suites in memory.
+    warm_up()
+
+    def audit_part(
+        part: Sequence[Mapping[str, Any]],
+    ) -> tuple[dict[str, Any], list[PracticeFailure]]:
+        summary, failures = _audit_practices(
+            store_url, {**chunk, "practices": part}, task, **options
+        )
+        return summary, [
+            PracticeFailure(f.practice_id, f.stage, workers.portable(f.error), is_final(f.error))
+            for f in failures
+        ]
+
+    outcomes = workers.run_parts(
+        [([str(item["practice_id"]) for item in part], part) for part in parts], audit_part
+    )
+    summary: dict[str, Any] = {}
+    failures: list[PracticeFailure] = []
+    for outcome in outcomes:
+        if outcome.error is None:
+            done, failed = outcome.value
+            summary.update(done)
+            failures.extend(failed)
+        else:
+            log.error("practices %s: %s", ", ".join(outcome.practices), outcome.error)
+            failures.extend(PracticeFailure(p, AUDIT, outcome.error) for p in outcome.practices)
+    return summary, failures
+
+
+def _audit_practices(
+    store_url: str,
+    chunk: Mapping[str, Any],
+    task: TaskRef,
+    *,
+    config: str | None,
+    out_root: Path | None,
+    **options: Any,
+) -> tuple[dict[str, Any], list[PracticeFailure]]:
+    """The group's practices read, checked together, then each persisted, mailed and
+    packed; returns what each did and the failures."""
     from metaudit.source.snapshot import PartitionError, read_partition
 
     as_of = str(chunk["as_of"])
@@ -183,19 +272,12 @@ def audit_chunk(
             parts[practice_id],
             failures,
             material=_share_of(material, practice_id),
-            api_key=api_key,
-            host=host,
-            packet_key=packet_key,
-            packet_signing_key=packet_signing_key,
-            demo=demo,
-            resend=resend,
-            rebuild=rebuild,
             config=config,
+            **options,
         )
         # The practice is done with: its records need not stay for the next one.
         del parts[practice_id]
-    _raise_failures(store_url, task, date.fromisoformat(as_of), failures, is_final)
-    return {"as_of": as_of, "practices": summary}
+    return summary, failures
 
 
 def _finish_practice(
@@ -414,10 +496,14 @@ def _raise_failures(
     error a retry may mend, else PracticesFailedInTaskError."""
     if not failures:
         return
-    final = [f for f in failures if is_final(f.error)]
+
+    def judged_final(failure: PracticeFailure) -> bool:
+        return failure.final if failure.final is not None else is_final(failure.error)
+
+    final = [f for f in failures if judged_final(f)]
     if final:
         _record(store_url, task, as_of, final)
-    retryable = [f for f in failures if not is_final(f.error)]
+    retryable = [f for f in failures if not judged_final(f)]
     if retryable:
         first = retryable[0]
         log.error(
