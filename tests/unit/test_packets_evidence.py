@@ -431,3 +431,27 @@ def test_a_new_ed25519_key_rebuilds_every_packet_once_and_old_ones_still_verify(
     # The packet built before the key still verifies with the HMAC key, as it always did.
     check = verify_packet(old, KEY)
     assert check.intact and check.ed25519_key_id is None
+
+
+def test_the_records_digest_of_a_client_is_the_same_whoever_else_is_hashed(tmp_path):
+    """A night hashes only the rows of the clients it packs (RecordHashes ``clients``): a
+    client's digest is the one hashing every row gives, and a client outside those is
+    hashed from its own rows when asked."""
+    from metaudit.check.engine import load_source
+    from metaudit.check.view import build_view
+    from metaudit.demo.generate import generate
+    from metaudit.packets.evidence import RecordHashes
+
+    db = tmp_path / "demo.sqlite"
+    generate(f"sqlite:///{db}", as_of=AS_OF, practices=1, sessions=600, progress=False)
+    view = build_view(load_source(str(db), AS_OF), AS_OF)
+    everyone = sorted(str(c) for c in view.tables["clients"]["client_id"].dropna())
+    assert len(everyone) > 6
+    whole = RecordHashes(view.tables, KEY)
+    some = everyone[::3]
+    subset = RecordHashes(view.tables, KEY, clients=some)
+    assert subset.reference == whole.reference
+    assert {c: subset.client(c) for c in everyone} == {c: whole.client(c) for c in everyone}
+    # Distinct clients, distinct digests; another key, another digest.
+    assert len({whole.client(c) for c in everyone}) == len(everyone)
+    assert RecordHashes(view.tables, OTHER_KEY).client(some[0]) != whole.client(some[0])

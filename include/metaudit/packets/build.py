@@ -460,7 +460,7 @@ def build_client_packets(
         judge = PacketJudge(material.view, evidence, options, key, demo_key, settings, signer)
     known = set(judge.client_ids())
     if client_ids is None:
-        wanted = clients_with_activity(judge.view, options.activity_days)
+        wanted = judge.active
     else:
         wanted = sorted(set(client_ids))
         unknown = sorted(set(wanted) - known)
@@ -551,9 +551,12 @@ class PacketJudge:
     ) -> None:
         practice_id, as_of = evidence.practice_id, evidence.as_of
         self.view = view
+        # The clients a night packs: those with activity in the period.
+        self.active = clients_with_activity(view, options.activity_days)
         # The view's own tables: the referrals' expiry a packet shows follows from them
-        # and the settings, both in the digest.
-        self.record_hashes = RecordHashes(view.tables, key)
+        # and the settings, both in the digest. The active clients' rows are hashed at
+        # once; any other client's when asked.
+        self.record_hashes = RecordHashes(view.tables, key, clients=self.active)
         # The suites as the evidence states them (what judged), before the packet fills in
         # entity types from the derived frames.
         self.context = practice_context(
@@ -625,7 +628,7 @@ def keep_unchanged_packets(
     practice_id, as_of = evidence.practice_id, evidence.as_of
     if judge is None:
         judge = PacketJudge(view, evidence, options, key, demo_key, settings, signer)
-    wanted = clients_with_activity(view, options.activity_days)
+    wanted = judge.active
     kept = judge.kept
     for client_id in wanted:
         path = client_packet_path(options.packets_dir, practice_id, as_of, client_id)

@@ -30,7 +30,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -144,48 +144,73 @@ class RecordHashes:
     64-bit SipHash); a client's digest is the SHA-256 over, per table, its name,
     columns and types, and its rows' hashes sorted (the rows as a set: the packet
     sorts them itself). A client costs a few array takes, not a frame per table.
+
+    ``clients``: hash only those clients' rows (the clients a night packs, a quarter of
+    the practice's or fewer); a row's hash does not depend on the other rows, so their
+    digests are the same. Another client's digest is hashed from its own rows when asked.
     """
 
-    def __init__(self, tables: Mapping[str, pd.DataFrame], key: bytes) -> None:
+    def __init__(
+        self, tables: Mapping[str, pd.DataFrame], key: bytes, clients: Iterable[str] | None = None
+    ) -> None:
         import numpy as np
-        from pandas.util import hash_pandas_object
 
-        hash_key = _row_hash_key(key)
+        self._hash_key = _row_hash_key(key)
         self._empty = np.array([], dtype=np.intp)
-        self._tables: list[tuple[bytes, Any, dict[str, Any]]] = []
+        self._clients = None if clients is None else {str(c) for c in clients}
+        self._tables: list[tuple[bytes, Any, dict[str, Any], pd.DataFrame]] = []
         reference = hashlib.sha256(b"metaudit-reference/1")
         for name in sorted(tables):
             frame = tables[name]
             header = _canonical([name, [[str(c), str(t)] for c, t in frame.dtypes.items()]])
-            if len(frame) and len(frame.columns):
-                hashes = hash_pandas_object(frame, index=False, hash_key=hash_key).to_numpy(
-                    dtype="uint64"
-                )
-            else:
-                hashes = np.array([], dtype="uint64")
             if name in REFERENCE_TABLES:
                 reference.update(header)
-                reference.update(np.sort(hashes).tobytes())
-            if "client_id" not in frame.columns or name in REFERENCE_TABLES:
+                reference.update(np.sort(self._hashes(frame)).tobytes())
                 continue
-            groups: dict[str, Any] = {}
-            if len(frame):
-                ids = frame["client_id"].astype("string")
-                groups = {str(k): v for k, v in ids.groupby(ids, sort=False).indices.items()}
-            self._tables.append((header, hashes, groups))
+            if "client_id" not in frame.columns:
+                continue
+            rows = frame
+            if self._clients is not None and len(frame):
+                keep = frame["client_id"].astype("string").isin(self._clients)
+                rows = frame[keep.fillna(False).to_numpy(bool)]
+            self._tables.append((header, self._hashes(rows), _positions(rows), frame))
         self.reference = reference.hexdigest()
+
+    def _hashes(self, frame: pd.DataFrame) -> Any:
+        import numpy as np
+        from pandas.util import hash_pandas_object
+
+        if not len(frame) or not len(frame.columns):
+            return np.array([], dtype="uint64")
+        return hash_pandas_object(frame, index=False, hash_key=self._hash_key).to_numpy(
+            dtype="uint64"
+        )
 
     def client(self, client_id: str) -> str:
         """The digest of the client's records."""
         import numpy as np
 
         digest = hashlib.sha256(b"metaudit-records/1")
-        for header, hashes, groups in self._tables:
-            rows = np.sort(hashes[groups.get(client_id, self._empty)])
+        covered = self._clients is None or client_id in self._clients
+        for header, hashes, groups, frame in self._tables:
+            if covered:
+                rows = hashes[groups.get(client_id, self._empty)]
+            else:
+                own = frame["client_id"].astype("string").eq(client_id)
+                rows = self._hashes(frame[own.fillna(False).to_numpy(bool)])
+            rows = np.sort(rows)
             digest.update(header)
             digest.update(len(rows).to_bytes(8, "little"))
             digest.update(rows.tobytes())
         return digest.hexdigest()
+
+
+def _positions(frame: pd.DataFrame) -> dict[str, Any]:
+    """Each client's row positions in ``frame``."""
+    if not len(frame):
+        return {}
+    ids = frame["client_id"].astype("string")
+    return {str(k): v for k, v in ids.groupby(ids, sort=False).indices.items()}
 
 
 def client_evidence(
