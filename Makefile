@@ -10,8 +10,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 DATA := $(CURDIR)/data
 DEMO_DB := $(DATA)/demo/practice.sqlite
 DEMO_AS_OF ?= $(shell date -u +%Y-%m-%d)
-# About 100 clients with activity at 12000 sessions: their packets (~0.5 s each, one practice
-# after another under `dags test`) keep `make demo` near two minutes.
+# About 100 clients with activity at 12000 sessions, each with its signed packet.
 DEMO_SESSIONS ?= 12000
 DEMO_PRACTICES ?= 3
 # The weekly audit dates before the as-of date that `make demo` records first (the
