@@ -723,6 +723,24 @@ def font_names() -> tuple[str, str]:
     return FONT, FONT_BOLD
 
 
+def warm_up() -> None:
+    """Load ReportLab and the fonts, and make the font subsets of ASCII text, in this
+    process: a process that forks the practices' parts (:mod:`metaudit.pipeline.workers`)
+    hands them over made, where each part would load and make them again (about 0.7 s a
+    process)."""
+    import io
+
+    import reportlab.platypus  # ruff: ignore[unused-import]  (the covers' layout)
+    from reportlab.pdfgen.canvas import Canvas
+
+    regular, bold = font_names()
+    canvas = Canvas(io.BytesIO())
+    for name in (regular, bold):
+        canvas.setFont(name, 10)
+        canvas.drawString(10, 10, "MET Audit")
+    canvas.save()
+
+
 def _dejavu_folder() -> Path:
     """matplotlib's folder of DejaVu fonts, found without importing matplotlib (a third
     of a second a process, for a path)."""

@@ -186,14 +186,13 @@ def _audit_in_parts(
     """The group split into ``processes`` parts of about equal records, each audited in a
     forked process; the failures come back judged final or not where they happened (the
     task's retry policy and try number are there too)."""
-    from metaudit.check.engine import warm_up
     from metaudit.pipeline import workers
 
     parts = workers.split_by_size(
         chunk["practices"], processes, lambda item: workers.partition_bytes(item["partition"])
     )
     # Loaded once here, so that every part (and every later task of this process) starts
-    # with Great Expectations and the suites in memory.
+    # with them in memory.
     warm_up()
 
     def audit_part(
@@ -221,6 +220,20 @@ def _audit_in_parts(
             log.error("practices %s: %s", ", ".join(outcome.practices), outcome.error)
             failures.extend(PracticeFailure(p, AUDIT, outcome.error) for p in outcome.practices)
     return summary, failures
+
+
+def warm_up() -> None:
+    """Load what auditing a practice loads once per process: Great Expectations and the
+    suites, ReportLab and the packets' fonts. A task loads them before it forks its parts
+    (and extract meanwhile, for the tasks after it in the same process)."""
+    from metaudit.check.engine import warm_up as load_check
+    from metaudit.packets.render import warm_up as load_packets
+
+    load_check()
+    try:
+        load_packets()
+    except Exception as exc:  # the packets stage meets it again, and reports it there
+        log.debug("packets' warm-up left for later: %s", exc)
 
 
 def _audit_practices(

@@ -181,12 +181,13 @@ def extract(
 
     ``processes`` > 1 (the audit tasks fork their parts, :mod:`metaudit.pipeline.workers`):
     a forked process does all that, writing the partitions in that many processes, while
-    this one loads Great Expectations and the suites, for the audit tasks that run next
+    this one loads Great Expectations, the suites and the packets' fonts
+    (:func:`metaudit.pipeline.chunk.warm_up`), for the audit tasks that run next
     in this same process (``airflow dags test``) and fork from it: seconds of imports on
     another core instead of before the first audit."""
     if processes <= 1:
         return _extract(source, as_of, practice_ids, store_url, run_id, writers=1)
-    from metaudit.check.engine import warm_up
+    from metaudit.pipeline.chunk import warm_up
     from metaudit.pipeline.workers import run_beside
 
     return run_beside(
