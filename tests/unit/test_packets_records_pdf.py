@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import csv
 import re
-import shutil
 import subprocess
 import zipfile
 from datetime import date, timedelta
 from pathlib import Path
 
+import poppler
 import pytest
 from builders import AS_OF, clean_records, find, write_sqlite
+from poppler import page_count, page_text, run
 
 from metaudit.packets import PacketOptions, build_client_packets, evidence_from_check
 from metaudit.packets import prepare_material as prepare
@@ -41,8 +42,8 @@ LONG_WORD = "x" * 60 + "Y" * 60 + "z" * 60
 HOSTILE_NOTE = f"a (b) c\\d )( {CYRILLIC}\r\nnext\tline \x07bell {LONG_WORD}"
 
 pytestmark = pytest.mark.skipif(
-    not all(shutil.which(tool) for tool in ("pdftotext", "pdffonts", "pdftoppm")),
-    reason="needs poppler-utils (pdftotext, pdffonts, pdftoppm)",
+    not poppler.AVAILABLE,
+    reason=f"needs poppler-utils ({', '.join(poppler.TOOLS)})",
 )
 
 
@@ -89,22 +90,10 @@ def pdf(tmp_path_factory) -> Path:
     return tmp / "records.pdf"
 
 
-def _run(*command: str) -> str:
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
-
-
-def _pages(pdf: Path) -> int:
-    return int(re.search(r"^Pages:\s+(\d+)", _run("pdfinfo", str(pdf)), re.M).group(1))
-
-
-def _page_text(pdf: Path, page: int) -> str:
-    return _run("pdftotext", "-layout", "-f", str(page), "-l", str(page), str(pdf), "-")
-
-
 def _index(pdf: Path) -> list[tuple[str, int, bool]]:
     """(title, page, is a document) of every line of the index on the first page;
     a document's tables are indented under it."""
-    text = _page_text(pdf, 1)
+    text = page_text(pdf, 1)
     body = text[text.index("Document") :].splitlines()[1:]
     entries = []
     for line in body:
@@ -121,11 +110,11 @@ def test_the_index_names_the_page_of_every_document_and_table(pdf):
     tables = [title for title, _, document in entries if not document]
     assert "Sessions" in tables and "Claim lines" in tables
     assert "Outcome-measure trends" in tables  # the client has outcome measures
-    pages = _pages(pdf)
+    pages = page_count(pdf)
     assert len(entries) >= len(DOCUMENTS) + 20
     for title, page, _ in entries:
         assert 2 <= page <= pages, title
-        assert title in " ".join(_page_text(pdf, page).split()), (title, page)
+        assert title in " ".join(page_text(pdf, page).split()), (title, page)
     # The documents follow one another, each from a page of its own.
     document_pages = [page for _, page, document in entries if document]
     assert document_pages == sorted(set(document_pages))
@@ -134,7 +123,7 @@ def test_the_index_names_the_page_of_every_document_and_table(pdf):
 def test_every_record_of_the_client_is_in_the_pdf(pdf):
     """Every value of every record the packet's CSV files hold (the as-of view's
     records of the client) is in the PDF's text."""
-    text = re.sub(r"\s+", "", _run("pdftotext", str(pdf), "-"))
+    text = re.sub(r"\s+", "", run("pdftotext", str(pdf), "-"))
     csvs = sorted((pdf.parent / "records").glob("*.csv"))
     assert len(csvs) >= 20
     values = 0
@@ -158,13 +147,13 @@ def test_every_record_of_the_client_is_in_the_pdf(pdf):
 
 
 def test_text_outside_ascii_is_selectable_text(pdf):
-    text = " ".join(_run("pdftotext", str(pdf), "-").split())
+    text = " ".join(run("pdftotext", str(pdf), "-").split())
     assert "Zoë" in text
     assert NON_ASCII_NOTE in text
 
 
 def test_hostile_text_comes_out_as_it_was_written(pdf):
-    text = _run("pdftotext", str(pdf), "-")
+    text = run("pdftotext", str(pdf), "-")
     flat = re.sub(r"\s+", "", text)
     assert "a(b)c\\d)(" in flat
     assert re.sub(r"\s+", "", CYRILLIC) in flat  # the characters of two font subsets
@@ -173,17 +162,17 @@ def test_hostile_text_comes_out_as_it_was_written(pdf):
 
 
 def test_every_page_has_the_footer(pdf):
-    pages = _pages(pdf)
+    pages = page_count(pdf)
     assert pages >= len(DOCUMENTS) + 2  # the index, a page per document, and more
     for page in range(1, pages + 1):
-        text = " ".join(_page_text(pdf, page).split())
+        text = " ".join(page_text(pdf, page).split())
         assert f"page {page} of {pages}" in text
         assert f"{PRACTICE_NAME} (practice PR-1), client CL-1, packet {PACKET_ID}" in text
 
 
 def test_a_long_table_repeats_its_header_on_the_next_page(pdf):
     first = next(page for title, page, _ in _index(pdf) if title == "Sessions")
-    following = _page_text(pdf, first + 1)
+    following = page_text(pdf, first + 1)
     assert "Session" in following and "Signed at" in following
     assert "S-X" in following
 
@@ -202,7 +191,7 @@ def test_a_bookmark_per_document(pdf):
 
 @pytest.mark.parametrize("name", ["records.pdf", "cover.pdf"])
 def test_every_font_is_embedded(pdf, name):
-    listing = _run("pdffonts", str(pdf.parent / name)).splitlines()
+    listing = run("pdffonts", str(pdf.parent / name)).splitlines()
     fonts = listing[2:]
     assert fonts, listing
     for line in fonts:
@@ -267,8 +256,8 @@ def test_the_covers_rule_table_keeps_text_outside_ascii(tmp_path):
     )
     path = tmp_path / "cover.pdf"
     path.write_bytes(render_cover_pdf(cover))
-    flat = re.sub(r"\s+", "", _run("pdftotext", str(path), "-"))
+    flat = re.sub(r"\s+", "", run("pdftotext", str(path), "-"))
     assert re.sub(r"\s+", "", f"Referral RF-1 of Zoë (a) \\ {words} is not signed.") in flat
     assert "ZoëÅngström" in flat
-    for line in _run("pdffonts", str(path)).splitlines()[2:]:
+    for line in run("pdffonts", str(path)).splitlines()[2:]:
         assert re.findall(r"\b(yes|no)\b", line)[:1] == ["yes"], line

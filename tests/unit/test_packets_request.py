@@ -13,14 +13,15 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
 import subprocess
 import zipfile
 from datetime import date
 from pathlib import Path
 
+import poppler
 import pytest
 from builders import AS_OF, add_client_without_sessions, clean_records, find, write_sqlite
+from poppler import page_count, page_text, run
 
 from metaudit.errors import SettingsError
 from metaudit.packets import prepare_material
@@ -38,7 +39,6 @@ from metaudit.packets.request import (
 )
 
 KEY = b"unit-test-packet-key-0123456789"
-POPPLER = all(shutil.which(tool) for tool in ("pdftotext", "pdffonts", "pdftoppm", "pdfinfo"))
 
 
 def _like(records: dict, table: str, template: dict, **changes) -> None:
@@ -414,24 +414,12 @@ def test_metaudit_verify_verifies_the_request_packet(packet):
     assert "records request" in check.summary()
 
 
-def _run(*command: str) -> str:
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
-
-
-def _pages(pdf: Path) -> int:
-    return int(re.search(r"^Pages:\s+(\d+)", _run("pdfinfo", str(pdf)), re.M).group(1))
-
-
-def _page_text(pdf: Path, page: int) -> str:
-    return _run("pdftotext", "-layout", "-f", str(page), "-l", str(page), str(pdf), "-")
-
-
 def _index(pdf: Path) -> list[tuple[str, int, str]]:
     """(title, page, why) of every document line of the index (its pages follow the letter)."""
     entries = []
     page = 2
     header = re.compile(r"^Document\s+Rows\s+Page\s+Why it is here$", re.M)
-    while (found := header.search(text := _page_text(pdf, page))) is not None:
+    while (found := header.search(text := page_text(pdf, page))) is not None:
         for line in text[found.end() :].splitlines()[1:]:
             hit = re.match(r"^(\S.*?\S)\s{2,}\d+\s+(\d+)\s{2,}(\S.*?)\s*$", line)
             if hit:
@@ -440,12 +428,12 @@ def _index(pdf: Path) -> list[tuple[str, int, str]]:
     return entries
 
 
-pdf_tools = pytest.mark.skipif(not POPPLER, reason="needs poppler-utils")
+pdf_tools = pytest.mark.skipif(not poppler.AVAILABLE, reason="needs poppler-utils")
 
 
 @pdf_tools
 def test_the_cover_letter_names_the_practice_the_reference_and_the_services(packet):
-    letter = " ".join(_page_text(packet["pdf"], 1).split())
+    letter = " ".join(page_text(packet["pdf"], 1).split())
     for words in (
         "Riverside Medical Exercise",
         "NPI 1234567893",
@@ -487,10 +475,10 @@ def test_pdftotext_finds_every_document_of_the_index_on_the_page_it_names(packet
         "Compliance status of the requested services",
         "Records considered",
     ]
-    pages = _pages(pdf)
+    pages = page_count(pdf)
     for title, page, why in entries:
         assert 1 <= page <= pages, title
-        on_page = " ".join(_page_text(pdf, page).split())
+        on_page = " ".join(page_text(pdf, page).split())
         assert title in on_page, (title, page)
         if title in expected_records:
             # The document's page states the whole reason the index starts.
@@ -500,7 +488,7 @@ def test_pdftotext_finds_every_document_of_the_index_on_the_page_it_names(packet
     assert document_pages == sorted(set(document_pages))
     # Nothing else of the client is in the PDF (the records left out appear only in the
     # table of records considered, on its own last pages).
-    body = " ".join(_page_text(pdf, p) for p in range(2, entries[-1][1]))
+    body = " ".join(page_text(pdf, p) for p in range(2, entries[-1][1]))
     for left_out in (
         "RF-0",
         "RF-3",
@@ -520,13 +508,13 @@ def test_pdftotext_finds_every_document_of_the_index_on_the_page_it_names(packet
 def test_the_compliance_pages_list_the_rules_with_their_status(packet):
     pdf = packet["pdf"]
     _title, page, _ = next(e for e in _index(pdf) if e[0].startswith("Compliance"))
-    text = " ".join(_page_text(pdf, page).split())
+    text = " ".join(page_text(pdf, page).split())
     assert "REF-001" in text and "Pass" in text and "Not applicable" in text
 
 
 @pdf_tools
 def test_pdffonts_shows_every_font_embedded(packet):
-    listing = _run("pdffonts", str(packet["pdf"])).splitlines()
+    listing = run("pdffonts", str(packet["pdf"])).splitlines()
     fonts = listing[2:]
     assert fonts, listing
     for line in fonts:
