@@ -104,8 +104,12 @@ def test_a_process_that_dies_fails_its_practices_named() -> None:
 
 
 def test_a_part_s_log_records_reach_the_parent_s_handlers(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A library another test ran may have configured logging with its existing loggers
+    # disabled (import-linter's does), this one among them.
+    monkeypatch.setattr(log, "disabled", False)
+
     def work(name: str) -> str:
         log.info("practice %s: audited in process %d", name, os.getpid())
         try:

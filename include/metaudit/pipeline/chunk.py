@@ -193,7 +193,7 @@ def _audit_in_parts(
     )
     # Loaded once here, so that every part (and every later task of this process) starts
     # with them in memory.
-    warm_up()
+    stages.warm_up()
 
     def audit_part(
         part: Sequence[Mapping[str, Any]],
@@ -220,20 +220,6 @@ def _audit_in_parts(
             log.error("practices %s: %s", ", ".join(outcome.practices), outcome.error)
             failures.extend(PracticeFailure(p, AUDIT, outcome.error) for p in outcome.practices)
     return summary, failures
-
-
-def warm_up() -> None:
-    """Load what auditing a practice loads once per process: Great Expectations and the
-    suites, ReportLab and the packets' fonts. A task loads them before it forks its parts
-    (and extract meanwhile, for the tasks after it in the same process)."""
-    from metaudit.check.engine import warm_up as load_check
-    from metaudit.packets.render import warm_up as load_packets
-
-    load_check()
-    try:
-        load_packets()
-    except Exception as exc:  # the packets stage meets it again, and reports it there
-        log.debug("packets' warm-up left for later: %s", exc)
 
 
 def _audit_practices(

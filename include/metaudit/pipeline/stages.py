@@ -182,18 +182,31 @@ def extract(
     ``processes`` > 1 (the audit tasks fork their parts, :mod:`metaudit.pipeline.workers`):
     a forked process does all that, writing the partitions in that many processes, while
     this one loads Great Expectations, the suites and the packets' fonts
-    (:func:`metaudit.pipeline.chunk.warm_up`), for the audit tasks that run next
+    (:func:`warm_up`), for the audit tasks that run next
     in this same process (``airflow dags test``) and fork from it: seconds of imports on
     another core instead of before the first audit."""
     if processes <= 1:
         return _extract(source, as_of, practice_ids, store_url, run_id, writers=1)
-    from metaudit.pipeline.chunk import warm_up
     from metaudit.pipeline.workers import run_beside
 
     return run_beside(
         lambda: _extract(source, as_of, practice_ids, store_url, run_id, writers=processes),
         meanwhile=warm_up,
     )
+
+
+def warm_up() -> None:
+    """Load what auditing a practice loads once per process: Great Expectations and the
+    suites, ReportLab and the packets' fonts. A task loads them before it forks its parts
+    (and extract meanwhile, for the tasks after it in the same process)."""
+    from metaudit.check.engine import warm_up as load_check
+    from metaudit.packets.render import warm_up as load_packets
+
+    load_check()
+    try:
+        load_packets()
+    except Exception as exc:  # the packets stage meets it again, and reports it there
+        log.debug("packets' warm-up left for later: %s", exc)
 
 
 def _extract(
