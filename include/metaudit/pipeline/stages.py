@@ -306,17 +306,17 @@ def _write_group(
 
     if processes <= 1 or len(members) <= 1:
         return write_partitions(typed, members, day, folder)
-    from metaudit.pipeline.workers import run_parts
+    from metaudit.pipeline.workers import run_parts, split_by_size, values
 
-    shares = [list(members[start::processes]) for start in range(processes)]
+    shares = split_by_size(members, processes, lambda practice_id: 1)
     written: dict[str, Path] = {}
-    for outcome in run_parts(
-        [(share, share) for share in shares if share],
-        lambda share: write_partitions(typed, share, day, folder),
+    for done in values(
+        run_parts(
+            [(share, share) for share in shares],
+            lambda share: write_partitions(typed, share, day, folder),
+        )
     ):
-        if outcome.error is not None:
-            raise outcome.error
-        written.update(outcome.value)
+        written.update(done)
     return written
 
 

@@ -25,14 +25,16 @@ import multiprocessing
 import os
 import pickle
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from metaudit.errors import MetAuditError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class PartFailedError(MetAuditError):
@@ -57,31 +59,34 @@ def partition_bytes(partition: str | Path) -> int:
         return 0
 
 
-def split_by_size(
-    items: Sequence[Mapping[str, Any]], parts: int, size: Callable[[Mapping[str, Any]], int]
-) -> list[list[Mapping[str, Any]]]:
+def split_by_size(items: Sequence[T], parts: int, size: Callable[[T], int]) -> list[list[T]]:
     """``items`` in at most ``parts`` parts of about equal total ``size``: the largest
     first, each to the lightest part so far. Each part keeps the items' order; no part
     is empty."""
     if parts < 1:
         raise ValueError(f"parts must be >= 1, got {parts}")
-    order = {id(item): index for index, item in enumerate(items)}
-    bins: list[list[Mapping[str, Any]]] = [[] for _ in range(min(parts, len(items)))]
+    bins: list[list[int]] = [[] for _ in range(min(parts, len(items)))]
     loads = [0] * len(bins)
-    for item in sorted(items, key=size, reverse=True):
+    for index in sorted(range(len(items)), key=lambda i: size(items[i]), reverse=True):
         lightest = loads.index(min(loads))
-        bins[lightest].append(item)
-        loads[lightest] += size(item)
-    return [sorted(part, key=lambda item: order[id(item)]) for part in bins if part]
+        bins[lightest].append(index)
+        loads[lightest] += size(items[index])
+    return [[items[i] for i in sorted(part)] for part in bins if part]
+
+
+def values(outcomes: Sequence[PartOutcome]) -> list[Any]:
+    """What every part returned, in order; or the first part's error, raised."""
+    for outcome in outcomes:
+        if outcome.error is not None:
+            raise outcome.error
+    return [outcome.value for outcome in outcomes]
 
 
 def run_beside(work: Callable[[], Any], meanwhile: Callable[[], None]) -> Any:
     """``work()`` in a forked process while this one runs ``meanwhile()``; returns what
     ``work`` returned, or raises what it raised (see :func:`portable`)."""
-    (outcome,) = run_parts([((), None)], lambda _: work(), meanwhile=meanwhile)
-    if outcome.error is not None:
-        raise outcome.error
-    return outcome.value
+    (value,) = values(run_parts([((), None)], lambda _: work(), meanwhile=meanwhile))
+    return value
 
 
 def run_parts(
