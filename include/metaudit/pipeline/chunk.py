@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metaudit.errors import MetAuditError
+from metaudit.lifetime import skip_final_collection
 from metaudit.pipeline import stages
 from metaudit.pipeline.alerts import describe_error, with_database_errors
 
@@ -155,6 +156,7 @@ def audit_chunk(
     email's delivery and the packets' summary, for the practices that got that far).
     ``is_final`` tells a failure a retry would not mend. ``processes`` > 1 audits the
     group in that many forked processes at once (:mod:`metaudit.pipeline.workers`)."""
+    skip_final_collection()
     as_of = str(chunk["as_of"])
     options: dict[str, Any] = {
         "api_key": api_key,

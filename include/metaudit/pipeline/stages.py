@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from metaudit.config import run_url, snapshot_keep_days
 from metaudit.errors import MetAuditError, SettingsError
+from metaudit.lifetime import skip_final_collection
 from metaudit.paths import (
     TIMINGS_FILE,
     data_dir,
@@ -144,6 +145,10 @@ def plan_run(
 ) -> dict[str, Any]:
     """Resolve the practices of a run and record the run as running in the results store."""
     from metaudit.results import session
+
+    # Each task's process (one for the whole run under `airflow dags test`) ends
+    # without walking its heap once more (metaudit.lifetime).
+    skip_final_collection()
     from metaudit.spec.settings import Settings
 
     names = read_practices(source, Settings.load(None).statement_timeout_s)
@@ -185,6 +190,7 @@ def extract(
     (:func:`warm_up`), for the audit tasks that run next
     in this same process (``airflow dags test``) and fork from it: seconds of imports on
     another core instead of before the first audit."""
+    skip_final_collection()
     if processes <= 1:
         return _extract(source, as_of, practice_ids, store_url, run_id, writers=1)
     from metaudit.pipeline.workers import run_beside
@@ -701,6 +707,8 @@ def finish_run(
     the practices that did not finish."""
     from metaudit.results import session
     from metaudit.spec.findings import read_findings
+
+    skip_final_collection()
 
     with session(store_url) as store:
         if store.run(run_id) is None:
