@@ -37,6 +37,25 @@ def _is_zone(zone: object) -> bool:
     return False
 
 
+def positions_by(frame: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
+    """Each value of ``column`` (as text) and the positions of its rows in ``frame``,
+    ascending; rows without a value in no group. One stable sort of the values' codes:
+    a groupby's ``indices`` cost several times more, most of it in taking each key out of
+    an Arrow-backed column one at a time."""
+    if column not in frame.columns or not len(frame):
+        return {}
+    codes, uniques = pd.factorize(frame[column].astype("string"))
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    ranks = np.arange(len(uniques))
+    starts = np.searchsorted(ordered, ranks, side="left").tolist()
+    ends = np.searchsorted(ordered, ranks, side="right").tolist()
+    return {
+        str(key): order[start:end]
+        for key, start, end in zip(uniques.tolist(), starts, ends, strict=True)
+    }
+
+
 @dataclass
 class AuditView:
     """Typed tables restricted to what exists at ``as_of``, for one set of practices."""
@@ -169,8 +188,7 @@ class RowsBy:
     def _positions(self, frame: pd.DataFrame) -> dict[Any, np.ndarray]:
         kept = self._groups.get(id(frame))
         if kept is None or kept[0] is not frame:
-            groups = frame.groupby(self.column, sort=False, dropna=True, observed=True).indices
-            kept = self._groups[id(frame)] = (frame, dict(groups))
+            kept = self._groups[id(frame)] = (frame, positions_by(frame, self.column))
         return kept[1]
 
     def rows(self, frame: pd.DataFrame, values: Collection[str]) -> pd.DataFrame:

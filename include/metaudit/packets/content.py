@@ -40,6 +40,7 @@ from metaudit.check.outcomes import ExpectationOutcome, outcomes_of, rule_status
 from metaudit.check.outcomes import evaluated_mask as evaluated_mask
 from metaudit.check.outcomes import is_missing as _missing
 from metaudit.check.outcomes import row_fails as row_fails
+from metaudit.check.view import positions_by
 from metaudit.packets.errors import PacketError
 from metaudit.packets.layout import DEFAULT_ACTIVITY_DAYS as DEFAULT_ACTIVITY_DAYS
 from metaudit.results.digest import FindingAcceptance
@@ -189,11 +190,15 @@ class PracticeMaterial:
         self.tables = {name: _sorted(name, table) for name, table in tables.items()}
         self.frames = {frame.name: frame for frame in frames}
         self._table_groups = {
-            name: _positions(frame) for name, frame in self.tables.items() if "client_id" in frame
+            name: positions_by(frame, "client_id")
+            for name, frame in self.tables.items()
+            if "client_id" in frame
         }
-        self._frame_groups = {name: _positions(frame.data) for name, frame in self.frames.items()}
+        self._frame_groups = {
+            name: positions_by(frame.data, "client_id") for name, frame in self.frames.items()
+        }
         self._by_id = {
-            name: _positions(self.tables[name], column)
+            name: positions_by(self.tables[name], column)
             for name, column in (("staff", "staff_id"), ("providers", "provider_id"))
         }
         self._columns: dict[str, _Columns] = {}
@@ -378,22 +383,6 @@ def _sorted(name: str, rows: pd.DataFrame) -> pd.DataFrame:
     if order and len(rows) > 1:
         rows = rows.sort_values(order, kind="stable", na_position="last")
     return rows.reset_index(drop=True)
-
-
-def _positions(frame: pd.DataFrame, column: str = "client_id") -> dict[str, np.ndarray]:
-    """Row positions by value of ``column`` (ascending within each value)."""
-    if column not in frame or not len(frame):
-        return {}
-    # One stable sort of the codes (a groupby's indices cost several times more).
-    codes, uniques = pd.factorize(frame[column].astype("string"))
-    order = np.argsort(codes, kind="stable")
-    ranks = np.arange(len(uniques))
-    starts = np.searchsorted(codes[order], ranks, side="left")
-    ends = np.searchsorted(codes[order], ranks, side="right")
-    return {
-        str(key): order[start:end]
-        for key, start, end in zip(uniques, starts.tolist(), ends.tolist(), strict=True)
-    }
 
 
 def _ids(*columns: Iterable[Any]) -> set[str]:
@@ -1026,7 +1015,7 @@ def document_tables(material: PracticeMaterial) -> dict[str, pd.DataFrame]:
         tables = dict(material.tables)
         tables["claim_linkage"] = claim_linkage(tables)
         material.prepared["document_tables"] = tables
-        material.prepared["linkage_groups"] = _positions(tables["claim_linkage"])
+        material.prepared["linkage_groups"] = positions_by(tables["claim_linkage"], "client_id")
     return tables
 
 

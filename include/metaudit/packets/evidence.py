@@ -155,6 +155,8 @@ class RecordHashes:
     ) -> None:
         import numpy as np
 
+        from metaudit.check.view import positions_by
+
         self._hash_key = _row_hash_key(key)
         self._empty = np.array([], dtype=np.intp)
         self._clients = None if clients is None else {str(c) for c in clients}
@@ -173,7 +175,9 @@ class RecordHashes:
             if self._clients is not None and len(frame):
                 keep = frame["client_id"].astype("string").isin(self._clients)
                 rows = frame[keep.fillna(False).to_numpy(bool)]
-            self._tables.append((header, self._hashes(rows), _positions(rows), frame))
+            self._tables.append(
+                (header, self._hashes(rows), positions_by(rows, "client_id"), frame)
+            )
         self.reference = reference.hexdigest()
 
     def _hashes(self, frame: pd.DataFrame) -> Any:
@@ -203,14 +207,6 @@ class RecordHashes:
             digest.update(len(rows).to_bytes(8, "little"))
             digest.update(rows.tobytes())
         return digest.hexdigest()
-
-
-def _positions(frame: pd.DataFrame) -> dict[str, Any]:
-    """Each client's row positions in ``frame``."""
-    if not len(frame):
-        return {}
-    ids = frame["client_id"].astype("string")
-    return {str(k): v for k, v in ids.groupby(ids, sort=False).indices.items()}
 
 
 def client_evidence(
