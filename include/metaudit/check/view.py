@@ -19,6 +19,7 @@ import pandas as pd
 
 from metaudit.check.frames import Frame
 from metaudit.source.quality import TypedSource, is_in, is_zone
+from metaudit.source.rows import positions_by
 from metaudit.spec.contract import PARENT_OF, TABLES
 
 DEFAULT_TIMEZONE = "America/New_York"
@@ -35,25 +36,6 @@ def _is_zone(zone: object) -> bool:
     if isinstance(zone, str):
         log.warning("unknown time zone %r in practices; using the default", zone[:64])
     return False
-
-
-def positions_by(frame: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
-    """Each value of ``column`` (as text) and the positions of its rows in ``frame``,
-    ascending; rows without a value in no group. One stable sort of the values' codes:
-    a groupby's ``indices`` cost several times more, most of it in taking each key out of
-    an Arrow-backed column one at a time."""
-    if column not in frame.columns or not len(frame):
-        return {}
-    codes, uniques = pd.factorize(frame[column].astype("string"))
-    order = np.argsort(codes, kind="stable")
-    ordered = codes[order]
-    ranks = np.arange(len(uniques))
-    starts = np.searchsorted(ordered, ranks, side="left").tolist()
-    ends = np.searchsorted(ordered, ranks, side="right").tolist()
-    return {
-        str(key): order[start:end]
-        for key, start, end in zip(uniques.tolist(), starts, ends, strict=True)
-    }
 
 
 @dataclass

@@ -40,10 +40,10 @@ from metaudit.check.outcomes import ExpectationOutcome, outcomes_of, rule_status
 from metaudit.check.outcomes import evaluated_mask as evaluated_mask
 from metaudit.check.outcomes import is_missing as _missing
 from metaudit.check.outcomes import row_fails as row_fails
-from metaudit.check.view import positions_by
 from metaudit.packets.errors import PacketError
 from metaudit.packets.layout import DEFAULT_ACTIVITY_DAYS as DEFAULT_ACTIVITY_DAYS
 from metaudit.results.digest import FindingAcceptance
+from metaudit.source.rows import positions_by
 from metaudit.spec import rulebook
 from metaudit.spec.contract import HIGHER_IS_BETTER, LOWER_IS_BETTER, TABLES
 from metaudit.spec.findings import Finding

@@ -155,7 +155,7 @@ class RecordHashes:
     ) -> None:
         import numpy as np
 
-        from metaudit.check.view import positions_by
+        from metaudit.source.rows import positions_by
 
         self._hash_key = _row_hash_key(key)
         self._empty = np.array([], dtype=np.intp)
