@@ -197,31 +197,37 @@ def test_a_changed_request_pdf_or_a_document_added_fails(packets, tmp_path):
     assert _run(commands[1], folder).returncode != 0
 
 
-def test_metaudit_verify_checks_the_request_packet_with_the_public_key(packets, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METAUDIT_PACKET")}
+def _public_key_verifies(packets, packet: Path, member: str, tmp_path: Path) -> str:
+    """``metaudit verify --public-key`` passes ``packet`` as built (its report is
+    returned) and fails it, naming ``member`` altered, once a line is added to that
+    member."""
     command = [sys.executable, "-m", "metaudit.cli", "verify", "--public-key"]
-    done = subprocess.run(
-        [*command, str(packets["public"]), str(packets["request"])],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    command.append(str(packets["public"]))
+    env = _without_packet_keys()
+    done = subprocess.run([*command, str(packet)], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "records request" in done.stdout and "client CL-1" in done.stdout
-    tampered = tmp_path / "request.zip"
-    with zipfile.ZipFile(packets["request"]) as src, zipfile.ZipFile(tampered, "w") as dst:
+    tampered = tmp_path / packet.name
+    with zipfile.ZipFile(packet) as src, zipfile.ZipFile(tampered, "w") as dst:
         for info in src.infolist():
             data = src.read(info)
-            dst.writestr(info, data + b"\n" if info.filename == "records.csv" else data)
-    done = subprocess.run(
-        [*command, str(packets["public"]), str(tampered)], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 1
-    assert "records.csv: altered" in done.stderr
+            dst.writestr(info, data + b"\n" if info.filename == member else data)
+    altered = subprocess.run([*command, str(tampered)], env=env, capture_output=True, text=True)
+    assert altered.returncode == 1
+    assert f"{member}: altered" in altered.stderr
+    return done.stdout
+
+
+def _without_packet_keys() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("METAUDIT_PACKET")}
+
+
+def test_metaudit_verify_checks_the_request_packet_with_the_public_key(packets, tmp_path):
+    report = _public_key_verifies(packets, packets["request"], "records.csv", tmp_path)
+    assert "records request" in report and "client CL-1" in report
     # And with the deployment's secret (the HMAC) as well.
     done = subprocess.run(
         [sys.executable, "-m", "metaudit.cli", "verify", str(packets["request"])],
-        env={**env, "METAUDIT_PACKET_KEY": KEY},
+        env={**_without_packet_keys(), "METAUDIT_PACKET_KEY": KEY},
         capture_output=True,
         text=True,
     )
@@ -255,23 +261,5 @@ def test_a_changed_manifest_fails_the_signature_step(packets, tmp_path):
 
 
 def test_metaudit_verify_with_the_public_key_agrees(packets, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METAUDIT_PACKET")}
-    command = [sys.executable, "-m", "metaudit.cli", "verify", "--public-key"]
-    done = subprocess.run(
-        [*command, str(packets["public"]), str(packets["client"])],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "HMAC not checked" in done.stdout
-    tampered = tmp_path / "CL-1.zip"
-    with zipfile.ZipFile(packets["client"]) as src, zipfile.ZipFile(tampered, "w") as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            dst.writestr(info, data + b"\n" if info.filename == "findings.csv" else data)
-    done = subprocess.run(
-        [*command, str(packets["public"]), str(tampered)], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 1
-    assert "findings.csv: altered" in done.stderr
+    report = _public_key_verifies(packets, packets["client"], "findings.csv", tmp_path)
+    assert "HMAC not checked" in report
