@@ -301,6 +301,7 @@ def _split(typed: TypedSource, practice_ids: list[str]) -> dict[str, TypedSource
     import numpy as np
 
     from metaudit.source.quality import TypedSource
+    from metaudit.source.rows import positions_by
 
     shares: dict[str, dict[str, pd.DataFrame]] = {p: {} for p in practice_ids}
     masks: dict[str, dict[str, pd.DataFrame]] = {p: {} for p in practice_ids}
@@ -313,7 +314,7 @@ def _split(typed: TypedSource, practice_ids: list[str]) -> dict[str, TypedSource
                 shares[practice_id][name] = frame
                 masks[practice_id][name] = unreadable
             continue
-        positions = frame.groupby("practice_id", dropna=True, sort=False).indices
+        positions = positions_by(frame, "practice_id")
         for practice_id in practice_ids:
             rows = positions.get(practice_id, empty)
             shares[practice_id][name] = frame.iloc[rows].reset_index(drop=True)
