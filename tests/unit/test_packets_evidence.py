@@ -455,3 +455,102 @@ def test_the_records_digest_of_a_client_is_the_same_whoever_else_is_hashed(tmp_p
     # Distinct clients, distinct digests; another key, another digest.
     assert len({whole.client(c) for c in everyone}) == len(everyone)
     assert RecordHashes(view.tables, OTHER_KEY).client(some[0]) != whole.client(some[0])
+
+
+# -- nights on partitions: the records digests an index was judged from ------------------
+
+
+def _partition_of(db: Path, folder: Path):
+    """The practice's partition as extract writes it, read back as the audit reads it."""
+    from metaudit.check.engine import load_source
+    from metaudit.source.snapshot import read_partition, write_partitions
+
+    typed = load_source(db, DAY1)
+    written = write_partitions(typed, ["PR-1"], DAY1.isoformat(), folder)["PR-1"]
+    return read_partition(written, "PR-1")
+
+
+def _counting_row_hashes(monkeypatch) -> list[int]:
+    from metaudit.packets import evidence
+
+    hashed: list[int] = []
+    original = evidence.RecordHashes._hashes
+
+    def counting(self, frame):
+        hashed.append(len(frame))
+        return original(self, frame)
+
+    monkeypatch.setattr(evidence.RecordHashes, "_hashes", counting)
+    return hashed
+
+
+def test_a_partition_digest_is_the_same_for_the_same_records_and_names_a_change(source, tmp_path):
+    import shutil
+    import sqlite3
+
+    first = _partition_of(source, tmp_path / "one")
+    again = _partition_of(source, tmp_path / "two")
+    assert first.digest is not None and first.digest == again.digest
+    edited = tmp_path / "edited.sqlite"
+    shutil.copy(source, edited)
+    with sqlite3.connect(edited) as conn:
+        conn.execute("UPDATE sessions SET notes = 'Edited' WHERE client_id = 'CL-1'")
+    assert _partition_of(edited, tmp_path / "three").digest != first.digest
+
+
+def test_a_night_on_the_records_of_the_night_before_hashes_no_record(source, tmp_path, monkeypatch):
+    packets = tmp_path / "packets"
+    typed = _partition_of(source, tmp_path / "parts")
+    first = _night(None, DAY1, packets, typed=typed)
+    assert first["states"] == {"built": 1}
+    index, _ = read_in_force(packets, "PR-1", DAY1.isoformat(), KEY)
+    assert index is not None and index.source is not None
+    assert index.source["partition"] == typed.digest
+    hashed = _counting_row_hashes(monkeypatch)
+    second = _night(None, DAY2, packets, typed=_partition_of(source, tmp_path / "again"))
+    assert second["states"] == {"kept": 1}
+    # Not one row hashed: the digests are the first night's index's, whose records these are.
+    assert sum(hashed) == 0
+    later, _ = read_in_force(packets, "PR-1", DAY2.isoformat(), KEY)
+    assert later is not None and later.source == index.source
+    assert later.packets["CL-1"]["records"] == index.packets["CL-1"]["records"]
+    assert verify_packet(_packet(packets, DAY2), KEY).intact
+
+
+def test_a_record_entering_the_view_on_the_same_partition_is_hashed_and_packed(
+    source, tmp_path, monkeypatch
+):
+    # DAY3 brings a record of the clean client into the view; the partition (every date's
+    # records) is the same, so only the view's rows tell the records changed.
+    packets = tmp_path / "packets"
+    typed = _partition_of(source, tmp_path / "parts")
+    _night(None, DAY2, packets, typed=typed)
+    hashed = _counting_row_hashes(monkeypatch)
+    third = _night(None, DAY3, packets, typed=typed)
+    assert sum(hashed) > 0, "the records were not hashed although the view gained a row"
+    assert third["states"] == {"built": 1}
+    manifest = _manifest(_packet(packets, DAY3))
+    assert manifest["evidence"]["records_unchanged_since"] == DAY3.isoformat()
+
+
+def test_a_changed_partition_is_hashed_and_its_changed_client_packed(source, tmp_path):
+    import shutil
+    import sqlite3
+
+    packets = tmp_path / "packets"
+    _night(None, DAY1, packets, typed=_partition_of(source, tmp_path / "parts"))
+    edited = tmp_path / "edited.sqlite"
+    shutil.copy(source, edited)
+    with sqlite3.connect(edited) as conn:
+        conn.execute("UPDATE sessions SET notes = 'Edited' WHERE client_id = 'CL-1'")
+    changed = _night(None, DAY2, packets, typed=_partition_of(edited, tmp_path / "edited"))
+    assert changed["states"] == {"built": 1}
+
+
+def test_a_build_of_some_clients_names_no_records_it_was_judged_from(source, tmp_path):
+    packets = tmp_path / "packets"
+    typed = _partition_of(source, tmp_path / "parts")
+    _night(None, DAY1, packets, typed=typed)
+    _night(None, DAY1, packets, typed=typed, client_ids=["CL-1"], rebuild=True)
+    index, _ = read_in_force(packets, "PR-1", DAY1.isoformat(), KEY)
+    assert index is not None and index.source is None

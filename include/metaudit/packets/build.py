@@ -524,8 +524,19 @@ def build_client_packets(
         entries = {**{c: dict(e) for c, e in tonight.packets.items()}, **entries}
     if rebuild and client_ids is None and not failed:
         _remove_stale(options.packets_dir, evidence, {s.client_id for s in summaries})
+    # A build of some clients keeps the others' entries of the night, judged from records
+    # that may since have changed: such an index names no records it was judged from.
+    source = judge.source if client_ids is None else None
     try:
-        write_in_force(options.packets_dir, practice_id, as_of, entries, key=key, demo_key=demo_key)
+        write_in_force(
+            options.packets_dir,
+            practice_id,
+            as_of,
+            entries,
+            key=key,
+            demo_key=demo_key,
+            source=source,
+        )
     except OSError as exc:
         log.exception("index of the packets in force of practice %s as of %s", practice_id, as_of)
         failed["(index of the packets in force)"] = f"{type(exc).__name__}: {exc}"
@@ -537,7 +548,11 @@ def build_client_packets(
 class PacketJudge:
     """Tonight's evidence of a practice's clients, and the packets in force it is
     compared with: from the as-of view alone (no derived frame, nothing rendered).
-    Made once a practice and night: hashing the records is its cost."""
+    Made once a practice and night: hashing the records is its cost, unless the
+    practice's records are those an index of the packets in force was judged from
+    (``partition``, the digest of the partition the view was made from, and the
+    view's row counts: the view of a partition only gains rows as the date moves on,
+    so the same counts are the same rows); then the records digests are the index's."""
 
     def __init__(
         self,
@@ -548,15 +563,29 @@ class PacketJudge:
         demo_key: bool,
         settings: Settings | None,
         signer: SigningKey | None = None,
+        partition: str | None = None,
     ) -> None:
         practice_id, as_of = evidence.practice_id, evidence.as_of
         self.view = view
         # The clients a night packs: those with activity in the period.
         self.active = clients_with_activity(view, options.activity_days)
+        self.tonight = _index(options.packets_dir, practice_id, as_of, key)
+        self.earlier = _latest_index_before(options.packets_dir, practice_id, as_of, key)
+        records: dict[str, Any] | None = None
+        if partition is not None:
+            rows = {name: len(frame) for name, frame in sorted(view.tables.items())}
+            records = {"partition": partition, "view_rows": rows}
+        known, reference = self._known_digests(records)
         # The view's own tables: the referrals' expiry a packet shows follows from them
         # and the settings, both in the digest. The active clients' rows are hashed at
-        # once; any other client's when asked.
-        self.record_hashes = RecordHashes(view.tables, key, clients=self.active)
+        # once (but for those whose digest is known); any other client's when asked.
+        self.record_hashes = RecordHashes(
+            view.tables, key, clients=self.active, known=known, reference=reference
+        )
+        # What tonight's index says its entries' records digests were taken from.
+        self.source = (
+            None if records is None else {**records, "reference": self.record_hashes.reference}
+        )
         # The suites as the evidence states them (what judged), before the packet fills in
         # entity types from the derived frames.
         self.context = practice_context(
@@ -569,8 +598,6 @@ class PacketJudge:
             activity_days=options.activity_days,
             reference=self.record_hashes.reference,
         )
-        self.tonight = _index(options.packets_dir, practice_id, as_of, key)
-        self.earlier = _latest_index_before(options.packets_dir, practice_id, as_of, key)
         self._findings: dict[str | None, list[Finding]] = {}
         for finding in evidence.findings:
             self._findings.setdefault(finding.client_id, []).append(finding)
@@ -580,6 +607,30 @@ class PacketJudge:
         # and the clients whose packets must be built.
         self.kept: dict[str, dict[str, Any]] = {}
         self.to_build: list[str] = []
+
+    def _known_digests(
+        self, records: Mapping[str, Any] | None
+    ) -> tuple[dict[str, str], str | None]:
+        """The records digests (and the reference tables' digest) of the index, tonight's
+        or the latest earlier one, judged from these records; none when no index was."""
+        if records is None:
+            return {}, None
+        for index in (self.tonight, self.earlier):
+            source = index.source if index is not None else None
+            if index is None or source is None:
+                continue
+            if {name: source.get(name) for name in records} != records:
+                continue
+            reference = source.get("reference")
+            if not isinstance(reference, str):
+                continue
+            known = {
+                client: entry["records"]
+                for client, entry in index.packets.items()
+                if isinstance(entry.get("records"), str)
+            }
+            return known, reference
+        return {}, None
 
     def client_ids(self) -> list[str]:
         """Every client of the practice in the view."""
@@ -645,7 +696,15 @@ def keep_unchanged_packets(
             kept[client_id] = entry
     if judge.to_build:
         return None
-    write_in_force(options.packets_dir, practice_id, as_of, kept, key=key, demo_key=demo_key)
+    write_in_force(
+        options.packets_dir,
+        practice_id,
+        as_of,
+        kept,
+        key=key,
+        demo_key=demo_key,
+        source=judge.source,
+    )
     summaries = []
     for client_id in wanted:
         path = client_packet_path(options.packets_dir, practice_id, as_of, client_id)
@@ -992,7 +1051,9 @@ def write_practice_packets(
     kept = None
     if view is None:
         view = _practice_view(typed, as_of, practice_id, settings)
-    judge = PacketJudge(view, evidence, options, key, demo_key, settings, signer)
+    judge = PacketJudge(
+        view, evidence, options, key, demo_key, settings, signer, partition=typed.digest
+    )
     if not rebuild and client_ids is None:
         # An unchanged night decides from the as-of view alone: no derivation, no render.
         kept = keep_unchanged_packets(

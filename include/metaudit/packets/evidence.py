@@ -148,10 +148,21 @@ class RecordHashes:
     ``clients``: hash only those clients' rows (the clients a night packs, a quarter of
     the practice's or fewer); a row's hash does not depend on the other rows, so their
     digests are the same. Another client's digest is hashed from its own rows when asked.
+
+    ``known``: clients' digests already known for these very tables (an earlier night's,
+    when its records were these: :attr:`metaudit.packets.inforce.InForce.source`), and
+    ``reference`` the reference tables' digest then; only the other clients' rows are
+    hashed, and with ``reference`` the reference tables are not.
     """
 
     def __init__(
-        self, tables: Mapping[str, pd.DataFrame], key: bytes, clients: Iterable[str] | None = None
+        self,
+        tables: Mapping[str, pd.DataFrame],
+        key: bytes,
+        clients: Iterable[str] | None = None,
+        *,
+        known: Mapping[str, str] | None = None,
+        reference: str | None = None,
     ) -> None:
         import numpy as np
 
@@ -159,26 +170,33 @@ class RecordHashes:
 
         self._hash_key = _row_hash_key(key)
         self._empty = np.array([], dtype=np.intp)
+        self._known = dict(known or {})
         self._clients = None if clients is None else {str(c) for c in clients}
+        if self._clients is not None:
+            self._clients -= set(self._known)
         self._tables: list[tuple[bytes, Any, dict[str, Any], pd.DataFrame]] = []
-        reference = hashlib.sha256(b"metaudit-reference/1")
+        digest = hashlib.sha256(b"metaudit-reference/1")
         for name in sorted(tables):
             frame = tables[name]
             header = _canonical([name, [[str(c), str(t)] for c, t in frame.dtypes.items()]])
             if name in REFERENCE_TABLES:
-                reference.update(header)
-                reference.update(np.sort(self._hashes(frame)).tobytes())
+                if reference is None:
+                    digest.update(header)
+                    digest.update(np.sort(self._hashes(frame)).tobytes())
                 continue
             if "client_id" not in frame.columns:
                 continue
             rows = frame
             if self._clients is not None and len(frame):
-                keep = frame["client_id"].astype("string").isin(self._clients)
-                rows = frame[keep.fillna(False).to_numpy(bool)]
+                if not self._clients:
+                    rows = frame.iloc[:0]
+                else:
+                    keep = frame["client_id"].astype("string").isin(self._clients)
+                    rows = frame[keep.fillna(False).to_numpy(bool)]
             self._tables.append(
                 (header, self._hashes(rows), positions_by(rows, "client_id"), frame)
             )
-        self.reference = reference.hexdigest()
+        self.reference = digest.hexdigest() if reference is None else reference
 
     def _hashes(self, frame: pd.DataFrame) -> Any:
         import numpy as np
@@ -194,6 +212,8 @@ class RecordHashes:
         """The digest of the client's records."""
         import numpy as np
 
+        if client_id in self._known:
+            return self._known[client_id]
         digest = hashlib.sha256(b"metaudit-records/1")
         covered = self._clients is None or client_id in self._clients
         for header, hashes, groups, frame in self._tables:

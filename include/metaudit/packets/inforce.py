@@ -16,7 +16,14 @@ in force that day:
                                  "manifest_signature": ..., "sha256": ..., "size": ...,
                                  "summary": {...}}},
      "dropped": [client ids of the base no longer in force],
+     "source": {"partition": digest, "view_rows": {table: rows}, "reference": digest},
      "signature": HMAC-SHA256 (as a manifest's)}
+
+``source`` (when the night judged every listed client from one partition) names the
+practice's records the entries' ``records`` digests were taken from: the SHA-256 of
+the partition files and the as-of view's row counts. A later night whose partition and
+view are those takes the digests from here rather than hashing every record again
+(:class:`metaudit.packets.evidence.RecordHashes`).
 
 A date's list is its base's, less ``dropped``, with ``packets`` over it. The base
 is a full list signed once and never rewritten, kept beside the indexes:
@@ -74,6 +81,8 @@ class InForce:
     practice_id: str
     as_of: str
     packets: Mapping[str, Mapping[str, Any]]
+    # The records the entries' digests were taken from (the index's ``source``), or None.
+    source: Mapping[str, Any] | None = None
 
 
 def in_force_dir(packets_dir: Path, practice_id: str) -> Path:
@@ -137,9 +146,12 @@ def write_in_force(
     *,
     key: bytes,
     demo_key: bool = False,
+    source: Mapping[str, Any] | None = None,
 ) -> Path:
     """Sign and write the date's index (atomically), once the date's packet files it
     names are on disk (their folder fsynced: links made without a sync of their own).
+    ``source``: the records every entry's ``records`` digest was taken from (the module's
+    docstring), only when that holds for every entry.
 
     Against the base of the latest earlier date when tonight changes little of it, else
     against a new base (written first, never rewritten: a rerun of an earlier date leaves
@@ -181,6 +193,8 @@ def write_in_force(
         "packets": changed,
         "dropped": dropped,
     }
+    if source is not None:
+        index["source"] = dict(source)
     index["signature"] = signature(index, key)
     path = in_force_path(packets_dir, practice_id, as_of)
     fsync_dir(path.parent.parent / path.stem)
@@ -279,7 +293,7 @@ def read_in_force(
     if signed is None:
         return None, problem
     if signed.base is None:  # format 1: the whole list
-        return InForce(practice_id, as_of, signed.packets), None
+        return InForce(practice_id, as_of, signed.packets, signed.source), None
     day, sig = signed.base
     try:
         where = base_path(packets_dir, practice_id, day, sig)
@@ -298,6 +312,7 @@ class _Signed:
     packets: Mapping[str, Mapping[str, Any]]
     base: tuple[str, str] | None
     dropped: tuple[str, ...]
+    source: Mapping[str, Any] | None = None
 
 
 @lru_cache(maxsize=256)
@@ -318,7 +333,16 @@ def _read_verified(
     ):
         return None, f"{path.name}: its list of dropped clients is not a list of ids"
     packets = data["packets"]
-    return _Signed(packets, base, tuple(dropped) if base is not None else ()), None
+    source = data.get("source")
+    return (
+        _Signed(
+            packets,
+            base,
+            tuple(dropped) if base is not None else (),
+            source if isinstance(source, dict) else None,
+        ),
+        None,
+    )
 
 
 def _signed_document(
@@ -394,7 +418,7 @@ def _merged(
     if listed is None:
         return None, f"{Path(name).name}: its base of {day}: {problem}"
     whole = _applied(listed, set(signed.dropped), signed.packets)
-    return InForce(practice_id=practice_id, as_of=as_of, packets=whole), None
+    return InForce(practice_id, as_of, whole, signed.source), None
 
 
 def in_force_entry(

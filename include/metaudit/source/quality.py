@@ -64,6 +64,9 @@ class TypedSource:
     tables: dict[str, pd.DataFrame]
     unreadable: dict[str, pd.DataFrame]
     findings: list[Finding] = field(default_factory=list)
+    # Read from a partition: the SHA-256 of its files, the same for the same records
+    # (:func:`metaudit.source.snapshot.read_partition`); None when typed in memory.
+    digest: str | None = None
 
 
 def parse_column(raw: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:

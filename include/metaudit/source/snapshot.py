@@ -23,6 +23,7 @@ Airflow parses the DAG.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -240,11 +241,15 @@ def read_partition(folder: Path, practice_id: str | None = None) -> TypedSource:
         )
     tables: dict[str, pd.DataFrame] = {}
     unreadable: dict[str, pd.DataFrame] = {}
+    # What was read, hashed as read: tables, types and masks as the manifest lists them,
+    # then each file's bytes. The same digest is the same records, whatever the date.
+    digest = hashlib.sha256(b"metaudit-partition/1")
+    digest.update(json.dumps(manifest["tables"], sort_keys=True).encode("utf-8"))
     for name, spec in manifest["tables"].items():
         try:
-            frame = _read_table(folder / name).to_pandas()
+            frame = _read_table(folder / name, digest=digest).to_pandas()
             if spec.get("unreadable_file", True):
-                masks = _read_table(folder / f"{name}.unreadable").to_pandas()
+                masks = _read_table(folder / f"{name}.unreadable", digest=digest).to_pandas()
             else:
                 masks = _no_unreadable(spec["unreadable_dtypes"], spec["rows"])
         except (OSError, pa.ArrowException) as exc:
@@ -264,7 +269,9 @@ def read_partition(folder: Path, practice_id: str | None = None) -> TypedSource:
         raise PartitionError(f"partition {folder}: {DQ_FINDINGS} unreadable: {exc}") from exc
     if len(findings) != manifest["dq_findings"]:
         raise PartitionError(f"partition {folder}: {DQ_FINDINGS} is incomplete")
-    return TypedSource(tables=tables, unreadable=unreadable, findings=findings)
+    return TypedSource(
+        tables=tables, unreadable=unreadable, findings=findings, digest=digest.hexdigest()
+    )
 
 
 def read_partition_columns(folder: Path, table: str, columns: list[str]) -> pd.DataFrame:
@@ -284,10 +291,18 @@ def _write_table(table: Any, stem: Path) -> None:
     feather.write_feather(table, str(stem) + SUFFIX, compression="zstd", compression_level=1)
 
 
-def _read_table(stem: Path, columns: list[str] | None = None) -> Any:
+def _read_table(stem: Path, columns: list[str] | None = None, digest: Any = None) -> Any:
+    """One table file; ``digest`` (a hashlib object) is fed the file's bytes as read."""
+    import pyarrow as pa
     import pyarrow.feather as feather
 
-    return feather.read_table(str(stem) + SUFFIX, columns=columns, memory_map=False)
+    path = str(stem) + SUFFIX
+    if digest is None:
+        return feather.read_table(path, columns=columns, memory_map=False)
+    data = Path(path).read_bytes()
+    digest.update(len(data).to_bytes(8, "little"))
+    digest.update(data)
+    return feather.read_table(pa.BufferReader(data), columns=columns)
 
 
 def write_unattributed(findings: list[Finding], path: Path) -> Path:
