@@ -386,3 +386,34 @@ def test_a_client_row_reads_its_columns_as_plain_values():
     assert rows[0].get("no such column") is None
     with pytest.raises(KeyError):
         rows[0]["no such column"]
+
+
+def test_a_few_rows_are_sorted_as_pandas_sorts_them(monkeypatch):
+    # A client's share of a table is sorted in Python (below SMALL_FRAME rows): the same
+    # order as sort_values(kind="stable", na_position="last"), missing keys last per key.
+    import numpy as np
+
+    from metaudit.packets import content
+
+    rng = np.random.default_rng(3)
+    days = [None, "2026-03-01", "2026-03-02", "2026-02-28"]
+    for count in (2, 5, 40, 400):
+        frame = pd.DataFrame(
+            {
+                "session_date": pd.to_datetime(pd.Series(rng.choice(days, count).tolist())),
+                "session_id": pd.array(
+                    rng.choice(["S1", "S10", "S2", None, "é"], count).tolist(), dtype="string"
+                ),
+                "seq": pd.array(rng.choice([3, 1, None], count).tolist(), dtype="Int64"),
+                "payload": range(count),
+            }
+        )
+        for name in ("sessions", "referral_diagnoses"):
+            shaped = (
+                frame.rename(columns={"session_id": "referral_id"}) if name != "sessions" else frame
+            )
+            few = content._sorted(name, shaped)
+            monkeypatch.setattr(content, "SMALL_FRAME", 0)
+            many = content._sorted(name, shaped)
+            monkeypatch.undo()
+            pd.testing.assert_frame_equal(few, many)

@@ -43,7 +43,7 @@ from metaudit.check.outcomes import row_fails as row_fails
 from metaudit.packets.errors import PacketError
 from metaudit.packets.layout import DEFAULT_ACTIVITY_DAYS as DEFAULT_ACTIVITY_DAYS
 from metaudit.results.digest import FindingAcceptance
-from metaudit.source.rows import positions_by
+from metaudit.source.rows import SMALL_FRAME, positions_by
 from metaudit.spec import rulebook
 from metaudit.spec.contract import HIGHER_IS_BETTER, LOWER_IS_BETTER, TABLES
 from metaudit.spec.findings import Finding
@@ -381,8 +381,29 @@ _ROW_ORDER: dict[str, tuple[str, ...]] = {
 def _sorted(name: str, rows: pd.DataFrame) -> pd.DataFrame:
     order = [c for c in _ROW_ORDER.get(name, ()) if c in rows.columns]
     if order and len(rows) > 1:
-        rows = rows.sort_values(order, kind="stable", na_position="last")
+        if len(rows) <= SMALL_FRAME:
+            # A few clients' rows: Python's sort of the keys costs a fifth of pandas'.
+            positions = _stable_order([rows[column].tolist() for column in order])
+            if positions is not None:
+                rows = rows.take(positions)
+        else:
+            rows = rows.sort_values(order, kind="stable", na_position="last")
     return rows.reset_index(drop=True)
+
+
+def _stable_order(keys: Sequence[list[Any]]) -> list[int] | None:
+    """The positions of the rows in the order ``sort_values(kind="stable",
+    na_position="last")`` gives them (missing values last in each key), or None when
+    they are in order already."""
+
+    def key(position: int) -> tuple[tuple[int, Any], ...]:
+        return tuple(
+            (1, 0) if _missing(column[position]) else (0, column[position]) for column in keys
+        )
+
+    count = len(keys[0])
+    positions = sorted(range(count), key=key)
+    return None if positions == list(range(count)) else positions
 
 
 def _ids(*columns: Iterable[Any]) -> set[str]:
