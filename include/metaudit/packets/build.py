@@ -615,11 +615,9 @@ class PacketJudge:
         or the latest earlier one, judged from these records; none when no index was."""
         if records is None:
             return {}, None
-        for index in (self.tonight, self.earlier):
-            source = index.source if index is not None else None
-            if index is None or source is None:
-                continue
-            if {name: source.get(name) for name in records} != records:
+        for index in (i for i in (self.tonight, self.earlier) if i is not None):
+            source = index.source
+            if source is None or {name: source.get(name) for name in records} != records:
                 continue
             reference = source.get("reference")
             if not isinstance(reference, str):
